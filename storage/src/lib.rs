@@ -1,0 +1,27 @@
+//! Skybroker's state: the in-memory map of instances, bindings and operations, and the
+//! durable stores it is written through to.
+//!
+//! # Layout
+//! - [`model`]: the stored records.
+//! - [`store`]: the `Store` trait (revisions, conditional batch commits).
+//! - [`memory`], [`embedded`]: the backends (the etcd one comes with its own issue).
+//! - [`map`]: the `StateMap` every reader uses.
+//! - `testing`: the conformance suite every backend runs.
+//!
+//! Architecture invariant: this crate knows nothing about clouds, HTTP or OSB JSON.
+
+#![warn(missing_docs)]
+
+pub mod embedded;
+pub mod map;
+pub mod memory;
+pub mod model;
+pub mod store;
+#[cfg(any(test, feature = "test-util"))]
+pub mod testing;
+
+pub use embedded::EmbeddedStore;
+pub use map::{Change, Counts, StateMap, Target};
+pub use memory::MemoryStore;
+pub use model::*;
+pub use store::{Entry, Expect, Revision, Store, StoreError, Write};

@@ -1,0 +1,471 @@
+//! The state map: every instance, binding and operation in memory, written through to a
+//! [`Store`] before any change is visible.
+//!
+//! The map is the read path (catalog, fetch and last_operation never touch the store); the
+//! store is the durability path. [`StateMap::commit`] writes a batch to the store with
+//! compare-and-swap on the revisions the map holds, and only then updates the map, so what a
+//! reader sees has always been persisted.
+//!
+//! Callers serialize mutations of one instance (and its bindings) themselves; the controller
+//! holds a per-instance lock around read-decide-commit. The CAS still guards against another
+//! process writing the same keys.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, RwLock};
+
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+use crate::model::{Operation, ServiceBinding, ServiceInstance};
+use crate::store::{Expect, Revision, Store, StoreError, Write};
+
+/// The version of the record envelope written today.
+const RECORD_VERSION: u32 = 1;
+
+/// Stored form of every record: a schema version around the record, so later versions can
+/// migrate old data instead of failing on it.
+#[derive(Serialize, Deserialize)]
+struct Envelope<T> {
+    v: u32,
+    record: T,
+}
+
+/// What an operation record reports on: an instance or a binding.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Target {
+    /// An instance id.
+    Instance(String),
+    /// A binding id.
+    Binding(String),
+}
+
+impl Target {
+    /// The target of an operation.
+    pub fn of(operation: &Operation) -> Target {
+        match (&operation.binding_id, operation.kind.is_binding()) {
+            (Some(binding_id), true) => Target::Binding(binding_id.clone()),
+            _ => Target::Instance(operation.instance_id.clone()),
+        }
+    }
+}
+
+/// One change in a commit.
+#[derive(Debug, Clone)]
+pub enum Change {
+    /// Create or replace an instance.
+    PutInstance(ServiceInstance),
+    /// Remove an instance.
+    DeleteInstance(String),
+    /// Create or replace a binding.
+    PutBinding(ServiceBinding),
+    /// Remove a binding.
+    DeleteBinding(String),
+    /// Create or replace an operation.
+    PutOperation(Operation),
+    /// Remove an operation record.
+    DeleteOperation(String),
+}
+
+/// Counts of what the map holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Instances.
+    pub instances: usize,
+    /// Bindings.
+    pub bindings: usize,
+    /// Operation records.
+    pub operations: usize,
+}
+
+#[derive(Debug, Default)]
+struct Maps {
+    instances: HashMap<String, (Revision, ServiceInstance)>,
+    bindings: HashMap<String, (Revision, ServiceBinding)>,
+    bindings_by_instance: HashMap<String, BTreeSet<String>>,
+    operations: HashMap<String, (Revision, Operation)>,
+    /// The newest operation of each target.
+    latest: HashMap<Target, String>,
+}
+
+/// The in-memory map over a store.
+#[derive(Debug)]
+pub struct StateMap {
+    store: Arc<dyn Store>,
+    maps: RwLock<Maps>,
+}
+
+fn instance_key(id: &str) -> String {
+    format!("instances/{id}")
+}
+fn binding_key(id: &str) -> String {
+    format!("bindings/{id}")
+}
+fn operation_key(id: &str) -> String {
+    format!("operations/{id}")
+}
+
+fn encode<T: Serialize>(record: &T) -> Vec<u8> {
+    let envelope = Envelope {
+        v: RECORD_VERSION,
+        record,
+    };
+    serde_json::to_vec(&envelope).expect("records serialize to JSON")
+}
+
+fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, StoreError> {
+    let envelope: Envelope<T> = serde_json::from_slice(bytes).map_err(|err| StoreError::Corrupt {
+        key: key.to_owned(),
+        message: err.to_string(),
+    })?;
+    if envelope.v > RECORD_VERSION {
+        return Err(StoreError::Corrupt {
+            key: key.to_owned(),
+            message: format!("record version {} is newer than this build", envelope.v),
+        });
+    }
+    Ok(envelope.record)
+}
+
+impl Maps {
+    fn put_instance(&mut self, revision: Revision, instance: ServiceInstance) {
+        self.instances.insert(instance.id.clone(), (revision, instance));
+    }
+
+    fn put_binding(&mut self, revision: Revision, binding: ServiceBinding) {
+        self.bindings_by_instance
+            .entry(binding.instance_id.clone())
+            .or_default()
+            .insert(binding.id.clone());
+        self.bindings.insert(binding.id.clone(), (revision, binding));
+    }
+
+    fn delete_binding(&mut self, id: &str) {
+        if let Some((_, binding)) = self.bindings.remove(id) {
+            if let Some(set) = self.bindings_by_instance.get_mut(&binding.instance_id) {
+                set.remove(id);
+                if set.is_empty() {
+                    self.bindings_by_instance.remove(&binding.instance_id);
+                }
+            }
+        }
+    }
+
+    fn put_operation(&mut self, revision: Revision, operation: Operation) {
+        let target = Target::of(&operation);
+        let newer = match self.latest.get(&target).and_then(|id| self.operations.get(id)) {
+            Some((_, current)) => {
+                current.id == operation.id
+                    || (operation.created_at, &operation.id) >= (current.created_at, &current.id)
+            }
+            None => true,
+        };
+        if newer {
+            self.latest.insert(target, operation.id.clone());
+        }
+        self.operations.insert(operation.id.clone(), (revision, operation));
+    }
+
+    fn delete_operation(&mut self, id: &str) {
+        if let Some((_, operation)) = self.operations.remove(id) {
+            let target = Target::of(&operation);
+            if self.latest.get(&target).map(String::as_str) == Some(id) {
+                self.latest.remove(&target);
+            }
+        }
+    }
+
+    fn expect(&self, change: &Change) -> (String, Expect) {
+        let revision_of = |found: Option<Revision>| found.map_or(Expect::Absent, Expect::Revision);
+        match change {
+            Change::PutInstance(i) => (
+                instance_key(&i.id),
+                revision_of(self.instances.get(&i.id).map(|e| e.0)),
+            ),
+            Change::DeleteInstance(id) => (
+                instance_key(id),
+                revision_of(self.instances.get(id).map(|e| e.0)),
+            ),
+            Change::PutBinding(b) => (
+                binding_key(&b.id),
+                revision_of(self.bindings.get(&b.id).map(|e| e.0)),
+            ),
+            Change::DeleteBinding(id) => (
+                binding_key(id),
+                revision_of(self.bindings.get(id).map(|e| e.0)),
+            ),
+            Change::PutOperation(o) => (
+                operation_key(&o.id),
+                revision_of(self.operations.get(&o.id).map(|e| e.0)),
+            ),
+            Change::DeleteOperation(id) => (
+                operation_key(id),
+                revision_of(self.operations.get(id).map(|e| e.0)),
+            ),
+        }
+    }
+}
+
+impl StateMap {
+    /// Loads everything from `store` into a new map.
+    ///
+    /// # Errors
+    /// The store cannot be read, or holds a record this build cannot decode.
+    pub async fn open(store: Arc<dyn Store>) -> Result<StateMap, StoreError> {
+        let mut maps = Maps::default();
+        for entry in store.load().await? {
+            let (kind, _) = entry.key.split_once('/').unwrap_or((entry.key.as_str(), ""));
+            match kind {
+                "instances" => maps.put_instance(entry.revision, decode(&entry.key, &entry.value)?),
+                "bindings" => maps.put_binding(entry.revision, decode(&entry.key, &entry.value)?),
+                "operations" => {
+                    maps.put_operation(entry.revision, decode(&entry.key, &entry.value)?)
+                }
+                _ => log::warn!("ignoring unknown store key {:?}", entry.key),
+            }
+        }
+        Ok(StateMap {
+            store,
+            maps: RwLock::new(maps),
+        })
+    }
+
+    /// The store underneath.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Maps> {
+        // A panic while holding the lock cannot leave the maps half-updated (updates are
+        // plain inserts after the store commit), so a poisoned lock is still consistent.
+        self.maps.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// An instance.
+    pub fn instance(&self, id: &str) -> Option<ServiceInstance> {
+        self.read().instances.get(id).map(|(_, i)| i.clone())
+    }
+
+    /// A binding.
+    pub fn binding(&self, id: &str) -> Option<ServiceBinding> {
+        self.read().bindings.get(id).map(|(_, b)| b.clone())
+    }
+
+    /// An operation record.
+    pub fn operation(&self, id: &str) -> Option<Operation> {
+        self.read().operations.get(id).map(|(_, o)| o.clone())
+    }
+
+    /// The bindings of an instance, in id order.
+    pub fn bindings_of(&self, instance_id: &str) -> Vec<ServiceBinding> {
+        let maps = self.read();
+        maps.bindings_by_instance
+            .get(instance_id)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| maps.bindings.get(id).map(|(_, b)| b.clone()))
+            .collect()
+    }
+
+    /// The newest operation record of a target, if one is retained.
+    pub fn latest_operation(&self, target: &Target) -> Option<Operation> {
+        let maps = self.read();
+        let id = maps.latest.get(target)?;
+        maps.operations.get(id).map(|(_, o)| o.clone())
+    }
+
+    /// Every operation still in progress (the engine resumes them at start).
+    pub fn operations_in_progress(&self) -> Vec<Operation> {
+        let maps = self.read();
+        maps.operations
+            .values()
+            .filter(|(_, o)| o.in_progress())
+            .map(|(_, o)| o.clone())
+            .collect()
+    }
+
+    /// `(finished_at, id)` of every finished operation (the clean-up's index at start).
+    pub fn finished_operations(&self) -> Vec<(u64, String)> {
+        let maps = self.read();
+        maps.operations
+            .values()
+            .filter_map(|(_, o)| o.finished_at.map(|at| (at, o.id.clone())))
+            .collect()
+    }
+
+    /// How much the map holds.
+    pub fn counts(&self) -> Counts {
+        let maps = self.read();
+        Counts {
+            instances: maps.instances.len(),
+            bindings: maps.bindings.len(),
+            operations: maps.operations.len(),
+        }
+    }
+
+    /// Persists `changes` atomically, then applies them to the map.
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`] when another writer changed one of the keys (nothing is
+    /// applied), or the store's failure; in every error case the map is unchanged.
+    pub async fn commit(&self, changes: Vec<Change>) -> Result<(), StoreError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let writes: Vec<Write> = {
+            let maps = self.read();
+            changes
+                .iter()
+                .map(|change| {
+                    let (key, expect) = maps.expect(change);
+                    let value = match change {
+                        Change::PutInstance(i) => Some(encode(i)),
+                        Change::PutBinding(b) => Some(encode(b)),
+                        Change::PutOperation(o) => Some(encode(o)),
+                        Change::DeleteInstance(_)
+                        | Change::DeleteBinding(_)
+                        | Change::DeleteOperation(_) => None,
+                    };
+                    Write { key, value, expect }
+                })
+                .collect()
+        };
+        let revision = self.store.commit(writes).await?;
+        let mut maps = self.maps.write().unwrap_or_else(|e| e.into_inner());
+        for change in changes {
+            match change {
+                Change::PutInstance(i) => maps.put_instance(revision, i),
+                Change::DeleteInstance(id) => {
+                    maps.instances.remove(&id);
+                }
+                Change::PutBinding(b) => maps.put_binding(revision, b),
+                Change::DeleteBinding(id) => maps.delete_binding(&id),
+                Change::PutOperation(o) => maps.put_operation(revision, o),
+                Change::DeleteOperation(id) => maps.delete_operation(&id),
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::MemoryStore;
+    use crate::model::*;
+    use serde_json::json;
+
+    fn instance(id: &str) -> ServiceInstance {
+        ServiceInstance {
+            id: id.into(),
+            service_id: "s".into(),
+            plan_id: "p".into(),
+            parameters: json!({}),
+            context: json!(null),
+            organization_guid: None,
+            space_guid: None,
+            maintenance_version: None,
+            dashboard_url: None,
+            metadata: None,
+            state: InstanceState::Ready,
+            plugin_state: json!({"resource": id}),
+            last_operation: None,
+            created_at: 1,
+        }
+    }
+
+    fn operation(id: &str, instance_id: &str, created_at: u64) -> Operation {
+        Operation {
+            id: id.into(),
+            kind: OperationKind::Provision,
+            instance_id: instance_id.into(),
+            binding_id: None,
+            state: OperationState::InProgress,
+            sync: false,
+            description: None,
+            failure: None,
+            reference: None,
+            update: None,
+            attempts: 0,
+            requested_by: None,
+            created_at,
+            deadline: u64::MAX,
+            finished_at: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn commits_are_visible_and_reload_from_the_store() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let map = StateMap::open(Arc::clone(&store)).await.unwrap();
+        map.commit(vec![
+            Change::PutInstance(instance("i1")),
+            Change::PutOperation(operation("o1", "i1", 10)),
+            Change::PutOperation(operation("o2", "i1", 20)),
+        ])
+        .await
+        .unwrap();
+        let target = Target::Instance("i1".into());
+        assert_eq!(map.latest_operation(&target).unwrap().id, "o2");
+        let reloaded = StateMap::open(store).await.unwrap();
+        assert_eq!(reloaded.instance("i1"), map.instance("i1"));
+        assert_eq!(reloaded.latest_operation(&target).unwrap().id, "o2");
+        assert_eq!(reloaded.operations_in_progress().len(), 2);
+        assert_eq!(
+            reloaded.counts(),
+            Counts {
+                instances: 1,
+                bindings: 0,
+                operations: 2
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn a_write_by_another_process_is_a_conflict_and_leaves_the_map_alone() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let map = StateMap::open(Arc::clone(&store)).await.unwrap();
+        map.commit(vec![Change::PutInstance(instance("i1"))]).await.unwrap();
+        // Another replica updates the same key behind this map's back.
+        let other = StateMap::open(Arc::clone(&store)).await.unwrap();
+        let mut changed = instance("i1");
+        changed.plan_id = "other".into();
+        other.commit(vec![Change::PutInstance(changed)]).await.unwrap();
+        let mut mine = instance("i1");
+        mine.plan_id = "mine".into();
+        let res = map.commit(vec![Change::PutInstance(mine)]).await;
+        assert!(matches!(res, Err(StoreError::Conflict { .. })));
+        assert_eq!(map.instance("i1").unwrap().plan_id, "p");
+    }
+
+    #[tokio::test]
+    async fn bindings_are_indexed_by_instance() {
+        let map = StateMap::open(Arc::new(MemoryStore::new())).await.unwrap();
+        let binding = |id: &str, instance_id: &str| ServiceBinding {
+            id: id.into(),
+            instance_id: instance_id.into(),
+            service_id: "s".into(),
+            plan_id: "p".into(),
+            parameters: json!({}),
+            bind_resource: json!(null),
+            app_guid: None,
+            context: json!(null),
+            predecessor_binding_id: None,
+            state: BindingState::Bound,
+            result: json!({}),
+            plugin_state: json!(null),
+            last_operation: None,
+            created_at: 1,
+        };
+        map.commit(vec![
+            Change::PutBinding(binding("b2", "i1")),
+            Change::PutBinding(binding("b1", "i1")),
+            Change::PutBinding(binding("b3", "i2")),
+        ])
+        .await
+        .unwrap();
+        let ids: Vec<_> = map.bindings_of("i1").into_iter().map(|b| b.id).collect();
+        assert_eq!(ids, ["b1", "b2"]);
+        map.commit(vec![Change::DeleteBinding("b1".into())]).await.unwrap();
+        assert_eq!(map.bindings_of("i1").len(), 1);
+        assert!(map.binding("b1").is_none());
+    }
+}

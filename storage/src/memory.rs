@@ -1,0 +1,92 @@
+//! A `Store` that keeps everything in memory: tests and throw-away demos. It implements the
+//! same revision and conflict rules as the durable backends and passes the same suite.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+
+use crate::store::{Entry, Expect, Revision, Store, StoreError, Write};
+
+/// The in-memory store.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    /// Key → (revision, value), and the last revision issued.
+    inner: Mutex<(BTreeMap<String, (Revision, Vec<u8>)>, Revision)>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+/// Checks every expectation against `current`; shared by the backends that evaluate
+/// conditions themselves.
+pub(crate) fn check_expectations(
+    writes: &[Write],
+    current: impl Fn(&str) -> Result<Option<Revision>, StoreError>,
+) -> Result<(), StoreError> {
+    for write in writes {
+        let found = current(&write.key)?;
+        let holds = match write.expect {
+            Expect::Any => true,
+            Expect::Absent => found.is_none(),
+            Expect::Revision(expected) => found == Some(expected),
+        };
+        if !holds {
+            return Err(StoreError::Conflict {
+                key: write.key.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn load(&self) -> Result<Vec<Entry>, StoreError> {
+        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(inner
+            .0
+            .iter()
+            .map(|(key, (revision, value))| Entry {
+                key: key.clone(),
+                value: value.clone(),
+                revision: *revision,
+            })
+            .collect())
+    }
+
+    async fn commit(&self, writes: Vec<Write>) -> Result<Revision, StoreError> {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let (map, last) = &mut *inner;
+        check_expectations(&writes, |key| Ok(map.get(key).map(|(rev, _)| *rev)))?;
+        *last += 1;
+        let revision = *last;
+        for write in writes {
+            match write.value {
+                Some(value) => {
+                    map.insert(write.key, (revision, value));
+                }
+                None => {
+                    map.remove(&write.key);
+                }
+            }
+        }
+        Ok(revision)
+    }
+
+    fn name(&self) -> &'static str {
+        "memory"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn memory_store_passes_the_conformance_suite() {
+        crate::testing::conformance(&super::MemoryStore::new()).await;
+    }
+}

@@ -1,0 +1,267 @@
+//! The records Skybroker keeps: service instances, service bindings and operations.
+//!
+//! These are the stored shape (they are what the store persists, inside a versioned
+//! envelope), deliberately separate from the OSB wire bodies in the controller: renaming a
+//! wire field must never make stored state unreadable. Every field added later must be
+//! `#[serde(default)]` so old records still load.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Milliseconds since the Unix epoch; the only clock stored records use.
+pub type UnixMillis = u64;
+
+/// Now, in [`UnixMillis`].
+pub fn now_millis() -> UnixMillis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Where an instance is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InstanceState {
+    /// Provision accepted and running.
+    Provisioning,
+    /// Provisioned and usable.
+    Ready,
+    /// The provision failed (or was cancelled); only deprovision or a retry apply.
+    ProvisionFailed,
+    /// An update is running.
+    Updating,
+    /// A deprovision is running.
+    Deprovisioning,
+}
+
+/// A service instance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceInstance {
+    /// The platform's id.
+    pub id: String,
+    /// Offering id.
+    pub service_id: String,
+    /// Current plan id.
+    pub plan_id: String,
+    /// Current parameters (an object).
+    #[serde(default)]
+    pub parameters: Value,
+    /// The platform context of the last provision or update.
+    #[serde(default)]
+    pub context: Value,
+    /// Deprecated CF fields, kept to judge identical repeats.
+    #[serde(default)]
+    pub organization_guid: Option<String>,
+    /// Deprecated CF fields, kept to judge identical repeats.
+    #[serde(default)]
+    pub space_guid: Option<String>,
+    /// Applied `maintenance_info.version`.
+    #[serde(default)]
+    pub maintenance_version: Option<String>,
+    /// Dashboard URL the plugin reported.
+    #[serde(default)]
+    pub dashboard_url: Option<String>,
+    /// `metadata` (labels, attributes) the plugin reported.
+    #[serde(default)]
+    pub metadata: Option<Value>,
+    /// Lifecycle state.
+    pub state: InstanceState,
+    /// State the plugin returned, handed back on every later call (and to bindings).
+    #[serde(default)]
+    pub plugin_state: Value,
+    /// The operation that last changed this instance.
+    #[serde(default)]
+    pub last_operation: Option<String>,
+    /// When the instance was first accepted.
+    pub created_at: UnixMillis,
+}
+
+/// Where a binding is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BindingState {
+    /// Bind accepted and running.
+    Binding,
+    /// Bound: credentials available.
+    Bound,
+    /// The bind failed (or was cancelled).
+    BindFailed,
+    /// An unbind is running.
+    Unbinding,
+}
+
+/// A service binding. Binding ids are globally unique (OSB-GEN-07), so they key bindings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceBinding {
+    /// The platform's id.
+    pub id: String,
+    /// The instance bound.
+    pub instance_id: String,
+    /// Offering id sent with the bind.
+    pub service_id: String,
+    /// Plan id sent with the bind.
+    pub plan_id: String,
+    /// Bind parameters (an object).
+    #[serde(default)]
+    pub parameters: Value,
+    /// `bind_resource` as sent.
+    #[serde(default)]
+    pub bind_resource: Value,
+    /// `app_guid` as sent.
+    #[serde(default)]
+    pub app_guid: Option<String>,
+    /// Platform context.
+    #[serde(default)]
+    pub context: Value,
+    /// The binding this one rotated (OSB-ROT).
+    #[serde(default)]
+    pub predecessor_binding_id: Option<String>,
+    /// Lifecycle state.
+    pub state: BindingState,
+    /// What the plugin returned for the platform: credentials, endpoints, ... (see
+    /// `skybroker_brokers::BindingResult`). Secret: never logged.
+    #[serde(default)]
+    pub result: Value,
+    /// State the plugin returned, handed back on unbind.
+    #[serde(default)]
+    pub plugin_state: Value,
+    /// The operation that last changed this binding.
+    #[serde(default)]
+    pub last_operation: Option<String>,
+    /// When the binding was first accepted.
+    pub created_at: UnixMillis,
+}
+
+/// The kind of an operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OperationKind {
+    /// Create an instance.
+    Provision,
+    /// Change an instance.
+    Update,
+    /// Delete an instance.
+    Deprovision,
+    /// Create a binding.
+    Bind,
+    /// Delete a binding.
+    Unbind,
+}
+
+impl OperationKind {
+    /// Whether the operation acts on a binding.
+    pub fn is_binding(self) -> bool {
+        matches!(self, OperationKind::Bind | OperationKind::Unbind)
+    }
+
+    /// The lowercase name, for logs and ids.
+    pub fn name(self) -> &'static str {
+        match self {
+            OperationKind::Provision => "provision",
+            OperationKind::Update => "update",
+            OperationKind::Deprovision => "deprovision",
+            OperationKind::Bind => "bind",
+            OperationKind::Unbind => "unbind",
+        }
+    }
+}
+
+/// The OSB state of an operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OperationState {
+    /// Still running.
+    InProgress,
+    /// Finished well.
+    Succeeded,
+    /// Finished badly.
+    Failed,
+}
+
+/// The changes an update applies once it succeeds (none are applied before, OSB-UPD-12).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UpdateTarget {
+    /// The plan after the update.
+    pub plan_id: String,
+    /// The full parameters after the update.
+    pub parameters: Value,
+    /// The maintenance version after the update.
+    #[serde(default)]
+    pub maintenance_version: Option<String>,
+    /// The context after the update.
+    #[serde(default)]
+    pub context: Value,
+    /// The plan before the update (platforms poll with it, OSB-UPD-15).
+    pub previous_plan_id: String,
+}
+
+/// A failed operation's error, as the platform will read it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Failure {
+    /// User-facing description.
+    pub description: String,
+    /// Whether the instance is still usable (failed update or deprovision only).
+    #[serde(default)]
+    pub instance_usable: Option<bool>,
+    /// Whether the update may be repeated (failed update only).
+    #[serde(default)]
+    pub update_repeatable: Option<bool>,
+    /// The plugin judged the request itself invalid: a synchronous request answers 4xx and
+    /// its records are removed (a 4xx changes nothing, OSB-ERR-04).
+    #[serde(default)]
+    pub client_error: bool,
+}
+
+/// One provision, update, deprovision, bind or unbind, synchronous or asynchronous.
+///
+/// The store is the queue of record: an operation `InProgress` is work that must finish, and
+/// the engine resumes every one of them after a restart.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Operation {
+    /// The id returned to the platform as `operation` (URL-safe, D-16).
+    pub id: String,
+    /// What it does.
+    pub kind: OperationKind,
+    /// The instance it acts on (or whose binding it acts on).
+    pub instance_id: String,
+    /// The binding, for bind and unbind.
+    #[serde(default)]
+    pub binding_id: Option<String>,
+    /// OSB state.
+    pub state: OperationState,
+    /// Whether a request is waiting for it synchronously.
+    pub sync: bool,
+    /// Last progress description from the plugin.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The failure, once failed.
+    #[serde(default)]
+    pub failure: Option<Failure>,
+    /// The provider's reference while the plugin reports "in progress"; `None` means the
+    /// plugin has not accepted the work yet and must be called (again).
+    #[serde(default)]
+    pub reference: Option<Value>,
+    /// For updates: what to apply on success.
+    #[serde(default)]
+    pub update: Option<UpdateTarget>,
+    /// Plugin calls made so far (start plus polls).
+    #[serde(default)]
+    pub attempts: u32,
+    /// Who asked (platform and user from the originating identity), for audit.
+    #[serde(default)]
+    pub requested_by: Option<String>,
+    /// When it was accepted.
+    pub created_at: UnixMillis,
+    /// When it must have finished, or it fails.
+    pub deadline: UnixMillis,
+    /// When it reached a terminal state.
+    #[serde(default)]
+    pub finished_at: Option<UnixMillis>,
+}
+
+impl Operation {
+    /// Whether it still runs.
+    pub fn in_progress(&self) -> bool {
+        self.state == OperationState::InProgress
+    }
+}

@@ -1,0 +1,93 @@
+//! The `Store` trait: the durability seam under the in-memory map.
+//!
+//! A store is a flat key space of byte values, each with the revision of the commit that last
+//! wrote it (etcd's `mod_revision` model). A commit is a batch of writes that applies
+//! atomically, each guarded by an expectation on the key's current revision, so the etcd backend
+//! can turn it into one transaction and several replicas never lose an update.
+
+use async_trait::async_trait;
+
+/// A store revision; every commit gets a new, larger one.
+pub type Revision = u64;
+
+/// What a write expects of the key before it applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// Anything: an unconditional write.
+    Any,
+    /// The key does not exist.
+    Absent,
+    /// The key exists at exactly this revision.
+    Revision(Revision),
+}
+
+/// One write of a commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Write {
+    /// The key.
+    pub key: String,
+    /// The new value; `None` deletes the key.
+    pub value: Option<Vec<u8>>,
+    /// The condition.
+    pub expect: Expect,
+}
+
+/// One stored key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The key.
+    pub key: String,
+    /// The value.
+    pub value: Vec<u8>,
+    /// The revision of the commit that wrote it.
+    pub revision: Revision,
+}
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// A write's expectation did not hold: someone else changed the key. Nothing was applied.
+    #[error("concurrent change to {key}")]
+    Conflict {
+        /// The first key whose expectation failed.
+        key: String,
+    },
+    /// The store cannot be reached or did not answer in time; retrying later may work.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// A stored value cannot be read back.
+    #[error("corrupt record {key}: {message}")]
+    Corrupt {
+        /// The key.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// Any other backend failure.
+    #[error("store failure: {0}")]
+    Backend(String),
+}
+
+/// A durable key-value store with revisions and conditional batch commits.
+///
+/// # Guarantees an implementation gives
+/// - `commit` is atomic: all writes apply or none does, and a failed expectation is
+///   [`StoreError::Conflict`] with nothing applied.
+/// - When `commit` returns `Ok`, the writes survive a crash of the process (and, for a
+///   durable backend, of the machine).
+/// - Every key written by one commit gets that commit's revision, larger than any before.
+#[async_trait]
+pub trait Store: std::fmt::Debug + Send + Sync + 'static {
+    /// Every stored entry, in key order.
+    async fn load(&self) -> Result<Vec<Entry>, StoreError>;
+
+    /// Applies `writes` atomically; returns the commit's revision.
+    async fn commit(&self, writes: Vec<Write>) -> Result<Revision, StoreError>;
+
+    /// A short name for logs ("memory", "embedded", "etcd").
+    fn name(&self) -> &'static str;
+}
+
+#[cfg(test)]
+fn _object_safe(_: &dyn Store) {}
