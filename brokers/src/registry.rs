@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use skybroker_config::ServiceOffering;
+use skybroker_config::{Problem, ServiceOffering, Severity};
 
 use crate::sandbox::Sandbox;
 use crate::Broker;
@@ -57,9 +57,14 @@ impl BrokerRegistry {
     /// Builds one plugin per kind used and checks every plan's settings.
     ///
     /// # Errors
-    /// One message per offering naming an unknown broker or a plan with bad settings, each
+    /// One problem per offering naming an unknown broker or plan with bad settings, each
     /// with its location.
-    pub fn from_catalog(services: &[ServiceOffering]) -> Result<Self, Vec<String>> {
+    pub fn from_catalog(services: &[ServiceOffering]) -> Result<Self, Vec<Problem>> {
+        let error = |location: String, message: String| Problem {
+            severity: Severity::Error,
+            location,
+            message,
+        };
         let mut built: HashMap<&str, Arc<dyn Broker>> = HashMap::new();
         let mut registry = BrokerRegistry::default();
         let mut problems = Vec::new();
@@ -73,16 +78,16 @@ impl BrokerRegistry {
                         broker
                     }
                     Err(message) => {
-                        problems.push(format!("services[{}].broker: {message}", offering.name));
+                        problems.push(error(format!("services[{}].broker", offering.name), message));
                         continue;
                     }
                 },
             };
             for plan in &offering.plans {
                 if let Err(message) = broker.check_plan_settings(&plan.settings) {
-                    problems.push(format!(
-                        "services[{}].plans[{}].settings: {message}",
-                        offering.name, plan.name
+                    problems.push(error(
+                        format!("services[{}].plans[{}].settings", offering.name, plan.name),
+                        message,
                     ));
                 }
             }
@@ -124,6 +129,6 @@ mod tests {
         config.services[0].plans[1].settings = serde_json::json!({"mode": "sometimes"});
         let problems = BrokerRegistry::from_catalog(&config.services).unwrap_err();
         assert_eq!(problems.len(), 1);
-        assert!(problems[0].starts_with("services[sandbox].plans[async].settings"), "{problems:?}");
+        assert_eq!(problems[0].location, "services[sandbox].plans[async].settings");
     }
 }

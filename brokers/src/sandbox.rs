@@ -230,10 +230,12 @@ impl Broker for Sandbox {
             return Err(BrokerError::InvalidParameters(reason.to_owned()));
         }
         let state = Self::instance_state(request);
-        let dashboard_url = format!("https://sandbox.invalid/dashboard/{}", request.instance_id);
+        let settings = Settings::parse(&request.plan_settings).map_err(BrokerError::InvalidParameters)?;
+        let dashboard_url = (!settings.is_async(request.kind))
+            .then(|| format!("https://sandbox.invalid/dashboard/{}", request.instance_id));
         self.start(request, || Completion {
             state: Some(state),
-            dashboard_url: Some(dashboard_url),
+            dashboard_url,
             ..Completion::default()
         })
         .await
@@ -282,15 +284,9 @@ impl Broker for Sandbox {
             return Ok(settings.failure());
         }
         Ok(Progress::Done(match request.kind {
-            OperationKind::Provision => Completion {
-                state: Some(Self::instance_state(request)),
-                dashboard_url: Some(format!(
-                    "https://sandbox.invalid/dashboard/{}",
-                    request.instance_id
-                )),
-                ..Completion::default()
-            },
-            OperationKind::Update => Completion {
+            // No dashboard URL here: the spec wants one in the first response or never
+            // (OSB-PROV-14), and the 202 went out before the sandbox ran.
+            OperationKind::Provision | OperationKind::Update => Completion {
                 state: Some(Self::instance_state(request)),
                 ..Completion::default()
             },

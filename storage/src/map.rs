@@ -383,6 +383,7 @@ mod tests {
             description: None,
             failure: None,
             reference: None,
+            halted_reference: None,
             update: None,
             attempts: 0,
             requested_by: None,

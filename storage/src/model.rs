@@ -241,6 +241,10 @@ pub struct Operation {
     /// plugin has not accepted the work yet and must be called (again).
     #[serde(default)]
     pub reference: Option<Value>,
+    /// For deprovision and unbind that halted a running create (D-17): the create's provider
+    /// reference, handed to the plugin so it can cancel or find the resource.
+    #[serde(default)]
+    pub halted_reference: Option<Value>,
     /// For updates: what to apply on success.
     #[serde(default)]
     pub update: Option<UpdateTarget>,

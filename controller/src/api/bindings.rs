@@ -1,0 +1,296 @@
+//! Service bindings: bind (E7), fetch (E8), unbind (E9).
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::Extension;
+use serde_json::{json, Value};
+use skybroker_brokers::OperationKind as PluginKind;
+use skybroker_config::SchemaKind;
+use skybroker_storage::{BindingState, Change, InstanceState, OperationKind, ServiceBinding};
+
+use crate::api::instances::requested_plan;
+use crate::api::request::{accepted, failure_error, json, path, same_parameters, JsonBody, Query};
+use crate::api::{ApiVersion, Originator};
+use crate::core::{Core, Launched};
+use crate::error::ApiError;
+
+/// What the platform receives for a binding, trimmed to the client's version (D-14:
+/// `endpoints` from 2.15, `metadata` from 2.16).
+fn binding_body(binding: &ServiceBinding, version: ApiVersion) -> Value {
+    let mut body = match &binding.result {
+        Value::Object(map) => map.clone(),
+        _ => serde_json::Map::new(),
+    };
+    if !version.at_least(15) {
+        body.remove("endpoints");
+    }
+    if !version.at_least(16) {
+        body.remove("metadata");
+    }
+    Value::Object(body)
+}
+
+fn busy(what: &str) -> ApiError {
+    ApiError::Concurrency(format!("{what}; retry when it has finished"))
+}
+
+/// `PUT /v2/service_instances/:instance_id/service_bindings/:binding_id` (OSB-BIND, OSB-ROT).
+pub async fn put_binding(
+    State(core): State<Arc<Core>>,
+    ids: Result<Path<(String, String)>, PathRejection>,
+    RawQuery(raw): RawQuery,
+    Extension(version): Extension<ApiVersion>,
+    Extension(originator): Extension<Originator>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Result<Response, ApiError> {
+    let (instance_id, binding_id) = path(ids)?;
+    let accepts_incomplete = Query::parse(raw.as_deref()).accepts_incomplete()?;
+    let body = JsonBody::parse(&headers, &bytes)?;
+    let predecessor_id = body.optional_str("predecessor_binding_id")?;
+    // OSB-ROT-02: a rotation request may carry nothing but the predecessor.
+    let (service_id, plan_id) = if predecessor_id.is_some() {
+        (body.optional_str("service_id")?, body.optional_str("plan_id")?)
+    } else {
+        (Some(body.required_str("service_id")?), Some(body.required_str("plan_id")?))
+    };
+    let app_guid = body.optional_str("app_guid")?;
+    let bind_resource = body.optional_object("bind_resource")?;
+    let context = body.optional_object("context")?;
+    let mut parameters = body.optional_object("parameters")?;
+    if let (Some(service_id), Some(plan_id)) = (&service_id, &plan_id) {
+        requested_plan(&core, service_id, plan_id)?;
+    } else if let Some(service_id) = &service_id {
+        if core.config.offering(service_id).is_none() {
+            return Err(ApiError::BadRequest(format!("unknown service_id {service_id:?}")));
+        }
+    }
+
+    let guard = core.locks.lock(&instance_id).await;
+    // D-04: binding to an unknown instance is 404.
+    let instance = core
+        .state
+        .instance(&instance_id)
+        .ok_or_else(|| ApiError::NotFound(format!("instance {instance_id} does not exist")))?;
+    if service_id.as_ref().is_some_and(|s| *s != instance.service_id)
+        || plan_id.as_ref().is_some_and(|p| *p != instance.plan_id)
+    {
+        return Err(ApiError::BadRequest(format!(
+            "service_id and plan_id must be those of instance {instance_id}"
+        )));
+    }
+    let plan = requested_plan(&core, &instance.service_id, &instance.plan_id)?;
+    if !plan.plan.is_bindable(plan.offering) {
+        return Err(ApiError::BadRequest(format!("plan {} is not bindable", plan.plan.name)));
+    }
+    if let Some(predecessor_id) = &predecessor_id {
+        if !plan.plan.binding_rotatable {
+            return Err(ApiError::BadRequest(format!(
+                "plan {} does not allow binding rotation (binding_rotatable is false)",
+                plan.plan.name
+            )));
+        }
+        let predecessor = core
+            .state
+            .binding(predecessor_id)
+            .filter(|b| b.instance_id == instance_id && b.state == BindingState::Bound)
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "predecessor_binding_id {predecessor_id:?} is not a binding of instance {instance_id}"
+                ))
+            })?;
+        // OSB-ROT-04: the platform does not resend parameters; carry them over.
+        if parameters.is_none() {
+            parameters = predecessor.parameters.as_object().cloned();
+        }
+    }
+    let parameters = parameters.unwrap_or_default();
+    core.schemas.check(plan.plan, SchemaKind::BindingCreate, &Value::Object(parameters.clone()))?;
+    match instance.state {
+        InstanceState::Ready => {}
+        InstanceState::ProvisionFailed => {
+            return Err(ApiError::Unprocessable(format!(
+                "instance {instance_id} failed to provision and cannot be bound"
+            )))
+        }
+        // D-04.
+        InstanceState::Provisioning => return Err(busy("the instance is being provisioned")),
+        InstanceState::Updating => return Err(busy("the instance is being updated")),
+        InstanceState::Deprovisioning => return Err(busy("the instance is being deprovisioned")),
+    }
+    let sync = !plan.broker.is_async(&plan.plan.settings, PluginKind::Bind);
+    if !sync && !accepts_incomplete {
+        return Err(ApiError::AsyncRequired);
+    }
+    let bind_resource = bind_resource.map_or(Value::Null, Value::Object);
+    if let Some(existing) = core.state.binding(&binding_id) {
+        let identical = existing.instance_id == instance_id
+            && same_parameters(&existing.parameters, &parameters)
+            && existing.bind_resource == bind_resource
+            && existing.app_guid == app_guid
+            && existing.predecessor_binding_id == predecessor_id;
+        if !identical {
+            return Err(ApiError::Conflict(format!(
+                "binding {binding_id} already exists with different attributes"
+            )));
+        }
+        match existing.state {
+            // OSB-BIND-07.
+            BindingState::Bound => return Ok(json(StatusCode::OK, binding_body(&existing, version))),
+            BindingState::Binding => {
+                let running = existing.last_operation.as_deref().and_then(|id| core.state.operation(id));
+                return match running {
+                    Some(op) if !op.sync && op.in_progress() => Ok(accepted(&op.id)),
+                    _ => Err(busy("the binding is being created")),
+                };
+            }
+            BindingState::Unbinding => return Err(busy("the binding is being deleted")),
+            BindingState::BindFailed => {}
+        }
+    }
+    let operation = core.new_operation(
+        OperationKind::Bind,
+        &instance_id,
+        Some(&binding_id),
+        plan.plan,
+        sync,
+        originator.0,
+    );
+    let binding = ServiceBinding {
+        id: binding_id.clone(),
+        instance_id: instance_id.clone(),
+        service_id: instance.service_id.clone(),
+        plan_id: instance.plan_id.clone(),
+        parameters: Value::Object(parameters),
+        bind_resource,
+        app_guid,
+        context: context.map_or(Value::Null, Value::Object),
+        predecessor_binding_id: predecessor_id,
+        state: BindingState::Binding,
+        result: Value::Null,
+        plugin_state: Value::Null,
+        last_operation: Some(operation.id.clone()),
+        created_at: operation.created_at,
+    };
+    core.state
+        .commit(vec![Change::PutBinding(binding), Change::PutOperation(operation.clone())])
+        .await?;
+    drop(guard);
+    log::info!("operation {} (bind of {binding_id}) accepted", operation.id);
+    match core.launch(operation).await? {
+        // OSB-BIND-09: never credentials in a 202.
+        Launched::Async(operation) => Ok(accepted(&operation.id)),
+        Launched::Finished {
+            operation,
+            binding,
+            ..
+        } => match (operation.failure.is_none(), binding) {
+            (true, Some(binding)) => Ok(json(StatusCode::CREATED, binding_body(&binding, version))),
+            _ => Err(failure_error(&operation)),
+        },
+    }
+}
+
+/// `GET /v2/service_instances/:instance_id/service_bindings/:binding_id` (OSB-GETB).
+pub async fn get_binding(
+    State(core): State<Arc<Core>>,
+    ids: Result<Path<(String, String)>, PathRejection>,
+    RawQuery(raw): RawQuery,
+    Extension(version): Extension<ApiVersion>,
+) -> Result<Response, ApiError> {
+    let (instance_id, binding_id) = path(ids)?;
+    let query = Query::parse(raw.as_deref());
+    query.hint("service_id")?;
+    query.hint("plan_id")?;
+    let not_found = || ApiError::NotFound(format!("binding {binding_id} does not exist"));
+    let binding = core
+        .state
+        .binding(&binding_id)
+        .filter(|b| b.instance_id == instance_id)
+        .ok_or_else(not_found)?;
+    let retrievable = core
+        .config
+        .offering(&binding.service_id)
+        .is_some_and(|o| o.bindings_retrievable);
+    if !retrievable {
+        // D-06.
+        return Err(ApiError::NotFound(
+            "this service does not support fetching bindings (bindings_retrievable is false)".to_owned(),
+        ));
+    }
+    match binding.state {
+        // OSB-GETB-04: not there until the bind finished.
+        BindingState::Binding | BindingState::BindFailed => Err(not_found()),
+        BindingState::Bound | BindingState::Unbinding => {
+            let mut body = binding_body(&binding, version);
+            body["parameters"] = binding.parameters.clone();
+            Ok(json(StatusCode::OK, body))
+        }
+    }
+}
+
+/// `DELETE /v2/service_instances/:instance_id/service_bindings/:binding_id` (OSB-UNB).
+pub async fn delete_binding(
+    State(core): State<Arc<Core>>,
+    ids: Result<Path<(String, String)>, PathRejection>,
+    RawQuery(raw): RawQuery,
+    Extension(originator): Extension<Originator>,
+) -> Result<Response, ApiError> {
+    let (instance_id, binding_id) = path(ids)?;
+    let query = Query::parse(raw.as_deref());
+    let service_id = query.required("service_id")?;
+    let plan_id = query.required("plan_id")?;
+    let accepts_incomplete = query.accepts_incomplete()?;
+
+    let guard = core.locks.lock(&instance_id).await;
+    let binding = core
+        .state
+        .binding(&binding_id)
+        .filter(|b| b.instance_id == instance_id)
+        .ok_or_else(|| ApiError::Gone(format!("binding {binding_id} does not exist")))?;
+    if binding.service_id != service_id {
+        return Err(ApiError::BadRequest(format!(
+            "service_id {service_id:?} is not the binding's service"
+        )));
+    }
+    requested_plan(&core, &service_id, &plan_id)?;
+    let plan = core
+        .plan(&binding.service_id, &binding.plan_id)
+        .map_or_else(|| requested_plan(&core, &service_id, &plan_id), Ok)?;
+    let sync = !plan.broker.is_async(&plan.plan.settings, PluginKind::Unbind);
+    if !sync && !accepts_incomplete {
+        return Err(ApiError::AsyncRequired);
+    }
+    let running = binding.last_operation.as_deref().and_then(|id| core.state.operation(id));
+    match binding.state {
+        BindingState::Unbinding => {
+            // OSB-UNB-05: a repeat gets the same operation.
+            return match running {
+                Some(op) if !op.sync && op.in_progress() => Ok(accepted(&op.id)),
+                _ => Err(busy("the binding is being deleted")),
+            };
+        }
+        // D-17: an async bind is halted; a synchronous one has a request waiting.
+        BindingState::Binding if running.as_ref().is_none_or(|op| op.sync) => {
+            return Err(busy("the binding is being created"))
+        }
+        BindingState::Binding | BindingState::Bound | BindingState::BindFailed => {}
+    }
+    let (changes, operation) =
+        crate::lifecycle::begin_unbind(&core, &binding, plan.plan, sync, originator.0);
+    core.state.commit(changes).await?;
+    drop(guard);
+    log::info!("operation {} (unbind of {binding_id}) accepted", operation.id);
+    match core.launch(operation).await? {
+        Launched::Async(operation) => Ok(accepted(&operation.id)),
+        Launched::Finished { operation, .. } if operation.failure.is_none() => {
+            Ok(json(StatusCode::OK, json!({})))
+        }
+        Launched::Finished { operation, .. } => Err(failure_error(&operation)),
+    }
+}

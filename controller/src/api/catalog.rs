@@ -1,0 +1,121 @@
+//! `GET /v2/catalog` (E1, OSB-CAT): the configured offerings, serialized once at start per
+//! API-version tier (D-14 leaves out fields a 2.13/2.14 client does not know), with an ETag
+//! so platforms can revalidate cheaply (OSB-HDR-11).
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Extension;
+use serde_json::Value;
+use skybroker_config::catalog::Catalog;
+
+use crate::api::ApiVersion;
+use crate::core::Core;
+
+/// The catalog body for each version tier.
+#[derive(Debug, Clone)]
+pub struct CatalogCache {
+    /// For 2.17 and later.
+    current: Rendered,
+    /// For 2.15 and 2.16 (no `binding_rotatable`).
+    v15: Rendered,
+    /// For 2.13 and 2.14 (no maintenance info, polling duration, plan-level updateability,
+    /// context updates).
+    v13: Rendered,
+}
+
+#[derive(Debug, Clone)]
+struct Rendered {
+    body: Vec<u8>,
+    etag: HeaderValue,
+}
+
+impl Rendered {
+    fn new(value: &Value) -> Self {
+        let body = serde_json::to_vec(value).expect("catalog serializes");
+        // FNV-1a over the body: stable across restarts with the same catalog.
+        let hash = body
+            .iter()
+            .fold(0xcbf29ce484222325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100000001b3));
+        let etag = HeaderValue::from_str(&format!("\"{hash:016x}\"")).expect("hex is a header");
+        Rendered { body, etag }
+    }
+}
+
+/// Removes `fields` from every plan (and, for `offering_fields`, every offering).
+fn strip(catalog: &Value, offering_fields: &[&str], plan_fields: &[&str]) -> Value {
+    let mut catalog = catalog.clone();
+    if let Some(services) = catalog.get_mut("services").and_then(Value::as_array_mut) {
+        for service in services {
+            if let Some(service) = service.as_object_mut() {
+                for field in offering_fields {
+                    service.remove(*field);
+                }
+                if let Some(plans) = service.get_mut("plans").and_then(Value::as_array_mut) {
+                    for plan in plans.iter_mut().filter_map(Value::as_object_mut) {
+                        for field in plan_fields {
+                            plan.remove(*field);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    catalog
+}
+
+impl CatalogCache {
+    /// Renders the catalog of `core`'s configuration.
+    pub fn new(services: &[skybroker_config::ServiceOffering]) -> Self {
+        let full = serde_json::to_value(Catalog { services }).expect("catalog serializes");
+        let v15 = strip(&full, &[], &["binding_rotatable"]);
+        let v13 = strip(
+            &v15,
+            &["allow_context_updates"],
+            &["maintenance_info", "maximum_polling_duration", "plan_updateable"],
+        );
+        CatalogCache {
+            current: Rendered::new(&full),
+            v15: Rendered::new(&v15),
+            v13: Rendered::new(&v13),
+        }
+    }
+
+    fn for_version(&self, version: ApiVersion) -> &Rendered {
+        if version.at_least(17) {
+            &self.current
+        } else if version.at_least(15) {
+            &self.v15
+        } else {
+            &self.v13
+        }
+    }
+}
+
+/// `GET /v2/catalog`.
+pub async fn get_catalog(
+    State(core): State<Arc<Core>>,
+    Extension(version): Extension<ApiVersion>,
+    headers: HeaderMap,
+) -> Response {
+    let rendered = core.catalog.for_version(version);
+    let etag = rendered.etag.clone();
+    let matches = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|tag| tag.trim() == etag.to_str().unwrap_or("") || tag.trim() == "*"));
+    if matches {
+        return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response();
+    }
+    (
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static("application/json")),
+            (header::ETAG, etag),
+        ],
+        rendered.body.clone(),
+    )
+        .into_response()
+}

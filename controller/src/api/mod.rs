@@ -1,0 +1,262 @@
+//! The OSB HTTP API: routes, the cross-cutting layers, and request parsing.
+//!
+//! # Layers, outermost first
+//! 1. request identity and access log: echo `X-Broker-API-Request-Identity` on every response,
+//!    errors included (D-18), and log one line per request (never a body or a secret);
+//! 2. authentication: basic auth or a configured bearer token, compared in constant time
+//!    (OSB-AUTH-03/04);
+//! 3. API version and originating identity (D-01, D-02, OSB-HDR-04);
+//! 4. the handlers, one module per resource, each shaped parse → admit → persist → launch →
+//!    respond.
+
+pub mod bindings;
+pub mod catalog;
+pub mod instances;
+pub mod last_operation;
+pub mod request;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderMap, HeaderValue};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use base64::Engine as _;
+use subtle::ConstantTimeEq;
+
+use crate::core::Core;
+use crate::error::ApiError;
+
+/// The request identity header (OSB-HDR-08/09).
+pub const REQUEST_IDENTITY: &str = "x-broker-api-request-identity";
+/// The API version header.
+pub const API_VERSION: &str = "x-broker-api-version";
+/// The originating identity header.
+pub const ORIGINATING_IDENTITY: &str = "x-broker-api-originating-identity";
+/// The oldest minor version of 2.x served (D-01).
+const MIN_MINOR: u32 = 13;
+
+/// The `X-Broker-API-Version` of a request: 2.`minor`. Responses leave out fields introduced
+/// after it (D-14).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApiVersion {
+    /// The minor version.
+    pub minor: u32,
+}
+
+impl ApiVersion {
+    /// Whether the client speaks at least 2.`minor`.
+    pub fn at_least(self, minor: u32) -> bool {
+        self.minor >= minor
+    }
+}
+
+/// Who asked, from `X-Broker-API-Originating-Identity`: `platform user`, for audit (D-02).
+#[derive(Debug, Clone, Default)]
+pub struct Originator(pub Option<String>);
+
+/// Builds the router over `core`.
+pub fn router(core: Arc<Core>) -> Router {
+    let body_limit = core.config.server.max_body_bytes;
+    Router::new()
+        .route("/v2/catalog", get(catalog::get_catalog))
+        .route(
+            "/v2/service_instances/{instance_id}",
+            get(instances::get_instance)
+                .put(instances::put_instance)
+                .patch(instances::patch_instance)
+                .delete(instances::delete_instance),
+        )
+        .route(
+            "/v2/service_instances/{instance_id}/last_operation",
+            get(last_operation::get_instance_last_operation),
+        )
+        .route(
+            "/v2/service_instances/{instance_id}/service_bindings/{binding_id}",
+            get(bindings::get_binding)
+                .put(bindings::put_binding)
+                .delete(bindings::delete_binding),
+        )
+        .route(
+            "/v2/service_instances/{instance_id}/service_bindings/{binding_id}/last_operation",
+            get(last_operation::get_binding_last_operation),
+        )
+        .fallback(|| async { ApiError::NotFound("no such OSB route".to_owned()) })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(Arc::clone(&core), check_version))
+        .layer(middleware::from_fn_with_state(Arc::clone(&core), authenticate))
+        .layer(middleware::from_fn(identify_and_log))
+        .with_state(core)
+}
+
+/// Echoes the request identity and writes the access log line.
+async fn identify_and_log(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let identity = request.headers().get(REQUEST_IDENTITY).cloned();
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let mut response = next.run(request).await;
+    if let Some(identity) = &identity {
+        response.headers_mut().insert(REQUEST_IDENTITY, identity.clone());
+    }
+    let identity = identity
+        .as_ref()
+        .and_then(|v| v.to_str().ok())
+        .map(|v| format!(" request_identity={v}"))
+        .unwrap_or_default();
+    log::info!(
+        "{method} {path} {} {:.1}ms{identity}",
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64() * 1000.0
+    );
+    response
+}
+
+/// Basic auth or bearer token; 401 otherwise.
+async fn authenticate(State(core): State<Arc<Core>>, request: Request, next: Next) -> Response {
+    if authorized(&core, request.headers()) {
+        next.run(request).await
+    } else {
+        ApiError::Unauthorized.into_response()
+    }
+}
+
+fn authorized(core: &Core, headers: &HeaderMap) -> bool {
+    let Some(value) = headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let server = &core.config.server;
+    if let Some(encoded) = value.strip_prefix("Basic ") {
+        let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded.trim()) else {
+            return false;
+        };
+        let Some(password) = &server.password else {
+            return false;
+        };
+        let Some(split) = decoded.iter().position(|&b| b == b':') else {
+            return false;
+        };
+        let (user, pass) = (&decoded[..split], &decoded[split + 1..]);
+        // Both compared in constant time, and both always compared.
+        let user_ok = user.ct_eq(server.username.as_bytes());
+        let pass_ok = pass.ct_eq(password.expose().as_bytes());
+        return bool::from(user_ok & pass_ok);
+    }
+    if let Some(token) = value.strip_prefix("Bearer ") {
+        let token = token.trim().as_bytes();
+        return server
+            .bearer_tokens
+            .iter()
+            .fold(subtle::Choice::from(0), |found, t| found | token.ct_eq(t.expose().as_bytes()))
+            .into();
+    }
+    false
+}
+
+/// Checks the API version and parses the originating identity.
+async fn check_version(
+    State(core): State<Arc<Core>>,
+    mut request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let version = parse_version(
+        request.headers().get(API_VERSION),
+        core.config.server.missing_version_is_bad_request,
+    )?;
+    let originator = parse_originating_identity(request.headers().get(ORIGINATING_IDENTITY))?;
+    if let Some(who) = &originator.0 {
+        log::debug!("{} {} on behalf of {who}", request.method(), request.uri().path());
+    }
+    request.extensions_mut().insert(version);
+    request.extensions_mut().insert(originator);
+    Ok(next.run(request).await)
+}
+
+/// D-01: any 2.x with x ≥ 13; missing or empty is 412 (or 400 when configured).
+fn parse_version(value: Option<&HeaderValue>, as_bad_request: bool) -> Result<ApiVersion, ApiError> {
+    let text = value.and_then(|v| v.to_str().ok()).map(str::trim).unwrap_or("");
+    if text.is_empty() {
+        return Err(ApiError::VersionMissing { as_bad_request });
+    }
+    let unsupported = || ApiError::VersionUnsupported(text.to_owned());
+    let (major, minor) = text.split_once('.').ok_or_else(unsupported)?;
+    let minor: u32 = minor.parse().map_err(|_| unsupported())?;
+    if major != "2" || minor < MIN_MINOR {
+        return Err(unsupported());
+    }
+    Ok(ApiVersion { minor })
+}
+
+/// D-02: `platform base64(json object)`; anything else is 400.
+fn parse_originating_identity(value: Option<&HeaderValue>) -> Result<Originator, ApiError> {
+    let Some(value) = value else {
+        return Ok(Originator(None));
+    };
+    let bad = |why: &str| ApiError::OriginatingIdentity(why.to_owned());
+    let text = value.to_str().map_err(|_| bad("not ASCII"))?.trim();
+    let (platform, encoded) = text
+        .split_once(char::is_whitespace)
+        .ok_or_else(|| bad("expected `platform base64(json)`"))?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .map_err(|_| bad("the value is not base64"))?;
+    let json: serde_json::Value =
+        serde_json::from_slice(&decoded).map_err(|_| bad("the value is not JSON"))?;
+    let object = json.as_object().ok_or_else(|| bad("the value is not a JSON object"))?;
+    // Only the platform and a user id are kept: never more (D-02).
+    let user = ["user_id", "username"]
+        .iter()
+        .find_map(|key| object.get(*key).and_then(|v| v.as_str()))
+        .unwrap_or("unknown");
+    Ok(Originator(Some(format!("{platform} {user}"))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn version(text: &str) -> Result<ApiVersion, ApiError> {
+        parse_version(Some(&HeaderValue::from_str(text).unwrap()), false)
+    }
+
+    // D-01, OSB-HDR-04.
+    #[test]
+    fn versions_from_2_13_up_are_accepted() {
+        assert_eq!(version("2.17").unwrap().minor, 17);
+        assert_eq!(version("2.13").unwrap().minor, 13);
+        assert_eq!(version("2.18").unwrap().minor, 18);
+        for bad in ["2.12", "1.17", "3.0", "2", "two", "2.x"] {
+            assert!(matches!(version(bad), Err(ApiError::VersionUnsupported(_))), "{bad}");
+        }
+        assert!(matches!(
+            version(" "),
+            Err(ApiError::VersionMissing { .. })
+        ));
+    }
+
+    // D-02.
+    #[test]
+    fn originating_identity_is_parsed_or_rejected() {
+        let encode = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        let header = |s: String| HeaderValue::from_str(&s).unwrap();
+        let ok = parse_originating_identity(Some(&header(format!(
+            "cloudfoundry {}",
+            encode(r#"{"user_id":"u-1","secret":"x"}"#)
+        ))))
+        .unwrap();
+        assert_eq!(ok.0.as_deref(), Some("cloudfoundry u-1"));
+        for bad in [
+            "cloudfoundry".to_owned(),
+            "cloudfoundry !!!".to_owned(),
+            format!("k8s {}", encode("not json")),
+            format!("k8s {}", encode("[1]")),
+        ] {
+            assert!(parse_originating_identity(Some(&header(bad.clone()))).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! Parsing OSB requests into checked values, with a 400 that says exactly what is wrong
+//! (OSB-GEN-05, OSB-GEN-10). Unknown fields are ignored (OSB-GEN-01).
+
+use std::collections::HashMap;
+
+use axum::extract::rejection::PathRejection;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value};
+use skybroker_config::{MaintenanceInfo, Plan};
+use skybroker_storage::{Operation, OperationKind};
+
+use crate::error::ApiError;
+
+/// A JSON object body.
+#[derive(Debug)]
+pub struct JsonBody(Map<String, Value>);
+
+impl JsonBody {
+    /// Parses a body that must be a JSON object. A `Content-Type` other than JSON is refused;
+    /// none at all is accepted (OSB-GEN-04).
+    pub fn parse(headers: &HeaderMap, bytes: &[u8]) -> Result<Self, ApiError> {
+        if let Some(content_type) = headers.get(header::CONTENT_TYPE) {
+            let content_type = content_type.to_str().unwrap_or("").to_ascii_lowercase();
+            let essence = content_type.split(';').next().unwrap_or("").trim();
+            if essence != "application/json" && !essence.ends_with("+json") {
+                return Err(ApiError::BadRequest(format!(
+                    "Content-Type must be application/json, not {essence:?}"
+                )));
+            }
+        }
+        let value: Value = serde_json::from_slice(bytes)
+            .map_err(|err| ApiError::BadRequest(format!("the body is not valid JSON: {err}")))?;
+        match value {
+            Value::Object(map) => Ok(JsonBody(map)),
+            _ => Err(ApiError::BadRequest("the body must be a JSON object".to_owned())),
+        }
+    }
+
+    /// A required non-empty string field.
+    pub fn required_str(&self, field: &str) -> Result<String, ApiError> {
+        self.optional_str(field)?
+            .ok_or_else(|| ApiError::BadRequest(format!("{field} is required")))
+    }
+
+    /// An optional string field that, when present, is a non-empty string (`null` counts as
+    /// absent).
+    pub fn optional_str(&self, field: &str) -> Result<Option<String>, ApiError> {
+        match self.0.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) if !s.is_empty() => Ok(Some(s.clone())),
+            Some(Value::String(_)) => Err(ApiError::BadRequest(format!(
+                "{field} must not be an empty string"
+            ))),
+            Some(_) => Err(ApiError::BadRequest(format!("{field} must be a string"))),
+        }
+    }
+
+    /// An optional object field (`null` counts as absent).
+    pub fn optional_object(&self, field: &str) -> Result<Option<Map<String, Value>>, ApiError> {
+        match self.0.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Object(map)) => Ok(Some(map.clone())),
+            Some(_) => Err(ApiError::BadRequest(format!("{field} must be an object"))),
+        }
+    }
+
+    /// `maintenance_info.version`; an empty object counts as absent (D-15), other fields are
+    /// ignored (OSB-MI-02).
+    pub fn maintenance_version(&self) -> Result<Option<String>, ApiError> {
+        let Some(info) = self.optional_object("maintenance_info")? else {
+            return Ok(None);
+        };
+        match info.get("version") {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(v)) if !v.is_empty() => Ok(Some(v.clone())),
+            Some(_) => Err(ApiError::BadRequest(
+                "maintenance_info.version must be a non-empty string".to_owned(),
+            )),
+        }
+    }
+}
+
+/// Query parameters.
+#[derive(Debug, Default)]
+pub struct Query(HashMap<String, String>);
+
+impl Query {
+    /// Parses a raw query string (percent-decoded, OSB-GEN-06).
+    pub fn parse(raw: Option<&str>) -> Self {
+        Query(
+            form_urlencoded::parse(raw.unwrap_or("").as_bytes())
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect(),
+        )
+    }
+
+    /// `accepts_incomplete`: absent is false; anything but `true`/`false` is 400.
+    pub fn accepts_incomplete(&self) -> Result<bool, ApiError> {
+        match self.0.get("accepts_incomplete").map(String::as_str) {
+            None | Some("false") => Ok(false),
+            Some("true") => Ok(true),
+            Some(other) => Err(ApiError::BadRequest(format!(
+                "accepts_incomplete must be true or false, not {other:?}"
+            ))),
+        }
+    }
+
+    /// A required, non-empty parameter.
+    pub fn required(&self, name: &str) -> Result<String, ApiError> {
+        self.hint(name)?
+            .ok_or_else(|| ApiError::BadRequest(format!("query parameter {name} is required")))
+    }
+
+    /// An optional parameter that must be non-empty when present.
+    pub fn hint(&self, name: &str) -> Result<Option<String>, ApiError> {
+        match self.0.get(name) {
+            None => Ok(None),
+            Some(v) if v.is_empty() => Err(ApiError::BadRequest(format!(
+                "query parameter {name} must not be empty"
+            ))),
+            Some(v) => Ok(Some(v.clone())),
+        }
+    }
+}
+
+/// Turns a path extraction failure into a 400.
+pub fn path<T>(path: Result<axum::extract::Path<T>, PathRejection>) -> Result<T, ApiError> {
+    path.map(|p| p.0)
+        .map_err(|err| ApiError::BadRequest(format!("bad path: {}", err.body_text())))
+}
+
+/// OSB-PROV-12, OSB-MI-03, D-05: a requested version must equal the plan's.
+pub fn check_maintenance(plan: &Plan, requested: Option<&str>) -> Result<(), ApiError> {
+    match (requested, &plan.maintenance_info) {
+        (None, _) => Ok(()),
+        (Some(v), Some(MaintenanceInfo { version, .. })) if v == version => Ok(()),
+        (Some(v), Some(MaintenanceInfo { version, .. })) => Err(ApiError::MaintenanceInfoConflict(
+            format!("maintenance_info.version {v} does not match the plan's version {version}"),
+        )),
+        (Some(v), None) => Err(ApiError::MaintenanceInfoConflict(format!(
+            "maintenance_info.version {v} was sent, but the plan has no maintenance_info"
+        ))),
+    }
+}
+
+/// The error a failed synchronous operation answers with.
+pub fn failure_error(operation: &Operation) -> ApiError {
+    let Some(failure) = &operation.failure else {
+        return ApiError::Internal(format!("operation {} failed without a reason", operation.id));
+    };
+    if failure.client_error {
+        return ApiError::BadRequest(failure.description.clone());
+    }
+    // OSB-ERR-02: the flags only for failed update (both) and deprovision (usable).
+    let (instance_usable, update_repeatable) = match operation.kind {
+        OperationKind::Update => (
+            Some(failure.instance_usable.unwrap_or(true)),
+            Some(failure.update_repeatable.unwrap_or(true)),
+        ),
+        OperationKind::Deprovision => (Some(failure.instance_usable.unwrap_or(true)), None),
+        _ => (None, None),
+    };
+    ApiError::OperationFailed {
+        description: failure.description.clone(),
+        instance_usable,
+        update_repeatable,
+    }
+}
+
+/// A JSON response.
+pub fn json(status: StatusCode, body: Value) -> Response {
+    (status, axum::Json(body)).into_response()
+}
+
+/// `{"operation": id}` with 202.
+pub fn accepted(operation_id: &str) -> Response {
+    json(StatusCode::ACCEPTED, serde_json::json!({ "operation": operation_id }))
+}
+
+/// Whether the parameters as sent equal the stored ones (absent and `{}` are the same).
+pub fn same_parameters(stored: &Value, sent: &Map<String, Value>) -> bool {
+    match stored {
+        Value::Object(map) => map == sent,
+        Value::Null => sent.is_empty(),
+        _ => false,
+    }
+}

@@ -1,0 +1,792 @@
+//! The status-scanning engine: drives every operation in flight to its end.
+//!
+//! # Shape
+//! - **Schedule**: operations in flight sit in an index ordered by their next due time. The
+//!   scanner takes only the due entries (O(due), never a walk over all instances) and turns each
+//!   into a job on the dispatcher: a *start* call when the plugin has not accepted the work
+//!   yet, a *poll* call once it reported "in progress".
+//! - **Busy marks**: at most one job per instance is on a worker at any time, so a plugin never
+//!   sees concurrent calls for one instance and its bindings (a deprovision that halts a
+//!   running provision waits until that call returns, D-17).
+//! - **Applier**: outcomes come back from the workers over a channel and are applied under the
+//!   instance lock: persist the transition, then reschedule (with back-off) or finish, then
+//!   wake a synchronous request waiting for it.
+//! - **Clean-up**: finished operation records older than the retention are removed (D-08).
+//!
+//! # Guarantees
+//! - The store is the queue of record. An operation accepted but not yet queued (full
+//!   dispatcher, crash, restart) stays `in progress` in the store and is scheduled again by
+//!   [`resume`] at start or by the scanner on its next pass.
+//! - Every step may repeat after a crash: plugin calls are idempotent by contract, and a
+//!   transition is persisted before anything depends on it.
+//! - An operation that outlives its deadline (the plan's `maximum_polling_duration`) fails.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+use skybroker_brokers::{BrokerError, Completion, OperationRequest, Progress};
+use skybroker_config::EngineConfig;
+use skybroker_dispatcher::SubmitError;
+use skybroker_storage::{
+    now_millis, BindingState, Change, Failure, InstanceState, Operation, OperationKind,
+    OperationState, ServiceBinding, ServiceInstance, StoreError, UnixMillis,
+};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
+
+use crate::core::{plugin_kind, Core};
+use crate::jobs::{Call, Job, Outcome};
+
+/// What a synchronous request waiting for its operation learns.
+#[derive(Debug)]
+pub enum SyncOutcome {
+    /// The operation reached a terminal state.
+    Finished {
+        /// The final operation.
+        operation: Operation,
+        /// The instance right after (absent once deprovisioned or reverted).
+        instance: Option<ServiceInstance>,
+        /// The binding right after (bind only).
+        binding: Option<ServiceBinding>,
+    },
+    /// It could not be queued in time (D-11); its records were removed.
+    QueueFull,
+}
+
+/// Due-time index of operations in flight.
+#[derive(Debug, Default)]
+struct Schedule {
+    by_due: BTreeSet<(UnixMillis, String)>,
+    due_of: HashMap<String, UnixMillis>,
+}
+
+impl Schedule {
+    fn insert(&mut self, operation_id: &str, due: UnixMillis) {
+        if let Some(old) = self.due_of.insert(operation_id.to_owned(), due) {
+            self.by_due.remove(&(old, operation_id.to_owned()));
+        }
+        self.by_due.insert((due, operation_id.to_owned()));
+    }
+
+    fn take_due(&mut self, now: UnixMillis) -> Vec<String> {
+        let mut due = Vec::new();
+        while let Some((at, _)) = self.by_due.first() {
+            if *at > now {
+                break;
+            }
+            let (_, id) = self.by_due.pop_first().expect("first exists");
+            self.due_of.remove(&id);
+            due.push(id);
+        }
+        due
+    }
+}
+
+/// The engine's shared bookkeeping (the tasks are the `run_*` functions).
+#[derive(Debug)]
+pub struct Engine {
+    config: EngineConfig,
+    schedule: Mutex<Schedule>,
+    /// Instances with a job on a worker, and which operation it is for.
+    busy: Mutex<HashMap<String, String>>,
+    /// Synchronous requests waiting, by operation id.
+    waiters: Mutex<HashMap<String, oneshot::Sender<SyncOutcome>>>,
+    /// Finished operations by finish time, for the clean-up.
+    finished: Mutex<BTreeSet<(UnixMillis, String)>>,
+    /// Wakes the scanner when something is due now.
+    wake: Notify,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // These maps stay consistent across a panic (single inserts and removes).
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Engine {
+    /// An idle engine.
+    pub fn new(config: EngineConfig) -> Self {
+        Engine {
+            config,
+            schedule: Mutex::default(),
+            busy: Mutex::default(),
+            waiters: Mutex::default(),
+            finished: Mutex::default(),
+            wake: Notify::new(),
+        }
+    }
+
+    /// Makes an operation due now and wakes the scanner.
+    pub fn schedule_now(&self, operation_id: &str) {
+        self.schedule_at(operation_id, now_millis());
+        self.wake.notify_one();
+    }
+
+    fn schedule_at(&self, operation_id: &str, due: UnixMillis) {
+        lock(&self.schedule).insert(operation_id, due);
+    }
+
+    /// When an operation is next polled, if it is scheduled.
+    pub fn next_due(&self, operation_id: &str) -> Option<UnixMillis> {
+        lock(&self.schedule).due_of.get(operation_id).copied()
+    }
+
+    /// Number of operations scheduled (in flight and not on a worker).
+    pub fn scheduled(&self) -> usize {
+        lock(&self.schedule).due_of.len()
+    }
+
+    /// Registers a synchronous waiter; call before scheduling.
+    pub fn register_waiter(&self, operation_id: &str) -> oneshot::Receiver<SyncOutcome> {
+        let (sender, receiver) = oneshot::channel();
+        lock(&self.waiters).insert(operation_id.to_owned(), sender);
+        receiver
+    }
+
+    /// Drops a waiter that gave up.
+    pub fn forget_waiter(&self, operation_id: &str) {
+        lock(&self.waiters).remove(operation_id);
+    }
+
+    fn notify(&self, operation_id: &str, outcome: SyncOutcome) {
+        if let Some(waiter) = lock(&self.waiters).remove(operation_id) {
+            let _ = waiter.send(outcome);
+        }
+    }
+
+    fn record_finished(&self, operation: &Operation) {
+        if let Some(at) = operation.finished_at {
+            lock(&self.finished).insert((at, operation.id.clone()));
+        }
+    }
+
+    /// The delay before the next poll: the poll interval, growing by half with every attempt,
+    /// capped.
+    fn backoff(&self, attempts: u32) -> u64 {
+        let grown = self.config.poll_interval_ms as f64 * 1.5f64.powi(attempts.min(30) as i32 - 1);
+        (grown as u64).clamp(1, self.config.max_poll_interval_ms.max(1))
+    }
+}
+
+/// Schedules every operation the store holds in progress, and indexes the finished ones for
+/// clean-up. Called once at start, before serving.
+pub fn resume(core: &Core) {
+    let pending = core.state.operations_in_progress();
+    if !pending.is_empty() {
+        log::info!("resuming {} operation(s) in flight", pending.len());
+    }
+    for operation in pending {
+        core.engine.schedule_at(&operation.id, now_millis());
+    }
+    let mut finished = lock(&core.engine.finished);
+    finished.extend(core.state.finished_operations());
+}
+
+/// The scanner task: dispatches due operations until shutdown.
+pub async fn run_scanner(core: Arc<Core>, mut shutdown: watch::Receiver<bool>) {
+    let interval = Duration::from_millis(core.config.engine.scan_interval_ms.max(1));
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            _ = core.engine.wake.notified() => {}
+            _ = tokio::time::sleep(interval) => {}
+        }
+        let due = lock(&core.engine.schedule).take_due(now_millis());
+        for operation_id in due {
+            dispatch(&core, &operation_id).await;
+        }
+    }
+    log::debug!("scanner stopped");
+}
+
+/// Turns one due operation into a job, or reschedules it.
+async fn dispatch(core: &Core, operation_id: &str) {
+    let Some(operation) = core.state.operation(operation_id) else {
+        return;
+    };
+    if !operation.in_progress() {
+        return;
+    }
+    let instance_id = operation.instance_id.clone();
+    let _guard = core.locks.lock(&instance_id).await;
+    // Re-read under the lock: a request may have changed it meanwhile.
+    let Some(operation) = core.state.operation(operation_id).filter(Operation::in_progress) else {
+        return;
+    };
+    let now = now_millis();
+    let retry_soon = now + core.config.engine.scan_interval_ms.max(1);
+    if lock(&core.engine.busy).contains_key(&instance_id) {
+        core.engine.schedule_at(operation_id, retry_soon);
+        return;
+    }
+    if now > operation.deadline {
+        let failure = timeout_failure(&operation);
+        finish_failed(core, operation, failure).await;
+        return;
+    }
+    // D-03: a deprovision first unbinds every binding, as operations of their own.
+    if operation.kind == OperationKind::Deprovision {
+        let bindings = core.state.bindings_of(&instance_id);
+        if !bindings.is_empty() {
+            if let Err(err) = cascade_unbind(core, &operation, bindings).await {
+                log::warn!("cascading unbind for {operation_id} not persisted: {err}");
+            }
+            core.engine.schedule_at(operation_id, retry_soon);
+            return;
+        }
+    }
+    let job = match build_job(core, &operation) {
+        Ok(job) => job,
+        Err(description) => {
+            let failure = Failure {
+                description,
+                instance_usable: None,
+                update_repeatable: None,
+                client_error: false,
+            };
+            finish_failed(core, operation, failure).await;
+            return;
+        }
+    };
+    lock(&core.engine.busy).insert(instance_id.clone(), operation_id.to_owned());
+    match core.dispatcher.try_submit(job) {
+        Ok(()) => {}
+        Err(SubmitError::Full(_)) => {
+            lock(&core.engine.busy).remove(&instance_id);
+            let waited = now.saturating_sub(operation.created_at);
+            if operation.sync && waited >= core.config.engine.queue_wait_ms {
+                // D-11: a synchronous request that cannot be queued in time gets 503; its
+                // records go, as nothing was done.
+                if let Err(err) = core.state.commit(revert_changes(core, &operation)).await {
+                    log::warn!("reverting {operation_id} not persisted: {err}");
+                }
+                core.engine.notify(operation_id, SyncOutcome::QueueFull);
+            } else {
+                core.engine.schedule_at(operation_id, retry_soon);
+            }
+        }
+        Err(SubmitError::ShutDown(_)) => {
+            // Shutting down: the operation stays in progress in the store.
+            lock(&core.engine.busy).remove(&instance_id);
+        }
+    }
+}
+
+/// Starts an unbind for every binding not yet unbinding.
+async fn cascade_unbind(
+    core: &Core,
+    deprovision: &Operation,
+    bindings: Vec<ServiceBinding>,
+) -> Result<(), StoreError> {
+    let mut changes = Vec::new();
+    let mut started = Vec::new();
+    for binding in bindings {
+        if binding.state == BindingState::Unbinding {
+            continue;
+        }
+        let Some(plan) = core.plan(&binding.service_id, &binding.plan_id) else {
+            // The plan left the catalog: nothing can unbind it; drop the record.
+            changes.push(Change::DeleteBinding(binding.id.clone()));
+            continue;
+        };
+        let sync = !plan
+            .broker
+            .is_async(&plan.plan.settings, plugin_kind(OperationKind::Unbind));
+        let (mut unbind_changes, operation) =
+            crate::lifecycle::begin_unbind(core, &binding, plan.plan, sync, deprovision.requested_by.clone());
+        changes.append(&mut unbind_changes);
+        started.push(operation.id);
+    }
+    core.state.commit(changes).await?;
+    for id in started {
+        log::info!("operation {id}: unbind cascaded from {}", deprovision.id);
+        core.engine.schedule_now(&id);
+    }
+    Ok(())
+}
+
+/// Builds the plugin call for an operation from the map.
+fn build_job(core: &Core, operation: &Operation) -> Result<Job, String> {
+    let instance = core
+        .state
+        .instance(&operation.instance_id)
+        .ok_or_else(|| format!("instance {} no longer exists", operation.instance_id))?;
+    let binding = match &operation.binding_id {
+        Some(id) if operation.kind.is_binding() => Some(
+            core.state
+                .binding(id)
+                .ok_or_else(|| format!("binding {id} no longer exists"))?,
+        ),
+        _ => None,
+    };
+    let (plan_id, parameters, context, maintenance_version, previous_plan_id) =
+        match (&operation.update, &binding) {
+            (Some(update), _) => (
+                update.plan_id.clone(),
+                update.parameters.clone(),
+                update.context.clone(),
+                update.maintenance_version.clone(),
+                Some(update.previous_plan_id.clone()),
+            ),
+            (None, Some(binding)) => (
+                binding.plan_id.clone(),
+                binding.parameters.clone(),
+                binding.context.clone(),
+                instance.maintenance_version.clone(),
+                None,
+            ),
+            (None, None) => (
+                instance.plan_id.clone(),
+                instance.parameters.clone(),
+                instance.context.clone(),
+                instance.maintenance_version.clone(),
+                None,
+            ),
+        };
+    let plan = core
+        .plan(&instance.service_id, &plan_id)
+        .ok_or_else(|| format!("plan {plan_id} is no longer in the catalog"))?;
+    let (call, reference) = match &operation.reference {
+        Some(reference) => (Call::Poll, Some(reference.clone())),
+        None => (
+            Call::Start,
+            // `Null` only marks "this delete halted a create" (D-17) that had no reference yet.
+            operation.halted_reference.clone().filter(|r| !r.is_null()),
+        ),
+    };
+    Ok(Job {
+        operation_id: operation.id.clone(),
+        instance_id: instance.id.clone(),
+        call,
+        broker: Arc::clone(plan.broker),
+        request: OperationRequest {
+            kind: plugin_kind(operation.kind),
+            operation_id: operation.id.clone(),
+            instance_id: instance.id.clone(),
+            binding_id: operation.binding_id.clone(),
+            service_id: instance.service_id.clone(),
+            plan_id,
+            previous_plan_id,
+            plan_settings: plan.plan.settings.clone(),
+            parameters,
+            context,
+            maintenance_version,
+            instance_state: instance.plugin_state.clone(),
+            binding_state: binding.map_or(Value::Null, |b| b.plugin_state),
+            reference,
+        },
+    })
+}
+
+/// The applier task: applies outcomes until stopped, then drains what is left.
+pub async fn run_applier(
+    core: Arc<Core>,
+    mut outcomes: mpsc::Receiver<Outcome>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            outcome = outcomes.recv() => match outcome {
+                Some(outcome) => apply(&core, outcome).await,
+                None => break,
+            },
+            _ = stop.changed() => {
+                while let Ok(outcome) = outcomes.try_recv() {
+                    apply(&core, outcome).await;
+                }
+                break;
+            }
+        }
+    }
+    log::debug!("applier stopped");
+}
+
+/// Applies one plugin outcome to its operation.
+pub async fn apply(core: &Core, outcome: Outcome) {
+    let Outcome {
+        operation_id,
+        instance_id,
+        result,
+    } = outcome;
+    let _guard = core.locks.lock(&instance_id).await;
+    lock(&core.engine.busy).remove(&instance_id);
+    let Some(mut operation) = core.state.operation(&operation_id) else {
+        return;
+    };
+    if !operation.in_progress() {
+        // Halted meanwhile (D-17): keep what the plugin learnt about the resource, so the
+        // deprovision that halted it can find it.
+        if let Ok(Progress::InProgress { state: Some(state), .. }) | Ok(Progress::Done(Completion { state: Some(state), .. })) = &result {
+            keep_plugin_state(core, &operation, state.clone()).await;
+        }
+        return;
+    }
+    operation.attempts += 1;
+    let engine = &core.config.engine;
+    match result {
+        Ok(Progress::Done(completion)) => finish_succeeded(core, operation, completion).await,
+        Ok(Progress::Failed {
+            description,
+            instance_usable,
+            update_repeatable,
+        }) => {
+            let failure = Failure {
+                description,
+                instance_usable,
+                update_repeatable,
+                client_error: false,
+            };
+            finish_failed(core, operation, failure).await;
+        }
+        Ok(Progress::InProgress {
+            reference,
+            description,
+            state,
+        }) => {
+            if now_millis() > operation.deadline {
+                let failure = timeout_failure(&operation);
+                finish_failed(core, operation, failure).await;
+                return;
+            }
+            operation.reference = Some(reference);
+            operation.description = description;
+            let mut changes = Vec::new();
+            if let Some(state) = state {
+                changes.extend(plugin_state_change(core, &operation, state));
+            }
+            let delay = core.engine.backoff(operation.attempts);
+            let id = operation.id.clone();
+            changes.push(Change::PutOperation(operation));
+            persist_then_schedule(core, &id, changes, delay).await;
+        }
+        Err(BrokerError::NotFound(what))
+            if matches!(operation.kind, OperationKind::Deprovision | OperationKind::Unbind)
+                && operation.reference.is_none() =>
+        {
+            let force = if operation.kind == OperationKind::Deprovision {
+                engine.force_delete_unknown_instances
+            } else {
+                engine.force_delete_unknown_bindings
+            };
+            if force {
+                log::info!("operation {operation_id}: {what}; removing the record (force_delete_unknown)");
+                finish_succeeded(core, operation, Completion::default()).await;
+            } else {
+                let failure = Failure {
+                    description: format!("the provider does not know this resource: {what}"),
+                    instance_usable: Some(true),
+                    update_repeatable: None,
+                    client_error: false,
+                };
+                finish_failed(core, operation, failure).await;
+            }
+        }
+        Err(err) if err.is_transient() && now_millis() < operation.deadline => {
+            log::warn!("operation {operation_id}: {err}; retrying");
+            let delay = core.engine.backoff(operation.attempts);
+            let id = operation.id.clone();
+            persist_then_schedule(core, &id, vec![Change::PutOperation(operation)], delay).await;
+        }
+        Err(err) => {
+            let client_error = err.is_client_error();
+            let description = if client_error {
+                err.to_string()
+            } else {
+                // The cause may name internals; it is logged here, once.
+                log::error!("operation {operation_id} failed: {err}");
+                format!("the {} operation failed at the provider", operation.kind.name())
+            };
+            let failure = Failure {
+                description,
+                instance_usable: None,
+                update_repeatable: None,
+                client_error,
+            };
+            finish_failed(core, operation, failure).await;
+        }
+    }
+}
+
+async fn persist_then_schedule(core: &Core, operation_id: &str, changes: Vec<Change>, delay: u64) {
+    match core.state.commit(changes).await {
+        Ok(()) => core.engine.schedule_at(operation_id, now_millis() + delay),
+        Err(err) => {
+            // Not persisted: the plugin will simply be asked again.
+            log::warn!("operation {operation_id}: progress not persisted ({err}); retrying");
+            core.engine.schedule_at(operation_id, now_millis() + delay.max(1000));
+        }
+    }
+}
+
+fn timeout_failure(operation: &Operation) -> Failure {
+    Failure {
+        description: format!(
+            "the {} did not finish before its deadline (maximum_polling_duration)",
+            operation.kind.name()
+        ),
+        instance_usable: None,
+        update_repeatable: None,
+        client_error: false,
+    }
+}
+
+/// The change that stores a plugin's state on the instance or binding of `operation`.
+fn plugin_state_change(core: &Core, operation: &Operation, state: Value) -> Option<Change> {
+    if operation.kind.is_binding() {
+        let mut binding = core.state.binding(operation.binding_id.as_deref()?)?;
+        binding.plugin_state = state;
+        Some(Change::PutBinding(binding))
+    } else {
+        let mut instance = core.state.instance(&operation.instance_id)?;
+        instance.plugin_state = state;
+        Some(Change::PutInstance(instance))
+    }
+}
+
+async fn keep_plugin_state(core: &Core, operation: &Operation, state: Value) {
+    if let Some(change) = plugin_state_change(core, operation, state) {
+        if let Err(err) = core.state.commit(vec![change]).await {
+            log::warn!("plugin state of halted {} not persisted: {err}", operation.id);
+        }
+    }
+}
+
+/// Persists a success and wakes a waiter.
+async fn finish_succeeded(core: &Core, mut operation: Operation, completion: Completion) {
+    let mut changes = Vec::new();
+    let instance = core.state.instance(&operation.instance_id);
+    let binding = operation.binding_id.as_deref().and_then(|id| core.state.binding(id));
+    match operation.kind {
+        OperationKind::Provision | OperationKind::Update => {
+            if let Some(mut instance) = instance {
+                if let Some(update) = operation.update.take() {
+                    instance.plan_id = update.plan_id.clone();
+                    instance.parameters = update.parameters.clone();
+                    instance.maintenance_version = update.maintenance_version.clone();
+                    instance.context = update.context.clone();
+                    operation.update = Some(update);
+                }
+                instance.state = InstanceState::Ready;
+                if let Some(state) = completion.state {
+                    instance.plugin_state = state;
+                }
+                if completion.dashboard_url.is_some() {
+                    instance.dashboard_url = completion.dashboard_url;
+                }
+                if completion.metadata.is_some() {
+                    instance.metadata = completion.metadata;
+                }
+                changes.push(Change::PutInstance(instance));
+            }
+        }
+        OperationKind::Deprovision => {
+            for binding in core.state.bindings_of(&operation.instance_id) {
+                changes.push(Change::DeleteBinding(binding.id));
+            }
+            changes.push(Change::DeleteInstance(operation.instance_id.clone()));
+        }
+        OperationKind::Bind => {
+            if let Some(mut binding) = binding {
+                binding.state = BindingState::Bound;
+                binding.result = serde_json::to_value(completion.binding.unwrap_or_default())
+                    .unwrap_or(Value::Null);
+                if let Some(state) = completion.state {
+                    binding.plugin_state = state;
+                }
+                changes.push(Change::PutBinding(binding));
+            }
+        }
+        OperationKind::Unbind => {
+            if let Some(binding) = binding {
+                changes.push(Change::DeleteBinding(binding.id));
+            }
+        }
+    }
+    operation.state = OperationState::Succeeded;
+    operation.description = None;
+    operation.finished_at = Some(now_millis());
+    finish(core, operation, changes).await;
+}
+
+/// Persists a failure (or, for a synchronous client error, removes what the request created)
+/// and wakes a waiter.
+async fn finish_failed(core: &Core, mut operation: Operation, failure: Failure) {
+    if operation.sync && failure.client_error {
+        // A 4xx changes nothing (OSB-ERR-04): undo the admission.
+        let changes = revert_changes(core, &operation);
+        operation.state = OperationState::Failed;
+        operation.failure = Some(failure);
+        operation.finished_at = Some(now_millis());
+        match core.state.commit(changes).await {
+            Ok(()) => notify_finished(core, operation),
+            Err(err) => retry_later(core, &operation.id, err),
+        }
+        return;
+    }
+    let mut changes = Vec::new();
+    match operation.kind {
+        OperationKind::Provision => {
+            if let Some(mut instance) = core.state.instance(&operation.instance_id) {
+                instance.state = InstanceState::ProvisionFailed;
+                changes.push(Change::PutInstance(instance));
+            }
+        }
+        OperationKind::Update | OperationKind::Deprovision => {
+            if let Some(mut instance) = core.state.instance(&operation.instance_id) {
+                instance.state = if operation.halted_reference.is_some() {
+                    InstanceState::ProvisionFailed
+                } else {
+                    InstanceState::Ready
+                };
+                changes.push(Change::PutInstance(instance));
+            }
+        }
+        OperationKind::Bind | OperationKind::Unbind => {
+            let binding = operation.binding_id.as_deref().and_then(|id| core.state.binding(id));
+            if let Some(mut binding) = binding {
+                binding.state = match (operation.kind, operation.halted_reference.is_some()) {
+                    (OperationKind::Unbind, false) => BindingState::Bound,
+                    _ => BindingState::BindFailed,
+                };
+                changes.push(Change::PutBinding(binding));
+            }
+        }
+    }
+    log::info!(
+        "operation {} ({} of {}) failed: {}",
+        operation.id,
+        operation.kind.name(),
+        operation.binding_id.as_deref().unwrap_or(&operation.instance_id),
+        failure.description
+    );
+    operation.state = OperationState::Failed;
+    operation.description = None;
+    operation.failure = Some(failure);
+    operation.finished_at = Some(now_millis());
+    finish(core, operation, changes).await;
+}
+
+async fn finish(core: &Core, operation: Operation, mut changes: Vec<Change>) {
+    changes.push(Change::PutOperation(operation.clone()));
+    match core.state.commit(changes).await {
+        Ok(()) => {
+            log::info!(
+                "operation {} ({} of {}) {}",
+                operation.id,
+                operation.kind.name(),
+                operation.binding_id.as_deref().unwrap_or(&operation.instance_id),
+                match operation.state {
+                    OperationState::Succeeded => "succeeded",
+                    OperationState::Failed => "failed",
+                    OperationState::InProgress => "in progress",
+                }
+            );
+            core.engine.record_finished(&operation);
+            notify_finished(core, operation);
+        }
+        Err(err) => retry_later(core, &operation.id, err),
+    }
+}
+
+fn notify_finished(core: &Core, operation: Operation) {
+    let instance = core.state.instance(&operation.instance_id);
+    let binding = operation.binding_id.as_deref().and_then(|id| core.state.binding(id));
+    let id = operation.id.clone();
+    core.engine.notify(
+        &id,
+        SyncOutcome::Finished {
+            operation,
+            instance,
+            binding,
+        },
+    );
+}
+
+fn retry_later(core: &Core, operation_id: &str, err: StoreError) {
+    // The transition was not persisted, so the operation is still in progress in the store
+    // and the map: poll it again (the plugin call is idempotent).
+    log::warn!("operation {operation_id}: final state not persisted ({err}); retrying");
+    core.engine.schedule_at(operation_id, now_millis() + 1000);
+}
+
+/// Removes what admitting `operation` created, and the operation record itself.
+fn revert_changes(core: &Core, operation: &Operation) -> Vec<Change> {
+    let mut changes = vec![Change::DeleteOperation(operation.id.clone())];
+    match operation.kind {
+        OperationKind::Provision => {
+            changes.push(Change::DeleteInstance(operation.instance_id.clone()));
+        }
+        OperationKind::Bind => {
+            if let Some(id) = &operation.binding_id {
+                changes.push(Change::DeleteBinding(id.clone()));
+            }
+        }
+        OperationKind::Update | OperationKind::Deprovision => {
+            if let Some(mut instance) = core.state.instance(&operation.instance_id) {
+                instance.state = InstanceState::Ready;
+                changes.push(Change::PutInstance(instance));
+            }
+        }
+        OperationKind::Unbind => {
+            let binding = operation.binding_id.as_deref().and_then(|id| core.state.binding(id));
+            if let Some(mut binding) = binding {
+                binding.state = BindingState::Bound;
+                changes.push(Change::PutBinding(binding));
+            }
+        }
+    }
+    changes
+}
+
+/// The clean-up task: removes finished operation records older than the retention (D-08).
+pub async fn run_cleanup(core: Arc<Core>, mut shutdown: watch::Receiver<bool>) {
+    let interval = Duration::from_secs(core.config.engine.cleanup_interval_secs.max(1));
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            _ = tokio::time::sleep(interval) => {}
+        }
+        let removed = cleanup_once(&core, now_millis()).await;
+        if removed > 0 {
+            log::info!("removed {removed} finished operation record(s) past retention");
+        }
+    }
+}
+
+/// Removes the records of operations finished before `now - retention`; returns how many.
+pub async fn cleanup_once(core: &Core, now: UnixMillis) -> usize {
+    let cutoff = now.saturating_sub(core.config.engine.operation_retention_secs * 1000);
+    let expired: Vec<String> = {
+        let mut finished = lock(&core.engine.finished);
+        let mut expired = Vec::new();
+        while let Some((at, _)) = finished.first() {
+            if *at > cutoff {
+                break;
+            }
+            expired.push(finished.pop_first().expect("first exists").1);
+        }
+        expired
+    };
+    let mut removed = 0;
+    for id in expired {
+        let Some(operation) = core.state.operation(&id) else {
+            continue;
+        };
+        let _guard = core.locks.lock(&operation.instance_id).await;
+        if core.state.operation(&id).is_some_and(|o| !o.in_progress()) {
+            match core.state.commit(vec![Change::DeleteOperation(id.clone())]).await {
+                Ok(()) => removed += 1,
+                Err(err) => {
+                    log::warn!("clean-up of {id} not persisted: {err}");
+                    lock(&core.engine.finished).insert((now, id));
+                }
+            }
+        }
+    }
+    removed
+}
+
+/// Ids of the instances with a job on a worker (tests and diagnostics).
+pub fn busy_instances(core: &Core) -> HashSet<String> {
+    lock(&core.engine.busy).keys().cloned().collect()
+}

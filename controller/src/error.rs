@@ -1,0 +1,266 @@
+//! The one place where failures become OSB error responses.
+//!
+//! Every handler returns `Result<_, ApiError>`; this module maps each variant to its status
+//! code and OSB `error` code, following the spec table (checklist §0 and §4):
+//!
+//! | variant | status | `error` |
+//! |---|---|---|
+//! | `BadRequest`, `OriginatingIdentity` | 400 | – |
+//! | `Unauthorized` | 401 | – |
+//! | `NotFound` | 404 | – |
+//! | `MethodNotAllowed` | 405 | – |
+//! | `Conflict` | 409 | – |
+//! | `Gone` | 410 | – |
+//! | `VersionMissing`, `VersionUnsupported` | 412 (D-01; 400 when configured) | – |
+//! | `PayloadTooLarge` | 413 | – |
+//! | `AsyncRequired` | 422 | `AsyncRequired` |
+//! | `Concurrency` | 422 | `ConcurrencyError` |
+//! | `RequiresApp` | 422 | `RequiresApp` |
+//! | `MaintenanceInfoConflict` | 422 | `MaintenanceInfoConflict` |
+//! | `Unprocessable` | 422 | – |
+//! | `OperationFailed` | 500 (+ `instance_usable`/`update_repeatable` where allowed) | – |
+//! | `Internal` | 500, generic description; the cause is logged once here | – |
+//! | `QueueFull`, `StoreUnavailable` | 503 with `Retry-After` | – |
+//!
+//! Client errors (4xx) are logged at debug level only; they are the caller's business.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Map, Value};
+use skybroker_storage::StoreError;
+
+/// Seconds a client should wait after a 503.
+const RETRY_AFTER_SECS: &str = "1";
+
+/// Every way an OSB request can fail.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Malformed request or invalid data.
+    #[error("{0}")]
+    BadRequest(String),
+    /// A malformed `X-Broker-API-Originating-Identity` (D-02).
+    #[error("malformed X-Broker-API-Originating-Identity: {0}")]
+    OriginatingIdentity(String),
+    /// Missing or wrong credentials.
+    #[error("authentication required")]
+    Unauthorized,
+    /// The resource does not exist (or is not retrievable).
+    #[error("{0}")]
+    NotFound(String),
+    /// A route exists but not with this method.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// Exists with different attributes.
+    #[error("{0}")]
+    Conflict(String),
+    /// Deleted, or never existed (DELETE).
+    #[error("{0}")]
+    Gone(String),
+    /// No `X-Broker-API-Version` header (D-01).
+    #[error("the X-Broker-API-Version header is required; this broker supports 2.13 to 2.17")]
+    VersionMissing {
+        /// Answer 400 instead of 412 (configuration).
+        as_bad_request: bool,
+    },
+    /// An API version this broker does not serve.
+    #[error("X-Broker-API-Version {0:?} is not supported; use a version from 2.13 to 2.17")]
+    VersionUnsupported(String),
+    /// The body is larger than the configured limit.
+    #[error("the request body is larger than {0} bytes")]
+    PayloadTooLarge(usize),
+    /// The plan needs `accepts_incomplete=true`.
+    #[error("this service plan requires client support for asynchronous operations (accepts_incomplete=true)")]
+    AsyncRequired,
+    /// Another operation is running on the resource.
+    #[error("{0}")]
+    Concurrency(String),
+    /// `app_guid` is required.
+    #[error("this service requires an app_guid")]
+    RequiresApp,
+    /// `maintenance_info.version` does not match the plan.
+    #[error("{0}")]
+    MaintenanceInfoConflict(String),
+    /// The request cannot be done in the current state.
+    #[error("{0}")]
+    Unprocessable(String),
+    /// A synchronous operation failed at the provider.
+    #[error("{description}")]
+    OperationFailed {
+        /// User-facing reason.
+        description: String,
+        /// Only for update and deprovision.
+        instance_usable: Option<bool>,
+        /// Only for update.
+        update_repeatable: Option<bool>,
+    },
+    /// The dispatcher is full and a synchronous request could not be queued (D-11).
+    #[error("the broker is busy; retry later")]
+    QueueFull,
+    /// The store cannot be written.
+    #[error("the broker cannot persist state right now; retry later")]
+    StoreUnavailable,
+    /// A bug or unexpected failure; the cause is logged, never shown.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) | ApiError::OriginatingIdentity(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Gone(_) => StatusCode::GONE,
+            ApiError::VersionMissing {
+                as_bad_request: true,
+            } => StatusCode::BAD_REQUEST,
+            ApiError::VersionMissing { .. } | ApiError::VersionUnsupported(_) => {
+                StatusCode::PRECONDITION_FAILED
+            }
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::AsyncRequired
+            | ApiError::Concurrency(_)
+            | ApiError::RequiresApp
+            | ApiError::MaintenanceInfoConflict(_)
+            | ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::OperationFailed { .. } | ApiError::Internal(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+            ApiError::QueueFull | ApiError::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The OSB `error` code; `None` where the spec defines none.
+    pub fn osb_code(&self) -> Option<&'static str> {
+        match self {
+            ApiError::AsyncRequired => Some("AsyncRequired"),
+            ApiError::Concurrency(_) => Some("ConcurrencyError"),
+            ApiError::RequiresApp => Some("RequiresApp"),
+            ApiError::MaintenanceInfoConflict(_) => Some("MaintenanceInfoConflict"),
+            _ => None,
+        }
+    }
+
+    /// The JSON body.
+    pub fn body(&self) -> Value {
+        let mut body = Map::new();
+        if let Some(code) = self.osb_code() {
+            body.insert("error".into(), json!(code));
+        }
+        let description = match self {
+            ApiError::Internal(_) => "internal error; the broker logged the cause".to_owned(),
+            other => other.to_string(),
+        };
+        body.insert("description".into(), json!(description));
+        if let ApiError::OperationFailed {
+            instance_usable,
+            update_repeatable,
+            ..
+        } = self
+        {
+            if let Some(usable) = instance_usable {
+                body.insert("instance_usable".into(), json!(usable));
+            }
+            if let Some(repeatable) = update_repeatable {
+                body.insert("update_repeatable".into(), json!(repeatable));
+            }
+        }
+        Value::Object(body)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            // Another replica changed the resource between our read and our write.
+            StoreError::Conflict { .. } => ApiError::Concurrency(
+                "the resource was changed concurrently; retry the request".to_owned(),
+            ),
+            StoreError::Unavailable(message) => {
+                log::warn!("store unavailable: {message}");
+                ApiError::StoreUnavailable
+            }
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            // The one place a 5xx cause is logged.
+            log::error!("request failed with {status}: {self}");
+        } else {
+            log::debug!("request rejected with {status}: {self}");
+        }
+        let mut response = (status, axum::Json(self.body())).into_response();
+        let headers = response.headers_mut();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"skybroker\""),
+            );
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // OSB-ERR-03: the four codes, all 422.
+    #[test]
+    fn osb_codes_come_with_422() {
+        let cases = [
+            (ApiError::AsyncRequired, "AsyncRequired"),
+            (ApiError::Concurrency("x".into()), "ConcurrencyError"),
+            (ApiError::RequiresApp, "RequiresApp"),
+            (ApiError::MaintenanceInfoConflict("x".into()), "MaintenanceInfoConflict"),
+        ];
+        for (error, code) in cases {
+            assert_eq!(error.status(), StatusCode::UNPROCESSABLE_ENTITY);
+            assert_eq!(error.body()["error"], code);
+        }
+    }
+
+    // OSB-ERR-02: instance_usable/update_repeatable only on failed operations.
+    #[test]
+    fn failure_flags_appear_only_on_operation_failures() {
+        let conflict = ApiError::Conflict("differs".into()).body();
+        assert!(conflict.get("instance_usable").is_none() && conflict.get("error").is_none());
+        let failed = ApiError::OperationFailed {
+            description: "no".into(),
+            instance_usable: Some(true),
+            update_repeatable: Some(false),
+        }
+        .body();
+        assert_eq!(failed["instance_usable"], true);
+        assert_eq!(failed["update_repeatable"], false);
+    }
+
+    #[test]
+    fn internal_errors_do_not_leak_their_cause() {
+        let body = ApiError::Internal("password=hunter2 in /secret/path".into()).body();
+        assert!(!body.to_string().contains("hunter2"));
+    }
+
+    #[test]
+    fn missing_version_is_412_unless_configured_otherwise() {
+        let strict = ApiError::VersionMissing {
+            as_bad_request: false,
+        };
+        assert_eq!(strict.status(), StatusCode::PRECONDITION_FAILED);
+        let lenient = ApiError::VersionMissing {
+            as_bad_request: true,
+        };
+        assert_eq!(lenient.status(), StatusCode::BAD_REQUEST);
+    }
+}

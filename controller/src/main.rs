@@ -1,0 +1,82 @@
+//! The `skybroker` binary: `serve` and `check-config`. Everything else is in the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use skybroker_config::Severity;
+
+/// One Open Service Broker API v2.17 endpoint in front of many clouds.
+#[derive(Debug, Parser)]
+#[command(name = "skybroker", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the OSB API (built-in sandbox configuration unless --config is given).
+    Serve {
+        /// A configuration file (TOML).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Validate a configuration and its catalog; print every problem.
+    CheckConfig {
+        /// The configuration file (TOML).
+        file: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let cli = Cli::parse();
+    let env = std::env::vars().collect();
+    let (path, serve) = match &cli.command {
+        Command::Serve { config } => (config.as_deref(), true),
+        Command::CheckConfig { file } => (Some(file.as_path()), false),
+    };
+    let mut config = match skybroker::load_config(path, &env) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let problems = skybroker::check_config(&config);
+    for problem in &problems {
+        eprintln!("{problem}");
+    }
+    let errors = problems.iter().filter(|p| p.severity == Severity::Error).count();
+    if !serve {
+        println!("{errors} error(s), {} warning(s)", problems.len() - errors);
+        return if errors == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE };
+    }
+    if errors > 0 {
+        eprintln!("refusing to start: the configuration has {errors} error(s)");
+        return ExitCode::FAILURE;
+    }
+    if let Some(password) = skybroker::ensure_password(&mut config) {
+        // Shown once, on the console, never through the log.
+        eprintln!(
+            "No password configured: generated one for user {:?}: {password}\n\
+             Set SKYBROKER_PASSWORD to choose your own.",
+            config.server.username
+        );
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(skybroker::serve(config, skybroker::shutdown_signal())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,253 @@
+//! Wiring: configuration → store → map → dispatcher → engine tasks → HTTP server, and the
+//! orderly shutdown that undoes it.
+//!
+//! # Shutdown order
+//! 1. the HTTP server stops accepting and lets in-flight requests finish (bounded by
+//!    `server.shutdown_grace_secs`); synchronous requests still need the engine, so it runs on;
+//! 2. the scanner and clean-up stop: nothing new is dispatched;
+//! 3. the dispatcher stops, each worker finishing the plugin call it is in; queued jobs are
+//!    handed back and dropped, as their operations are persisted and resume at the next start;
+//! 4. the applier applies the outcomes that came back, then stops.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use skybroker_brokers::BrokerRegistry;
+use skybroker_config::{Config, Problem, Secret, Severity, StorageBackend};
+use skybroker_dispatcher::Dispatcher;
+use skybroker_storage::{EmbeddedStore, MemoryStore, StateMap, Store};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::api::catalog::CatalogCache;
+use crate::core::Core;
+use crate::engine::{self, Engine};
+use crate::locks::InstanceLocks;
+use crate::schemas::SchemaCache;
+
+/// Outcomes in flight between the workers and the applier.
+const OUTCOME_BUFFER: usize = 1024;
+
+/// Every problem of a configuration: the catalog rules and each plugin's settings check.
+pub fn check_config(config: &Config) -> Vec<Problem> {
+    let mut problems = skybroker_config::validate(config);
+    if let Err(mut plugin_problems) = BrokerRegistry::from_catalog(&config.services) {
+        problems.append(&mut plugin_problems);
+    }
+    if let Err(message) = SchemaCache::compile(config) {
+        problems.push(Problem {
+            severity: Severity::Error,
+            location: "services".to_owned(),
+            message,
+        });
+    }
+    problems
+}
+
+/// Gives the broker a random password when none is configured, so it never runs open.
+/// Returns the generated password, which the caller shows once.
+pub fn ensure_password(config: &mut Config) -> Option<String> {
+    if config.server.password.as_ref().is_some_and(|p| !p.expose().is_empty()) {
+        return None;
+    }
+    let generated = uuid::Uuid::new_v4().simple().to_string();
+    config.server.password = Some(Secret::new(generated.clone()));
+    Some(generated)
+}
+
+/// Loads the configuration `serve` runs: the file or the built-in one, then the environment.
+pub fn load_config(
+    path: Option<&std::path::Path>,
+    env: &HashMap<String, String>,
+) -> anyhow::Result<Config> {
+    let mut config = match path {
+        Some(path) => Config::load(path)?,
+        None => Config::builtin(),
+    };
+    config.apply_env(env)?;
+    Ok(config)
+}
+
+/// A running broker.
+pub struct Running {
+    /// The address it listens on (useful with port 0).
+    pub addr: SocketAddr,
+    /// The shared state (tests inspect it).
+    pub core: Arc<Core>,
+    shutdown: watch::Sender<bool>,
+    done: JoinHandle<()>,
+}
+
+impl Running {
+    /// Shuts down in order and waits until it is done.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.done.await;
+    }
+
+    /// Waits until the broker has shut down (after a signal).
+    pub async fn wait(self) {
+        let _ = self.done.await;
+    }
+
+    /// A sender that triggers shutdown.
+    pub fn shutdown_handle(&self) -> watch::Sender<bool> {
+        self.shutdown.clone()
+    }
+}
+
+/// Opens the configured store.
+async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(match config.storage.backend {
+        StorageBackend::Embedded => {
+            let dir = &config.storage.data_dir;
+            let store = EmbeddedStore::open(dir)
+                .with_context(|| format!("opening the embedded store in {}", dir.display()))?;
+            log::info!("embedded store at {}", store.path().display());
+            Arc::new(store)
+        }
+        StorageBackend::Memory => {
+            log::warn!("memory store: nothing survives a restart");
+            Arc::new(MemoryStore::new())
+        }
+    })
+}
+
+/// Starts everything and returns once the listener is bound. Must run inside a
+/// multi-threaded tokio runtime.
+///
+/// # Errors
+/// An invalid configuration (every problem listed), a store that cannot be opened or read,
+/// or a listener that cannot be bound.
+pub async fn start(config: Config) -> anyhow::Result<Running> {
+    let errors: Vec<String> = check_config(&config)
+        .into_iter()
+        .filter(|p| p.severity == Severity::Error)
+        .map(|p| p.to_string())
+        .collect();
+    if !errors.is_empty() {
+        bail!("invalid configuration:\n  {}", errors.join("\n  "));
+    }
+    if config.server.password.is_none() {
+        bail!("no password configured (call ensure_password first)");
+    }
+    let brokers = BrokerRegistry::from_catalog(&config.services)
+        .map_err(|problems| anyhow::anyhow!("{problems:?}"))?;
+    let schemas = SchemaCache::compile(&config).map_err(anyhow::Error::msg)?;
+    let state = StateMap::open(open_store(&config).await?)
+        .await
+        .context("loading state from the store")?;
+    let counts = state.counts();
+    log::info!(
+        "loaded {} instance(s), {} binding(s), {} operation record(s)",
+        counts.instances,
+        counts.bindings,
+        counts.operations
+    );
+
+    let (outcome_sender, outcomes) = mpsc::channel(OUTCOME_BUFFER);
+    let runtime = tokio::runtime::Handle::current();
+    let workers = config.dispatcher.worker_count();
+    let dispatcher = Dispatcher::start("skybroker-worker", workers, config.dispatcher.capacity(), move |job| {
+        crate::jobs::run(job, &runtime, &outcome_sender)
+    });
+    log::info!("{workers} worker(s), queue capacity {}", config.dispatcher.capacity());
+    let core = Arc::new(Core {
+        catalog: CatalogCache::new(&config.services),
+        schemas,
+        engine: Engine::new(config.engine.clone()),
+        config,
+        brokers,
+        state,
+        locks: InstanceLocks::default(),
+        dispatcher,
+    });
+    engine::resume(&core);
+
+    let (stop_engine, engine_stopped) = watch::channel(false);
+    let (stop_applier, applier_stopped) = watch::channel(false);
+    let scanner = tokio::spawn(engine::run_scanner(Arc::clone(&core), engine_stopped.clone()));
+    let cleanup = tokio::spawn(engine::run_cleanup(Arc::clone(&core), engine_stopped));
+    let applier = tokio::spawn(engine::run_applier(Arc::clone(&core), outcomes, applier_stopped));
+
+    let listener = tokio::net::TcpListener::bind(core.config.server.listen)
+        .await
+        .with_context(|| format!("binding {}", core.config.server.listen))?;
+    let addr = listener.local_addr()?;
+    let (shutdown, mut shutdown_requested) = watch::channel(false);
+    let app = crate::api::router(Arc::clone(&core));
+    let http = tokio::spawn(async move {
+        let signal = async move {
+            let _ = shutdown_requested.wait_for(|stop| *stop).await;
+        };
+        if let Err(err) = axum::serve(listener, app).with_graceful_shutdown(signal).await {
+            log::error!("HTTP server failed: {err}");
+        }
+    });
+    let grace = Duration::from_secs(core.config.server.shutdown_grace_secs);
+    let mut requested = shutdown.subscribe();
+    let drain_core = Arc::clone(&core);
+    let done = tokio::spawn(async move {
+        let _ = requested.wait_for(|stop| *stop).await;
+        log::info!("shutting down: draining HTTP requests");
+        if tokio::time::timeout(grace, http).await.is_err() {
+            log::warn!("requests still running after {grace:?}; closing anyway");
+        }
+        let _ = stop_engine.send(true);
+        let _ = scanner.await;
+        let _ = cleanup.await;
+        let dispatcher_core = Arc::clone(&drain_core);
+        let handed_back = tokio::task::spawn_blocking(move || dispatcher_core.dispatcher.shutdown())
+            .await
+            .map_or(0, |jobs| jobs.len());
+        if handed_back > 0 {
+            log::info!("{handed_back} queued job(s) left for the next start (they are persisted)");
+        }
+        let _ = stop_applier.send(true);
+        let _ = applier.await;
+        log::info!("shut down cleanly");
+    });
+    Ok(Running {
+        addr,
+        core,
+        shutdown,
+        done,
+    })
+}
+
+/// Runs the broker until `signal` completes, then shuts down in order.
+pub async fn serve(config: Config, signal: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let running = start(config).await?;
+    // Tests and scripts read this line to find the port.
+    println!("skybroker listening on http://{}", running.addr);
+    log::info!("listening on http://{}", running.addr);
+    signal.await;
+    running.shutdown().await;
+    Ok(())
+}
+
+/// Completes on SIGTERM or SIGINT (Ctrl-C).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+}
