@@ -66,6 +66,19 @@ pub enum Launched {
     },
 }
 
+/// Creation times of operations: wall-clock milliseconds, but strictly increasing within the
+/// process, so "the newest operation of an instance" is never a tie (a delete that halts a
+/// provision in the same millisecond must still be the newer one, D-13).
+fn operation_clock() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = now_millis();
+    let previous = LAST
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |last| Some(now.max(last + 1)))
+        .unwrap_or(0);
+    now.max(previous + 1)
+}
+
 /// The plugin-facing kind of a stored operation kind.
 pub fn plugin_kind(kind: OperationKind) -> PluginKind {
     match kind {
@@ -103,7 +116,7 @@ impl Core {
         requested_by: Option<String>,
     ) -> Operation {
         let engine = &self.config.engine;
-        let now = now_millis();
+        let now = operation_clock();
         let deadline_secs = if sync {
             engine.sync_timeout_secs
         } else {

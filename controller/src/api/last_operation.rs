@@ -72,10 +72,13 @@ fn respond(core: &Core, operation: &Operation) -> Response {
     response
 }
 
-/// The answer when no operation record is left.
-fn without_record(operation: Option<&str>, what: &str) -> ApiError {
+/// The answer when no operation record of the resource is left: 410 when the platform polls
+/// an operation id we issued and no longer hold (it was deleted, D-08), 404 otherwise.
+fn without_record(core: &Core, operation: Option<&str>, what: &str) -> ApiError {
     match operation {
-        Some(id) if looks_issued(id) => ApiError::Gone(format!("{what} no longer exists")),
+        Some(id) if looks_issued(id) && core.state.operation(id).is_none() => {
+            ApiError::Gone(format!("{what} no longer exists"))
+        }
         _ => ApiError::NotFound(format!("{what} does not exist")),
     }
 }
@@ -101,7 +104,7 @@ pub async fn get_instance_last_operation(
     }
     // The records were cleaned up: answer from the instance itself.
     let Some(instance) = core.state.instance(&instance_id) else {
-        return Err(without_record(requested.as_deref(), &format!("instance {instance_id}")));
+        return Err(without_record(&core, requested.as_deref(), &format!("instance {instance_id}")));
     };
     let state = match instance.state {
         InstanceState::Ready => "succeeded",
@@ -140,7 +143,7 @@ pub async fn get_binding_last_operation(
     match core.state.binding(&binding_id).filter(|b| b.instance_id == instance_id) {
         Some(_) => Ok((StatusCode::OK, axum::Json(json!({ "state": "succeeded" }))).into_response()),
         // D-10.
-        None => Err(without_record(requested.as_deref(), &format!("binding {binding_id}"))),
+        None => Err(without_record(&core, requested.as_deref(), &format!("binding {binding_id}"))),
     }
 }
 

@@ -1,0 +1,230 @@
+//! The test harness: a broker on an ephemeral port and a client that speaks OSB to it.
+
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, RequestBuilder, StatusCode};
+use serde_json::{json, Value};
+use skybroker::Running;
+use skybroker_config::{Config, Secret, StorageBackend};
+
+pub const SERVICE: &str = "5c7e4d1b-7b44-4a0e-9a6a-5a1d1c0f0001";
+pub const SYNC: &str = "5c7e4d1b-7b44-4a0e-9a6a-5a1d1c0f1001";
+pub const ASYNC: &str = "5c7e4d1b-7b44-4a0e-9a6a-5a1d1c0f1002";
+pub const FAIL: &str = "5c7e4d1b-7b44-4a0e-9a6a-5a1d1c0f1003";
+pub const SIZED: &str = "5c7e4d1b-7b44-4a0e-9a6a-5a1d1c0f1004";
+pub const NOBIND: &str = "5c7e4d1b-7b44-4a0e-9a6a-5a1d1c0f1005";
+pub const USER: &str = "platform";
+pub const PASSWORD: &str = "s3cret-broker-password";
+
+/// A running broker for one test.
+pub struct Broker {
+    pub url: String,
+    pub client: reqwest::Client,
+    pub running: Option<Running>,
+}
+
+/// The built-in configuration, made fast: memory store, quick scans and polls, and the
+/// async plans' delay at `delay_ms`.
+pub fn fast_config(delay_ms: u64) -> Config {
+    let mut config = Config::builtin();
+    config.server.listen = "127.0.0.1:0".parse().unwrap();
+    config.server.username = USER.to_owned();
+    config.server.password = Some(Secret::new(PASSWORD));
+    config.server.bearer_tokens = vec![Secret::new("token-abc")];
+    config.storage.backend = StorageBackend::Memory;
+    config.engine.scan_interval_ms = 5;
+    config.engine.poll_interval_ms = 20;
+    config.engine.max_poll_interval_ms = 50;
+    config.server.shutdown_grace_secs = 5;
+    for plan in &mut config.services[0].plans {
+        if let Some(delay) = plan.settings.get_mut("delay_ms") {
+            *delay = json!(delay_ms);
+        }
+    }
+    config
+}
+
+impl Broker {
+    /// The built-in catalog with 300 ms async operations.
+    pub async fn start() -> Broker {
+        Broker::with_config(fast_config(300)).await
+    }
+
+    /// A broker on `config`.
+    pub async fn with_config(config: Config) -> Broker {
+        let _ = env_logger::builder().is_test(true).try_init();
+        let running = skybroker::start(config).await.expect("broker starts");
+        Broker {
+            url: format!("http://{}", running.addr),
+            client: reqwest::Client::new(),
+            running: Some(running),
+        }
+    }
+
+    pub fn core(&self) -> &skybroker::core::Core {
+        &self.running.as_ref().unwrap().core
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(running) = self.running.take() {
+            running.shutdown().await;
+        }
+    }
+
+    /// A request with valid auth and version headers.
+    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.request_as("2.17", method, path)
+    }
+
+    /// A request with valid auth from a client speaking `version`.
+    pub fn request_as(&self, version: &str, method: Method, path: &str) -> RequestBuilder {
+        self.client
+            .request(method, format!("{}{path}", self.url))
+            .basic_auth(USER, Some(PASSWORD))
+            .header("X-Broker-API-Version", version)
+    }
+
+    pub async fn send(&self, request: RequestBuilder) -> (StatusCode, Value) {
+        let response = request.send().await.expect("request sent");
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("{status}: body is not JSON: {text}"))
+        };
+        (status, body)
+    }
+
+    pub async fn put_instance(&self, id: &str, body: &Value, accepts_incomplete: bool) -> (StatusCode, Value) {
+        let query = if accepts_incomplete { "?accepts_incomplete=true" } else { "" };
+        self.send(self.request(Method::PUT, &format!("/v2/service_instances/{id}{query}")).json(body))
+            .await
+    }
+
+    pub async fn patch_instance(&self, id: &str, body: &Value, accepts_incomplete: bool) -> (StatusCode, Value) {
+        let query = if accepts_incomplete { "?accepts_incomplete=true" } else { "" };
+        self.send(self.request(Method::PATCH, &format!("/v2/service_instances/{id}{query}")).json(body))
+            .await
+    }
+
+    pub async fn get_instance(&self, id: &str) -> (StatusCode, Value) {
+        self.send(self.request(Method::GET, &format!("/v2/service_instances/{id}"))).await
+    }
+
+    pub async fn delete_instance(&self, id: &str, plan: &str, accepts_incomplete: bool) -> (StatusCode, Value) {
+        let query = format!(
+            "?service_id={SERVICE}&plan_id={plan}{}",
+            if accepts_incomplete { "&accepts_incomplete=true" } else { "" }
+        );
+        self.send(self.request(Method::DELETE, &format!("/v2/service_instances/{id}{query}")))
+            .await
+    }
+
+    pub async fn put_binding(&self, instance: &str, id: &str, body: &Value, accepts_incomplete: bool) -> (StatusCode, Value) {
+        let query = if accepts_incomplete { "?accepts_incomplete=true" } else { "" };
+        let path = format!("/v2/service_instances/{instance}/service_bindings/{id}{query}");
+        self.send(self.request(Method::PUT, &path).json(body)).await
+    }
+
+    pub async fn get_binding(&self, instance: &str, id: &str) -> (StatusCode, Value) {
+        let path = format!("/v2/service_instances/{instance}/service_bindings/{id}");
+        self.send(self.request(Method::GET, &path)).await
+    }
+
+    pub async fn delete_binding(&self, instance: &str, id: &str, plan: &str, accepts_incomplete: bool) -> (StatusCode, Value) {
+        let path = format!(
+            "/v2/service_instances/{instance}/service_bindings/{id}?service_id={SERVICE}&plan_id={plan}{}",
+            if accepts_incomplete { "&accepts_incomplete=true" } else { "" }
+        );
+        self.send(self.request(Method::DELETE, &path)).await
+    }
+
+    pub async fn last_operation(&self, instance: &str, operation: Option<&str>) -> (StatusCode, Value) {
+        let mut path = format!("/v2/service_instances/{instance}/last_operation");
+        if let Some(op) = operation {
+            path.push_str(&format!("?operation={op}"));
+        }
+        self.send(self.request(Method::GET, &path)).await
+    }
+
+    pub async fn binding_last_operation(&self, instance: &str, binding: &str, operation: Option<&str>) -> (StatusCode, Value) {
+        let mut path = format!("/v2/service_instances/{instance}/service_bindings/{binding}/last_operation");
+        if let Some(op) = operation {
+            path.push_str(&format!("?operation={op}"));
+        }
+        self.send(self.request(Method::GET, &path)).await
+    }
+
+    /// Polls instance last_operation until a terminal state; returns the final body.
+    pub async fn wait_instance(&self, instance: &str, operation: &str) -> Value {
+        wait_terminal(|| self.last_operation(instance, Some(operation))).await
+    }
+
+    /// Polls binding last_operation until a terminal state.
+    pub async fn wait_binding(&self, instance: &str, binding: &str, operation: &str) -> Value {
+        wait_terminal(|| self.binding_last_operation(instance, binding, Some(operation))).await
+    }
+
+    /// Provisions synchronously on `plan` and asserts 201.
+    pub async fn provision_sync(&self, id: &str, plan: &str) {
+        let (status, body) = self.put_instance(id, &provision_body(plan), false).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+
+    /// Provisions asynchronously and waits for success.
+    pub async fn provision_async(&self, id: &str) {
+        let (status, body) = self.put_instance(id, &provision_body(ASYNC), true).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        let last = self.wait_instance(id, body["operation"].as_str().unwrap()).await;
+        assert_eq!(last["state"], "succeeded", "{last}");
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        // A test that panics leaves its broker to the runtime's shutdown; nothing to do.
+    }
+}
+
+async fn wait_terminal<F, Fut>(mut poll: F) -> Value
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = (StatusCode, Value)>,
+{
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, body) = poll().await;
+        assert_eq!(status, StatusCode::OK, "last_operation: {body}");
+        if body["state"] != "in progress" {
+            return body;
+        }
+        assert!(Instant::now() < deadline, "operation did not finish in 20 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A valid provision body for `plan`.
+pub fn provision_body(plan: &str) -> Value {
+    let mut body = json!({
+        "service_id": SERVICE,
+        "plan_id": plan,
+        "organization_guid": "org-1",
+        "space_guid": "space-1",
+        "context": {"platform": "cloudfoundry", "organization_guid": "org-1", "space_guid": "space-1"},
+    });
+    if plan == SIZED {
+        body["parameters"] = json!({"size": 5});
+    }
+    body
+}
+
+/// A valid bind body for `plan`.
+pub fn bind_body(plan: &str) -> Value {
+    json!({
+        "service_id": SERVICE,
+        "plan_id": plan,
+        "bind_resource": {"app_guid": "app-1"},
+        "context": {"platform": "cloudfoundry"},
+    })
+}

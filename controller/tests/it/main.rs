@@ -1,0 +1,12 @@
+//! Black-box OSB conformance tests: each test starts a real broker on an ephemeral port (memory
+//! store unless it says otherwise) and drives it over HTTP. Every test names the checklist
+//! items (`OSB-…`) and decisions (`D-…`) it covers.
+
+mod bindings;
+mod catalog;
+mod concurrency;
+mod harness;
+mod headers;
+mod instances;
+mod last_operation;
+mod lifecycle;
