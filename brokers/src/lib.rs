@@ -171,7 +171,10 @@ pub enum BrokerError {
 impl BrokerError {
     /// Whether the request itself is at fault (the controller answers a 4xx for sync calls).
     pub fn is_client_error(&self) -> bool {
-        matches!(self, BrokerError::InvalidParameters(_) | BrokerError::Unprocessable(_))
+        matches!(
+            self,
+            BrokerError::InvalidParameters(_) | BrokerError::Unprocessable(_)
+        )
     }
 
     /// Whether repeating the call later may succeed.

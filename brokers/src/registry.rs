@@ -35,7 +35,10 @@ impl FromStr for BrokerKind {
             .map(|(_, kind)| *kind)
             .ok_or_else(|| {
                 let options: Vec<_> = BrokerKind::ALL.iter().map(|(n, _)| *n).collect();
-                format!("unknown broker {name:?} (options are: {})", options.join(", "))
+                format!(
+                    "unknown broker {name:?} (options are: {})",
+                    options.join(", ")
+                )
             })
     }
 }
@@ -78,7 +81,10 @@ impl BrokerRegistry {
                         broker
                     }
                     Err(message) => {
-                        problems.push(error(format!("services[{}].broker", offering.name), message));
+                        problems.push(error(
+                            format!("services[{}].broker", offering.name),
+                            message,
+                        ));
                         continue;
                     }
                 },
@@ -125,10 +131,16 @@ mod tests {
     fn the_builtin_catalog_builds_and_bad_settings_are_located() {
         let mut config = skybroker_config::Config::builtin();
         let registry = BrokerRegistry::from_catalog(&config.services).unwrap();
-        assert_eq!(registry.get(&config.services[0].id).unwrap().name(), "sandbox");
+        assert_eq!(
+            registry.get(&config.services[0].id).unwrap().name(),
+            "sandbox"
+        );
         config.services[0].plans[1].settings = serde_json::json!({"mode": "sometimes"});
         let problems = BrokerRegistry::from_catalog(&config.services).unwrap_err();
         assert_eq!(problems.len(), 1);
-        assert_eq!(problems[0].location, "services[sandbox].plans[async].settings");
+        assert_eq!(
+            problems[0].location,
+            "services[sandbox].plans[async].settings"
+        );
     }
 }

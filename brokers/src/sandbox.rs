@@ -52,9 +52,13 @@ struct Settings {
 
 impl Settings {
     fn parse(value: &Value) -> Result<Settings, String> {
-        let settings: Settings = serde_json::from_value(value.clone()).map_err(|e| e.to_string())?;
+        let settings: Settings =
+            serde_json::from_value(value.clone()).map_err(|e| e.to_string())?;
         if !(0.0..=1.0).contains(&settings.failure_rate) {
-            return Err(format!("failure_rate {} is not within 0.0..=1.0", settings.failure_rate));
+            return Err(format!(
+                "failure_rate {} is not within 0.0..=1.0",
+                settings.failure_rate
+            ));
         }
         Ok(settings)
     }
@@ -85,7 +89,9 @@ impl Settings {
         let hash = request
             .operation_id
             .bytes()
-            .fold(0xcbf29ce484222325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100000001b3));
+            .fold(0xcbf29ce484222325u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
+            });
         (hash % 10_000) as f64 / 10_000.0 < self.failure_rate
     }
 
@@ -117,7 +123,8 @@ impl Sandbox {
         request: &OperationRequest,
         done: impl FnOnce() -> Completion,
     ) -> Result<Progress, BrokerError> {
-        let settings = Settings::parse(&request.plan_settings).map_err(BrokerError::InvalidParameters)?;
+        let settings =
+            Settings::parse(&request.plan_settings).map_err(BrokerError::InvalidParameters)?;
         let delay = settings.delay(request.kind);
         if settings.is_async(request.kind) {
             let ready_at = now_millis() + delay.as_millis() as u64;
@@ -180,11 +187,15 @@ impl Sandbox {
     }
 
     fn check_delete(request: &OperationRequest) -> Result<(), BrokerError> {
-        let settings = Settings::parse(&request.plan_settings).map_err(BrokerError::InvalidParameters)?;
+        let settings =
+            Settings::parse(&request.plan_settings).map_err(BrokerError::InvalidParameters)?;
         if settings.missing_on_delete {
             return Err(BrokerError::NotFound(format!(
                 "sandbox resource of {} is already gone",
-                request.binding_id.as_deref().unwrap_or(&request.instance_id)
+                request
+                    .binding_id
+                    .as_deref()
+                    .unwrap_or(&request.instance_id)
             )));
         }
         Ok(())
@@ -198,7 +209,10 @@ fn now_millis() -> u64 {
 }
 
 fn short(id: &str) -> String {
-    id.chars().filter(char::is_ascii_alphanumeric).take(12).collect()
+    id.chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(12)
+        .collect()
 }
 
 fn kind_name(kind: OperationKind) -> &'static str {
@@ -230,7 +244,8 @@ impl Broker for Sandbox {
             return Err(BrokerError::InvalidParameters(reason.to_owned()));
         }
         let state = Self::instance_state(request);
-        let settings = Settings::parse(&request.plan_settings).map_err(BrokerError::InvalidParameters)?;
+        let settings =
+            Settings::parse(&request.plan_settings).map_err(BrokerError::InvalidParameters)?;
         let dashboard_url = (!settings.is_async(request.kind))
             .then(|| format!("https://sandbox.invalid/dashboard/{}", request.instance_id));
         self.start(request, || Completion {
@@ -266,7 +281,8 @@ impl Broker for Sandbox {
     }
 
     async fn poll(&self, request: &OperationRequest) -> Result<Progress, BrokerError> {
-        let settings = Settings::parse(&request.plan_settings).map_err(BrokerError::InvalidParameters)?;
+        let settings =
+            Settings::parse(&request.plan_settings).map_err(BrokerError::InvalidParameters)?;
         let ready_at = request
             .reference
             .as_ref()
@@ -333,12 +349,18 @@ mod tests {
     #[tokio::test]
     async fn async_plans_run_until_their_reference_is_due() {
         let sandbox = Sandbox::new();
-        let mut req = request(OperationKind::Bind, json!({"mode": "async", "delay_ms": 50}));
+        let mut req = request(
+            OperationKind::Bind,
+            json!({"mode": "async", "delay_ms": 50}),
+        );
         let Progress::InProgress { reference, .. } = sandbox.bind(&req).await.unwrap() else {
             panic!("async bind must be in progress");
         };
         req.reference = Some(reference);
-        assert!(matches!(sandbox.poll(&req).await.unwrap(), Progress::InProgress { .. }));
+        assert!(matches!(
+            sandbox.poll(&req).await.unwrap(),
+            Progress::InProgress { .. }
+        ));
         tokio::time::sleep(Duration::from_millis(60)).await;
         let Progress::Done(done) = sandbox.poll(&req).await.unwrap() else {
             panic!("due bind must be done");
@@ -378,9 +400,15 @@ mod tests {
     #[test]
     fn settings_are_checked() {
         let sandbox = Sandbox::new();
-        assert!(sandbox.check_plan_settings(&json!({"mode": "async"})).is_ok());
+        assert!(sandbox
+            .check_plan_settings(&json!({"mode": "async"}))
+            .is_ok());
         assert!(sandbox.check_plan_settings(&json!({"mode": "x"})).is_err());
-        assert!(sandbox.check_plan_settings(&json!({"mode": "sync", "failure_rate": 2})).is_err());
-        assert!(sandbox.check_plan_settings(&json!({"mode": "sync", "delay": 1})).is_err());
+        assert!(sandbox
+            .check_plan_settings(&json!({"mode": "sync", "failure_rate": 2}))
+            .is_err());
+        assert!(sandbox
+            .check_plan_settings(&json!({"mode": "sync", "delay": 1}))
+            .is_err());
     }
 }

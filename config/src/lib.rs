@@ -315,7 +315,9 @@ impl Config {
 
     /// The offering with this id.
     pub fn offering(&self, service_id: &str) -> Option<&ServiceOffering> {
-        self.services.iter().find(|offering| offering.id == service_id)
+        self.services
+            .iter()
+            .find(|offering| offering.id == service_id)
     }
 }
 
@@ -386,7 +388,10 @@ mod tests {
     fn unknown_fields_are_rejected_with_a_location() {
         let err = Config::parse("[server]\nlisten_port = 1\n", "x.toml").unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("x.toml") && text.contains("listen_port"), "{text}");
+        assert!(
+            text.contains("x.toml") && text.contains("listen_port"),
+            "{text}"
+        );
     }
 
     fn with_plan_edit(edit: impl FnOnce(&mut Config)) -> Vec<Problem> {
@@ -431,7 +436,12 @@ mod tests {
         let problems = with_plan_edit(|c| {
             let schemas = c.services[0].plans[3].schemas.as_mut().unwrap();
             let create = schemas.service_instance.as_mut().unwrap().create.as_mut();
-            create.unwrap().parameters.as_object_mut().unwrap().remove("$schema");
+            create
+                .unwrap()
+                .parameters
+                .as_object_mut()
+                .unwrap()
+                .remove("$schema");
         });
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert_eq!(

@@ -110,13 +110,19 @@ pub fn validate(config: &Config) -> Vec<Problem> {
         if let Some(first) = offering_ids.insert(offering.id.as_str(), location.clone()) {
             findings.error(
                 format!("{location}.id"),
-                format!("duplicate service id {:?} (also used by {first})", offering.id),
+                format!(
+                    "duplicate service id {:?} (also used by {first})",
+                    offering.id
+                ),
             );
         }
         if let Some(first) = offering_names.insert(offering.name.as_str(), location.clone()) {
             findings.error(
                 format!("{location}.name"),
-                format!("duplicate service name {:?} (also used by {first})", offering.name),
+                format!(
+                    "duplicate service name {:?} (also used by {first})",
+                    offering.name
+                ),
             );
         }
         let mut plan_names = HashSet::new();
@@ -165,7 +171,10 @@ fn check_offering(findings: &mut Findings, location: &str, offering: &ServiceOff
         findings.error(format!("{location}.broker"), "names no broker plugin");
     }
     if offering.plans.is_empty() {
-        findings.error(format!("{location}.plans"), "an offering needs at least one plan");
+        findings.error(
+            format!("{location}.plans"),
+            "an offering needs at least one plan",
+        );
     }
     for (index, requirement) in offering.requires.iter().enumerate() {
         if !ALLOWED_REQUIRES.contains(&requirement.as_str()) {
@@ -212,9 +221,18 @@ fn check_plan(findings: &mut Findings, location: &str, offering: &ServiceOfferin
         );
     }
     let schemas = [
-        (SchemaKind::InstanceCreate, "schemas.service_instance.create.parameters"),
-        (SchemaKind::InstanceUpdate, "schemas.service_instance.update.parameters"),
-        (SchemaKind::BindingCreate, "schemas.service_binding.create.parameters"),
+        (
+            SchemaKind::InstanceCreate,
+            "schemas.service_instance.create.parameters",
+        ),
+        (
+            SchemaKind::InstanceUpdate,
+            "schemas.service_instance.update.parameters",
+        ),
+        (
+            SchemaKind::BindingCreate,
+            "schemas.service_binding.create.parameters",
+        ),
     ];
     for (kind, path) in schemas {
         if let Some(schema) = plan.schema(kind) {
@@ -237,7 +255,10 @@ fn check_schema(findings: &mut Findings, location: &str, schema: &Value) {
         return;
     };
     if !matches!(object.get("$schema"), Some(Value::String(s)) if !s.is_empty()) {
-        findings.error(location, "the schema has no \"$schema\" key declaring its draft");
+        findings.error(
+            location,
+            "the schema has no \"$schema\" key declaring its draft",
+        );
     }
     let size = serde_json::to_vec(schema).map_or(0, |bytes| bytes.len());
     if size > MAX_SCHEMA_BYTES {

@@ -7,16 +7,14 @@ use std::time::Duration;
 use skybroker_brokers::{Broker, BrokerRegistry, OperationKind as PluginKind};
 use skybroker_config::{Config, Plan, ServiceOffering};
 use skybroker_dispatcher::Dispatcher;
-use skybroker_storage::{
-    now_millis, Operation, OperationKind, OperationState, ServiceBinding, ServiceInstance, StateMap,
-};
+use skybroker_storage::{now_millis, Operation, OperationKind, OperationState, StateMap};
 
 use crate::api::catalog::CatalogCache;
-use crate::engine::{Engine, SyncOutcome};
-use crate::schemas::SchemaCache;
+use crate::engine::{Engine, Finished, SyncOutcome};
 use crate::error::ApiError;
 use crate::jobs::Job;
 use crate::locks::InstanceLocks;
+use crate::schemas::SchemaCache;
 
 /// Everything shared.
 #[derive(Debug)]
@@ -53,17 +51,10 @@ pub struct PlanRef<'a> {
 /// How an operation was launched.
 #[derive(Debug)]
 pub enum Launched {
-    /// Asynchronous: the platform polls `operation`.
-    Async(Operation),
+    /// Asynchronous: the platform polls this operation id.
+    Async(String),
     /// Synchronous: finished, with the records as they were right after.
-    Finished {
-        /// The final operation.
-        operation: Operation,
-        /// The instance after it (absent after a deprovision).
-        instance: Option<ServiceInstance>,
-        /// The binding after it (bind only).
-        binding: Option<ServiceBinding>,
-    },
+    Finished(Box<Finished>),
 }
 
 /// Creation times of operations: wall-clock milliseconds, but strictly increasing within the
@@ -74,7 +65,9 @@ fn operation_clock() -> u64 {
     static LAST: AtomicU64 = AtomicU64::new(0);
     let now = now_millis();
     let previous = LAST
-        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |last| Some(now.max(last + 1)))
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |last| {
+            Some(now.max(last + 1))
+        })
         .unwrap_or(0);
     now.max(previous + 1)
 }
@@ -150,21 +143,13 @@ impl Core {
     pub async fn launch(&self, operation: Operation) -> Result<Launched, ApiError> {
         if !operation.sync {
             self.engine.schedule_now(&operation.id);
-            return Ok(Launched::Async(operation));
+            return Ok(Launched::Async(operation.id));
         }
         let waiter = self.engine.register_waiter(&operation.id);
         self.engine.schedule_now(&operation.id);
         let timeout = Duration::from_secs(self.config.engine.sync_timeout_secs);
         match tokio::time::timeout(timeout, waiter).await {
-            Ok(Ok(SyncOutcome::Finished {
-                operation,
-                instance,
-                binding,
-            })) => Ok(Launched::Finished {
-                operation,
-                instance,
-                binding,
-            }),
+            Ok(Ok(SyncOutcome::Finished(finished))) => Ok(Launched::Finished(finished)),
             Ok(Ok(SyncOutcome::QueueFull)) => Err(ApiError::QueueFull),
             // The engine dropped the waiter: it is shutting down; the operation is persisted
             // and resumes at the next start.

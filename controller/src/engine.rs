@@ -38,18 +38,22 @@ use tokio::sync::{mpsc, oneshot, watch, Notify};
 use crate::core::{plugin_kind, Core};
 use crate::jobs::{Call, Job, Outcome};
 
+/// A finished operation with the records as they were right after it.
+#[derive(Debug)]
+pub struct Finished {
+    /// The final operation.
+    pub operation: Operation,
+    /// The instance right after (absent once deprovisioned or reverted).
+    pub instance: Option<ServiceInstance>,
+    /// The binding right after (bind only).
+    pub binding: Option<ServiceBinding>,
+}
+
 /// What a synchronous request waiting for its operation learns.
 #[derive(Debug)]
 pub enum SyncOutcome {
     /// The operation reached a terminal state.
-    Finished {
-        /// The final operation.
-        operation: Operation,
-        /// The instance right after (absent once deprovisioned or reverted).
-        instance: Option<ServiceInstance>,
-        /// The binding right after (bind only).
-        binding: Option<ServiceBinding>,
-    },
+    Finished(Box<Finished>),
     /// It could not be queued in time (D-11); its records were removed.
     QueueFull,
 }
@@ -210,7 +214,11 @@ async fn dispatch(core: &Core, operation_id: &str) {
     let instance_id = operation.instance_id.clone();
     let _guard = core.locks.lock(&instance_id).await;
     // Re-read under the lock: a request may have changed it meanwhile.
-    let Some(operation) = core.state.operation(operation_id).filter(Operation::in_progress) else {
+    let Some(operation) = core
+        .state
+        .operation(operation_id)
+        .filter(Operation::in_progress)
+    else {
         return;
     };
     let now = now_millis();
@@ -227,6 +235,10 @@ async fn dispatch(core: &Core, operation_id: &str) {
     // D-03: a deprovision first unbinds every binding, as operations of their own.
     if operation.kind == OperationKind::Deprovision {
         let bindings = core.state.bindings_of(&instance_id);
+        if let Some(failure) = failed_cascade(core, &operation, &bindings) {
+            finish_failed(core, operation, failure).await;
+            return;
+        }
         if !bindings.is_empty() {
             if let Err(err) = cascade_unbind(core, &operation, bindings).await {
                 log::warn!("cascading unbind for {operation_id} not persisted: {err}");
@@ -272,6 +284,35 @@ async fn dispatch(core: &Core, operation_id: &str) {
     }
 }
 
+/// A failure for `deprovision` when an unbind it cascaded to has failed: deleting the instance
+/// under a binding that still exists would orphan its credentials, and cascading again would
+/// loop.
+fn failed_cascade(
+    core: &Core,
+    deprovision: &Operation,
+    bindings: &[ServiceBinding],
+) -> Option<Failure> {
+    bindings.iter().find_map(|binding| {
+        let unbind = core.state.operation(binding.last_operation.as_deref()?)?;
+        let failed_since = unbind.kind == OperationKind::Unbind
+            && unbind.state == OperationState::Failed
+            && unbind.created_at >= deprovision.created_at;
+        failed_since.then(|| Failure {
+            description: format!(
+                "binding {} could not be deleted: {}",
+                binding.id,
+                unbind
+                    .failure
+                    .as_ref()
+                    .map_or("unknown error", |f| f.description.as_str())
+            ),
+            instance_usable: Some(true),
+            update_repeatable: None,
+            client_error: false,
+        })
+    })
+}
+
 /// Starts an unbind for every binding not yet unbinding.
 async fn cascade_unbind(
     core: &Core,
@@ -292,8 +333,13 @@ async fn cascade_unbind(
         let sync = !plan
             .broker
             .is_async(&plan.plan.settings, plugin_kind(OperationKind::Unbind));
-        let (mut unbind_changes, operation) =
-            crate::lifecycle::begin_unbind(core, &binding, plan.plan, sync, deprovision.requested_by.clone());
+        let (mut unbind_changes, operation) = crate::lifecycle::begin_unbind(
+            core,
+            &binding,
+            plan.plan,
+            sync,
+            deprovision.requested_by.clone(),
+        );
         changes.append(&mut unbind_changes);
         started.push(operation.id);
     }
@@ -416,7 +462,13 @@ pub async fn apply(core: &Core, outcome: Outcome) {
     if !operation.in_progress() {
         // Halted meanwhile (D-17): keep what the plugin learnt about the resource, so the
         // deprovision that halted it can find it.
-        if let Ok(Progress::InProgress { state: Some(state), .. }) | Ok(Progress::Done(Completion { state: Some(state), .. })) = &result {
+        if let Ok(Progress::InProgress {
+            state: Some(state), ..
+        })
+        | Ok(Progress::Done(Completion {
+            state: Some(state), ..
+        })) = &result
+        {
             keep_plugin_state(core, &operation, state.clone()).await;
         }
         return;
@@ -460,8 +512,10 @@ pub async fn apply(core: &Core, outcome: Outcome) {
             persist_then_schedule(core, &id, changes, delay).await;
         }
         Err(BrokerError::NotFound(what))
-            if matches!(operation.kind, OperationKind::Deprovision | OperationKind::Unbind)
-                && operation.reference.is_none() =>
+            if matches!(
+                operation.kind,
+                OperationKind::Deprovision | OperationKind::Unbind
+            ) && operation.reference.is_none() =>
         {
             let force = if operation.kind == OperationKind::Deprovision {
                 engine.force_delete_unknown_instances
@@ -469,7 +523,9 @@ pub async fn apply(core: &Core, outcome: Outcome) {
                 engine.force_delete_unknown_bindings
             };
             if force {
-                log::info!("operation {operation_id}: {what}; removing the record (force_delete_unknown)");
+                log::info!(
+                    "operation {operation_id}: {what}; removing the record (force_delete_unknown)"
+                );
                 finish_succeeded(core, operation, Completion::default()).await;
             } else {
                 let failure = Failure {
@@ -494,7 +550,10 @@ pub async fn apply(core: &Core, outcome: Outcome) {
             } else {
                 // The cause may name internals; it is logged here, once.
                 log::error!("operation {operation_id} failed: {err}");
-                format!("the {} operation failed at the provider", operation.kind.name())
+                format!(
+                    "the {} operation failed at the provider",
+                    operation.kind.name()
+                )
             };
             let failure = Failure {
                 description,
@@ -513,7 +572,8 @@ async fn persist_then_schedule(core: &Core, operation_id: &str, changes: Vec<Cha
         Err(err) => {
             // Not persisted: the plugin will simply be asked again.
             log::warn!("operation {operation_id}: progress not persisted ({err}); retrying");
-            core.engine.schedule_at(operation_id, now_millis() + delay.max(1000));
+            core.engine
+                .schedule_at(operation_id, now_millis() + delay.max(1000));
         }
     }
 }
@@ -546,7 +606,10 @@ fn plugin_state_change(core: &Core, operation: &Operation, state: Value) -> Opti
 async fn keep_plugin_state(core: &Core, operation: &Operation, state: Value) {
     if let Some(change) = plugin_state_change(core, operation, state) {
         if let Err(err) = core.state.commit(vec![change]).await {
-            log::warn!("plugin state of halted {} not persisted: {err}", operation.id);
+            log::warn!(
+                "plugin state of halted {} not persisted: {err}",
+                operation.id
+            );
         }
     }
 }
@@ -555,7 +618,10 @@ async fn keep_plugin_state(core: &Core, operation: &Operation, state: Value) {
 async fn finish_succeeded(core: &Core, mut operation: Operation, completion: Completion) {
     let mut changes = Vec::new();
     let instance = core.state.instance(&operation.instance_id);
-    let binding = operation.binding_id.as_deref().and_then(|id| core.state.binding(id));
+    let binding = operation
+        .binding_id
+        .as_deref()
+        .and_then(|id| core.state.binding(id));
     match operation.kind {
         OperationKind::Provision | OperationKind::Update => {
             if let Some(mut instance) = instance {
@@ -642,7 +708,10 @@ async fn finish_failed(core: &Core, mut operation: Operation, failure: Failure) 
             }
         }
         OperationKind::Bind | OperationKind::Unbind => {
-            let binding = operation.binding_id.as_deref().and_then(|id| core.state.binding(id));
+            let binding = operation
+                .binding_id
+                .as_deref()
+                .and_then(|id| core.state.binding(id));
             if let Some(mut binding) = binding {
                 binding.state = match (operation.kind, operation.halted_reference.is_some()) {
                     (OperationKind::Unbind, false) => BindingState::Bound,
@@ -656,7 +725,10 @@ async fn finish_failed(core: &Core, mut operation: Operation, failure: Failure) 
         "operation {} ({} of {}) failed: {}",
         operation.id,
         operation.kind.name(),
-        operation.binding_id.as_deref().unwrap_or(&operation.instance_id),
+        operation
+            .binding_id
+            .as_deref()
+            .unwrap_or(&operation.instance_id),
         failure.description
     );
     operation.state = OperationState::Failed;
@@ -674,7 +746,10 @@ async fn finish(core: &Core, operation: Operation, mut changes: Vec<Change>) {
                 "operation {} ({} of {}) {}",
                 operation.id,
                 operation.kind.name(),
-                operation.binding_id.as_deref().unwrap_or(&operation.instance_id),
+                operation
+                    .binding_id
+                    .as_deref()
+                    .unwrap_or(&operation.instance_id),
                 match operation.state {
                     OperationState::Succeeded => "succeeded",
                     OperationState::Failed => "failed",
@@ -690,16 +765,18 @@ async fn finish(core: &Core, operation: Operation, mut changes: Vec<Change>) {
 
 fn notify_finished(core: &Core, operation: Operation) {
     let instance = core.state.instance(&operation.instance_id);
-    let binding = operation.binding_id.as_deref().and_then(|id| core.state.binding(id));
+    let binding = operation
+        .binding_id
+        .as_deref()
+        .and_then(|id| core.state.binding(id));
     let id = operation.id.clone();
-    core.engine.notify(
-        &id,
-        SyncOutcome::Finished {
-            operation,
-            instance,
-            binding,
-        },
-    );
+    let finished = Finished {
+        operation,
+        instance,
+        binding,
+    };
+    core.engine
+        .notify(&id, SyncOutcome::Finished(Box::new(finished)));
 }
 
 fn retry_later(core: &Core, operation_id: &str, err: StoreError) {
@@ -728,7 +805,10 @@ fn revert_changes(core: &Core, operation: &Operation) -> Vec<Change> {
             }
         }
         OperationKind::Unbind => {
-            let binding = operation.binding_id.as_deref().and_then(|id| core.state.binding(id));
+            let binding = operation
+                .binding_id
+                .as_deref()
+                .and_then(|id| core.state.binding(id));
             if let Some(mut binding) = binding {
                 binding.state = BindingState::Bound;
                 changes.push(Change::PutBinding(binding));
@@ -774,7 +854,11 @@ pub async fn cleanup_once(core: &Core, now: UnixMillis) -> usize {
         };
         let _guard = core.locks.lock(&operation.instance_id).await;
         if core.state.operation(&id).is_some_and(|o| !o.in_progress()) {
-            match core.state.commit(vec![Change::DeleteOperation(id.clone())]).await {
+            match core
+                .state
+                .commit(vec![Change::DeleteOperation(id.clone())])
+                .await
+            {
                 Ok(()) => removed += 1,
                 Err(err) => {
                     log::warn!("clean-up of {id} not persisted: {err}");

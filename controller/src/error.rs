@@ -200,7 +200,10 @@ impl IntoResponse for ApiError {
         let mut response = (status, axum::Json(self.body())).into_response();
         let headers = response.headers_mut();
         if status == StatusCode::SERVICE_UNAVAILABLE {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
+            headers.insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_static(RETRY_AFTER_SECS),
+            );
         }
         if status == StatusCode::UNAUTHORIZED {
             headers.insert(
@@ -223,7 +226,10 @@ mod tests {
             (ApiError::AsyncRequired, "AsyncRequired"),
             (ApiError::Concurrency("x".into()), "ConcurrencyError"),
             (ApiError::RequiresApp, "RequiresApp"),
-            (ApiError::MaintenanceInfoConflict("x".into()), "MaintenanceInfoConflict"),
+            (
+                ApiError::MaintenanceInfoConflict("x".into()),
+                "MaintenanceInfoConflict",
+            ),
         ];
         for (error, code) in cases {
             assert_eq!(error.status(), StatusCode::UNPROCESSABLE_ENTITY);

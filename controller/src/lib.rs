@@ -28,4 +28,6 @@ pub mod locks;
 pub mod schemas;
 pub mod server;
 
-pub use server::{check_config, ensure_password, load_config, serve, shutdown_signal, start, Running};
+pub use server::{
+    check_config, ensure_password, load_config, serve, shutdown_signal, start, Running,
+};

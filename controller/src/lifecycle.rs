@@ -13,7 +13,12 @@ use skybroker_storage::{
 use crate::core::Core;
 
 /// Marks a running create operation as halted by a delete.
-fn halt(core: &Core, create: Option<&str>, by: &Operation, changes: &mut Vec<Change>) -> Option<serde_json::Value> {
+fn halt(
+    core: &Core,
+    create: Option<&str>,
+    by: &Operation,
+    changes: &mut Vec<Change>,
+) -> Option<serde_json::Value> {
     let mut create = core.state.operation(create?)?;
     if !create.in_progress() {
         return None;
@@ -54,8 +59,15 @@ pub fn begin_unbind(
     );
     let mut changes = Vec::new();
     if binding.state == BindingState::Binding {
-        operation.halted_reference =
-            Some(halt(core, binding.last_operation.as_deref(), &operation, &mut changes).unwrap_or_default());
+        operation.halted_reference = Some(
+            halt(
+                core,
+                binding.last_operation.as_deref(),
+                &operation,
+                &mut changes,
+            )
+            .unwrap_or_default(),
+        );
     }
     let mut binding = binding.clone();
     binding.state = BindingState::Unbinding;
@@ -83,8 +95,15 @@ pub fn begin_deprovision(
     );
     let mut changes = Vec::new();
     if instance.state == InstanceState::Provisioning {
-        operation.halted_reference =
-            Some(halt(core, instance.last_operation.as_deref(), &operation, &mut changes).unwrap_or_default());
+        operation.halted_reference = Some(
+            halt(
+                core,
+                instance.last_operation.as_deref(),
+                &operation,
+                &mut changes,
+            )
+            .unwrap_or_default(),
+        );
     }
     let mut instance = instance.clone();
     instance.state = InstanceState::Deprovisioning;

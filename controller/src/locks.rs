@@ -30,9 +30,9 @@ impl InstanceLocks {
     /// Waits for and holds the lock of `instance_id`.
     pub async fn lock(&self, instance_id: &str) -> MutexGuard<'_, ()> {
         // FNV-1a: cheap and stable.
-        let hash = instance_id
-            .bytes()
-            .fold(0xcbf29ce484222325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100000001b3));
+        let hash = instance_id.bytes().fold(0xcbf29ce484222325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
+        });
         self.stripes[(hash % STRIPES as u64) as usize].lock().await
     }
 }

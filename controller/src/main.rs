@@ -48,10 +48,17 @@ fn main() -> ExitCode {
     for problem in &problems {
         eprintln!("{problem}");
     }
-    let errors = problems.iter().filter(|p| p.severity == Severity::Error).count();
+    let errors = problems
+        .iter()
+        .filter(|p| p.severity == Severity::Error)
+        .count();
     if !serve {
         println!("{errors} error(s), {} warning(s)", problems.len() - errors);
-        return if errors == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE };
+        return if errors == 0 {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        };
     }
     if errors > 0 {
         eprintln!("refusing to start: the configuration has {errors} error(s)");
@@ -65,7 +72,10 @@ fn main() -> ExitCode {
             config.server.username
         );
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("error: cannot start the runtime: {err}");

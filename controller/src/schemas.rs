@@ -19,7 +19,9 @@ pub struct SchemaCache {
 
 impl std::fmt::Debug for SchemaCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SchemaCache").field("schemas", &self.validators.len()).finish()
+        f.debug_struct("SchemaCache")
+            .field("schemas", &self.validators.len())
+            .finish()
     }
 }
 
@@ -48,7 +50,9 @@ impl SchemaCache {
                     if let Some(schema) = plan.schema(kind) {
                         let validator = jsonschema::validator_for(schema)
                             .map_err(|err| format!("plan {}: {err}", plan.name))?;
-                        cache.validators.insert((plan.id.clone(), slot(kind)), validator);
+                        cache
+                            .validators
+                            .insert((plan.id.clone(), slot(kind)), validator);
                     }
                 }
             }

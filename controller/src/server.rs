@@ -51,7 +51,12 @@ pub fn check_config(config: &Config) -> Vec<Problem> {
 /// Gives the broker a random password when none is configured, so it never runs open.
 /// Returns the generated password, which the caller shows once.
 pub fn ensure_password(config: &mut Config) -> Option<String> {
-    if config.server.password.as_ref().is_some_and(|p| !p.expose().is_empty()) {
+    if config
+        .server
+        .password
+        .as_ref()
+        .is_some_and(|p| !p.expose().is_empty())
+    {
         return None;
     }
     let generated = uuid::Uuid::new_v4().simple().to_string();
@@ -152,10 +157,16 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let (outcome_sender, outcomes) = mpsc::channel(OUTCOME_BUFFER);
     let runtime = tokio::runtime::Handle::current();
     let workers = config.dispatcher.worker_count();
-    let dispatcher = Dispatcher::start("skybroker-worker", workers, config.dispatcher.capacity(), move |job| {
-        crate::jobs::run(job, &runtime, &outcome_sender)
-    });
-    log::info!("{workers} worker(s), queue capacity {}", config.dispatcher.capacity());
+    let dispatcher = Dispatcher::start(
+        "skybroker-worker",
+        workers,
+        config.dispatcher.capacity(),
+        move |job| crate::jobs::run(job, &runtime, &outcome_sender),
+    );
+    log::info!(
+        "{workers} worker(s), queue capacity {}",
+        config.dispatcher.capacity()
+    );
     let core = Arc::new(Core {
         catalog: CatalogCache::new(&config.services),
         schemas,
@@ -170,9 +181,16 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
 
     let (stop_engine, engine_stopped) = watch::channel(false);
     let (stop_applier, applier_stopped) = watch::channel(false);
-    let scanner = tokio::spawn(engine::run_scanner(Arc::clone(&core), engine_stopped.clone()));
+    let scanner = tokio::spawn(engine::run_scanner(
+        Arc::clone(&core),
+        engine_stopped.clone(),
+    ));
     let cleanup = tokio::spawn(engine::run_cleanup(Arc::clone(&core), engine_stopped));
-    let applier = tokio::spawn(engine::run_applier(Arc::clone(&core), outcomes, applier_stopped));
+    let applier = tokio::spawn(engine::run_applier(
+        Arc::clone(&core),
+        outcomes,
+        applier_stopped,
+    ));
 
     let listener = tokio::net::TcpListener::bind(core.config.server.listen)
         .await
@@ -184,7 +202,10 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         let signal = async move {
             let _ = shutdown_requested.wait_for(|stop| *stop).await;
         };
-        if let Err(err) = axum::serve(listener, app).with_graceful_shutdown(signal).await {
+        if let Err(err) = axum::serve(listener, app)
+            .with_graceful_shutdown(signal)
+            .await
+        {
             log::error!("HTTP server failed: {err}");
         }
     });
@@ -201,9 +222,10 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         let _ = scanner.await;
         let _ = cleanup.await;
         let dispatcher_core = Arc::clone(&drain_core);
-        let handed_back = tokio::task::spawn_blocking(move || dispatcher_core.dispatcher.shutdown())
-            .await
-            .map_or(0, |jobs| jobs.len());
+        let handed_back =
+            tokio::task::spawn_blocking(move || dispatcher_core.dispatcher.shutdown())
+                .await
+                .map_or(0, |jobs| jobs.len());
         if handed_back > 0 {
             log::info!("{handed_back} queued job(s) left for the next start (they are persisted)");
         }

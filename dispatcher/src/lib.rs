@@ -96,7 +96,9 @@ pub struct Dispatcher<J: Send + 'static> {
 
 impl<J: Send + 'static> std::fmt::Debug for Dispatcher<J> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Dispatcher").field("stats", &self.stats()).finish()
+        f.debug_struct("Dispatcher")
+            .field("stats", &self.stats())
+            .finish()
     }
 }
 
@@ -109,7 +111,10 @@ impl<J: Send + 'static> Dispatcher<J> {
     where
         F: Fn(J) + Send + Sync + 'static,
     {
-        assert!(workers > 0 && capacity > 0, "a dispatcher needs workers and room");
+        assert!(
+            workers > 0 && capacity > 0,
+            "a dispatcher needs workers and room"
+        );
         let (sender, receiver) = crossbeam_channel::bounded::<J>(capacity);
         let handler = Arc::new(handler);
         let counters = Arc::new(Counters::default());
@@ -181,7 +186,8 @@ impl<J: Send + 'static> Dispatcher<J> {
             // there is nothing more to clean up if one does.
             let _ = handle.join();
         }
-        let mut rest = std::mem::take(&mut *self.handed_back.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut rest =
+            std::mem::take(&mut *self.handed_back.lock().unwrap_or_else(|e| e.into_inner()));
         rest.extend(self.receiver.try_iter());
         rest
     }
@@ -196,7 +202,10 @@ fn work<J, F: Fn(J) + ?Sized>(
 ) {
     for job in receiver.iter() {
         if counters.stopping.load(Ordering::SeqCst) {
-            handed_back.lock().unwrap_or_else(|e| e.into_inner()).push(job);
+            handed_back
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(job);
             continue;
         }
         counters.busy.fetch_add(1, Ordering::Relaxed);
@@ -233,10 +242,11 @@ mod tests {
     fn gated(workers: usize, capacity: usize) -> (Dispatcher<(u32, Gate)>, mpsc::Receiver<u32>) {
         let (done_tx, done_rx) = mpsc::channel();
         let done_tx = Mutex::new(done_tx);
-        let dispatcher = Dispatcher::start("test", workers, capacity, move |(n, gate): (u32, Gate)| {
-            let _ = gate.0.recv();
-            done_tx.lock().unwrap().send(n).unwrap();
-        });
+        let dispatcher =
+            Dispatcher::start("test", workers, capacity, move |(n, gate): (u32, Gate)| {
+                let _ = gate.0.recv();
+                done_tx.lock().unwrap().send(n).unwrap();
+            });
         (dispatcher, done_rx)
     }
 
@@ -260,10 +270,16 @@ mod tests {
         dispatcher.try_submit((2, Gate(gate.clone()))).unwrap();
         match dispatcher.try_submit((3, Gate(gate.clone()))) {
             Err(SubmitError::Full((3, _))) => {}
-            other => panic!("expected Full(3), got {:?}", other.map_err(|e| e.into_job().0)),
+            other => panic!(
+                "expected Full(3), got {:?}",
+                other.map_err(|e| e.into_job().0)
+            ),
         }
         let stats = dispatcher.stats();
-        assert_eq!((stats.queue_depth, stats.capacity, stats.rejected), (2, 2, 1));
+        assert_eq!(
+            (stats.queue_depth, stats.capacity, stats.rejected),
+            (2, 2, 1)
+        );
         for _ in 0..3 {
             release.send(()).unwrap();
         }
@@ -308,11 +324,18 @@ mod tests {
         releaser.join().unwrap();
         let finished: Vec<u32> = done.try_iter().collect();
         assert_eq!(finished.len(), 2, "the running jobs finish");
-        assert_eq!(handed_back.len(), 4, "queued jobs come back: {handed_back:?}");
+        assert_eq!(
+            handed_back.len(),
+            4,
+            "queued jobs come back: {handed_back:?}"
+        );
         let mut all: Vec<u32> = finished.into_iter().chain(handed_back).collect();
         all.sort();
         assert_eq!(all, [0, 1, 2, 3, 4, 5], "no job is lost or run twice");
-        assert!(matches!(dispatcher.try_submit((7, Gate(gate))), Err(SubmitError::ShutDown(_))));
+        assert!(matches!(
+            dispatcher.try_submit((7, Gate(gate))),
+            Err(SubmitError::ShutDown(_))
+        ));
     }
 
     #[test]

@@ -103,7 +103,10 @@ impl Store for EmbeddedStore {
                 check_expectations(&writes, |key| {
                     Ok(entries.get(key).map_err(backend)?.map(|v| v.value().0))
                 })?;
-                let last = meta.get(LAST_REVISION).map_err(backend)?.map_or(0, |v| v.value());
+                let last = meta
+                    .get(LAST_REVISION)
+                    .map_err(backend)?
+                    .map_or(0, |v| v.value());
                 let revision = last + 1;
                 meta.insert(LAST_REVISION, revision).map_err(backend)?;
                 for write in &writes {

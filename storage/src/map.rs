@@ -112,10 +112,11 @@ fn encode<T: Serialize>(record: &T) -> Vec<u8> {
 }
 
 fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, StoreError> {
-    let envelope: Envelope<T> = serde_json::from_slice(bytes).map_err(|err| StoreError::Corrupt {
-        key: key.to_owned(),
-        message: err.to_string(),
-    })?;
+    let envelope: Envelope<T> =
+        serde_json::from_slice(bytes).map_err(|err| StoreError::Corrupt {
+            key: key.to_owned(),
+            message: err.to_string(),
+        })?;
     if envelope.v > RECORD_VERSION {
         return Err(StoreError::Corrupt {
             key: key.to_owned(),
@@ -127,7 +128,8 @@ fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, StoreError>
 
 impl Maps {
     fn put_instance(&mut self, revision: Revision, instance: ServiceInstance) {
-        self.instances.insert(instance.id.clone(), (revision, instance));
+        self.instances
+            .insert(instance.id.clone(), (revision, instance));
     }
 
     fn put_binding(&mut self, revision: Revision, binding: ServiceBinding) {
@@ -135,7 +137,8 @@ impl Maps {
             .entry(binding.instance_id.clone())
             .or_default()
             .insert(binding.id.clone());
-        self.bindings.insert(binding.id.clone(), (revision, binding));
+        self.bindings
+            .insert(binding.id.clone(), (revision, binding));
     }
 
     fn delete_binding(&mut self, id: &str) {
@@ -151,7 +154,11 @@ impl Maps {
 
     fn put_operation(&mut self, revision: Revision, operation: Operation) {
         let target = Target::of(&operation);
-        let newer = match self.latest.get(&target).and_then(|id| self.operations.get(id)) {
+        let newer = match self
+            .latest
+            .get(&target)
+            .and_then(|id| self.operations.get(id))
+        {
             Some((_, current)) => {
                 current.id == operation.id
                     || (operation.created_at, &operation.id) >= (current.created_at, &current.id)
@@ -161,7 +168,8 @@ impl Maps {
         if newer {
             self.latest.insert(target, operation.id.clone());
         }
-        self.operations.insert(operation.id.clone(), (revision, operation));
+        self.operations
+            .insert(operation.id.clone(), (revision, operation));
     }
 
     fn delete_operation(&mut self, id: &str) {
@@ -212,7 +220,10 @@ impl StateMap {
     pub async fn open(store: Arc<dyn Store>) -> Result<StateMap, StoreError> {
         let mut maps = Maps::default();
         for entry in store.load().await? {
-            let (kind, _) = entry.key.split_once('/').unwrap_or((entry.key.as_str(), ""));
+            let (kind, _) = entry
+                .key
+                .split_once('/')
+                .unwrap_or((entry.key.as_str(), ""));
             match kind {
                 "instances" => maps.put_instance(entry.revision, decode(&entry.key, &entry.value)?),
                 "bindings" => maps.put_binding(entry.revision, decode(&entry.key, &entry.value)?),
@@ -424,12 +435,17 @@ mod tests {
     async fn a_write_by_another_process_is_a_conflict_and_leaves_the_map_alone() {
         let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
         let map = StateMap::open(Arc::clone(&store)).await.unwrap();
-        map.commit(vec![Change::PutInstance(instance("i1"))]).await.unwrap();
+        map.commit(vec![Change::PutInstance(instance("i1"))])
+            .await
+            .unwrap();
         // Another replica updates the same key behind this map's back.
         let other = StateMap::open(Arc::clone(&store)).await.unwrap();
         let mut changed = instance("i1");
         changed.plan_id = "other".into();
-        other.commit(vec![Change::PutInstance(changed)]).await.unwrap();
+        other
+            .commit(vec![Change::PutInstance(changed)])
+            .await
+            .unwrap();
         let mut mine = instance("i1");
         mine.plan_id = "mine".into();
         let res = map.commit(vec![Change::PutInstance(mine)]).await;
@@ -465,7 +481,9 @@ mod tests {
         .unwrap();
         let ids: Vec<_> = map.bindings_of("i1").into_iter().map(|b| b.id).collect();
         assert_eq!(ids, ["b1", "b2"]);
-        map.commit(vec![Change::DeleteBinding("b1".into())]).await.unwrap();
+        map.commit(vec![Change::DeleteBinding("b1".into())])
+            .await
+            .unwrap();
         assert_eq!(map.bindings_of("i1").len(), 1);
         assert!(map.binding("b1").is_none());
     }

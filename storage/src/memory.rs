@@ -8,11 +8,14 @@ use async_trait::async_trait;
 
 use crate::store::{Entry, Expect, Revision, Store, StoreError, Write};
 
+/// Key → (revision, value).
+type Entries = BTreeMap<String, (Revision, Vec<u8>)>;
+
 /// The in-memory store.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    /// Key → (revision, value), and the last revision issued.
-    inner: Mutex<(BTreeMap<String, (Revision, Vec<u8>)>, Revision)>,
+    /// The entries, and the last revision issued.
+    inner: Mutex<(Entries, Revision)>,
 }
 
 impl MemoryStore {

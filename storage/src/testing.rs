@@ -21,11 +21,19 @@ fn delete(key: &str, expect: Expect) -> Write {
 
 /// Runs every check against an empty `store`; panics on the first violation.
 pub async fn conformance(store: &dyn Store) {
-    assert!(store.load().await.unwrap().is_empty(), "the suite needs an empty store");
+    assert!(
+        store.load().await.unwrap().is_empty(),
+        "the suite needs an empty store"
+    );
 
     // Create-if-absent, then the same again conflicts and changes nothing.
-    let r1 = store.commit(vec![put("instances/a", b"1", Expect::Absent)]).await.unwrap();
-    let again = store.commit(vec![put("instances/a", b"2", Expect::Absent)]).await;
+    let r1 = store
+        .commit(vec![put("instances/a", b"1", Expect::Absent)])
+        .await
+        .unwrap();
+    let again = store
+        .commit(vec![put("instances/a", b"2", Expect::Absent)])
+        .await;
     assert!(matches!(again, Err(StoreError::Conflict { ref key }) if key == "instances/a"));
 
     // Compare-and-swap on the revision.
@@ -34,8 +42,13 @@ pub async fn conformance(store: &dyn Store) {
         .await
         .unwrap();
     assert!(r2 > r1, "revisions grow");
-    let stale = store.commit(vec![put("instances/a", b"4", Expect::Revision(r1))]).await;
-    assert!(matches!(stale, Err(StoreError::Conflict { .. })), "a stale revision conflicts");
+    let stale = store
+        .commit(vec![put("instances/a", b"4", Expect::Revision(r1))])
+        .await;
+    assert!(
+        matches!(stale, Err(StoreError::Conflict { .. })),
+        "a stale revision conflicts"
+    );
 
     // A batch is atomic: one failed expectation applies nothing.
     let batch = vec![
@@ -44,7 +57,11 @@ pub async fn conformance(store: &dyn Store) {
     ];
     assert!(store.commit(batch).await.is_err());
     let entries = store.load().await.unwrap();
-    assert_eq!(entries.len(), 1, "nothing of a failed batch applies: {entries:?}");
+    assert_eq!(
+        entries.len(),
+        1,
+        "nothing of a failed batch applies: {entries:?}"
+    );
     assert_eq!(entries[0].value, b"3");
     assert_eq!(entries[0].revision, r2);
 
@@ -63,15 +80,34 @@ pub async fn conformance(store: &dyn Store) {
     assert!(entries.iter().all(|e| e.revision == r3));
 
     // Delete with and without a condition; deleting an absent key unconditionally is fine.
-    let stale_delete = store.commit(vec![delete("bindings/b1", Expect::Revision(r1))]).await;
+    let stale_delete = store
+        .commit(vec![delete("bindings/b1", Expect::Revision(r1))])
+        .await;
     assert!(matches!(stale_delete, Err(StoreError::Conflict { .. })));
-    store.commit(vec![delete("bindings/b1", Expect::Revision(r3))]).await.unwrap();
-    store.commit(vec![delete("bindings/none", Expect::Any)]).await.unwrap();
-    let absent_delete = store.commit(vec![delete("bindings/none", Expect::Revision(1))]).await;
+    store
+        .commit(vec![delete("bindings/b1", Expect::Revision(r3))])
+        .await
+        .unwrap();
+    store
+        .commit(vec![delete("bindings/none", Expect::Any)])
+        .await
+        .unwrap();
+    let absent_delete = store
+        .commit(vec![delete("bindings/none", Expect::Revision(1))])
+        .await;
     assert!(matches!(absent_delete, Err(StoreError::Conflict { .. })));
 
     // Keys may hold any id characters, '/' included (ids are percent-decoded).
-    store.commit(vec![put("instances/x/y %z", b"7", Expect::Absent)]).await.unwrap();
-    let keys: Vec<_> = store.load().await.unwrap().into_iter().map(|e| e.key).collect();
+    store
+        .commit(vec![put("instances/x/y %z", b"7", Expect::Absent)])
+        .await
+        .unwrap();
+    let keys: Vec<_> = store
+        .load()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.key)
+        .collect();
     assert_eq!(keys, ["instances/a", "instances/x/y %z", "operations/o1"]);
 }

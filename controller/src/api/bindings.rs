@@ -55,9 +55,15 @@ pub async fn put_binding(
     let predecessor_id = body.optional_str("predecessor_binding_id")?;
     // OSB-ROT-02: a rotation request may carry nothing but the predecessor.
     let (service_id, plan_id) = if predecessor_id.is_some() {
-        (body.optional_str("service_id")?, body.optional_str("plan_id")?)
+        (
+            body.optional_str("service_id")?,
+            body.optional_str("plan_id")?,
+        )
     } else {
-        (Some(body.required_str("service_id")?), Some(body.required_str("plan_id")?))
+        (
+            Some(body.required_str("service_id")?),
+            Some(body.required_str("plan_id")?),
+        )
     };
     let app_guid = body.optional_str("app_guid")?;
     let bind_resource = body.optional_object("bind_resource")?;
@@ -67,7 +73,9 @@ pub async fn put_binding(
         requested_plan(&core, service_id, plan_id)?;
     } else if let Some(service_id) = &service_id {
         if core.config.offering(service_id).is_none() {
-            return Err(ApiError::BadRequest(format!("unknown service_id {service_id:?}")));
+            return Err(ApiError::BadRequest(format!(
+                "unknown service_id {service_id:?}"
+            )));
         }
     }
 
@@ -77,7 +85,9 @@ pub async fn put_binding(
         .state
         .instance(&instance_id)
         .ok_or_else(|| ApiError::NotFound(format!("instance {instance_id} does not exist")))?;
-    if service_id.as_ref().is_some_and(|s| *s != instance.service_id)
+    if service_id
+        .as_ref()
+        .is_some_and(|s| *s != instance.service_id)
         || plan_id.as_ref().is_some_and(|p| *p != instance.plan_id)
     {
         return Err(ApiError::BadRequest(format!(
@@ -86,7 +96,10 @@ pub async fn put_binding(
     }
     let plan = requested_plan(&core, &instance.service_id, &instance.plan_id)?;
     if !plan.plan.is_bindable(plan.offering) {
-        return Err(ApiError::BadRequest(format!("plan {} is not bindable", plan.plan.name)));
+        return Err(ApiError::BadRequest(format!(
+            "plan {} is not bindable",
+            plan.plan.name
+        )));
     }
     if let Some(predecessor_id) = &predecessor_id {
         if !plan.plan.binding_rotatable {
@@ -110,7 +123,11 @@ pub async fn put_binding(
         }
     }
     let parameters = parameters.unwrap_or_default();
-    core.schemas.check(plan.plan, SchemaKind::BindingCreate, &Value::Object(parameters.clone()))?;
+    core.schemas.check(
+        plan.plan,
+        SchemaKind::BindingCreate,
+        &Value::Object(parameters.clone()),
+    )?;
     match instance.state {
         InstanceState::Ready => {}
         InstanceState::ProvisionFailed => {
@@ -141,9 +158,14 @@ pub async fn put_binding(
         }
         match existing.state {
             // OSB-BIND-07.
-            BindingState::Bound => return Ok(json(StatusCode::OK, binding_body(&existing, version))),
+            BindingState::Bound => {
+                return Ok(json(StatusCode::OK, binding_body(&existing, version)))
+            }
             BindingState::Binding => {
-                let running = existing.last_operation.as_deref().and_then(|id| core.state.operation(id));
+                let running = existing
+                    .last_operation
+                    .as_deref()
+                    .and_then(|id| core.state.operation(id));
                 return match running {
                     Some(op) if !op.sync && op.in_progress() => Ok(accepted(&op.id)),
                     _ => Err(busy("the binding is being created")),
@@ -178,20 +200,19 @@ pub async fn put_binding(
         created_at: operation.created_at,
     };
     core.state
-        .commit(vec![Change::PutBinding(binding), Change::PutOperation(operation.clone())])
+        .commit(vec![
+            Change::PutBinding(binding),
+            Change::PutOperation(operation.clone()),
+        ])
         .await?;
     drop(guard);
     log::info!("operation {} (bind of {binding_id}) accepted", operation.id);
     match core.launch(operation).await? {
         // OSB-BIND-09: never credentials in a 202.
-        Launched::Async(operation) => Ok(accepted(&operation.id)),
-        Launched::Finished {
-            operation,
-            binding,
-            ..
-        } => match (operation.failure.is_none(), binding) {
-            (true, Some(binding)) => Ok(json(StatusCode::CREATED, binding_body(&binding, version))),
-            _ => Err(failure_error(&operation)),
+        Launched::Async(operation_id) => Ok(accepted(&operation_id)),
+        Launched::Finished(done) => match (done.operation.failure.is_none(), &done.binding) {
+            (true, Some(binding)) => Ok(json(StatusCode::CREATED, binding_body(binding, version))),
+            _ => Err(failure_error(&done.operation)),
         },
     }
 }
@@ -220,7 +241,8 @@ pub async fn get_binding(
     if !retrievable {
         // D-06.
         return Err(ApiError::NotFound(
-            "this service does not support fetching bindings (bindings_retrievable is false)".to_owned(),
+            "this service does not support fetching bindings (bindings_retrievable is false)"
+                .to_owned(),
         ));
     }
     match binding.state {
@@ -262,11 +284,16 @@ pub async fn delete_binding(
     let plan = core
         .plan(&binding.service_id, &binding.plan_id)
         .map_or_else(|| requested_plan(&core, &service_id, &plan_id), Ok)?;
-    let sync = !plan.broker.is_async(&plan.plan.settings, PluginKind::Unbind);
+    let sync = !plan
+        .broker
+        .is_async(&plan.plan.settings, PluginKind::Unbind);
     if !sync && !accepts_incomplete {
         return Err(ApiError::AsyncRequired);
     }
-    let running = binding.last_operation.as_deref().and_then(|id| core.state.operation(id));
+    let running = binding
+        .last_operation
+        .as_deref()
+        .and_then(|id| core.state.operation(id));
     match binding.state {
         BindingState::Unbinding => {
             // OSB-UNB-05: a repeat gets the same operation.
@@ -285,12 +312,15 @@ pub async fn delete_binding(
         crate::lifecycle::begin_unbind(&core, &binding, plan.plan, sync, originator.0);
     core.state.commit(changes).await?;
     drop(guard);
-    log::info!("operation {} (unbind of {binding_id}) accepted", operation.id);
+    log::info!(
+        "operation {} (unbind of {binding_id}) accepted",
+        operation.id
+    );
     match core.launch(operation).await? {
-        Launched::Async(operation) => Ok(accepted(&operation.id)),
-        Launched::Finished { operation, .. } if operation.failure.is_none() => {
+        Launched::Async(operation_id) => Ok(accepted(&operation_id)),
+        Launched::Finished(done) if done.operation.failure.is_none() => {
             Ok(json(StatusCode::OK, json!({})))
         }
-        Launched::Finished { operation, .. } => Err(failure_error(&operation)),
+        Launched::Finished(done) => Err(failure_error(&done.operation)),
     }
 }

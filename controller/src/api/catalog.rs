@@ -36,9 +36,9 @@ impl Rendered {
     fn new(value: &Value) -> Self {
         let body = serde_json::to_vec(value).expect("catalog serializes");
         // FNV-1a over the body: stable across restarts with the same catalog.
-        let hash = body
-            .iter()
-            .fold(0xcbf29ce484222325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100000001b3));
+        let hash = body.iter().fold(0xcbf29ce484222325u64, |h, b| {
+            (h ^ u64::from(*b)).wrapping_mul(0x100000001b3)
+        });
         let etag = HeaderValue::from_str(&format!("\"{hash:016x}\"")).expect("hex is a header");
         Rendered { body, etag }
     }
@@ -74,7 +74,11 @@ impl CatalogCache {
         let v13 = strip(
             &v15,
             &["allow_context_updates"],
-            &["maintenance_info", "maximum_polling_duration", "plan_updateable"],
+            &[
+                "maintenance_info",
+                "maximum_polling_duration",
+                "plan_updateable",
+            ],
         );
         CatalogCache {
             current: Rendered::new(&full),
@@ -105,14 +109,20 @@ pub async fn get_catalog(
     let matches = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|tag| tag.trim() == etag.to_str().unwrap_or("") || tag.trim() == "*"));
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|tag| tag.trim() == etag.to_str().unwrap_or("") || tag.trim() == "*")
+        });
     if matches {
         return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response();
     }
     (
         StatusCode::OK,
         [
-            (header::CONTENT_TYPE, HeaderValue::from_static("application/json")),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
             (header::ETAG, etag),
         ],
         rendered.body.clone(),

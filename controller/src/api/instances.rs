@@ -11,9 +11,7 @@ use axum::Extension;
 use serde_json::{json, Map, Value};
 use skybroker_brokers::OperationKind as PluginKind;
 use skybroker_config::SchemaKind;
-use skybroker_storage::{
-    Change, InstanceState, OperationKind, ServiceInstance, UpdateTarget,
-};
+use skybroker_storage::{Change, InstanceState, OperationKind, ServiceInstance, UpdateTarget};
 
 use crate::api::request::{
     accepted, check_maintenance, failure_error, json, path, same_parameters, JsonBody, Query,
@@ -24,17 +22,27 @@ use crate::error::ApiError;
 
 /// The offering and plan named by a request, or the 400 that says which is unknown
 /// (OSB-ERR-06).
-pub fn requested_plan<'a>(core: &'a Core, service_id: &str, plan_id: &str) -> Result<PlanRef<'a>, ApiError> {
+pub fn requested_plan<'a>(
+    core: &'a Core,
+    service_id: &str,
+    plan_id: &str,
+) -> Result<PlanRef<'a>, ApiError> {
     if core.config.offering(service_id).is_none() {
-        return Err(ApiError::BadRequest(format!("unknown service_id {service_id:?}")));
+        return Err(ApiError::BadRequest(format!(
+            "unknown service_id {service_id:?}"
+        )));
     }
     core.plan(service_id, plan_id).ok_or_else(|| {
-        ApiError::BadRequest(format!("plan_id {plan_id:?} is not a plan of service {service_id:?}"))
+        ApiError::BadRequest(format!(
+            "plan_id {plan_id:?} is not a plan of service {service_id:?}"
+        ))
     })
 }
 
 fn busy(what: &str) -> ApiError {
-    ApiError::Concurrency(format!("the instance is {what}; retry when it has finished"))
+    ApiError::Concurrency(format!(
+        "the instance is {what}; retry when it has finished"
+    ))
 }
 
 /// The body of a finished provision or update (and of an identical repeat).
@@ -70,7 +78,9 @@ pub async fn put_instance(
     // D-09: the deprecated CF fields are required unless a context says where it comes from.
     if context.is_none() {
         if organization_guid.is_none() {
-            return Err(ApiError::BadRequest("organization_guid is required".to_owned()));
+            return Err(ApiError::BadRequest(
+                "organization_guid is required".to_owned(),
+            ));
         }
         if space_guid.is_none() {
             return Err(ApiError::BadRequest("space_guid is required".to_owned()));
@@ -80,8 +90,14 @@ pub async fn put_instance(
     let maintenance_version = body.maintenance_version()?;
     let plan = requested_plan(&core, &service_id, &plan_id)?;
     check_maintenance(plan.plan, maintenance_version.as_deref())?;
-    core.schemas.check(plan.plan, SchemaKind::InstanceCreate, &Value::Object(parameters.clone()))?;
-    let sync = !plan.broker.is_async(&plan.plan.settings, PluginKind::Provision);
+    core.schemas.check(
+        plan.plan,
+        SchemaKind::InstanceCreate,
+        &Value::Object(parameters.clone()),
+    )?;
+    let sync = !plan
+        .broker
+        .is_async(&plan.plan.settings, PluginKind::Provision);
     if !sync && !accepts_incomplete {
         return Err(ApiError::AsyncRequired);
     }
@@ -105,7 +121,10 @@ pub async fn put_instance(
             }
             // OSB-PROV-08: identical and still provisioning: the same operation.
             InstanceState::Provisioning => {
-                let operation = existing.last_operation.as_deref().and_then(|id| core.state.operation(id));
+                let operation = existing
+                    .last_operation
+                    .as_deref()
+                    .and_then(|id| core.state.operation(id));
                 return match operation {
                     Some(op) if !op.sync && op.in_progress() => Ok(accepted(&op.id)),
                     _ => Err(busy("being provisioned")),
@@ -133,8 +152,12 @@ pub async fn put_instance(
         context: context.map_or(Value::Null, Value::Object),
         organization_guid,
         space_guid,
-        maintenance_version: maintenance_version
-            .or_else(|| plan.plan.maintenance_info.as_ref().map(|m| m.version.clone())),
+        maintenance_version: maintenance_version.or_else(|| {
+            plan.plan
+                .maintenance_info
+                .as_ref()
+                .map(|m| m.version.clone())
+        }),
         dashboard_url: None,
         metadata: None,
         state: InstanceState::Provisioning,
@@ -143,19 +166,23 @@ pub async fn put_instance(
         created_at: operation.created_at,
     };
     core.state
-        .commit(vec![Change::PutInstance(instance), Change::PutOperation(operation.clone())])
+        .commit(vec![
+            Change::PutInstance(instance),
+            Change::PutOperation(operation.clone()),
+        ])
         .await?;
     drop(guard);
-    log::info!("operation {} (provision of {instance_id}) accepted", operation.id);
+    log::info!(
+        "operation {} (provision of {instance_id}) accepted",
+        operation.id
+    );
     match core.launch(operation).await? {
-        Launched::Async(operation) => Ok(accepted(&operation.id)),
-        Launched::Finished {
-            operation,
-            instance,
-            ..
-        } => match (operation.failure.is_none(), instance) {
-            (true, Some(instance)) => Ok(json(StatusCode::CREATED, instance_body(&instance, version))),
-            _ => Err(failure_error(&operation)),
+        Launched::Async(operation_id) => Ok(accepted(&operation_id)),
+        Launched::Finished(done) => match (done.operation.failure.is_none(), &done.instance) {
+            (true, Some(instance)) => {
+                Ok(json(StatusCode::CREATED, instance_body(instance, version)))
+            }
+            _ => Err(failure_error(&done.operation)),
         },
     }
 }
@@ -181,7 +208,8 @@ pub async fn get_instance(
     if !retrievable {
         // D-06.
         return Err(ApiError::NotFound(
-            "this service does not support fetching instances (instances_retrievable is false)".to_owned(),
+            "this service does not support fetching instances (instances_retrievable is false)"
+                .to_owned(),
         ));
     }
     match instance.state {
@@ -219,7 +247,9 @@ pub async fn patch_instance(
     body.optional_object("previous_values")?;
     let maintenance_version = body.maintenance_version()?;
     if core.config.offering(&service_id).is_none() {
-        return Err(ApiError::BadRequest(format!("unknown service_id {service_id:?}")));
+        return Err(ApiError::BadRequest(format!(
+            "unknown service_id {service_id:?}"
+        )));
     }
     if let Some(plan_id) = &requested_plan_id {
         requested_plan(&core, &service_id, plan_id)?;
@@ -250,7 +280,11 @@ pub async fn patch_instance(
     }
     check_maintenance(plan.plan, maintenance_version.as_deref())?;
     if let Some(parameters) = &parameters {
-        core.schemas.check(plan.plan, SchemaKind::InstanceUpdate, &Value::Object(parameters.clone()))?;
+        core.schemas.check(
+            plan.plan,
+            SchemaKind::InstanceUpdate,
+            &Value::Object(parameters.clone()),
+        )?;
     }
     // Parameters sent are merged key by key into the current ones; absent keys stay.
     let mut merged = instance.parameters.as_object().cloned().unwrap_or_default();
@@ -266,7 +300,10 @@ pub async fn patch_instance(
         InstanceState::Ready => {}
         InstanceState::Updating => {
             // OSB-UPD-08: the same update again gets the same operation.
-            let running = instance.last_operation.as_deref().and_then(|id| core.state.operation(id));
+            let running = instance
+                .last_operation
+                .as_deref()
+                .and_then(|id| core.state.operation(id));
             return match running {
                 Some(op) if !op.sync && op.update.as_ref() == Some(&target) => Ok(accepted(&op.id)),
                 _ => Err(busy("being updated")),
@@ -287,11 +324,15 @@ pub async fn patch_instance(
         // OSB-UPD-06: nothing for the provider to do; a new context is simply recorded.
         if target.context != instance.context {
             instance.context = target.context;
-            core.state.commit(vec![Change::PutInstance(instance.clone())]).await?;
+            core.state
+                .commit(vec![Change::PutInstance(instance.clone())])
+                .await?;
         }
         return Ok(json(StatusCode::OK, instance_body(&instance, version)));
     }
-    let sync = !plan.broker.is_async(&plan.plan.settings, PluginKind::Update);
+    let sync = !plan
+        .broker
+        .is_async(&plan.plan.settings, PluginKind::Update);
     if !sync && !accepts_incomplete {
         return Err(ApiError::AsyncRequired);
     }
@@ -307,19 +348,21 @@ pub async fn patch_instance(
     instance.state = InstanceState::Updating;
     instance.last_operation = Some(operation.id.clone());
     core.state
-        .commit(vec![Change::PutInstance(instance), Change::PutOperation(operation.clone())])
+        .commit(vec![
+            Change::PutInstance(instance),
+            Change::PutOperation(operation.clone()),
+        ])
         .await?;
     drop(guard);
-    log::info!("operation {} (update of {instance_id}) accepted", operation.id);
+    log::info!(
+        "operation {} (update of {instance_id}) accepted",
+        operation.id
+    );
     match core.launch(operation).await? {
-        Launched::Async(operation) => Ok(accepted(&operation.id)),
-        Launched::Finished {
-            operation,
-            instance,
-            ..
-        } => match (operation.failure.is_none(), instance) {
-            (true, Some(instance)) => Ok(json(StatusCode::OK, instance_body(&instance, version))),
-            _ => Err(failure_error(&operation)),
+        Launched::Async(operation_id) => Ok(accepted(&operation_id)),
+        Launched::Finished(done) => match (done.operation.failure.is_none(), &done.instance) {
+            (true, Some(instance)) => Ok(json(StatusCode::OK, instance_body(instance, version))),
+            _ => Err(failure_error(&done.operation)),
         },
     }
 }
@@ -352,11 +395,16 @@ pub async fn delete_instance(
     let plan = core
         .plan(&service_id, &instance.plan_id)
         .map_or_else(|| requested_plan(&core, &service_id, &plan_id), Ok)?;
-    let sync = !plan.broker.is_async(&plan.plan.settings, PluginKind::Deprovision);
+    let sync = !plan
+        .broker
+        .is_async(&plan.plan.settings, PluginKind::Deprovision);
     if !sync && !accepts_incomplete {
         return Err(ApiError::AsyncRequired);
     }
-    let running = instance.last_operation.as_deref().and_then(|id| core.state.operation(id));
+    let running = instance
+        .last_operation
+        .as_deref()
+        .and_then(|id| core.state.operation(id));
     match instance.state {
         InstanceState::Deprovisioning => {
             // OSB-DEPROV-06: a repeat gets the same operation.
@@ -377,12 +425,15 @@ pub async fn delete_instance(
         crate::lifecycle::begin_deprovision(&core, &instance, plan.plan, sync, originator.0);
     core.state.commit(changes).await?;
     drop(guard);
-    log::info!("operation {} (deprovision of {instance_id}) accepted", operation.id);
+    log::info!(
+        "operation {} (deprovision of {instance_id}) accepted",
+        operation.id
+    );
     match core.launch(operation).await? {
-        Launched::Async(operation) => Ok(accepted(&operation.id)),
-        Launched::Finished { operation, .. } if operation.failure.is_none() => {
+        Launched::Async(operation_id) => Ok(accepted(&operation_id)),
+        Launched::Finished(done) if done.operation.failure.is_none() => {
             Ok(json(StatusCode::OK, json!({})))
         }
-        Launched::Finished { operation, .. } => Err(failure_error(&operation)),
+        Launched::Finished(done) => Err(failure_error(&done.operation)),
     }
 }

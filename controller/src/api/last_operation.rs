@@ -12,7 +12,9 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
-use skybroker_storage::{now_millis, InstanceState, Operation, OperationKind, OperationState, Target};
+use skybroker_storage::{
+    now_millis, InstanceState, Operation, OperationKind, OperationState, Target,
+};
 
 use crate::api::request::{path, Query};
 use crate::core::Core;
@@ -49,8 +51,14 @@ fn respond(core: &Core, operation: &Operation) -> Response {
     }
     if let Some(failure) = &operation.failure {
         // OSB-LOI-07: only for failed updates (both) and deprovisions (usable).
-        if matches!(operation.kind, OperationKind::Update | OperationKind::Deprovision) {
-            body.insert("instance_usable".into(), json!(failure.instance_usable.unwrap_or(true)));
+        if matches!(
+            operation.kind,
+            OperationKind::Update | OperationKind::Deprovision
+        ) {
+            body.insert(
+                "instance_usable".into(),
+                json!(failure.instance_usable.unwrap_or(true)),
+            );
         }
         if operation.kind == OperationKind::Update {
             body.insert(
@@ -62,7 +70,10 @@ fn respond(core: &Core, operation: &Operation) -> Response {
     let mut response = (StatusCode::OK, axum::Json(Value::Object(body))).into_response();
     if operation.in_progress() {
         // OSB-LOI-08: seconds until the engine next polls the provider.
-        let due = core.engine.next_due(&operation.id).unwrap_or_else(now_millis);
+        let due = core
+            .engine
+            .next_due(&operation.id)
+            .unwrap_or_else(now_millis);
         let seconds = due.saturating_sub(now_millis()).div_ceil(1000).max(1);
         response.headers_mut().insert(
             header::RETRY_AFTER,
@@ -98,13 +109,20 @@ pub async fn get_instance_last_operation(
         .as_deref()
         .and_then(|id| core.state.operation(id))
         .filter(|op| op.instance_id == instance_id && !op.kind.is_binding());
-    let operation = named.or_else(|| core.state.latest_operation(&Target::Instance(instance_id.clone())));
+    let operation = named.or_else(|| {
+        core.state
+            .latest_operation(&Target::Instance(instance_id.clone()))
+    });
     if let Some(operation) = operation {
         return Ok(respond(&core, &operation));
     }
     // The records were cleaned up: answer from the instance itself.
     let Some(instance) = core.state.instance(&instance_id) else {
-        return Err(without_record(&core, requested.as_deref(), &format!("instance {instance_id}")));
+        return Err(without_record(
+            &core,
+            requested.as_deref(),
+            &format!("instance {instance_id}"),
+        ));
     };
     let state = match instance.state {
         InstanceState::Ready => "succeeded",
@@ -140,10 +158,20 @@ pub async fn get_binding_last_operation(
     if let Some(operation) = operation {
         return Ok(respond(&core, &operation));
     }
-    match core.state.binding(&binding_id).filter(|b| b.instance_id == instance_id) {
-        Some(_) => Ok((StatusCode::OK, axum::Json(json!({ "state": "succeeded" }))).into_response()),
+    match core
+        .state
+        .binding(&binding_id)
+        .filter(|b| b.instance_id == instance_id)
+    {
+        Some(_) => {
+            Ok((StatusCode::OK, axum::Json(json!({ "state": "succeeded" }))).into_response())
+        }
         // D-10.
-        None => Err(without_record(&core, requested.as_deref(), &format!("binding {binding_id}"))),
+        None => Err(without_record(
+            &core,
+            requested.as_deref(),
+            &format!("binding {binding_id}"),
+        )),
     }
 }
 

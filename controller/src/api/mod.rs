@@ -87,8 +87,14 @@ pub fn router(core: Arc<Core>) -> Router {
         .fallback(|| async { ApiError::NotFound("no such OSB route".to_owned()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(middleware::from_fn_with_state(Arc::clone(&core), check_version))
-        .layer(middleware::from_fn_with_state(Arc::clone(&core), authenticate))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&core),
+            check_version,
+        ))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&core),
+            authenticate,
+        ))
         .layer(middleware::from_fn(identify_and_log))
         .with_state(core)
 }
@@ -101,7 +107,9 @@ async fn identify_and_log(request: Request, next: Next) -> Response {
     let path = request.uri().path().to_owned();
     let mut response = next.run(request).await;
     if let Some(identity) = &identity {
-        response.headers_mut().insert(REQUEST_IDENTITY, identity.clone());
+        response
+            .headers_mut()
+            .insert(REQUEST_IDENTITY, identity.clone());
     }
     let identity = identity
         .as_ref()
@@ -126,7 +134,9 @@ async fn authenticate(State(core): State<Arc<Core>>, request: Request, next: Nex
 }
 
 fn authorized(core: &Core, headers: &HeaderMap) -> bool {
-    let Some(value) = headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok())
+    let Some(value) = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
     else {
         return false;
     };
@@ -152,7 +162,9 @@ fn authorized(core: &Core, headers: &HeaderMap) -> bool {
         return server
             .bearer_tokens
             .iter()
-            .fold(subtle::Choice::from(0), |found, t| found | token.ct_eq(t.expose().as_bytes()))
+            .fold(subtle::Choice::from(0), |found, t| {
+                found | token.ct_eq(t.expose().as_bytes())
+            })
             .into();
     }
     false
@@ -170,7 +182,11 @@ async fn check_version(
     )?;
     let originator = parse_originating_identity(request.headers().get(ORIGINATING_IDENTITY))?;
     if let Some(who) = &originator.0 {
-        log::debug!("{} {} on behalf of {who}", request.method(), request.uri().path());
+        log::debug!(
+            "{} {} on behalf of {who}",
+            request.method(),
+            request.uri().path()
+        );
     }
     request.extensions_mut().insert(version);
     request.extensions_mut().insert(originator);
@@ -178,8 +194,14 @@ async fn check_version(
 }
 
 /// D-01: any 2.x with x ≥ 13; missing or empty is 412 (or 400 when configured).
-fn parse_version(value: Option<&HeaderValue>, as_bad_request: bool) -> Result<ApiVersion, ApiError> {
-    let text = value.and_then(|v| v.to_str().ok()).map(str::trim).unwrap_or("");
+fn parse_version(
+    value: Option<&HeaderValue>,
+    as_bad_request: bool,
+) -> Result<ApiVersion, ApiError> {
+    let text = value
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .unwrap_or("");
     if text.is_empty() {
         return Err(ApiError::VersionMissing { as_bad_request });
     }
@@ -207,7 +229,9 @@ fn parse_originating_identity(value: Option<&HeaderValue>) -> Result<Originator,
         .map_err(|_| bad("the value is not base64"))?;
     let json: serde_json::Value =
         serde_json::from_slice(&decoded).map_err(|_| bad("the value is not JSON"))?;
-    let object = json.as_object().ok_or_else(|| bad("the value is not a JSON object"))?;
+    let object = json
+        .as_object()
+        .ok_or_else(|| bad("the value is not a JSON object"))?;
     // Only the platform and a user id are kept: never more (D-02).
     let user = ["user_id", "username"]
         .iter()
@@ -231,12 +255,12 @@ mod tests {
         assert_eq!(version("2.13").unwrap().minor, 13);
         assert_eq!(version("2.18").unwrap().minor, 18);
         for bad in ["2.12", "1.17", "3.0", "2", "two", "2.x"] {
-            assert!(matches!(version(bad), Err(ApiError::VersionUnsupported(_))), "{bad}");
+            assert!(
+                matches!(version(bad), Err(ApiError::VersionUnsupported(_))),
+                "{bad}"
+            );
         }
-        assert!(matches!(
-            version(" "),
-            Err(ApiError::VersionMissing { .. })
-        ));
+        assert!(matches!(version(" "), Err(ApiError::VersionMissing { .. })));
     }
 
     // D-02.
@@ -256,7 +280,10 @@ mod tests {
             format!("k8s {}", encode("not json")),
             format!("k8s {}", encode("[1]")),
         ] {
-            assert!(parse_originating_identity(Some(&header(bad.clone()))).is_err(), "{bad}");
+            assert!(
+                parse_originating_identity(Some(&header(bad.clone()))).is_err(),
+                "{bad}"
+            );
         }
     }
 }

@@ -33,7 +33,9 @@ impl JsonBody {
             .map_err(|err| ApiError::BadRequest(format!("the body is not valid JSON: {err}")))?;
         match value {
             Value::Object(map) => Ok(JsonBody(map)),
-            _ => Err(ApiError::BadRequest("the body must be a JSON object".to_owned())),
+            _ => Err(ApiError::BadRequest(
+                "the body must be a JSON object".to_owned(),
+            )),
         }
     }
 
@@ -147,7 +149,10 @@ pub fn check_maintenance(plan: &Plan, requested: Option<&str>) -> Result<(), Api
 /// The error a failed synchronous operation answers with.
 pub fn failure_error(operation: &Operation) -> ApiError {
     let Some(failure) = &operation.failure else {
-        return ApiError::Internal(format!("operation {} failed without a reason", operation.id));
+        return ApiError::Internal(format!(
+            "operation {} failed without a reason",
+            operation.id
+        ));
     };
     if failure.client_error {
         return ApiError::BadRequest(failure.description.clone());
@@ -175,7 +180,10 @@ pub fn json(status: StatusCode, body: Value) -> Response {
 
 /// `{"operation": id}` with 202.
 pub fn accepted(operation_id: &str) -> Response {
-    json(StatusCode::ACCEPTED, serde_json::json!({ "operation": operation_id }))
+    json(
+        StatusCode::ACCEPTED,
+        serde_json::json!({ "operation": operation_id }),
+    )
 }
 
 /// Whether the parameters as sent equal the stored ones (absent and `{}` are the same).

@@ -19,20 +19,57 @@ async fn invalid_binds() {
         body
     };
     let cases = [
-        ("missing service_id", edit(&|b| { b.remove("service_id"); })),
-        ("missing plan_id", edit(&|b| { b.remove("plan_id"); })),
-        ("unknown service_id", edit(&|b| { b.insert("service_id".into(), json!("x")); })),
-        ("unknown plan_id", edit(&|b| { b.insert("plan_id".into(), json!("x")); })),
-        ("other plan than the instance's", edit(&|b| { b.insert("plan_id".into(), json!(SIZED)); })),
-        ("empty app_guid", edit(&|b| { b.insert("app_guid".into(), json!("")); })),
-        ("bind_resource not an object", edit(&|b| { b.insert("bind_resource".into(), json!(1)); })),
+        (
+            "missing service_id",
+            edit(&|b| {
+                b.remove("service_id");
+            }),
+        ),
+        (
+            "missing plan_id",
+            edit(&|b| {
+                b.remove("plan_id");
+            }),
+        ),
+        (
+            "unknown service_id",
+            edit(&|b| {
+                b.insert("service_id".into(), json!("x"));
+            }),
+        ),
+        (
+            "unknown plan_id",
+            edit(&|b| {
+                b.insert("plan_id".into(), json!("x"));
+            }),
+        ),
+        (
+            "other plan than the instance's",
+            edit(&|b| {
+                b.insert("plan_id".into(), json!(SIZED));
+            }),
+        ),
+        (
+            "empty app_guid",
+            edit(&|b| {
+                b.insert("app_guid".into(), json!(""));
+            }),
+        ),
+        (
+            "bind_resource not an object",
+            edit(&|b| {
+                b.insert("bind_resource".into(), json!(1));
+            }),
+        ),
     ];
     for (case, body) in cases {
         let (status, error) = broker.put_binding("bi-1", "b-bad", &body, false).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{case}: {error}");
     }
     assert!(broker.core().state.binding("b-bad").is_none());
-    let (status, _) = broker.put_binding("bi-nb", "b-nb", &bind_body(NOBIND), false).await;
+    let (status, _) = broker
+        .put_binding("bi-nb", "b-nb", &bind_body(NOBIND), false)
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "D-04: not bindable");
     let (status, _) = broker.put_binding("nope", "b-x", &valid, false).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "D-04: unknown instance");
@@ -46,27 +83,57 @@ async fn invalid_binds() {
 async fn sync_bind_fetch_and_repeat() {
     let broker = Broker::start().await;
     broker.provision_sync("bs-1", SYNC).await;
-    let (status, first) = broker.put_binding("bs-1", "b-1", &bind_body(SYNC), false).await;
+    let (status, first) = broker
+        .put_binding("bs-1", "b-1", &bind_body(SYNC), false)
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{first}");
     let credentials = &first["credentials"];
-    assert_eq!(credentials["resource"], "sandbox-bs-1", "the binding sees the instance state");
+    assert_eq!(
+        credentials["resource"], "sandbox-bs-1",
+        "the binding sees the instance state"
+    );
     let endpoints = first["endpoints"].as_array().unwrap();
-    assert!(endpoints[0]["ports"][0].is_string(), "OSB-BIND-17: ports are strings");
-    let (status, again) = broker.put_binding("bs-1", "b-1", &bind_body(SYNC), false).await;
+    assert!(
+        endpoints[0]["ports"][0].is_string(),
+        "OSB-BIND-17: ports are strings"
+    );
+    let (status, again) = broker
+        .put_binding("bs-1", "b-1", &bind_body(SYNC), false)
+        .await;
     assert_eq!((status, &again), (StatusCode::OK, &first));
     let mut different = bind_body(SYNC);
     different["parameters"] = json!({"role": "admin"});
-    assert_eq!(broker.put_binding("bs-1", "b-1", &different, false).await.0, StatusCode::CONFLICT);
-    let (_, second) = broker.put_binding("bs-1", "b-2", &bind_body(SYNC), false).await;
-    assert_ne!(second["credentials"]["password"], credentials["password"], "D-19");
-    assert_ne!(second["credentials"]["username"], credentials["username"], "D-19");
+    assert_eq!(
+        broker.put_binding("bs-1", "b-1", &different, false).await.0,
+        StatusCode::CONFLICT
+    );
+    let (_, second) = broker
+        .put_binding("bs-1", "b-2", &bind_body(SYNC), false)
+        .await;
+    assert_ne!(
+        second["credentials"]["password"], credentials["password"],
+        "D-19"
+    );
+    assert_ne!(
+        second["credentials"]["username"], credentials["username"],
+        "D-19"
+    );
     let (status, fetched) = broker.get_binding("bs-1", "b-1").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(fetched["credentials"], *credentials);
     // A binding id is global: the same id on another instance conflicts.
     broker.provision_sync("bs-2", SYNC).await;
-    assert_eq!(broker.put_binding("bs-2", "b-1", &bind_body(SYNC), false).await.0, StatusCode::CONFLICT);
-    assert_eq!(broker.get_binding("bs-2", "b-1").await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        broker
+            .put_binding("bs-2", "b-1", &bind_body(SYNC), false)
+            .await
+            .0,
+        StatusCode::CONFLICT
+    );
+    assert_eq!(
+        broker.get_binding("bs-2", "b-1").await.0,
+        StatusCode::NOT_FOUND
+    );
     broker.stop().await;
 }
 
@@ -76,18 +143,40 @@ async fn sync_bind_fetch_and_repeat() {
 async fn async_bind_lifecycle() {
     let broker = Broker::with_config(fast_config(400)).await;
     broker.provision_async("ba-1").await;
-    assert_eq!(broker.put_binding("ba-1", "b-a", &bind_body(ASYNC), false).await.1["error"], "AsyncRequired");
-    let (status, body) = broker.put_binding("ba-1", "b-a", &bind_body(ASYNC), true).await;
+    assert_eq!(
+        broker
+            .put_binding("ba-1", "b-a", &bind_body(ASYNC), false)
+            .await
+            .1["error"],
+        "AsyncRequired"
+    );
+    let (status, body) = broker
+        .put_binding("ba-1", "b-a", &bind_body(ASYNC), true)
+        .await;
     assert_eq!(status, StatusCode::ACCEPTED);
     assert!(body.get("credentials").is_none(), "no credentials in a 202");
     let operation = body["operation"].as_str().unwrap().to_owned();
-    let (status, again) = broker.put_binding("ba-1", "b-a", &bind_body(ASYNC), true).await;
-    assert_eq!((status, again["operation"].as_str()), (StatusCode::ACCEPTED, Some(operation.as_str())));
-    assert_eq!(broker.get_binding("ba-1", "b-a").await.0, StatusCode::NOT_FOUND);
-    assert_eq!(broker.wait_binding("ba-1", "b-a", &operation).await["state"], "succeeded");
+    let (status, again) = broker
+        .put_binding("ba-1", "b-a", &bind_body(ASYNC), true)
+        .await;
+    assert_eq!(
+        (status, again["operation"].as_str()),
+        (StatusCode::ACCEPTED, Some(operation.as_str()))
+    );
+    assert_eq!(
+        broker.get_binding("ba-1", "b-a").await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        broker.wait_binding("ba-1", "b-a", &operation).await["state"],
+        "succeeded"
+    );
     let (status, fetched) = broker.get_binding("ba-1", "b-a").await;
     assert_eq!(status, StatusCode::OK);
-    assert!(fetched["credentials"]["password"].is_string(), "OSB-GETB-03");
+    assert!(
+        fetched["credentials"]["password"].is_string(),
+        "OSB-GETB-03"
+    );
     broker.stop().await;
 }
 
@@ -96,28 +185,63 @@ async fn async_bind_lifecycle() {
 async fn unbind_rules() {
     let broker = Broker::start().await;
     broker.provision_sync("ub-1", SYNC).await;
-    broker.put_binding("ub-1", "b-u", &bind_body(SYNC), false).await;
-    for query in ["", &format!("?service_id={SERVICE}"), &format!("?plan_id={SYNC}")] {
+    broker
+        .put_binding("ub-1", "b-u", &bind_body(SYNC), false)
+        .await;
+    for query in [
+        "",
+        &format!("?service_id={SERVICE}"),
+        &format!("?plan_id={SYNC}"),
+    ] {
         let path = format!("/v2/service_instances/ub-1/service_bindings/b-u{query}");
-        assert_eq!(broker.send(broker.request(Method::DELETE, &path)).await.0, StatusCode::BAD_REQUEST, "{query}");
+        assert_eq!(
+            broker.send(broker.request(Method::DELETE, &path)).await.0,
+            StatusCode::BAD_REQUEST,
+            "{query}"
+        );
     }
     let (status, body) = broker.delete_binding("ub-1", "b-u", SYNC, false).await;
     assert_eq!((status, body), (StatusCode::OK, json!({})));
-    assert_eq!(broker.delete_binding("ub-1", "b-u", SYNC, false).await.0, StatusCode::GONE);
-    assert_eq!(broker.delete_binding("ub-1", "never", SYNC, false).await.0, StatusCode::GONE);
-    assert_eq!(broker.get_binding("ub-1", "b-u").await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        broker.delete_binding("ub-1", "b-u", SYNC, false).await.0,
+        StatusCode::GONE
+    );
+    assert_eq!(
+        broker.delete_binding("ub-1", "never", SYNC, false).await.0,
+        StatusCode::GONE
+    );
+    assert_eq!(
+        broker.get_binding("ub-1", "b-u").await.0,
+        StatusCode::NOT_FOUND
+    );
 
     broker.provision_async("ub-2").await;
-    let (_, body) = broker.put_binding("ub-2", "b-v", &bind_body(ASYNC), true).await;
-    broker.wait_binding("ub-2", "b-v", body["operation"].as_str().unwrap()).await;
-    assert_eq!(broker.delete_binding("ub-2", "b-v", ASYNC, false).await.1["error"], "AsyncRequired");
+    let (_, body) = broker
+        .put_binding("ub-2", "b-v", &bind_body(ASYNC), true)
+        .await;
+    broker
+        .wait_binding("ub-2", "b-v", body["operation"].as_str().unwrap())
+        .await;
+    assert_eq!(
+        broker.delete_binding("ub-2", "b-v", ASYNC, false).await.1["error"],
+        "AsyncRequired"
+    );
     let (status, body) = broker.delete_binding("ub-2", "b-v", ASYNC, true).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     let operation = body["operation"].as_str().unwrap().to_owned();
     let (status, again) = broker.delete_binding("ub-2", "b-v", ASYNC, true).await;
-    assert_eq!((status, again["operation"].as_str()), (StatusCode::ACCEPTED, Some(operation.as_str())));
-    assert_eq!(broker.wait_binding("ub-2", "b-v", &operation).await["state"], "succeeded");
-    assert_eq!(broker.delete_binding("ub-2", "b-v", ASYNC, true).await.0, StatusCode::GONE);
+    assert_eq!(
+        (status, again["operation"].as_str()),
+        (StatusCode::ACCEPTED, Some(operation.as_str()))
+    );
+    assert_eq!(
+        broker.wait_binding("ub-2", "b-v", &operation).await["state"],
+        "succeeded"
+    );
+    assert_eq!(
+        broker.delete_binding("ub-2", "b-v", ASYNC, true).await.0,
+        StatusCode::GONE
+    );
     broker.stop().await;
 }
 
@@ -125,13 +249,33 @@ async fn unbind_rules() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bind_on_a_busy_instance_is_concurrency_error() {
     let broker = Broker::with_config(fast_config(500)).await;
-    let (_, body) = broker.put_instance("bb-1", &provision_body(ASYNC), true).await;
-    let (status, error) = broker.put_binding("bb-1", "b-b", &bind_body(ASYNC), true).await;
-    assert_eq!((status, error["error"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("ConcurrencyError")));
-    broker.wait_instance("bb-1", body["operation"].as_str().unwrap()).await;
-    broker.patch_instance("bb-1", &json!({"service_id": SERVICE, "parameters": {"a": 1}}), true).await;
-    let (status, error) = broker.put_binding("bb-1", "b-b", &bind_body(ASYNC), true).await;
-    assert_eq!((status, error["error"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("ConcurrencyError")));
+    let (_, body) = broker
+        .put_instance("bb-1", &provision_body(ASYNC), true)
+        .await;
+    let (status, error) = broker
+        .put_binding("bb-1", "b-b", &bind_body(ASYNC), true)
+        .await;
+    assert_eq!(
+        (status, error["error"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("ConcurrencyError"))
+    );
+    broker
+        .wait_instance("bb-1", body["operation"].as_str().unwrap())
+        .await;
+    broker
+        .patch_instance(
+            "bb-1",
+            &json!({"service_id": SERVICE, "parameters": {"a": 1}}),
+            true,
+        )
+        .await;
+    let (status, error) = broker
+        .put_binding("bb-1", "b-b", &bind_body(ASYNC), true)
+        .await;
+    assert_eq!(
+        (status, error["error"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("ConcurrencyError"))
+    );
     broker.stop().await;
 }
 
@@ -150,19 +294,45 @@ async fn binding_rotation() {
     let rotation = json!({"predecessor_binding_id": "b-old"});
     let (status, new) = broker.put_binding("rot-1", "b-new", &rotation, false).await;
     assert_eq!(status, StatusCode::CREATED, "{new}");
-    assert_ne!(new["credentials"]["password"], old["credentials"]["password"]);
-    assert_eq!(broker.get_binding("rot-1", "b-old").await.0, StatusCode::OK, "OSB-ROT-03");
-    assert_eq!(broker.get_binding("rot-1", "b-new").await.1["parameters"], json!({"role": "reader"}), "OSB-ROT-04");
+    assert_ne!(
+        new["credentials"]["password"],
+        old["credentials"]["password"]
+    );
+    assert_eq!(
+        broker.get_binding("rot-1", "b-old").await.0,
+        StatusCode::OK,
+        "OSB-ROT-03"
+    );
+    assert_eq!(
+        broker.get_binding("rot-1", "b-new").await.1["parameters"],
+        json!({"role": "reader"}),
+        "OSB-ROT-04"
+    );
     let unknown = json!({"predecessor_binding_id": "b-none"});
-    assert_eq!(broker.put_binding("rot-1", "b-x", &unknown, false).await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        broker.put_binding("rot-1", "b-x", &unknown, false).await.0,
+        StatusCode::BAD_REQUEST
+    );
     broker.stop().await;
     // A plan that is not rotatable refuses rotation.
     let broker = Broker::start().await;
     broker.provision_sync("rot-3", SYNC).await;
-    broker.put_binding("rot-3", "b-1", &bind_body(SYNC), false).await;
-    let (status, body) = broker.put_binding("rot-3", "b-2", &json!({"predecessor_binding_id": "b-1"}), false).await;
+    broker
+        .put_binding("rot-3", "b-1", &bind_body(SYNC), false)
+        .await;
+    let (status, body) = broker
+        .put_binding(
+            "rot-3",
+            "b-2",
+            &json!({"predecessor_binding_id": "b-1"}),
+            false,
+        )
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(body["description"].as_str().unwrap().contains("binding_rotatable"));
+    assert!(body["description"]
+        .as_str()
+        .unwrap()
+        .contains("binding_rotatable"));
     broker.stop().await;
 }
 
@@ -174,7 +344,11 @@ async fn bind_response_follows_the_clients_version() {
     let (status, body) = broker
         .send(
             broker
-                .request_as("2.14", Method::PUT, "/v2/service_instances/v-1/service_bindings/b-old-client")
+                .request_as(
+                    "2.14",
+                    Method::PUT,
+                    "/v2/service_instances/v-1/service_bindings/b-old-client",
+                )
                 .json(&bind_body(SYNC)),
         )
         .await;

@@ -10,7 +10,11 @@ use crate::harness::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn catalog_lists_the_sandbox_offering_and_its_plans() {
     let broker = Broker::start().await;
-    let response = broker.request(Method::GET, "/v2/catalog").send().await.unwrap();
+    let response = broker
+        .request(Method::GET, "/v2/catalog")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()["content-type"], "application/json");
     let body: Value = response.json().await.unwrap();
@@ -19,17 +23,28 @@ async fn catalog_lists_the_sandbox_offering_and_its_plans() {
     let sandbox = &services[0];
     assert_eq!(sandbox["name"], "sandbox");
     assert_eq!(sandbox["id"], SERVICE);
-    for flag in ["bindable", "instances_retrievable", "bindings_retrievable", "plan_updateable"] {
+    for flag in [
+        "bindable",
+        "instances_retrievable",
+        "bindings_retrievable",
+        "plan_updateable",
+    ] {
         assert_eq!(sandbox[flag], true, "{flag}");
     }
-    assert!(sandbox.get("broker").is_none(), "private fields are never served");
+    assert!(
+        sandbox.get("broker").is_none(),
+        "private fields are never served"
+    );
     let plans = sandbox["plans"].as_array().unwrap();
     let names: Vec<_> = plans.iter().map(|p| p["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["sync", "async", "fail", "sized", "nobind"]);
     for plan in plans {
         assert!(plan["id"].as_str().is_some_and(|s| !s.is_empty()));
         assert!(plan["description"].as_str().is_some_and(|s| !s.is_empty()));
-        assert!(plan.get("settings").is_none(), "plugin settings are never served");
+        assert!(
+            plan.get("settings").is_none(),
+            "plugin settings are never served"
+        );
     }
     let sized = &plans[3];
     assert_eq!(sized["maintenance_info"]["version"], "1.0.0");
@@ -43,7 +58,11 @@ async fn catalog_lists_the_sandbox_offering_and_its_plans() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn catalog_revalidates_with_etag() {
     let broker = Broker::start().await;
-    let first = broker.request(Method::GET, "/v2/catalog").send().await.unwrap();
+    let first = broker
+        .request(Method::GET, "/v2/catalog")
+        .send()
+        .await
+        .unwrap();
     let etag = first.headers()["etag"].to_str().unwrap().to_owned();
     let again = broker
         .request(Method::GET, "/v2/catalog")
@@ -77,9 +96,19 @@ async fn catalog_answers_in_the_clients_version() {
         .unwrap();
     let plans = old["services"][0]["plans"].as_array().unwrap();
     assert!(plans.iter().all(|p| p.get("maintenance_info").is_none()));
-    assert!(plans.iter().all(|p| p.get("maximum_polling_duration").is_none()));
-    let (_, new) = broker.send(broker.request(Method::GET, "/v2/catalog")).await;
-    assert_eq!(new["services"][0]["plans"][3]["maintenance_info"]["version"], "1.0.0");
-    assert_eq!(new["services"][0]["plans"][1]["maximum_polling_duration"], 3600);
+    assert!(plans
+        .iter()
+        .all(|p| p.get("maximum_polling_duration").is_none()));
+    let (_, new) = broker
+        .send(broker.request(Method::GET, "/v2/catalog"))
+        .await;
+    assert_eq!(
+        new["services"][0]["plans"][3]["maintenance_info"]["version"],
+        "1.0.0"
+    );
+    assert_eq!(
+        new["services"][0]["plans"][1]["maximum_polling_duration"],
+        3600
+    );
     broker.stop().await;
 }

@@ -16,13 +16,20 @@ async fn sixteen_identical_async_provisions_create_one_instance() {
     let tasks: Vec<_> = (0..16)
         .map(|_| {
             let broker = Arc::clone(&broker);
-            tokio::spawn(async move { broker.put_instance("c-1", &provision_body(ASYNC), true).await })
+            tokio::spawn(async move {
+                broker
+                    .put_instance("c-1", &provision_body(ASYNC), true)
+                    .await
+            })
         })
         .collect();
     let mut operations = HashSet::new();
     for task in tasks {
         let (status, body) = task.await.unwrap();
-        assert!(matches!(status, StatusCode::ACCEPTED | StatusCode::OK), "{status} {body}");
+        assert!(
+            matches!(status, StatusCode::ACCEPTED | StatusCode::OK),
+            "{status} {body}"
+        );
         if status == StatusCode::ACCEPTED {
             operations.insert(body["operation"].as_str().unwrap().to_owned());
         }
@@ -30,9 +37,15 @@ async fn sixteen_identical_async_provisions_create_one_instance() {
     assert_eq!(operations.len(), 1, "one operation: {operations:?}");
     let provisions = broker.core().state.counts();
     assert_eq!(provisions.instances, 1);
-    assert_eq!(provisions.operations, 1, "exactly one provision operation was created");
+    assert_eq!(
+        provisions.operations, 1,
+        "exactly one provision operation was created"
+    );
     let operation = operations.into_iter().next().unwrap();
-    assert_eq!(broker.wait_instance("c-1", &operation).await["state"], "succeeded");
+    assert_eq!(
+        broker.wait_instance("c-1", &operation).await["state"],
+        "succeeded"
+    );
 }
 
 /// D-12: 16 concurrent sync provisions of one id, half with other parameters: exactly one
@@ -99,7 +112,10 @@ async fn full_queue_gives_503_for_sync_and_202_for_async() {
             StatusCode::SERVICE_UNAVAILABLE => {
                 refused += 1;
                 assert!(retry_after.is_some(), "503 carries Retry-After");
-                assert!(broker.core().state.instance(&id).is_none(), "a 503 leaves nothing");
+                assert!(
+                    broker.core().state.instance(&id).is_none(),
+                    "a 503 leaves nothing"
+                );
             }
             other => panic!("unexpected {other}"),
         }
@@ -108,12 +124,20 @@ async fn full_queue_gives_503_for_sync_and_202_for_async() {
     // Async work is never refused: it waits in the store for a worker.
     let mut operations = Vec::new();
     for n in 0..8 {
-        let (status, body) = broker.put_instance(&format!("qa-{n}"), &provision_body(ASYNC), true).await;
+        let (status, body) = broker
+            .put_instance(&format!("qa-{n}"), &provision_body(ASYNC), true)
+            .await;
         assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-        operations.push((format!("qa-{n}"), body["operation"].as_str().unwrap().to_owned()));
+        operations.push((
+            format!("qa-{n}"),
+            body["operation"].as_str().unwrap().to_owned(),
+        ));
     }
     for (id, operation) in operations {
-        assert_eq!(broker.wait_instance(&id, &operation).await["state"], "succeeded");
+        assert_eq!(
+            broker.wait_instance(&id, &operation).await["state"],
+            "succeeded"
+        );
     }
 }
 
@@ -125,7 +149,11 @@ async fn concurrent_identical_binds_create_one_binding() {
     let tasks: Vec<_> = (0..16)
         .map(|_| {
             let broker = Arc::clone(&broker);
-            tokio::spawn(async move { broker.put_binding("cb-1", "b-c", &bind_body(SYNC), false).await })
+            tokio::spawn(async move {
+                broker
+                    .put_binding("cb-1", "b-c", &bind_body(SYNC), false)
+                    .await
+            })
         })
         .collect();
     let mut passwords = HashSet::new();

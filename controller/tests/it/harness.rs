@@ -91,38 +91,86 @@ impl Broker {
         let body = if text.is_empty() {
             Value::Null
         } else {
-            serde_json::from_str(&text).unwrap_or_else(|_| panic!("{status}: body is not JSON: {text}"))
+            serde_json::from_str(&text)
+                .unwrap_or_else(|_| panic!("{status}: body is not JSON: {text}"))
         };
         (status, body)
     }
 
-    pub async fn put_instance(&self, id: &str, body: &Value, accepts_incomplete: bool) -> (StatusCode, Value) {
-        let query = if accepts_incomplete { "?accepts_incomplete=true" } else { "" };
-        self.send(self.request(Method::PUT, &format!("/v2/service_instances/{id}{query}")).json(body))
-            .await
+    pub async fn put_instance(
+        &self,
+        id: &str,
+        body: &Value,
+        accepts_incomplete: bool,
+    ) -> (StatusCode, Value) {
+        let query = if accepts_incomplete {
+            "?accepts_incomplete=true"
+        } else {
+            ""
+        };
+        self.send(
+            self.request(Method::PUT, &format!("/v2/service_instances/{id}{query}"))
+                .json(body),
+        )
+        .await
     }
 
-    pub async fn patch_instance(&self, id: &str, body: &Value, accepts_incomplete: bool) -> (StatusCode, Value) {
-        let query = if accepts_incomplete { "?accepts_incomplete=true" } else { "" };
-        self.send(self.request(Method::PATCH, &format!("/v2/service_instances/{id}{query}")).json(body))
-            .await
+    pub async fn patch_instance(
+        &self,
+        id: &str,
+        body: &Value,
+        accepts_incomplete: bool,
+    ) -> (StatusCode, Value) {
+        let query = if accepts_incomplete {
+            "?accepts_incomplete=true"
+        } else {
+            ""
+        };
+        self.send(
+            self.request(Method::PATCH, &format!("/v2/service_instances/{id}{query}"))
+                .json(body),
+        )
+        .await
     }
 
     pub async fn get_instance(&self, id: &str) -> (StatusCode, Value) {
-        self.send(self.request(Method::GET, &format!("/v2/service_instances/{id}"))).await
-    }
-
-    pub async fn delete_instance(&self, id: &str, plan: &str, accepts_incomplete: bool) -> (StatusCode, Value) {
-        let query = format!(
-            "?service_id={SERVICE}&plan_id={plan}{}",
-            if accepts_incomplete { "&accepts_incomplete=true" } else { "" }
-        );
-        self.send(self.request(Method::DELETE, &format!("/v2/service_instances/{id}{query}")))
+        self.send(self.request(Method::GET, &format!("/v2/service_instances/{id}")))
             .await
     }
 
-    pub async fn put_binding(&self, instance: &str, id: &str, body: &Value, accepts_incomplete: bool) -> (StatusCode, Value) {
-        let query = if accepts_incomplete { "?accepts_incomplete=true" } else { "" };
+    pub async fn delete_instance(
+        &self,
+        id: &str,
+        plan: &str,
+        accepts_incomplete: bool,
+    ) -> (StatusCode, Value) {
+        let query = format!(
+            "?service_id={SERVICE}&plan_id={plan}{}",
+            if accepts_incomplete {
+                "&accepts_incomplete=true"
+            } else {
+                ""
+            }
+        );
+        self.send(self.request(
+            Method::DELETE,
+            &format!("/v2/service_instances/{id}{query}"),
+        ))
+        .await
+    }
+
+    pub async fn put_binding(
+        &self,
+        instance: &str,
+        id: &str,
+        body: &Value,
+        accepts_incomplete: bool,
+    ) -> (StatusCode, Value) {
+        let query = if accepts_incomplete {
+            "?accepts_incomplete=true"
+        } else {
+            ""
+        };
         let path = format!("/v2/service_instances/{instance}/service_bindings/{id}{query}");
         self.send(self.request(Method::PUT, &path).json(body)).await
     }
@@ -132,7 +180,13 @@ impl Broker {
         self.send(self.request(Method::GET, &path)).await
     }
 
-    pub async fn delete_binding(&self, instance: &str, id: &str, plan: &str, accepts_incomplete: bool) -> (StatusCode, Value) {
+    pub async fn delete_binding(
+        &self,
+        instance: &str,
+        id: &str,
+        plan: &str,
+        accepts_incomplete: bool,
+    ) -> (StatusCode, Value) {
         let path = format!(
             "/v2/service_instances/{instance}/service_bindings/{id}?service_id={SERVICE}&plan_id={plan}{}",
             if accepts_incomplete { "&accepts_incomplete=true" } else { "" }
@@ -140,7 +194,11 @@ impl Broker {
         self.send(self.request(Method::DELETE, &path)).await
     }
 
-    pub async fn last_operation(&self, instance: &str, operation: Option<&str>) -> (StatusCode, Value) {
+    pub async fn last_operation(
+        &self,
+        instance: &str,
+        operation: Option<&str>,
+    ) -> (StatusCode, Value) {
         let mut path = format!("/v2/service_instances/{instance}/last_operation");
         if let Some(op) = operation {
             path.push_str(&format!("?operation={op}"));
@@ -148,8 +206,14 @@ impl Broker {
         self.send(self.request(Method::GET, &path)).await
     }
 
-    pub async fn binding_last_operation(&self, instance: &str, binding: &str, operation: Option<&str>) -> (StatusCode, Value) {
-        let mut path = format!("/v2/service_instances/{instance}/service_bindings/{binding}/last_operation");
+    pub async fn binding_last_operation(
+        &self,
+        instance: &str,
+        binding: &str,
+        operation: Option<&str>,
+    ) -> (StatusCode, Value) {
+        let mut path =
+            format!("/v2/service_instances/{instance}/service_bindings/{binding}/last_operation");
         if let Some(op) = operation {
             path.push_str(&format!("?operation={op}"));
         }
@@ -176,7 +240,9 @@ impl Broker {
     pub async fn provision_async(&self, id: &str) {
         let (status, body) = self.put_instance(id, &provision_body(ASYNC), true).await;
         assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-        let last = self.wait_instance(id, body["operation"].as_str().unwrap()).await;
+        let last = self
+            .wait_instance(id, body["operation"].as_str().unwrap())
+            .await;
         assert_eq!(last["state"], "succeeded", "{last}");
     }
 }
@@ -199,7 +265,10 @@ where
         if body["state"] != "in progress" {
             return body;
         }
-        assert!(Instant::now() < deadline, "operation did not finish in 20 s");
+        assert!(
+            Instant::now() < deadline,
+            "operation did not finish in 20 s"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

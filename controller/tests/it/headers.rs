@@ -12,12 +12,21 @@ fn routes() -> Vec<(Method, &'static str)> {
         (Method::PUT, "/v2/service_instances/i"),
         (Method::GET, "/v2/service_instances/i"),
         (Method::PATCH, "/v2/service_instances/i"),
-        (Method::DELETE, "/v2/service_instances/i?service_id=s&plan_id=p"),
+        (
+            Method::DELETE,
+            "/v2/service_instances/i?service_id=s&plan_id=p",
+        ),
         (Method::GET, "/v2/service_instances/i/last_operation"),
         (Method::PUT, "/v2/service_instances/i/service_bindings/b"),
         (Method::GET, "/v2/service_instances/i/service_bindings/b"),
-        (Method::DELETE, "/v2/service_instances/i/service_bindings/b?service_id=s&plan_id=p"),
-        (Method::GET, "/v2/service_instances/i/service_bindings/b/last_operation"),
+        (
+            Method::DELETE,
+            "/v2/service_instances/i/service_bindings/b?service_id=s&plan_id=p",
+        ),
+        (
+            Method::GET,
+            "/v2/service_instances/i/service_bindings/b/last_operation",
+        ),
     ]
 }
 
@@ -36,8 +45,15 @@ async fn every_route_requires_authentication() {
             .send()
             .await
             .unwrap();
-        assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED, "{method} {path}");
-        assert_eq!(anonymous.headers()["x-broker-api-request-identity"], "rid-401");
+        assert_eq!(
+            anonymous.status(),
+            StatusCode::UNAUTHORIZED,
+            "{method} {path}"
+        );
+        assert_eq!(
+            anonymous.headers()["x-broker-api-request-identity"],
+            "rid-401"
+        );
         let body: Value = anonymous.json().await.unwrap();
         assert!(body["description"].is_string());
         for (user, password) in [(USER, "wrong"), ("other", PASSWORD), ("", "")] {
@@ -49,7 +65,11 @@ async fn every_route_requires_authentication() {
                 .send()
                 .await
                 .unwrap();
-            assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED, "{method} {path} {user}");
+            assert_eq!(
+                wrong.status(),
+                StatusCode::UNAUTHORIZED,
+                "{method} {path} {user}"
+            );
         }
     }
     broker.stop().await;
@@ -66,8 +86,14 @@ async fn bearer_tokens_are_accepted_when_configured() {
             .bearer_auth(token)
             .header("X-Broker-API-Version", "2.17")
     };
-    assert_eq!(with_token("token-abc").send().await.unwrap().status(), StatusCode::OK);
-    assert_eq!(with_token("token-abd").send().await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        with_token("token-abc").send().await.unwrap().status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        with_token("token-abd").send().await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
     broker.stop().await;
 }
 
@@ -79,15 +105,33 @@ async fn version_header_is_checked_on_every_route() {
     for (method, path) in routes() {
         let url = format!("{}{path}", broker.url);
         for version in [None, Some(""), Some("2.12"), Some("1.0"), Some("3.0")] {
-            let mut request = broker.client.request(method.clone(), &url).basic_auth(USER, Some(PASSWORD));
+            let mut request = broker
+                .client
+                .request(method.clone(), &url)
+                .basic_auth(USER, Some(PASSWORD));
             if let Some(version) = version {
                 request = request.header("X-Broker-API-Version", version);
             }
-            let response = request.header("X-Broker-API-Request-Identity", "rid-412").send().await.unwrap();
-            assert_eq!(response.status(), StatusCode::PRECONDITION_FAILED, "{method} {path} {version:?}");
-            assert_eq!(response.headers()["x-broker-api-request-identity"], "rid-412", "D-18");
+            let response = request
+                .header("X-Broker-API-Request-Identity", "rid-412")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                response.status(),
+                StatusCode::PRECONDITION_FAILED,
+                "{method} {path} {version:?}"
+            );
+            assert_eq!(
+                response.headers()["x-broker-api-request-identity"],
+                "rid-412",
+                "D-18"
+            );
             let body: Value = response.json().await.unwrap();
-            assert!(body["description"].as_str().unwrap().contains("2.13"), "{body}");
+            assert!(
+                body["description"].as_str().unwrap().contains("2.13"),
+                "{body}"
+            );
         }
     }
     for version in ["2.13", "2.14", "2.15", "2.16", "2.17"] {
@@ -115,7 +159,11 @@ async fn request_identity_is_echoed() {
             .send()
             .await
             .unwrap();
-        assert_eq!(response.headers()["x-broker-api-request-identity"], "abc-123", "{method} {path}");
+        assert_eq!(
+            response.headers()["x-broker-api-request-identity"],
+            "abc-123",
+            "{method} {path}"
+        );
     }
     broker.stop().await;
 }
@@ -134,7 +182,11 @@ async fn originating_identity_is_validated() {
         )
         .await;
     assert_eq!(status, StatusCode::CREATED);
-    for bad in ["cloudfoundry", "cloudfoundry %%%", "kubernetes bm90IGpzb24="] {
+    for bad in [
+        "cloudfoundry",
+        "cloudfoundry %%%",
+        "kubernetes bm90IGpzb24=",
+    ] {
         let (status, body) = broker
             .send(
                 broker
@@ -144,9 +196,16 @@ async fn originating_identity_is_validated() {
             )
             .await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
-        assert!(body["description"].as_str().unwrap().contains("Originating-Identity"));
+        assert!(body["description"]
+            .as_str()
+            .unwrap()
+            .contains("Originating-Identity"));
     }
-    assert_eq!(broker.get_instance("oi-2").await.0, StatusCode::NOT_FOUND, "OSB-ERR-04");
+    assert_eq!(
+        broker.get_instance("oi-2").await.0,
+        StatusCode::NOT_FOUND,
+        "OSB-ERR-04"
+    );
     broker.stop().await;
 }
 
@@ -187,7 +246,11 @@ async fn malformed_bodies_are_400() {
     }
     // No Content-Type at all is accepted (OSB-GEN-04).
     let (status, _) = broker
-        .send(broker.request(Method::PUT, path).body(provision_body(SYNC).to_string()))
+        .send(
+            broker
+                .request(Method::PUT, path)
+                .body(provision_body(SYNC).to_string()),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED);
     broker.stop().await;
@@ -197,7 +260,9 @@ async fn malformed_bodies_are_400() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn percent_encoded_ids_round_trip() {
     let broker = Broker::start().await;
-    let (status, _) = broker.put_instance("a%2Fb%20c", &provision_body(SYNC), false).await;
+    let (status, _) = broker
+        .put_instance("a%2Fb%20c", &provision_body(SYNC), false)
+        .await;
     assert_eq!(status, StatusCode::CREATED);
     assert!(broker.core().state.instance("a/b c").is_some());
     let (status, body) = broker.get_instance("a%2Fb%20c").await;
@@ -212,7 +277,9 @@ async fn unknown_routes_get_json_errors() {
     let (status, body) = broker.send(broker.request(Method::GET, "/v2/nope")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(body["description"].is_string());
-    let (status, body) = broker.send(broker.request(Method::POST, "/v2/catalog")).await;
+    let (status, body) = broker
+        .send(broker.request(Method::POST, "/v2/catalog"))
+        .await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     assert!(body["description"].is_string());
     broker.stop().await;

@@ -19,25 +19,98 @@ async fn invalid_provisions_are_400_and_change_nothing() {
         body
     };
     let cases: Vec<(&str, Value)> = vec![
-        ("missing service_id", edit(&valid, &|b| { b.remove("service_id"); })),
-        ("missing plan_id", edit(&valid, &|b| { b.remove("plan_id"); })),
-        ("empty service_id", edit(&valid, &|b| { b.insert("service_id".into(), json!("")); })),
-        ("unknown service_id", edit(&valid, &|b| { b.insert("service_id".into(), json!("nope")); })),
-        ("unknown plan_id", edit(&valid, &|b| { b.insert("plan_id".into(), json!("nope")); })),
-        ("missing organization_guid", edit(&no_context, &|b| { b.remove("organization_guid"); })),
-        ("missing space_guid", edit(&no_context, &|b| { b.remove("space_guid"); })),
-        ("empty organization_guid", edit(&valid, &|b| { b.insert("organization_guid".into(), json!("")); })),
-        ("empty space_guid", edit(&valid, &|b| { b.insert("space_guid".into(), json!("")); })),
-        ("parameters not an object", edit(&valid, &|b| { b.insert("parameters".into(), json!([1])); })),
-        ("context not an object", edit(&valid, &|b| { b.insert("context".into(), json!("cf")); })),
-        ("size missing (schema)", edit(&valid, &|b| { b.insert("parameters".into(), json!({})); })),
-        ("size too big (schema)", edit(&valid, &|b| { b.insert("parameters".into(), json!({"size": 101})); })),
-        ("size not integer (schema)", edit(&valid, &|b| { b.insert("parameters".into(), json!({"size": "big"})); })),
+        (
+            "missing service_id",
+            edit(&valid, &|b| {
+                b.remove("service_id");
+            }),
+        ),
+        (
+            "missing plan_id",
+            edit(&valid, &|b| {
+                b.remove("plan_id");
+            }),
+        ),
+        (
+            "empty service_id",
+            edit(&valid, &|b| {
+                b.insert("service_id".into(), json!(""));
+            }),
+        ),
+        (
+            "unknown service_id",
+            edit(&valid, &|b| {
+                b.insert("service_id".into(), json!("nope"));
+            }),
+        ),
+        (
+            "unknown plan_id",
+            edit(&valid, &|b| {
+                b.insert("plan_id".into(), json!("nope"));
+            }),
+        ),
+        (
+            "missing organization_guid",
+            edit(&no_context, &|b| {
+                b.remove("organization_guid");
+            }),
+        ),
+        (
+            "missing space_guid",
+            edit(&no_context, &|b| {
+                b.remove("space_guid");
+            }),
+        ),
+        (
+            "empty organization_guid",
+            edit(&valid, &|b| {
+                b.insert("organization_guid".into(), json!(""));
+            }),
+        ),
+        (
+            "empty space_guid",
+            edit(&valid, &|b| {
+                b.insert("space_guid".into(), json!(""));
+            }),
+        ),
+        (
+            "parameters not an object",
+            edit(&valid, &|b| {
+                b.insert("parameters".into(), json!([1]));
+            }),
+        ),
+        (
+            "context not an object",
+            edit(&valid, &|b| {
+                b.insert("context".into(), json!("cf"));
+            }),
+        ),
+        (
+            "size missing (schema)",
+            edit(&valid, &|b| {
+                b.insert("parameters".into(), json!({}));
+            }),
+        ),
+        (
+            "size too big (schema)",
+            edit(&valid, &|b| {
+                b.insert("parameters".into(), json!({"size": 101}));
+            }),
+        ),
+        (
+            "size not integer (schema)",
+            edit(&valid, &|b| {
+                b.insert("parameters".into(), json!({"size": "big"}));
+            }),
+        ),
     ];
     for (case, body) in cases {
         let (status, error) = broker.put_instance("bad-1", &body, true).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{case}: {error}");
-        assert!(error["description"].as_str().is_some_and(|d| !d.is_empty()), "{case}");
+        assert!(
+            error["description"].as_str().is_some_and(|d| !d.is_empty()),
+            "{case}"
+        );
         assert!(error.get("instance_usable").is_none(), "OSB-ERR-02: {case}");
     }
     assert!(broker.core().state.instance("bad-1").is_none());
@@ -54,7 +127,10 @@ async fn context_only_provision_is_accepted() {
         "service_id": SERVICE, "plan_id": SYNC,
         "context": {"platform": "kubernetes", "namespace": "default", "clusterid": "c1"},
     });
-    assert_eq!(broker.put_instance("k8s-1", &body, false).await.0, StatusCode::CREATED);
+    assert_eq!(
+        broker.put_instance("k8s-1", &body, false).await.0,
+        StatusCode::CREATED
+    );
     broker.stop().await;
 }
 
@@ -63,16 +139,32 @@ async fn context_only_provision_is_accepted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sync_provision_created_repeat_and_conflict() {
     let broker = Broker::start().await;
-    let (status, body) = broker.put_instance("p-1", &provision_body(SIZED), false).await;
+    let (status, body) = broker
+        .put_instance("p-1", &provision_body(SIZED), false)
+        .await;
     assert_eq!(status, StatusCode::CREATED);
-    assert!(body["dashboard_url"].as_str().unwrap().contains("p-1"), "OSB-PROV-14");
-    let (status, again) = broker.put_instance("p-1", &provision_body(SIZED), true).await;
+    assert!(
+        body["dashboard_url"].as_str().unwrap().contains("p-1"),
+        "OSB-PROV-14"
+    );
+    let (status, again) = broker
+        .put_instance("p-1", &provision_body(SIZED), true)
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(again, body, "same body shape on the repeat");
     let mut other_params = provision_body(SIZED);
     other_params["parameters"] = json!({"size": 6});
-    assert_eq!(broker.put_instance("p-1", &other_params, false).await.0, StatusCode::CONFLICT);
-    assert_eq!(broker.put_instance("p-1", &provision_body(SYNC), false).await.0, StatusCode::CONFLICT);
+    assert_eq!(
+        broker.put_instance("p-1", &other_params, false).await.0,
+        StatusCode::CONFLICT
+    );
+    assert_eq!(
+        broker
+            .put_instance("p-1", &provision_body(SYNC), false)
+            .await
+            .0,
+        StatusCode::CONFLICT
+    );
     let (status, instance) = broker.get_instance("p-1").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(instance["plan_id"], SIZED);
@@ -99,7 +191,10 @@ async fn async_plans_require_accepts_incomplete() {
     let (status, _) = broker
         .send(
             broker
-                .request(Method::PUT, "/v2/service_instances/a-1?accepts_incomplete=yes")
+                .request(
+                    Method::PUT,
+                    "/v2/service_instances/a-1?accepts_incomplete=yes",
+                )
                 .json(&provision_body(ASYNC)),
         )
         .await;
@@ -112,7 +207,13 @@ async fn async_plans_require_accepts_incomplete() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sync_plans_answer_synchronously_even_when_async_is_accepted() {
     let broker = Broker::start().await;
-    assert_eq!(broker.put_instance("s-1", &provision_body(SYNC), true).await.0, StatusCode::CREATED);
+    assert_eq!(
+        broker
+            .put_instance("s-1", &provision_body(SYNC), true)
+            .await
+            .0,
+        StatusCode::CREATED
+    );
     broker.stop().await;
 }
 
@@ -122,22 +223,46 @@ async fn sync_plans_answer_synchronously_even_when_async_is_accepted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn async_provision_lifecycle() {
     let broker = Broker::with_config(fast_config(600)).await;
-    let (status, body) = broker.put_instance("ap-1", &provision_body(ASYNC), true).await;
+    let (status, body) = broker
+        .put_instance("ap-1", &provision_body(ASYNC), true)
+        .await;
     assert_eq!(status, StatusCode::ACCEPTED);
     let operation = body["operation"].as_str().unwrap().to_owned();
     assert!(operation.len() <= 10_000);
-    assert!(operation.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'), "D-16");
-    let (status, again) = broker.put_instance("ap-1", &provision_body(ASYNC), true).await;
+    assert!(
+        operation
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+        "D-16"
+    );
+    let (status, again) = broker
+        .put_instance("ap-1", &provision_body(ASYNC), true)
+        .await;
     assert_eq!(status, StatusCode::ACCEPTED);
     assert_eq!(again["operation"], operation.as_str());
     assert_eq!(broker.get_instance("ap-1").await.0, StatusCode::NOT_FOUND);
     let mut different = provision_body(ASYNC);
     different["parameters"] = json!({"x": 1});
-    assert_eq!(broker.put_instance("ap-1", &different, true).await.0, StatusCode::CONFLICT, "OSB-PROV-10");
+    assert_eq!(
+        broker.put_instance("ap-1", &different, true).await.0,
+        StatusCode::CONFLICT,
+        "OSB-PROV-10"
+    );
     let last = broker.wait_instance("ap-1", &operation).await;
     assert_eq!(last["state"], "succeeded");
-    assert_eq!(broker.get_instance("ap-1").await.0, StatusCode::OK, "OSB-GETI-01");
-    assert_eq!(broker.put_instance("ap-1", &provision_body(ASYNC), true).await.0, StatusCode::OK, "OSB-PROV-06");
+    assert_eq!(
+        broker.get_instance("ap-1").await.0,
+        StatusCode::OK,
+        "OSB-GETI-01"
+    );
+    assert_eq!(
+        broker
+            .put_instance("ap-1", &provision_body(ASYNC), true)
+            .await
+            .0,
+        StatusCode::OK,
+        "OSB-PROV-06"
+    );
     broker.stop().await;
 }
 
@@ -153,14 +278,32 @@ async fn maintenance_info_is_checked() {
     let mut body = provision_body(SYNC);
     body["maintenance_info"] = json!({"version": "1.0.0"});
     let (status, error) = broker.put_instance("mi-2", &body, false).await;
-    assert_eq!((status, &error["error"]), (StatusCode::UNPROCESSABLE_ENTITY, &json!("MaintenanceInfoConflict")), "D-05");
+    assert_eq!(
+        (status, &error["error"]),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &json!("MaintenanceInfoConflict")
+        ),
+        "D-05"
+    );
     body["maintenance_info"] = json!({});
-    assert_eq!(broker.put_instance("mi-2", &body, false).await.0, StatusCode::CREATED, "D-15");
+    assert_eq!(
+        broker.put_instance("mi-2", &body, false).await.0,
+        StatusCode::CREATED,
+        "D-15"
+    );
     let mut body = provision_body(SIZED);
     body["maintenance_info"] = json!({"version": "1.0.0", "description": "ignored"});
-    assert_eq!(broker.put_instance("mi-3", &body, false).await.0, StatusCode::CREATED, "OSB-MI-02");
+    assert_eq!(
+        broker.put_instance("mi-3", &body, false).await.0,
+        StatusCode::CREATED,
+        "OSB-MI-02"
+    );
     let (_, instance) = broker.get_instance("mi-3").await;
-    assert_eq!(instance["maintenance_info"]["version"], "1.0.0", "OSB-MI-05");
+    assert_eq!(
+        instance["maintenance_info"]["version"], "1.0.0",
+        "OSB-MI-05"
+    );
     broker.stop().await;
 }
 
@@ -172,9 +315,15 @@ async fn plugin_rejection_is_400_and_leaves_nothing() {
     body["parameters"] = json!({"reject": "region not available"});
     let (status, error) = broker.put_instance("rej-1", &body, false).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
-    assert!(error["description"].as_str().unwrap().contains("region not available"));
+    assert!(error["description"]
+        .as_str()
+        .unwrap()
+        .contains("region not available"));
     assert!(broker.core().state.instance("rej-1").is_none());
-    assert_eq!(broker.last_operation("rej-1", None).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        broker.last_operation("rej-1", None).await.0,
+        StatusCode::NOT_FOUND
+    );
     broker.stop().await;
 }
 
@@ -196,7 +345,10 @@ async fn fetch_instance_rules() {
     broker.provision_async("f-1").await;
     let (status, body) = broker.get_instance("f-1").await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!((body["service_id"].as_str(), body["plan_id"].as_str()), (Some(SERVICE), Some(ASYNC)));
+    assert_eq!(
+        (body["service_id"].as_str(), body["plan_id"].as_str()),
+        (Some(SERVICE), Some(ASYNC))
+    );
     let update = json!({"service_id": SERVICE, "parameters": {"size": 9}});
     let (status, _) = broker.patch_instance("f-1", &update, true).await;
     assert_eq!(status, StatusCode::ACCEPTED);
@@ -206,15 +358,29 @@ async fn fetch_instance_rules() {
     let (status, _) = broker
         .send(broker.request(Method::GET, "/v2/service_instances/f-1?service_id="))
         .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "hints are non-empty when present");
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "hints are non-empty when present"
+    );
     let mut body = provision_body(SYNC);
     body["service_id"] = json!("hidden-service");
     body["plan_id"] = json!("hidden-sync");
-    assert_eq!(broker.put_instance("h-1", &body, false).await.0, StatusCode::CREATED);
+    assert_eq!(
+        broker.put_instance("h-1", &body, false).await.0,
+        StatusCode::CREATED
+    );
     let (status, body) = broker.get_instance("h-1").await;
     assert_eq!(status, StatusCode::NOT_FOUND, "D-06");
-    assert!(body["description"].as_str().unwrap().contains("instances_retrievable"));
-    assert_eq!(broker.get_instance("never").await.0, StatusCode::NOT_FOUND, "OSB-GETI-04");
+    assert!(body["description"]
+        .as_str()
+        .unwrap()
+        .contains("instances_retrievable"));
+    assert_eq!(
+        broker.get_instance("never").await.0,
+        StatusCode::NOT_FOUND,
+        "OSB-GETI-04"
+    );
     broker.stop().await;
 }
 
@@ -227,28 +393,55 @@ async fn update_validation_and_no_partial_changes() {
     let cases = [
         ("missing service_id", json!({"plan_id": SYNC})),
         ("unknown service_id", json!({"service_id": "nope"})),
-        ("unknown plan_id", json!({"service_id": SERVICE, "plan_id": "nope"})),
-        ("schema violation", json!({"service_id": SERVICE, "parameters": {"size": 0}})),
-        ("parameters not an object", json!({"service_id": SERVICE, "parameters": 3})),
+        (
+            "unknown plan_id",
+            json!({"service_id": SERVICE, "plan_id": "nope"}),
+        ),
+        (
+            "schema violation",
+            json!({"service_id": SERVICE, "parameters": {"size": 0}}),
+        ),
+        (
+            "parameters not an object",
+            json!({"service_id": SERVICE, "parameters": 3}),
+        ),
     ];
     for (case, body) in cases {
         let (status, error) = broker.patch_instance("u-1", &body, false).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{case}: {error}");
     }
-    let (status, body) = broker.patch_instance("u-1", &json!({"service_id": SERVICE}), false).await;
+    let (status, body) = broker
+        .patch_instance("u-1", &json!({"service_id": SERVICE}), false)
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let (_, instance) = broker.get_instance("u-1").await;
     assert_eq!(instance["plan_id"], SIZED);
     assert_eq!(instance["parameters"], json!({"size": 5}));
     let mut mi = json!({"service_id": SERVICE, "maintenance_info": {"version": "2.0.0"}});
-    assert_eq!(broker.patch_instance("u-1", &mi, false).await.1["error"], "MaintenanceInfoConflict");
+    assert_eq!(
+        broker.patch_instance("u-1", &mi, false).await.1["error"],
+        "MaintenanceInfoConflict"
+    );
     mi["maintenance_info"]["version"] = json!("1.0.0");
-    assert_eq!(broker.patch_instance("u-1", &mi, false).await.0, StatusCode::OK, "OSB-MI-04");
-    assert_eq!(broker.patch_instance("nope", &json!({"service_id": SERVICE}), false).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        broker.patch_instance("u-1", &mi, false).await.0,
+        StatusCode::OK,
+        "OSB-MI-04"
+    );
+    assert_eq!(
+        broker
+            .patch_instance("nope", &json!({"service_id": SERVICE}), false)
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
     // OSB-UPD-12: a valid plan change with invalid parameters applies nothing.
     broker.provision_sync("u-1b", SYNC).await;
     let change = json!({"service_id": SERVICE, "plan_id": SIZED, "parameters": {"size": 0}});
-    assert_eq!(broker.patch_instance("u-1b", &change, false).await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        broker.patch_instance("u-1b", &change, false).await.0,
+        StatusCode::BAD_REQUEST
+    );
     assert_eq!(broker.get_instance("u-1b").await.1["plan_id"], SYNC);
     broker.stop().await;
 }
@@ -259,13 +452,21 @@ async fn sync_update_applies_plan_and_parameters() {
     let broker = Broker::start().await;
     broker.provision_sync("u-2", SIZED).await;
     let (status, _) = broker
-        .patch_instance("u-2", &json!({"service_id": SERVICE, "parameters": {"size": 7, "extra": true}}), false)
+        .patch_instance(
+            "u-2",
+            &json!({"service_id": SERVICE, "parameters": {"size": 7, "extra": true}}),
+            false,
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
     let (_, instance) = broker.get_instance("u-2").await;
     assert_eq!(instance["parameters"], json!({"size": 7, "extra": true}));
     let (status, _) = broker
-        .patch_instance("u-2", &json!({"service_id": SERVICE, "plan_id": SYNC, "previous_values": {"plan_id": SIZED}}), false)
+        .patch_instance(
+            "u-2",
+            &json!({"service_id": SERVICE, "plan_id": SYNC, "previous_values": {"plan_id": SIZED}}),
+            false,
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
     let (_, instance) = broker.get_instance("u-2").await;
@@ -281,24 +482,40 @@ async fn async_update_lifecycle() {
     let broker = Broker::with_config(fast_config(500)).await;
     broker.provision_async("u-3").await;
     let update = json!({"service_id": SERVICE, "parameters": {"size": 3}});
-    assert_eq!(broker.patch_instance("u-3", &update, false).await.1["error"], "AsyncRequired");
+    assert_eq!(
+        broker.patch_instance("u-3", &update, false).await.1["error"],
+        "AsyncRequired"
+    );
     let (status, body) = broker.patch_instance("u-3", &update, true).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     let operation = body["operation"].as_str().unwrap().to_owned();
     let (status, again) = broker.patch_instance("u-3", &update, true).await;
-    assert_eq!((status, again["operation"].as_str()), (StatusCode::ACCEPTED, Some(operation.as_str())));
+    assert_eq!(
+        (status, again["operation"].as_str()),
+        (StatusCode::ACCEPTED, Some(operation.as_str()))
+    );
     let other = json!({"service_id": SERVICE, "parameters": {"size": 4}});
     let (status, body) = broker.patch_instance("u-3", &other, true).await;
-    assert_eq!((status, body["error"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("ConcurrencyError")));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("ConcurrencyError"))
+    );
     let (status, body) = broker.delete_instance("u-3", ASYNC, true).await;
-    assert_eq!((status, body["error"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("ConcurrencyError")), "D-17");
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("ConcurrencyError")),
+        "D-17"
+    );
     let (status, body) = broker
         .send(broker.request(Method::GET, &format!("/v2/service_instances/u-3/last_operation?operation={operation}&plan_id={ASYNC}&service_id={SERVICE}")))
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let last = broker.wait_instance("u-3", &operation).await;
     assert_eq!(last["state"], "succeeded");
-    assert_eq!(broker.get_instance("u-3").await.1["parameters"], json!({"size": 3}));
+    assert_eq!(
+        broker.get_instance("u-3").await.1["parameters"],
+        json!({"size": 3})
+    );
     broker.stop().await;
 }
 
@@ -310,10 +527,17 @@ async fn plan_change_requires_plan_updateable() {
     let broker = Broker::with_config(config).await;
     broker.provision_sync("u-4", SYNC).await;
     let (status, body) = broker
-        .patch_instance("u-4", &json!({"service_id": SERVICE, "plan_id": SIZED, "parameters": {"size": 1}}), false)
+        .patch_instance(
+            "u-4",
+            &json!({"service_id": SERVICE, "plan_id": SIZED, "parameters": {"size": 1}}),
+            false,
+        )
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(body["description"].as_str().unwrap().contains("plan_updateable"));
+    assert!(body["description"]
+        .as_str()
+        .unwrap()
+        .contains("plan_updateable"));
     assert_eq!(broker.get_instance("u-4").await.1["plan_id"], SYNC);
     broker.stop().await;
 }
@@ -324,20 +548,33 @@ async fn plan_change_requires_plan_updateable() {
 async fn deprovision_rules() {
     let broker = Broker::start().await;
     broker.provision_sync("d-1", SYNC).await;
-    for query in ["", &format!("?service_id={SERVICE}"), &format!("?plan_id={SYNC}")] {
+    for query in [
+        "",
+        &format!("?service_id={SERVICE}"),
+        &format!("?plan_id={SYNC}"),
+    ] {
         let (status, _) = broker
             .send(broker.request(Method::DELETE, &format!("/v2/service_instances/d-1{query}")))
             .await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{query}");
     }
     let (status, _) = broker
-        .send(broker.request(Method::DELETE, &format!("/v2/service_instances/d-1?service_id=other&plan_id={SYNC}")))
+        .send(broker.request(
+            Method::DELETE,
+            &format!("/v2/service_instances/d-1?service_id=other&plan_id={SYNC}"),
+        ))
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let (status, body) = broker.delete_instance("d-1", SYNC, false).await;
     assert_eq!((status, body), (StatusCode::OK, json!({})));
-    assert_eq!(broker.delete_instance("d-1", SYNC, false).await.0, StatusCode::GONE);
-    assert_eq!(broker.delete_instance("never", SYNC, false).await.0, StatusCode::GONE);
+    assert_eq!(
+        broker.delete_instance("d-1", SYNC, false).await.0,
+        StatusCode::GONE
+    );
+    assert_eq!(
+        broker.delete_instance("never", SYNC, false).await.0,
+        StatusCode::GONE
+    );
     broker.stop().await;
 }
 
@@ -347,18 +584,34 @@ async fn deprovision_rules() {
 async fn async_deprovision_lifecycle() {
     let broker = Broker::start().await;
     broker.provision_async("d-2").await;
-    assert_eq!(broker.delete_instance("d-2", ASYNC, false).await.1["error"], "AsyncRequired");
+    assert_eq!(
+        broker.delete_instance("d-2", ASYNC, false).await.1["error"],
+        "AsyncRequired"
+    );
     let (status, body) = broker.delete_instance("d-2", ASYNC, true).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     let operation = body["operation"].as_str().unwrap().to_owned();
     let (status, again) = broker.delete_instance("d-2", ASYNC, true).await;
-    assert_eq!((status, again["operation"].as_str()), (StatusCode::ACCEPTED, Some(operation.as_str())));
-    assert_eq!(broker.wait_instance("d-2", &operation).await["state"], "succeeded");
+    assert_eq!(
+        (status, again["operation"].as_str()),
+        (StatusCode::ACCEPTED, Some(operation.as_str()))
+    );
+    assert_eq!(
+        broker.wait_instance("d-2", &operation).await["state"],
+        "succeeded"
+    );
     for _ in 0..3 {
         let (status, body) = broker.last_operation("d-2", Some(&operation)).await;
-        assert_eq!((status, body["state"].as_str()), (StatusCode::OK, Some("succeeded")), "OSB-LOI-10");
+        assert_eq!(
+            (status, body["state"].as_str()),
+            (StatusCode::OK, Some("succeeded")),
+            "OSB-LOI-10"
+        );
     }
     assert_eq!(broker.get_instance("d-2").await.0, StatusCode::NOT_FOUND);
-    assert_eq!(broker.delete_instance("d-2", ASYNC, true).await.0, StatusCode::GONE);
+    assert_eq!(
+        broker.delete_instance("d-2", ASYNC, true).await.0,
+        StatusCode::GONE
+    );
     broker.stop().await;
 }

@@ -12,17 +12,31 @@ use crate::harness::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delete_halts_a_running_provision() {
     let broker = Broker::with_config(fast_config(800)).await;
-    let (_, body) = broker.put_instance("h-1", &provision_body(ASYNC), true).await;
+    let (_, body) = broker
+        .put_instance("h-1", &provision_body(ASYNC), true)
+        .await;
     let provision = body["operation"].as_str().unwrap().to_owned();
     let (status, body) = broker.delete_instance("h-1", ASYNC, true).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     let deprovision = body["operation"].as_str().unwrap().to_owned();
     let (_, halted) = broker.last_operation("h-1", Some(&provision)).await;
     assert_eq!(halted["state"], "failed");
-    assert!(halted["description"].as_str().unwrap().contains("cancelled"), "{halted}");
+    assert!(
+        halted["description"]
+            .as_str()
+            .unwrap()
+            .contains("cancelled"),
+        "{halted}"
+    );
     let (_, latest) = broker.last_operation("h-1", None).await;
-    assert_eq!(latest["state"], "in progress", "no operation value: the delete answers: {latest}");
-    assert_eq!(broker.wait_instance("h-1", &deprovision).await["state"], "succeeded");
+    assert_eq!(
+        latest["state"], "in progress",
+        "no operation value: the delete answers: {latest}"
+    );
+    assert_eq!(
+        broker.wait_instance("h-1", &deprovision).await["state"],
+        "succeeded"
+    );
     assert!(broker.core().state.instance("h-1").is_none());
     assert_eq!(broker.get_instance("h-1").await.0, StatusCode::NOT_FOUND);
     broker.stop().await;
@@ -33,14 +47,28 @@ async fn delete_halts_a_running_provision() {
 async fn unbind_halts_a_running_bind() {
     let broker = Broker::with_config(fast_config(500)).await;
     broker.provision_async("h-2").await;
-    let (_, body) = broker.put_binding("h-2", "b-h", &bind_body(ASYNC), true).await;
+    let (_, body) = broker
+        .put_binding("h-2", "b-h", &bind_body(ASYNC), true)
+        .await;
     let bind = body["operation"].as_str().unwrap().to_owned();
     let (status, body) = broker.delete_binding("h-2", "b-h", ASYNC, true).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     let unbind = body["operation"].as_str().unwrap().to_owned();
-    assert_eq!(broker.binding_last_operation("h-2", "b-h", Some(&bind)).await.1["state"], "failed");
-    assert_eq!(broker.wait_binding("h-2", "b-h", &unbind).await["state"], "succeeded");
-    assert_eq!(broker.get_binding("h-2", "b-h").await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        broker
+            .binding_last_operation("h-2", "b-h", Some(&bind))
+            .await
+            .1["state"],
+        "failed"
+    );
+    assert_eq!(
+        broker.wait_binding("h-2", "b-h", &unbind).await["state"],
+        "succeeded"
+    );
+    assert_eq!(
+        broker.get_binding("h-2", "b-h").await.0,
+        StatusCode::NOT_FOUND
+    );
     broker.stop().await;
 }
 
@@ -50,18 +78,39 @@ async fn deprovision_cascades_to_bindings() {
     let broker = Broker::start().await;
     broker.provision_sync("cas-1", SYNC).await;
     for b in ["b-1", "b-2"] {
-        assert_eq!(broker.put_binding("cas-1", b, &bind_body(SYNC), false).await.0, StatusCode::CREATED);
+        assert_eq!(
+            broker
+                .put_binding("cas-1", b, &bind_body(SYNC), false)
+                .await
+                .0,
+            StatusCode::CREATED
+        );
     }
-    assert_eq!(broker.delete_instance("cas-1", SYNC, false).await.0, StatusCode::OK);
+    assert_eq!(
+        broker.delete_instance("cas-1", SYNC, false).await.0,
+        StatusCode::OK
+    );
     assert_eq!(broker.core().state.counts().bindings, 0);
-    assert_eq!(broker.get_binding("cas-1", "b-1").await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        broker.get_binding("cas-1", "b-1").await.0,
+        StatusCode::NOT_FOUND
+    );
 
     broker.provision_async("cas-2").await;
-    let (_, body) = broker.put_binding("cas-2", "b-3", &bind_body(ASYNC), true).await;
-    broker.wait_binding("cas-2", "b-3", body["operation"].as_str().unwrap()).await;
+    let (_, body) = broker
+        .put_binding("cas-2", "b-3", &bind_body(ASYNC), true)
+        .await;
+    broker
+        .wait_binding("cas-2", "b-3", body["operation"].as_str().unwrap())
+        .await;
     let (status, body) = broker.delete_instance("cas-2", ASYNC, true).await;
     assert_eq!(status, StatusCode::ACCEPTED);
-    assert_eq!(broker.wait_instance("cas-2", body["operation"].as_str().unwrap()).await["state"], "succeeded");
+    assert_eq!(
+        broker
+            .wait_instance("cas-2", body["operation"].as_str().unwrap())
+            .await["state"],
+        "succeeded"
+    );
     assert!(broker.core().state.binding("b-3").is_none());
     assert!(broker.core().state.instance("cas-2").is_none());
     broker.stop().await;
@@ -74,10 +123,17 @@ async fn operations_fail_after_maximum_polling_duration() {
     let mut config = fast_config(5_000);
     config.services[0].plans[1].maximum_polling_duration = Some(1);
     let broker = Broker::with_config(config).await;
-    let (_, body) = broker.put_instance("mp-1", &provision_body(ASYNC), true).await;
-    let last = broker.wait_instance("mp-1", body["operation"].as_str().unwrap()).await;
+    let (_, body) = broker
+        .put_instance("mp-1", &provision_body(ASYNC), true)
+        .await;
+    let last = broker
+        .wait_instance("mp-1", body["operation"].as_str().unwrap())
+        .await;
     assert_eq!(last["state"], "failed");
-    assert!(last["description"].as_str().unwrap().contains("deadline"), "{last}");
+    assert!(
+        last["description"].as_str().unwrap().contains("deadline"),
+        "{last}"
+    );
     broker.stop().await;
 }
 
@@ -92,9 +148,17 @@ async fn force_delete_unknown_instances_and_bindings() {
     gone(&mut config);
     let broker = Broker::with_config(config).await;
     broker.provision_sync("fd-1", SYNC).await;
-    broker.put_binding("fd-1", "b-f", &bind_body(SYNC), false).await;
-    assert_eq!(broker.delete_binding("fd-1", "b-f", SYNC, false).await.0, StatusCode::OK);
-    assert_eq!(broker.delete_instance("fd-1", SYNC, false).await.0, StatusCode::OK);
+    broker
+        .put_binding("fd-1", "b-f", &bind_body(SYNC), false)
+        .await;
+    assert_eq!(
+        broker.delete_binding("fd-1", "b-f", SYNC, false).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        broker.delete_instance("fd-1", SYNC, false).await.0,
+        StatusCode::OK
+    );
     assert!(broker.core().state.instance("fd-1").is_none());
     broker.stop().await;
 
@@ -104,13 +168,32 @@ async fn force_delete_unknown_instances_and_bindings() {
     config.engine.force_delete_unknown_bindings = false;
     let broker = Broker::with_config(config).await;
     broker.provision_sync("fd-2", SYNC).await;
-    broker.put_binding("fd-2", "b-g", &bind_body(SYNC), false).await;
+    broker
+        .put_binding("fd-2", "b-g", &bind_body(SYNC), false)
+        .await;
     let (status, body) = broker.delete_binding("fd-2", "b-g", SYNC, false).await;
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
-    assert!(body.get("instance_usable").is_none(), "OSB-ERR-02: not on unbind");
-    assert_eq!(broker.get_binding("fd-2", "b-g").await.0, StatusCode::OK, "binding kept");
-    broker.delete_instance("fd-2", SYNC, false).await;
-    assert!(broker.core().state.instance("fd-2").is_some(), "instance kept");
+    assert!(
+        body.get("instance_usable").is_none(),
+        "OSB-ERR-02: not on unbind"
+    );
+    assert_eq!(
+        broker.get_binding("fd-2", "b-g").await.0,
+        StatusCode::OK,
+        "binding kept"
+    );
+    // D-03: the cascaded unbind fails, so the deprovision fails and keeps the instance.
+    let (status, body) = broker.delete_instance("fd-2", SYNC, false).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    assert!(
+        body["description"].as_str().unwrap().contains("b-g"),
+        "{body}"
+    );
+    assert_eq!(body["instance_usable"], true);
+    assert!(
+        broker.core().state.instance("fd-2").is_some(),
+        "instance kept"
+    );
     broker.stop().await;
 }
 
@@ -128,12 +211,17 @@ async fn operations_in_flight_resume_after_restart() {
     };
     let broker = Broker::with_config(config()).await;
     broker.provision_sync("r-sync", SYNC).await;
-    let (_, body) = broker.put_instance("r-async", &provision_body(ASYNC), true).await;
+    let (_, body) = broker
+        .put_instance("r-async", &provision_body(ASYNC), true)
+        .await;
     let operation = body["operation"].as_str().unwrap().to_owned();
     broker.stop().await;
     let broker = Broker::with_config(config()).await;
     assert_eq!(broker.get_instance("r-sync").await.0, StatusCode::OK);
-    assert_eq!(broker.wait_instance("r-async", &operation).await["state"], "succeeded");
+    assert_eq!(
+        broker.wait_instance("r-async", &operation).await["state"],
+        "succeeded"
+    );
     assert_eq!(broker.get_instance("r-async").await.0, StatusCode::OK);
     broker.stop().await;
 }
@@ -143,14 +231,21 @@ async fn operations_in_flight_resume_after_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_async_update_keeps_the_old_plan() {
     let mut config = fast_config(100);
-    config.services[0].plans[1].settings = json!({"mode": "async", "delay_ms": 100, "failure_rate": 1.0});
+    config.services[0].plans[1].settings =
+        json!({"mode": "async", "delay_ms": 100, "failure_rate": 1.0});
     let broker = Broker::with_config(config).await;
     broker.provision_sync("uf-1", SYNC).await;
     let (status, body) = broker
-        .patch_instance("uf-1", &json!({"service_id": SERVICE, "plan_id": ASYNC}), true)
+        .patch_instance(
+            "uf-1",
+            &json!({"service_id": SERVICE, "plan_id": ASYNC}),
+            true,
+        )
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-    let last = broker.wait_instance("uf-1", body["operation"].as_str().unwrap()).await;
+    let last = broker
+        .wait_instance("uf-1", body["operation"].as_str().unwrap())
+        .await;
     assert_eq!(last["state"], "failed");
     assert_eq!(last["instance_usable"], true);
     assert_eq!(last["update_repeatable"], true);

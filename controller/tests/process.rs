@@ -1,0 +1,928 @@
+//! Black-box tests of the real `skybroker` binary, run as a child process.
+//!
+//! Where in-process tests drive the library, these start the executable Cargo built, talk to it
+//! over a real socket and kill or signal it, so they cover what only a process shows: durability across `kill -9` and clean restarts, the shutdown order, the generated
+//! password, `check-config` and `serve` refusing a bad configuration, and what reaches the
+//! console.
+//!
+//! Every child is owned by a [`Process`] guard that kills it when dropped, so a failing test
+//! leaves nothing running, and every wait is bounded by a deadline.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+/// The built-in sandbox offering.
+const SERVICE_ID: &str = "5c7e4d1b-7b44-4a0e-9a6a-5a1d1c0f0001";
+/// Plan `sync`: everything completes in the request.
+const SYNC_PLAN: &str = "5c7e4d1b-7b44-4a0e-9a6a-5a1d1c0f1001";
+/// Plan `async`: everything is long-running.
+const ASYNC_PLAN: &str = "5c7e4d1b-7b44-4a0e-9a6a-5a1d1c0f1002";
+/// Plan `nobind`: synchronous (the tests make its calls slow).
+const NOBIND_PLAN: &str = "5c7e4d1b-7b44-4a0e-9a6a-5a1d1c0f1005";
+/// The user the tests configure (the built-in one is `skybroker`).
+const USERNAME: &str = "platform";
+/// The password the tests configure through `SKYBROKER_PASSWORD`.
+const PASSWORD: &str = "pw-process-test-8c1f0a";
+/// The built-in configuration, which the tests edit into their own.
+const DEFAULT_CONFIG: &str = include_str!("../../config/default.toml");
+/// The line `serve` prints on stdout once it listens.
+const LISTENING: &str = "skybroker listening on http://";
+/// How long a broker may take to start listening.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The lines a child printed on one stream, appended as they arrive.
+#[derive(Clone, Default)]
+struct Lines(Arc<Mutex<Vec<String>>>);
+
+impl Lines {
+    fn push(&self, line: String) {
+        self.0.lock().expect("lines lock").push(line);
+    }
+
+    fn all(&self) -> Vec<String> {
+        self.0.lock().expect("lines lock").clone()
+    }
+
+    fn text(&self) -> String {
+        self.all().join("\n")
+    }
+
+    /// Waits until a line containing `needle` has been printed.
+    async fn wait_for(&self, needle: &str, within: Duration) {
+        let deadline = Instant::now() + within;
+        while !self.all().iter().any(|line| line.contains(needle)) {
+            assert!(
+                Instant::now() < deadline,
+                "no line with {needle:?} within {within:?}:\n{}",
+                self.text()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// Reads `stream` to its end on a thread, so the child never blocks on a full pipe. On stdout,
+/// the port of the listening line is sent to `port`.
+fn drain(
+    stream: impl Read + Send + 'static,
+    lines: Lines,
+    port: Option<Sender<u16>>,
+) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(stream);
+        let mut buffer = Vec::new();
+        loop {
+            buffer.clear();
+            match reader.read_until(b'\n', &mut buffer) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+            let line = String::from_utf8_lossy(&buffer)
+                .trim_end_matches(['\r', '\n'])
+                .to_owned();
+            if let (Some(sender), Some(address)) = (&port, line.strip_prefix(LISTENING)) {
+                if let Some(number) = address.rsplit(':').next().and_then(|p| p.parse().ok()) {
+                    let _ = sender.send(number);
+                }
+            }
+            lines.push(line);
+        }
+    })
+}
+
+/// A running `skybroker` child, killed (SIGKILL) when dropped.
+struct Process {
+    /// The child itself.
+    child: Child,
+    /// What it printed on stdout.
+    stdout: Lines,
+    /// What it printed on stderr (the log, and the generated password).
+    stderr: Lines,
+    /// The threads draining stdout and stderr.
+    readers: Vec<JoinHandle<()>>,
+    /// The port of the listening line, once printed.
+    port: Receiver<u16>,
+}
+
+impl Process {
+    /// Starts the binary with `args`. The environment is the test's, without any
+    /// `SKYBROKER_*` variable, with `RUST_LOG=info`, then `env` on top.
+    fn spawn(args: &[&str], env: &[(&str, &str)]) -> Process {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_skybroker"));
+        command.args(args);
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("SKYBROKER_") {
+                command.env_remove(name);
+            }
+        }
+        command.env("RUST_LOG", "info");
+        command.envs(env.iter().copied());
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().expect("the skybroker binary starts");
+        let (stdout, stderr) = (Lines::default(), Lines::default());
+        let (sender, port) = mpsc::channel();
+        let readers = vec![
+            drain(
+                child.stdout.take().expect("piped stdout"),
+                stdout.clone(),
+                Some(sender),
+            ),
+            drain(
+                child.stderr.take().expect("piped stderr"),
+                stderr.clone(),
+                None,
+            ),
+        ];
+        Process {
+            child,
+            stdout,
+            stderr,
+            readers,
+            port,
+        }
+    }
+
+    /// Everything printed so far, for failure messages.
+    fn output(&self) -> String {
+        format!(
+            "--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.stdout.text(),
+            self.stderr.text()
+        )
+    }
+
+    /// The port from the listening line.
+    async fn listening_port(&mut self) -> u16 {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            match self.port.try_recv() {
+                Ok(port) => return port,
+                Err(TryRecvError::Disconnected) => {
+                    // stdout closed without the line: the child has exited or is exiting.
+                    let status = self.wait_exit(Duration::from_secs(5)).await;
+                    panic!(
+                        "skybroker exited ({status}) before listening\n{}",
+                        self.output()
+                    );
+                }
+                Err(TryRecvError::Empty) => {}
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no listening line within {START_TIMEOUT:?}\n{}",
+                self.output()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn pid(&self) -> String {
+        self.child.id().to_string()
+    }
+
+    /// Waits until the child exits and its output is read to the end.
+    async fn wait_exit(&mut self, within: Duration) -> ExitStatus {
+        let deadline = Instant::now() + within;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "skybroker still running after {within:?}\n{}",
+                self.output()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        // The pipes close with the process; the readers then finish.
+        while !self.readers.iter().all(JoinHandle::is_finished) {
+            assert!(
+                Instant::now() < deadline + Duration::from_secs(5),
+                "output of the exited skybroker not closed"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        status
+    }
+
+    /// `kill -9`: no chance to flush or shut down.
+    fn kill9(&mut self) {
+        self.child.kill().expect("SIGKILL the broker");
+        self.child.wait().expect("reap the killed broker");
+    }
+
+    /// Sends SIGTERM with the `kill` command (no `libc` needed).
+    fn terminate(&self) {
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.pid())
+            .status()
+            .expect("run kill -TERM");
+        assert!(
+            status.success(),
+            "kill -TERM {} failed: {status}",
+            self.pid()
+        );
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Runs the binary to completion (bounded): its exit status, stdout and stderr.
+async fn run_to_exit(args: &[&str], env: &[(&str, &str)]) -> (ExitStatus, String, String) {
+    let mut process = Process::spawn(args, env);
+    let status = process.wait_exit(Duration::from_secs(30)).await;
+    (status, process.stdout.text(), process.stderr.text())
+}
+
+/// An OSB client for one broker address.
+#[derive(Clone)]
+struct Api {
+    /// One connection pool per broker.
+    client: reqwest::Client,
+    /// `http://127.0.0.1:PORT`.
+    base: String,
+    /// Basic-auth user and password; `None` sends no `Authorization`.
+    auth: Option<(String, String)>,
+}
+
+impl Api {
+    fn new(port: u16, auth: Option<(&str, &str)>) -> Api {
+        Api {
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(20))
+                .build()
+                .expect("an HTTP client"),
+            base: format!("http://127.0.0.1:{port}"),
+            auth: auth.map(|(user, password)| (user.to_owned(), password.to_owned())),
+        }
+    }
+
+    /// One request with the version header, the credentials and an optional JSON body; the
+    /// status and the JSON body (`Null` when empty, a string when not JSON).
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        headers: &[(&str, &str)],
+        body: Option<&Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self
+            .client
+            .request(method.clone(), format!("{}{path}", self.base))
+            .header("X-Broker-API-Version", "2.17");
+        if !query.is_empty() {
+            request = request.query(query);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some((user, password)) = &self.auth {
+            request = request.basic_auth(user, Some(password));
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request
+            .send()
+            .await
+            .unwrap_or_else(|err| panic!("{method} {path}: {err}"));
+        let status = response.status();
+        let text = response.text().await.expect("a response body");
+        let value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        (status, value)
+    }
+
+    async fn catalog(&self) -> StatusCode {
+        self.call(Method::GET, "/v2/catalog", &[], &[], None)
+            .await
+            .0
+    }
+
+    /// PUT an instance of the sandbox offering; `accepts_incomplete` for async plans.
+    async fn provision(
+        &self,
+        instance_id: &str,
+        plan_id: &str,
+        parameters: Option<Value>,
+        accepts_incomplete: bool,
+    ) -> (StatusCode, Value) {
+        let mut body = json!({
+            "service_id": SERVICE_ID,
+            "plan_id": plan_id,
+            "organization_guid": "org",
+            "space_guid": "space",
+        });
+        if let Some(parameters) = parameters {
+            body["parameters"] = parameters;
+        }
+        let query: &[(&str, &str)] = if accepts_incomplete {
+            &[("accepts_incomplete", "true")]
+        } else {
+            &[]
+        };
+        let path = format!("/v2/service_instances/{instance_id}");
+        self.call(Method::PUT, &path, query, &[], Some(&body)).await
+    }
+
+    /// A synchronous PUT of a binding.
+    async fn bind(
+        &self,
+        instance_id: &str,
+        binding_id: &str,
+        plan_id: &str,
+        parameters: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, Value) {
+        let mut body = json!({ "service_id": SERVICE_ID, "plan_id": plan_id });
+        if let Some(parameters) = parameters {
+            body["parameters"] = parameters;
+        }
+        let path = format!("/v2/service_instances/{instance_id}/service_bindings/{binding_id}");
+        self.call(Method::PUT, &path, &[], headers, Some(&body))
+            .await
+    }
+
+    async fn get_instance(&self, instance_id: &str) -> (StatusCode, Value) {
+        let path = format!("/v2/service_instances/{instance_id}");
+        self.call(Method::GET, &path, &[], &[], None).await
+    }
+
+    async fn get_binding(&self, instance_id: &str, binding_id: &str) -> (StatusCode, Value) {
+        let path = format!("/v2/service_instances/{instance_id}/service_bindings/{binding_id}");
+        self.call(Method::GET, &path, &[], &[], None).await
+    }
+
+    async fn last_operation(&self, instance_id: &str, operation: &str) -> (StatusCode, Value) {
+        let path = format!("/v2/service_instances/{instance_id}/last_operation");
+        self.call(Method::GET, &path, &[("operation", operation)], &[], None)
+            .await
+    }
+
+    /// Polls the operation until it is `succeeded` or `failed`; returns that state.
+    async fn await_operation(
+        &self,
+        instance_id: &str,
+        operation: &str,
+        within: Duration,
+    ) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            let (status, body) = self.last_operation(instance_id, operation).await;
+            assert_eq!(
+                status,
+                StatusCode::OK,
+                "last_operation of {instance_id}: {body}"
+            );
+            let state = body["state"].as_str().expect("a state").to_owned();
+            if state != "in progress" {
+                return state;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "operation {operation} of {instance_id} still in progress after {within:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// A `serve` child and a client for it.
+struct Broker {
+    /// The `serve` child.
+    process: Process,
+    /// A client with the test credentials.
+    api: Api,
+}
+
+/// Starts `skybroker serve` on an ephemeral port with the test credentials, the store in
+/// `data_dir`, and `config` (else the built-in configuration).
+async fn serve(data_dir: &Path, config: Option<&Path>, extra_env: &[(&str, &str)]) -> Broker {
+    let mut args = vec!["serve"];
+    let config_arg;
+    if let Some(config) = config {
+        config_arg = config.display().to_string();
+        args.extend(["--config", config_arg.as_str()]);
+    }
+    let data_dir = data_dir.display().to_string();
+    let mut env = vec![
+        ("SKYBROKER_LISTEN", "127.0.0.1:0"),
+        ("SKYBROKER_USERNAME", USERNAME),
+        ("SKYBROKER_PASSWORD", PASSWORD),
+        ("SKYBROKER_DATA_DIR", data_dir.as_str()),
+    ];
+    env.extend_from_slice(extra_env);
+    let mut process = Process::spawn(&args, &env);
+    let port = process.listening_port().await;
+    Broker {
+        process,
+        api: Api::new(port, Some((USERNAME, PASSWORD))),
+    }
+}
+
+/// Writes a configuration: the built-in one with the async plan running `async_delay_ms`, the
+/// `nobind` plan's (synchronous) calls taking `slow_sync_ms` on their worker, and a fast engine
+/// (scans every 20 ms, polls from 100 ms, at most every 300 ms).
+fn write_config(dir: &Path, async_delay_ms: u64, slow_sync_ms: u64) -> PathBuf {
+    let edits = [
+        (
+            r#"settings = { mode = "async", delay_ms = 1000 }"#.to_owned(),
+            format!(r#"settings = {{ mode = "async", delay_ms = {async_delay_ms} }}"#),
+        ),
+        (
+            "bindable = false\nsettings = { mode = \"sync\" }".to_owned(),
+            format!(
+                "bindable = false\nsettings = {{ mode = \"sync\", delay_ms = {slow_sync_ms} }}"
+            ),
+        ),
+    ];
+    let mut text = DEFAULT_CONFIG.to_owned();
+    for (from, to) in &edits {
+        assert!(
+            text.contains(from.as_str()),
+            "the built-in configuration has {from}"
+        );
+        text = text.replacen(from.as_str(), to, 1);
+    }
+    text.push_str(
+        "\n[engine]\nscan_interval_ms = 20\npoll_interval_ms = 100\nmax_poll_interval_ms = 300\n",
+    );
+    let path = dir.join("skybroker.toml");
+    std::fs::write(&path, text).expect("write the configuration");
+    path
+}
+
+fn new_id(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
+fn operation_of(body: &Value) -> String {
+    body["operation"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a 202 names its operation: {body}"))
+        .to_owned()
+}
+
+/// Durability across `kill -9` (DESIGN "durable before acknowledged", OSB-PROV-05/07/08,
+/// OSB-PROV-06, OSB-LOI via last_operation, OSB-GETI-01, OSB-BIND-08, OSB-GETB-01/03, D-13):
+/// async provisions acknowledged with 202 and killed mid-operation resume after a restart on
+/// the same store and succeed with the operation ids first issued; a sync instance and its
+/// binding survive with the same credentials; a repeated identical PUT then answers 200
+/// instead of creating a second instance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_work_survives_kill_9() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let data = dir.path().join("data");
+    let config = write_config(dir.path(), 3000, 0);
+    let mut broker = serve(&data, Some(&config), &[]).await;
+
+    let sync_id = new_id("sync");
+    let binding_id = new_id("binding");
+    let (status, body) = broker.api.provision(&sync_id, SYNC_PLAN, None, false).await;
+    assert_eq!(status, StatusCode::CREATED, "sync provision: {body}");
+    let (status, bound) = broker
+        .api
+        .bind(&sync_id, &binding_id, SYNC_PLAN, None, &[])
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "sync bind: {bound}");
+    let password = bound["credentials"]["password"]
+        .as_str()
+        .unwrap_or_else(|| panic!("the bind returns a password: {bound}"))
+        .to_owned();
+
+    let mut pending = Vec::new();
+    for n in 0..5 {
+        let id = new_id(&format!("async{n}"));
+        let (status, body) = broker.api.provision(&id, ASYNC_PLAN, None, true).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "async provision {id}: {body}");
+        pending.push((id, operation_of(&body)));
+    }
+    // OSB-PROV-08 before the crash: still running, and a repeat names the same operation.
+    let (first_id, first_op) = &pending[0];
+    let (status, body) = broker.api.last_operation(first_id, first_op).await;
+    assert_eq!(
+        (status, body["state"].as_str()),
+        (StatusCode::OK, Some("in progress")),
+        "the kill must come mid-operation: {body}"
+    );
+    let (status, body) = broker.api.provision(first_id, ASYNC_PLAN, None, true).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(&operation_of(&body), first_op);
+    // OSB-GETI-01: not retrievable before the provision succeeded.
+    let (status, body) = broker.api.get_instance(first_id).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+
+    broker.process.kill9();
+    let killed_output = broker.process.output();
+    assert!(
+        !killed_output.contains("shut down cleanly"),
+        "SIGKILL allows no clean shutdown\n{killed_output}"
+    );
+    drop(broker);
+
+    let broker = serve(&data, Some(&config), &[]).await;
+    for (id, operation) in &pending {
+        let state = broker
+            .api
+            .await_operation(id, operation, Duration::from_secs(20))
+            .await;
+        assert_eq!(
+            state,
+            "succeeded",
+            "operation {operation} of {id}\n{}",
+            broker.process.output()
+        );
+    }
+    for (id, _) in &pending {
+        let (status, body) = broker.api.get_instance(id).await;
+        assert_eq!(status, StatusCode::OK, "GET {id}: {body}");
+        assert_eq!(body["plan_id"], ASYNC_PLAN);
+        // OSB-PROV-06: identical and provisioned is 200, never a second instance.
+        let (status, body) = broker.api.provision(id, ASYNC_PLAN, None, true).await;
+        assert_eq!(status, StatusCode::OK, "repeat PUT of {id}: {body}");
+    }
+    // A different PUT on a surviving id is still a conflict (OSB-PROV-10).
+    let (status, body) = broker.api.provision(first_id, SYNC_PLAN, None, true).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+
+    let (status, body) = broker.api.get_instance(&sync_id).await;
+    assert_eq!(status, StatusCode::OK, "the sync instance survived: {body}");
+    assert_eq!(body["plan_id"], SYNC_PLAN);
+    let (status, body) = broker.api.get_binding(&sync_id, &binding_id).await;
+    assert_eq!(status, StatusCode::OK, "the binding survived: {body}");
+    assert_eq!(
+        body["credentials"]["password"].as_str(),
+        Some(password.as_str()),
+        "the binding keeps the credentials it was created with"
+    );
+    // OSB-BIND-07: the identical bind repeats the same credentials.
+    let (status, body) = broker
+        .api
+        .bind(&sync_id, &binding_id, SYNC_PLAN, None, &[])
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["credentials"]["password"].as_str(),
+        Some(password.as_str())
+    );
+    let stderr = broker.process.stderr.text();
+    assert!(
+        stderr.contains("resuming 5 operation(s) in flight"),
+        "{stderr}"
+    );
+}
+
+/// Clean shutdown on SIGTERM (server.rs "Shutdown order", D-11 "nothing acknowledged is ever
+/// dropped", OSB-PROV-05, OSB-GETI-01, OSB-PROV-06): a synchronous request in flight at the
+/// signal still gets its 201; the broker exits 0 within 10 s saying it shut down cleanly; after
+/// a restart every instance is there, the one whose async provision was running at the signal
+/// included, and identical repeats answer 200.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_shuts_down_cleanly_and_restart_keeps_everything() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let data = dir.path().join("data");
+    let config = write_config(dir.path(), 2000, 1500);
+    let mut broker = serve(&data, Some(&config), &[]).await;
+
+    let mut ready = Vec::new();
+    for n in 0..3 {
+        let id = new_id(&format!("sync{n}"));
+        let (status, body) = broker.api.provision(&id, SYNC_PLAN, None, false).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        ready.push((id, SYNC_PLAN));
+    }
+    let running_id = new_id("async");
+    let (status, body) = broker
+        .api
+        .provision(&running_id, ASYNC_PLAN, None, true)
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let running_op = operation_of(&body);
+    // A synchronous provision whose plugin call takes 1.5 s, under way when the signal comes.
+    let slow_id = new_id("slow");
+    let slow = tokio::spawn({
+        let (api, id) = (broker.api.clone(), slow_id.clone());
+        async move { api.provision(&id, NOBIND_PLAN, None, false).await }
+    });
+    let accepted = format!("(provision of {slow_id}) accepted");
+    broker
+        .process
+        .stderr
+        .wait_for(&accepted, Duration::from_secs(10))
+        .await;
+
+    broker.process.terminate();
+    let (status, body) = slow.await.expect("the slow request's task");
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "the in-flight request finishes: {body}\n{}",
+        broker.process.output()
+    );
+    ready.push((slow_id, NOBIND_PLAN));
+    let status = broker.process.wait_exit(Duration::from_secs(10)).await;
+    assert!(
+        status.success(),
+        "exit status {status}\n{}",
+        broker.process.output()
+    );
+    let stderr = broker.process.stderr.text();
+    assert!(stderr.contains("shut down cleanly"), "{stderr}");
+    drop(broker);
+
+    let broker = serve(&data, Some(&config), &[]).await;
+    for (id, plan) in &ready {
+        let (status, body) = broker.api.get_instance(id).await;
+        assert_eq!(status, StatusCode::OK, "GET {id} after restart: {body}");
+        assert_eq!(body["plan_id"], *plan);
+        let (status, body) = broker.api.provision(id, plan, None, false).await;
+        assert_eq!(status, StatusCode::OK, "repeat PUT of {id}: {body}");
+    }
+    let state = broker
+        .api
+        .await_operation(&running_id, &running_op, Duration::from_secs(20))
+        .await;
+    assert_eq!(state, "succeeded", "{}", broker.process.output());
+    let (status, body) = broker.api.get_instance(&running_id).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+/// The generated password (OSB-AUTH-03/04; config "no password here on purpose"): without a
+/// configured password, or with an empty `SKYBROKER_PASSWORD`, `serve` never runs open: it
+/// prints a generated password once on stderr, outside the log; that password authenticates
+/// (200 on the catalog), while no, wrong or empty credentials get 401.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_generated_password_is_shown_once_and_never_logged() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let mut generated = Vec::new();
+    for (n, password_env) in [None, Some("")].into_iter().enumerate() {
+        let data = dir.path().join(format!("data{n}")).display().to_string();
+        let mut env = vec![
+            ("SKYBROKER_LISTEN", "127.0.0.1:0"),
+            ("SKYBROKER_DATA_DIR", data.as_str()),
+        ];
+        if let Some(value) = password_env {
+            env.push(("SKYBROKER_PASSWORD", value));
+        }
+        let mut process = Process::spawn(&["serve"], &env);
+        let port = process.listening_port().await;
+        // Printed before the runtime starts, but read by another thread than stdout.
+        process
+            .stderr
+            .wait_for("generated one for user", Duration::from_secs(5))
+            .await;
+        let announcement = process
+            .stderr
+            .all()
+            .into_iter()
+            .find(|line| line.contains("generated one for user"))
+            .expect("the announcement");
+        assert!(announcement.contains("\"skybroker\""), "{announcement}");
+        let password = announcement
+            .rsplit(": ")
+            .next()
+            .expect("the password after the last colon")
+            .trim()
+            .to_owned();
+        assert!(
+            password.len() >= 16 && password.chars().all(|c| c.is_ascii_alphanumeric()),
+            "{announcement}"
+        );
+
+        let authorized = Api::new(port, Some(("skybroker", &password)));
+        assert_eq!(authorized.catalog().await, StatusCode::OK);
+        let rejected = [
+            None,
+            Some(("skybroker", "not-the-password")),
+            Some(("skybroker", "")),
+            Some(("admin", password.as_str())),
+        ];
+        for auth in rejected {
+            let status = Api::new(port, auth).catalog().await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{auth:?}");
+        }
+
+        process.terminate();
+        let status = process.wait_exit(Duration::from_secs(10)).await;
+        assert!(status.success(), "{status}\n{}", process.output());
+        let stderr = process.stderr.all();
+        let log_lines: Vec<_> = stderr
+            .iter()
+            .filter(|line| line.contains(" INFO ") || line.contains(" WARN "))
+            .collect();
+        assert!(
+            log_lines.iter().any(|line| line.contains("/v2/catalog")),
+            "the requests were logged: {log_lines:?}"
+        );
+        for line in &log_lines {
+            assert!(
+                !line.contains(&password),
+                "the password is in the log: {line}"
+            );
+        }
+        let shown = stderr
+            .iter()
+            .filter(|line| line.contains(&password))
+            .count();
+        assert_eq!(shown, 1, "shown exactly once\n{}", process.output());
+        assert!(!process.stdout.text().contains(&password));
+        generated.push(password);
+    }
+    assert_ne!(generated[0], generated[1], "every start generates its own");
+}
+
+/// `check-config` and `serve` apply the catalog rules (OSB-CAT-17/33 duplicate plan ids,
+/// OSB-CAT-27 / OSB-MI-01 SemVer `maintenance_info.version`, OSB-CAT-29 `$schema`): each
+/// problem is printed with its location and the exit status is non-zero; `serve` refuses to
+/// start on the same file; the built-in configuration passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_configurations_are_refused_with_every_location() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let edits = [
+        (
+            r#"id = "5c7e4d1b-7b44-4a0e-9a6a-5a1d1c0f1002""#,
+            r#"id = "5c7e4d1b-7b44-4a0e-9a6a-5a1d1c0f1001""#,
+        ),
+        (r#"version = "1.0.0""#, r#"version = "1.0""#),
+        (
+            r#""$schema" = "http://json-schema.org/draft-04/schema#""#,
+            "",
+        ),
+    ];
+    let mut text = DEFAULT_CONFIG.to_owned();
+    for (from, to) in edits {
+        assert!(text.contains(from), "the built-in configuration has {from}");
+        text = text.replacen(from, to, 1);
+    }
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, text).expect("write the bad configuration");
+    let bad = bad.display().to_string();
+    let expected = [
+        "services[sandbox].plans[async].id",
+        "services[sandbox].plans[sized].maintenance_info.version",
+        "services[sandbox].plans[sized].schemas.service_instance.create.parameters",
+    ];
+
+    let (status, stdout, stderr) = run_to_exit(&["check-config", &bad], &[]).await;
+    assert!(
+        !status.success(),
+        "check-config accepted it\n{stdout}\n{stderr}"
+    );
+    let printed = format!("{stdout}\n{stderr}");
+    for location in expected {
+        assert!(
+            printed.contains(location),
+            "{location} not reported:\n{printed}"
+        );
+    }
+    assert!(
+        printed.contains("plans[sync]"),
+        "the duplicate names the first plan:\n{printed}"
+    );
+    assert!(printed.contains("$schema"), "{printed}");
+    let errors: usize = stdout
+        .lines()
+        .find_map(|line| {
+            line.split_once(" error(s)")
+                .and_then(|(n, _)| n.trim().parse().ok())
+        })
+        .unwrap_or_else(|| panic!("a summary on stdout: {stdout}"));
+    assert_eq!(errors, 3, "exactly the three problems: {printed}");
+
+    let data = dir.path().join("data").display().to_string();
+    let env = [
+        ("SKYBROKER_LISTEN", "127.0.0.1:0"),
+        ("SKYBROKER_PASSWORD", PASSWORD),
+        ("SKYBROKER_DATA_DIR", data.as_str()),
+    ];
+    let (status, stdout, stderr) = run_to_exit(&["serve", "--config", &bad], &env).await;
+    assert!(
+        !status.success(),
+        "serve started on a bad configuration\n{stdout}\n{stderr}"
+    );
+    assert!(!stdout.contains(LISTENING), "{stdout}");
+    for location in expected {
+        assert!(
+            stderr.contains(location),
+            "{location} not reported by serve:\n{stderr}"
+        );
+    }
+    assert!(stderr.contains("refusing to start"), "{stderr}");
+    assert!(
+        !Path::new(&data).exists(),
+        "serve must not open the store first"
+    );
+
+    let builtin = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/default.toml");
+    let (status, stdout, stderr) = run_to_exit(&["check-config", builtin], &[]).await;
+    assert!(
+        status.success(),
+        "the built-in configuration fails:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("0 error(s)"), "{stdout}");
+}
+
+/// Secrets never reach the console (DESIGN/config "secrets", D-02 "never more", OSB-BIND-13,
+/// OSB-BIND-19): with `RUST_LOG=debug`, a provision whose parameters carry a secret, a bind and
+/// a fetch of the binding, with an originating identity that carries one too, print neither
+/// those secrets, nor the credentials the bind returned, nor the broker password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_are_never_logged_even_at_debug() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let data = dir.path().join("data");
+    let mut broker = serve(&data, None, &[("RUST_LOG", "debug")]).await;
+
+    let marker = format!("marker{}", uuid::Uuid::new_v4().simple());
+    let binding_marker = format!("bindmarker{}", uuid::Uuid::new_v4().simple());
+    let identity_marker = format!("idmarker{}", uuid::Uuid::new_v4().simple());
+    let instance_id = new_id("secret");
+    let binding_id = new_id("binding");
+    let parameters = json!({ "db_password": marker, "nested": { "token": marker } });
+    let (status, body) = broker
+        .api
+        .provision(&instance_id, SYNC_PLAN, Some(parameters), false)
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let identity = json!({ "user_id": "u-1", "secret": identity_marker }).to_string();
+    let identity = format!(
+        "cloudfoundry {}",
+        base64::engine::general_purpose::STANDARD.encode(identity)
+    );
+    let (status, bound) = broker
+        .api
+        .bind(
+            &instance_id,
+            &binding_id,
+            SYNC_PLAN,
+            Some(json!({ "api_key": binding_marker })),
+            &[("X-Broker-API-Originating-Identity", identity.as_str())],
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{bound}");
+    let credentials = bound["credentials"].clone();
+    let secret = credentials["password"]
+        .as_str()
+        .unwrap_or_else(|| panic!("credentials with a password: {bound}"))
+        .to_owned();
+    let uri = credentials["uri"].as_str().expect("a uri").to_owned();
+    let (status, body) = broker.api.get_binding(&instance_id, &binding_id).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // A rejected request logs its reason at debug: still no secret in it.
+    let (status, body) = broker
+        .api
+        .provision(
+            &instance_id,
+            SYNC_PLAN,
+            Some(json!({ "db_password": "other" })),
+            false,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+
+    broker.process.terminate();
+    let status = broker.process.wait_exit(Duration::from_secs(10)).await;
+    assert!(status.success(), "{status}\n{}", broker.process.output());
+    let output = broker.process.output();
+    assert!(output.contains("DEBUG"), "debug logging is on:\n{output}");
+    assert!(
+        output.contains(&binding_id),
+        "the bind was logged:\n{output}"
+    );
+    for (what, needle) in [
+        ("the credentials password", secret.as_str()),
+        ("the credentials uri", uri.as_str()),
+        ("the provision parameter", marker.as_str()),
+        ("the binding parameter", binding_marker.as_str()),
+        (
+            "the originating identity's extra field",
+            identity_marker.as_str(),
+        ),
+        ("the broker password", PASSWORD),
+    ] {
+        assert!(!output.contains(needle), "{what} was printed:\n{output}");
+    }
+}
