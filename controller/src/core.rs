@@ -7,7 +7,7 @@ use std::time::Duration;
 use skybroker_brokers::{Broker, BrokerRegistry, OperationKind as PluginKind};
 use skybroker_config::{Config, Plan, ServiceOffering};
 use skybroker_dispatcher::Dispatcher;
-use skybroker_storage::{now_millis, Operation, OperationKind, OperationState, StateMap};
+use skybroker_storage::{now_millis, Change, Operation, OperationKind, OperationState, StateMap};
 
 use crate::api::catalog::CatalogCache;
 use crate::engine::{Engine, Finished, SyncOutcome};
@@ -135,6 +135,28 @@ impl Core {
             deadline: now + deadline_secs * 1000,
             finished_at: None,
         }
+    }
+
+    /// Persists an admitted operation with its changes, releases the instance lock, and
+    /// launches it: the one way a request starts work.
+    pub async fn admit(
+        &self,
+        guard: tokio::sync::MutexGuard<'_, ()>,
+        changes: Vec<Change>,
+        operation: Operation,
+    ) -> Result<Launched, ApiError> {
+        self.state.commit(changes).await?;
+        drop(guard);
+        log::info!(
+            "operation {} ({} of {}) accepted",
+            operation.id,
+            operation.kind.name(),
+            operation
+                .binding_id
+                .as_deref()
+                .unwrap_or(&operation.instance_id)
+        );
+        self.launch(operation).await
     }
 
     /// Hands a committed operation to the engine. Asynchronous operations return at once;

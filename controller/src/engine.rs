@@ -21,7 +21,7 @@
 //!   transition is persisted before anything depends on it.
 //! - An operation that outlives its deadline (the plan's `maximum_polling_duration`) fails.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -625,12 +625,12 @@ async fn finish_succeeded(core: &Core, mut operation: Operation, completion: Com
     match operation.kind {
         OperationKind::Provision | OperationKind::Update => {
             if let Some(mut instance) = instance {
-                if let Some(update) = operation.update.take() {
+                // OSB-UPD-12: an update's changes apply only now that it succeeded.
+                if let Some(update) = &operation.update {
                     instance.plan_id = update.plan_id.clone();
                     instance.parameters = update.parameters.clone();
                     instance.maintenance_version = update.maintenance_version.clone();
                     instance.context = update.context.clone();
-                    operation.update = Some(update);
                 }
                 instance.state = InstanceState::Ready;
                 if let Some(state) = completion.state {
@@ -868,9 +868,4 @@ pub async fn cleanup_once(core: &Core, now: UnixMillis) -> usize {
         }
     }
     removed
-}
-
-/// Ids of the instances with a job on a worker (tests and diagnostics).
-pub fn busy_instances(core: &Core) -> HashSet<String> {
-    lock(&core.engine.busy).keys().cloned().collect()
 }

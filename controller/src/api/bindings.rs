@@ -14,9 +14,9 @@ use skybroker_config::SchemaKind;
 use skybroker_storage::{BindingState, Change, InstanceState, OperationKind, ServiceBinding};
 
 use crate::api::instances::requested_plan;
-use crate::api::request::{accepted, failure_error, json, path, same_parameters, JsonBody, Query};
+use crate::api::request::{accepted, json, path, respond, same_parameters, JsonBody, Query};
 use crate::api::{ApiVersion, Originator};
-use crate::core::{Core, Launched};
+use crate::core::Core;
 use crate::error::ApiError;
 
 /// What the platform receives for a binding, trimmed to the client's version (D-14:
@@ -199,22 +199,16 @@ pub async fn put_binding(
         last_operation: Some(operation.id.clone()),
         created_at: operation.created_at,
     };
-    core.state
-        .commit(vec![
-            Change::PutBinding(binding),
-            Change::PutOperation(operation.clone()),
-        ])
-        .await?;
-    drop(guard);
-    log::info!("operation {} (bind of {binding_id}) accepted", operation.id);
-    match core.launch(operation).await? {
-        // OSB-BIND-09: never credentials in a 202.
-        Launched::Async(operation_id) => Ok(accepted(&operation_id)),
-        Launched::Finished(done) => match (done.operation.failure.is_none(), &done.binding) {
-            (true, Some(binding)) => Ok(json(StatusCode::CREATED, binding_body(binding, version))),
-            _ => Err(failure_error(&done.operation)),
-        },
-    }
+    let changes = vec![
+        Change::PutBinding(binding),
+        Change::PutOperation(operation.clone()),
+    ];
+    // OSB-BIND-09: a 202 never carries credentials.
+    let launched = core.admit(guard, changes, operation).await?;
+    respond(launched, |done| {
+        let binding = done.binding.as_ref()?;
+        Some(json(StatusCode::CREATED, binding_body(binding, version)))
+    })
 }
 
 /// `GET /v2/service_instances/:instance_id/service_bindings/:binding_id` (OSB-GETB).
@@ -310,17 +304,6 @@ pub async fn delete_binding(
     }
     let (changes, operation) =
         crate::lifecycle::begin_unbind(&core, &binding, plan.plan, sync, originator.0);
-    core.state.commit(changes).await?;
-    drop(guard);
-    log::info!(
-        "operation {} (unbind of {binding_id}) accepted",
-        operation.id
-    );
-    match core.launch(operation).await? {
-        Launched::Async(operation_id) => Ok(accepted(&operation_id)),
-        Launched::Finished(done) if done.operation.failure.is_none() => {
-            Ok(json(StatusCode::OK, json!({})))
-        }
-        Launched::Finished(done) => Err(failure_error(&done.operation)),
-    }
+    let launched = core.admit(guard, changes, operation).await?;
+    respond(launched, |_| Some(json(StatusCode::OK, json!({}))))
 }

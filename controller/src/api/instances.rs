@@ -14,10 +14,10 @@ use skybroker_config::SchemaKind;
 use skybroker_storage::{Change, InstanceState, OperationKind, ServiceInstance, UpdateTarget};
 
 use crate::api::request::{
-    accepted, check_maintenance, failure_error, json, path, same_parameters, JsonBody, Query,
+    accepted, check_maintenance, json, path, respond, same_parameters, JsonBody, Query,
 };
 use crate::api::{ApiVersion, Originator};
-use crate::core::{Core, Launched, PlanRef};
+use crate::core::{Core, PlanRef};
 use crate::error::ApiError;
 
 /// The offering and plan named by a request, or the 400 that says which is unknown
@@ -165,26 +165,15 @@ pub async fn put_instance(
         last_operation: Some(operation.id.clone()),
         created_at: operation.created_at,
     };
-    core.state
-        .commit(vec![
-            Change::PutInstance(instance),
-            Change::PutOperation(operation.clone()),
-        ])
-        .await?;
-    drop(guard);
-    log::info!(
-        "operation {} (provision of {instance_id}) accepted",
-        operation.id
-    );
-    match core.launch(operation).await? {
-        Launched::Async(operation_id) => Ok(accepted(&operation_id)),
-        Launched::Finished(done) => match (done.operation.failure.is_none(), &done.instance) {
-            (true, Some(instance)) => {
-                Ok(json(StatusCode::CREATED, instance_body(instance, version)))
-            }
-            _ => Err(failure_error(&done.operation)),
-        },
-    }
+    let changes = vec![
+        Change::PutInstance(instance),
+        Change::PutOperation(operation.clone()),
+    ];
+    let launched = core.admit(guard, changes, operation).await?;
+    respond(launched, |done| {
+        let instance = done.instance.as_ref()?;
+        Some(json(StatusCode::CREATED, instance_body(instance, version)))
+    })
 }
 
 /// `GET /v2/service_instances/:instance_id` (OSB-GETI).
@@ -347,24 +336,15 @@ pub async fn patch_instance(
     operation.update = Some(target);
     instance.state = InstanceState::Updating;
     instance.last_operation = Some(operation.id.clone());
-    core.state
-        .commit(vec![
-            Change::PutInstance(instance),
-            Change::PutOperation(operation.clone()),
-        ])
-        .await?;
-    drop(guard);
-    log::info!(
-        "operation {} (update of {instance_id}) accepted",
-        operation.id
-    );
-    match core.launch(operation).await? {
-        Launched::Async(operation_id) => Ok(accepted(&operation_id)),
-        Launched::Finished(done) => match (done.operation.failure.is_none(), &done.instance) {
-            (true, Some(instance)) => Ok(json(StatusCode::OK, instance_body(instance, version))),
-            _ => Err(failure_error(&done.operation)),
-        },
-    }
+    let changes = vec![
+        Change::PutInstance(instance),
+        Change::PutOperation(operation.clone()),
+    ];
+    let launched = core.admit(guard, changes, operation).await?;
+    respond(launched, |done| {
+        let instance = done.instance.as_ref()?;
+        Some(json(StatusCode::OK, instance_body(instance, version)))
+    })
 }
 
 /// `DELETE /v2/service_instances/:instance_id` (OSB-DEPROV).
@@ -423,17 +403,6 @@ pub async fn delete_instance(
     }
     let (changes, operation) =
         crate::lifecycle::begin_deprovision(&core, &instance, plan.plan, sync, originator.0);
-    core.state.commit(changes).await?;
-    drop(guard);
-    log::info!(
-        "operation {} (deprovision of {instance_id}) accepted",
-        operation.id
-    );
-    match core.launch(operation).await? {
-        Launched::Async(operation_id) => Ok(accepted(&operation_id)),
-        Launched::Finished(done) if done.operation.failure.is_none() => {
-            Ok(json(StatusCode::OK, json!({})))
-        }
-        Launched::Finished(done) => Err(failure_error(&done.operation)),
-    }
+    let launched = core.admit(guard, changes, operation).await?;
+    respond(launched, |_| Some(json(StatusCode::OK, json!({}))))
 }

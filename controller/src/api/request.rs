@@ -10,6 +10,8 @@ use serde_json::{Map, Value};
 use skybroker_config::{MaintenanceInfo, Plan};
 use skybroker_storage::{Operation, OperationKind};
 
+use crate::core::Launched;
+use crate::engine::Finished;
 use crate::error::ApiError;
 
 /// A JSON object body.
@@ -192,5 +194,21 @@ pub fn same_parameters(stored: &Value, sent: &Map<String, Value>) -> bool {
         Value::Object(map) => map == sent,
         Value::Null => sent.is_empty(),
         _ => false,
+    }
+}
+
+/// The response to a launched operation: 202 with its id when asynchronous; `success`'s
+/// response when it finished well (`None` if the record it needs is gone); the failure's error
+/// otherwise.
+pub fn respond(
+    launched: Launched,
+    success: impl FnOnce(&Finished) -> Option<Response>,
+) -> Result<Response, ApiError> {
+    match launched {
+        Launched::Async(operation_id) => Ok(accepted(&operation_id)),
+        Launched::Finished(done) if done.operation.failure.is_none() => {
+            success(&done).ok_or_else(|| failure_error(&done.operation))
+        }
+        Launched::Finished(done) => Err(failure_error(&done.operation)),
     }
 }
