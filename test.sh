@@ -19,6 +19,76 @@ command -v cargo >/dev/null || { echo "cargo is required (https://rustup.rs)"; e
 rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt clippy || true
 cargo --version
 
+# ===== services the tests use =====
+# Each test server is found, or started, and its address exported for the tests. The machine's
+# own server is used when it accepts the passwordless admin the tests expect; otherwise a
+# private one is created under /var/tmp on its own port (installing the packages if needed).
+STATE=/var/tmp/skybroker-test-services
+mkdir -p "$STATE"
+
+apt_install() {
+    command -v apt-get >/dev/null || { echo "cannot install $*: no apt-get"; return 1; }
+    [ -f "$STATE/apt-updated" ] || { apt-get update -qq && touch "$STATE/apt-updated"; }
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+wait_for() { # wait_for SECONDS COMMAND...
+    local deadline=$((SECONDS + $1)); shift
+    until "$@" >/dev/null 2>&1; do
+        [ "$SECONDS" -lt "$deadline" ] || return 1
+        sleep 0.5
+    done
+}
+
+ensure_postgres() {
+    [ -n "${SKYBROKER_TEST_POSTGRES:-}" ] && return
+    command -v psql >/dev/null && [ -d /usr/lib/postgresql ] || apt_install postgresql postgresql-client
+    if [ -z "${SKYBROKER_PRIVATE_SERVERS:-}" ] &&
+        psql -h 127.0.0.1 -p 5432 -U postgres -w -tAc 'select 1' >/dev/null 2>&1; then
+        export SKYBROKER_TEST_POSTGRES=127.0.0.1:5432
+        return
+    fi
+    local bin port=55432 dir="$STATE/postgres"
+    bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+    if ! psql -h 127.0.0.1 -p "$port" -U postgres -w -tAc 'select 1' >/dev/null 2>&1; then
+        echo "starting a private PostgreSQL on 127.0.0.1:$port"
+        mkdir -p "$dir" && chown postgres: "$dir"
+        [ -f "$dir/data/PG_VERSION" ] ||
+            runuser -u postgres -- "$bin/initdb" -D "$dir/data" -A trust -U postgres >/dev/null
+        runuser -u postgres -- "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w \
+            -o "-p $port -k $dir -c listen_addresses=127.0.0.1" start >/dev/null
+        wait_for 30 psql -h 127.0.0.1 -p "$port" -U postgres -w -tAc 'select 1'
+    fi
+    export SKYBROKER_TEST_POSTGRES=127.0.0.1:$port
+}
+
+ensure_mysql() {
+    [ -n "${SKYBROKER_TEST_MYSQL:-}" ] && return
+    command -v mariadbd >/dev/null || apt_install mariadb-server mariadb-client
+    if [ -z "${SKYBROKER_PRIVATE_SERVERS:-}" ] &&
+        mariadb -h 127.0.0.1 -P 3306 -u root -e 'select 1' >/dev/null 2>&1; then
+        export SKYBROKER_TEST_MYSQL=127.0.0.1:3306
+        return
+    fi
+    local port=53306 dir="$STATE/mariadb"
+    if ! mariadb -h 127.0.0.1 -P "$port" -u root -e 'select 1' >/dev/null 2>&1; then
+        echo "starting a private MariaDB on 127.0.0.1:$port"
+        mkdir -p "$dir" && chown mysql: "$dir"
+        [ -d "$dir/data/mysql" ] || mariadb-install-db --user=mysql --datadir="$dir/data" \
+            --auth-root-authentication-method=normal --skip-test-db >/dev/null
+        runuser -u mysql -- mariadbd --datadir="$dir/data" --port="$port" --bind-address=127.0.0.1 \
+            --socket="$dir/mysqld.sock" --pid-file="$dir/mysqld.pid" --log-error="$dir/error.log" \
+            --skip-name-resolve=0 >/dev/null 2>&1 &
+        wait_for 60 mariadb -h 127.0.0.1 -P "$port" -u root -e 'select 1'
+    fi
+    export SKYBROKER_TEST_MYSQL=127.0.0.1:$port
+}
+
+step "services"
+ensure_postgres
+ensure_mysql
+echo "PostgreSQL at $SKYBROKER_TEST_POSTGRES, MySQL/MariaDB at $SKYBROKER_TEST_MYSQL"
+
 step "format"
 cargo fmt --all -- --check
 
@@ -34,3 +104,11 @@ else
     echo "cargo-nextest not found: using cargo test"
     cargo test --workspace --locked --no-fail-fast
 fi
+
+# ===== deploy/ =====
+# Offline: the Dockerfile (hadolint), every YAML file (yamllint), the Kubernetes manifests
+# against the Kubernetes schemas (kubernetes-validate), and the ConfigMap's configuration
+# (check-config). deploy/check.sh installs the Python tools with pip when they are missing.
+step "deploy"
+cargo build --locked --quiet --bin skybroker
+bash deploy/check.sh "$CARGO_TARGET_DIR/debug/skybroker"

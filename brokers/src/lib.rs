@@ -6,12 +6,14 @@
 //! - [`BrokerError`]: what a plugin call can fail with, in semantic variants.
 //! - [`registry`]: `BrokerKind` (a closed enum, one arm per provider) and `BrokerRegistry`.
 //! - [`sandbox`]: the built-in sandbox plugin.
+//! - [`local`]: databases on operator-run PostgreSQL and MySQL/MariaDB servers.
 //!
 //! Architecture invariant: plugins know one cloud service each and nothing of OSB status
 //! codes, the store or HTTP; the controller owns OSB semantics.
 
 #![warn(missing_docs)]
 
+pub mod local;
 pub mod registry;
 pub mod sandbox;
 
@@ -155,6 +157,10 @@ pub enum BrokerError {
     /// The provider rejected the plugin's credentials.
     #[error("the provider rejected the credentials: {0}")]
     Unauthenticated(String),
+    /// The provider refused or failed, with a message a platform user can act on (permission
+    /// denied, quota exceeded...). Shown as the operation's description; never holds secrets.
+    #[error("{0}")]
+    Failed(String),
     /// A failure that may pass: throttling, timeouts, 5xx. The engine retries with back-off.
     #[error("transient provider failure: {0}")]
     Transient(String),

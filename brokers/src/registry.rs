@@ -8,21 +8,33 @@ use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use skybroker_config::{Problem, ServiceOffering, Severity};
+use std::collections::BTreeMap;
 
+use skybroker_config::{Problem, ProviderConfig, ServiceOffering, Severity};
+
+use crate::local::mysql::LocalMysql;
+use crate::local::postgres::LocalPostgres;
 use crate::sandbox::Sandbox;
 use crate::Broker;
 
 /// The plugins this build knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BrokerKind {
-    /// The built-in sandbox.
+    /// The built-in sandbox (needs no provider section).
     Sandbox,
+    /// Databases on a PostgreSQL server.
+    Postgres,
+    /// Databases on a MySQL/MariaDB server.
+    Mysql,
 }
 
 impl BrokerKind {
     /// Every kind, for messages.
-    pub const ALL: [(&'static str, BrokerKind); 1] = [("sandbox", BrokerKind::Sandbox)];
+    pub const ALL: [(&'static str, BrokerKind); 3] = [
+        ("sandbox", BrokerKind::Sandbox),
+        ("postgres", BrokerKind::Postgres),
+        ("mysql", BrokerKind::Mysql),
+    ];
 }
 
 impl FromStr for BrokerKind {
@@ -43,11 +55,22 @@ impl FromStr for BrokerKind {
     }
 }
 
-/// Builds the plugin of a kind.
-pub fn build_broker(kind: BrokerKind) -> Arc<dyn Broker> {
-    match kind {
+/// Builds the plugin of a kind from its provider section (none for built-ins).
+///
+/// # Errors
+/// The settings are invalid, or the kind needs a provider section and has none.
+pub fn build_broker(
+    kind: BrokerKind,
+    config: Option<&ProviderConfig>,
+) -> Result<Arc<dyn Broker>, String> {
+    let needs_config = || "this kind needs a [providers.<name>] section".to_owned();
+    Ok(match kind {
         BrokerKind::Sandbox => Arc::new(Sandbox::new()),
-    }
+        BrokerKind::Postgres => Arc::new(LocalPostgres::from_config(
+            config.ok_or_else(needs_config)?,
+        )?),
+        BrokerKind::Mysql => Arc::new(LocalMysql::from_config(config.ok_or_else(needs_config)?)?),
+    })
 }
 
 /// Offering id → plugin.
@@ -57,33 +80,53 @@ pub struct BrokerRegistry {
 }
 
 impl BrokerRegistry {
-    /// Builds one plugin per kind used and checks every plan's settings.
+    /// Builds every configured provider, resolves each offering's `broker` (a provider name,
+    /// or a built-in kind such as `sandbox`), and checks every plan's settings.
     ///
     /// # Errors
-    /// One problem per offering naming an unknown broker or plan with bad settings, each
-    /// with its location.
-    pub fn from_catalog(services: &[ServiceOffering]) -> Result<Self, Vec<Problem>> {
+    /// Every problem, with its location: unknown kinds, bad provider settings, offerings that
+    /// name no provider, plans whose settings the plugin refuses.
+    pub fn from_config(
+        providers: &BTreeMap<String, ProviderConfig>,
+        services: &[ServiceOffering],
+    ) -> Result<Self, Vec<Problem>> {
         let error = |location: String, message: String| Problem {
             severity: Severity::Error,
             location,
             message,
         };
-        let mut built: HashMap<&str, Arc<dyn Broker>> = HashMap::new();
-        let mut registry = BrokerRegistry::default();
         let mut problems = Vec::new();
+        let mut built: BTreeMap<&str, Arc<dyn Broker>> = BTreeMap::new();
+        for (name, provider) in providers {
+            let result = provider
+                .kind
+                .parse::<BrokerKind>()
+                .and_then(|kind| build_broker(kind, Some(provider)));
+            match result {
+                Ok(broker) => {
+                    built.insert(name, broker);
+                }
+                Err(message) => problems.push(error(format!("providers.{name}"), message)),
+            }
+        }
+        let mut registry = BrokerRegistry::default();
         for offering in services {
-            let broker = match built.get(offering.broker.as_str()) {
+            let name = offering.broker.as_str();
+            let broker = match built.get(name) {
                 Some(broker) => Arc::clone(broker),
-                None => match offering.broker.parse::<BrokerKind>() {
-                    Ok(kind) => {
-                        let broker = build_broker(kind);
-                        built.insert(&offering.broker, Arc::clone(&broker));
+                None if providers.contains_key(name) => continue, // already reported
+                None => match name
+                    .parse::<BrokerKind>()
+                    .and_then(|kind| build_broker(kind, None))
+                {
+                    Ok(broker) => {
+                        built.insert(name, Arc::clone(&broker));
                         broker
                     }
                     Err(message) => {
                         problems.push(error(
                             format!("services[{}].broker", offering.name),
-                            message,
+                            format!("{name:?} is neither a configured provider nor usable built-in: {message}"),
                         ));
                         continue;
                     }
@@ -124,19 +167,23 @@ mod tests {
     #[test]
     fn unknown_brokers_list_the_options() {
         let err = "aws-rds".parse::<BrokerKind>().unwrap_err();
-        assert!(err.contains("options are: sandbox"), "{err}");
+        assert!(
+            err.contains("options are: sandbox, postgres, mysql"),
+            "{err}"
+        );
     }
 
     #[test]
     fn the_builtin_catalog_builds_and_bad_settings_are_located() {
         let mut config = skybroker_config::Config::builtin();
-        let registry = BrokerRegistry::from_catalog(&config.services).unwrap();
+        let registry = BrokerRegistry::from_config(&config.providers, &config.services).unwrap();
         assert_eq!(
             registry.get(&config.services[0].id).unwrap().name(),
             "sandbox"
         );
         config.services[0].plans[1].settings = serde_json::json!({"mode": "sometimes"});
-        let problems = BrokerRegistry::from_catalog(&config.services).unwrap_err();
+        let problems =
+            BrokerRegistry::from_config(&config.providers, &config.services).unwrap_err();
         assert_eq!(problems.len(), 1);
         assert_eq!(
             problems[0].location,

@@ -2,7 +2,7 @@
 //! overrides, parsed once at the edge into typed structs and passed down explicitly.
 //!
 //! # Layout
-//! - [`Config`] and its sections (server, storage, dispatcher, engine) live here.
+//! - [`Config`] and its sections (server, storage, dispatcher, engine, metrics) live here.
 //! - [`catalog`]: the OSB offerings and plans, as served.
 //! - [`validate`]: the catalog rules `check-config` and `serve` apply.
 //!
@@ -14,7 +14,7 @@
 pub mod catalog;
 pub mod validate;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -95,9 +95,40 @@ pub struct Config {
     /// The status-scanning engine.
     #[serde(default)]
     pub engine: EngineConfig,
+    /// The metrics and health-probe listener.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+    /// Configured providers by name; an offering's `broker` names one of these, or a built-in
+    /// plugin (`sandbox`).
+    #[serde(default)]
+    pub providers: BTreeMap<String, ProviderConfig>,
     /// The catalog: service offerings with their plans.
     #[serde(default)]
     pub services: Vec<ServiceOffering>,
+}
+
+/// `[providers.<name>]`: one configured provider (a cloud account, a database server...).
+///
+/// `kind` picks the plugin; the other keys are the plugin's own settings, checked by the
+/// plugin at start. The secret is never a plain setting: it comes from the environment
+/// variable named by `password_env` or from `password_file` (a mounted secret), resolved once
+/// at load into [`ProviderConfig::password`].
+#[derive(Debug, Clone, Deserialize)]
+pub struct ProviderConfig {
+    /// The plugin kind, e.g. `postgres`, `mysql`.
+    pub kind: String,
+    /// Name of the environment variable holding the secret.
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// File holding the secret.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// The resolved secret (never read from the file itself).
+    #[serde(skip)]
+    pub password: Option<Secret>,
+    /// Everything else, for the plugin.
+    #[serde(flatten)]
+    pub settings: serde_json::Map<String, serde_json::Value>,
 }
 
 /// `[server]`.
@@ -201,6 +232,23 @@ pub struct EngineConfig {
     pub force_delete_unknown_bindings: bool,
 }
 
+/// `[metrics]`: the second listener, for Prometheus (`/metrics`) and the Kubernetes probes
+/// (`/healthz`, `/readyz`). It has no authentication, so it is separate from the OSB port and
+/// listens on loopback unless told otherwise.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Whether the listener runs at all; `false` also turns the probes off.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Address and port to listen on (`SKYBROKER_METRICS_LISTEN`).
+    #[serde(default = "default_metrics_listen")]
+    pub listen: SocketAddr,
+}
+
+fn default_metrics_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9090))
+}
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8080))
 }
@@ -255,7 +303,13 @@ macro_rules! defaults_from_serde {
         }
     )*};
 }
-defaults_from_serde!(ServerConfig, StorageConfig, DispatcherConfig, EngineConfig);
+defaults_from_serde!(
+    ServerConfig,
+    StorageConfig,
+    DispatcherConfig,
+    EngineConfig,
+    MetricsConfig
+);
 
 impl Config {
     /// Parses a TOML configuration; `origin` names it in error messages.
@@ -292,6 +346,12 @@ impl Config {
                 message: format!("{listen:?} is not address:port ({err})"),
             })?;
         }
+        if let Some(listen) = env.get("SKYBROKER_METRICS_LISTEN") {
+            self.metrics.listen = listen.parse().map_err(|err| ConfigError::Env {
+                name: "SKYBROKER_METRICS_LISTEN",
+                message: format!("{listen:?} is not address:port ({err})"),
+            })?;
+        }
         if let Some(username) = env.get("SKYBROKER_USERNAME") {
             self.server.username = username.clone();
         }
@@ -308,6 +368,21 @@ impl Config {
                     source,
                 })?;
                 self.server.password = Some(Secret::new(text.trim_end_matches(['\r', '\n'])));
+            }
+        }
+        for provider in self.providers.values_mut() {
+            if let Some(variable) = &provider.password_env {
+                provider.password = env.get(variable).map(|v| Secret::new(v.clone()));
+            }
+            if provider.password.is_none() {
+                if let Some(path) = &provider.password_file {
+                    let text =
+                        std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                            path: path.clone(),
+                            source,
+                        })?;
+                    provider.password = Some(Secret::new(text.trim_end_matches(['\r', '\n'])));
+                }
             }
         }
         Ok(())
@@ -373,6 +448,29 @@ mod tests {
         let bad = HashMap::from([("SKYBROKER_LISTEN".to_owned(), "nope".to_owned())]);
         let err = config.apply_env(&bad).unwrap_err().to_string();
         assert!(err.contains("SKYBROKER_LISTEN"), "{err}");
+    }
+
+    #[test]
+    fn metrics_listener_defaults_to_loopback_and_follows_the_environment() {
+        let mut config = Config::builtin();
+        assert!(config.metrics.enabled);
+        assert_eq!(config.metrics.listen, "127.0.0.1:9090".parse().unwrap());
+        let parsed = Config::parse(
+            "[metrics]\nenabled = false\nlisten = \"0.0.0.0:9100\"\n",
+            "x.toml",
+        )
+        .unwrap();
+        assert!(!parsed.metrics.enabled);
+        assert_eq!(parsed.metrics.listen.port(), 9100);
+        let env = HashMap::from([(
+            "SKYBROKER_METRICS_LISTEN".to_owned(),
+            "0.0.0.0:9999".to_owned(),
+        )]);
+        config.apply_env(&env).unwrap();
+        assert_eq!(config.metrics.listen, "0.0.0.0:9999".parse().unwrap());
+        let bad = HashMap::from([("SKYBROKER_METRICS_LISTEN".to_owned(), "9090".to_owned())]);
+        let err = config.apply_env(&bad).unwrap_err().to_string();
+        assert!(err.contains("SKYBROKER_METRICS_LISTEN"), "{err}");
     }
 
     #[test]

@@ -14,6 +14,7 @@ use crate::engine::{Engine, Finished, SyncOutcome};
 use crate::error::ApiError;
 use crate::jobs::Job;
 use crate::locks::InstanceLocks;
+use crate::metrics::{Admitted, Metrics};
 use crate::schemas::SchemaCache;
 
 /// Everything shared.
@@ -35,6 +36,8 @@ pub struct Core {
     pub engine: Engine,
     /// The worker pool.
     pub dispatcher: Dispatcher<Job>,
+    /// The Prometheus metrics.
+    pub metrics: Arc<Metrics>,
 }
 
 /// An offering, one of its plans, and the plugin serving it.
@@ -145,8 +148,10 @@ impl Core {
         changes: Vec<Change>,
         operation: Operation,
     ) -> Result<Launched, ApiError> {
+        let admitted = Admitted::of(&changes);
         self.state.commit(changes).await?;
         drop(guard);
+        self.metrics.record_admitted(admitted);
         log::info!(
             "operation {} ({} of {}) accepted",
             operation.id,

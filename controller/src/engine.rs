@@ -37,6 +37,7 @@ use tokio::sync::{mpsc, oneshot, watch, Notify};
 
 use crate::core::{plugin_kind, Core};
 use crate::jobs::{Call, Job, Outcome};
+use crate::metrics::{Admitted, Outcome as MetricOutcome};
 
 /// A finished operation with the records as they were right after it.
 #[derive(Debug)]
@@ -48,6 +49,9 @@ pub struct Finished {
     /// The binding right after (bind only).
     pub binding: Option<ServiceBinding>,
 }
+
+/// Plugin calls a synchronous operation gets when they fail transiently.
+const SYNC_ATTEMPTS: u32 = 3;
 
 /// What a synchronous request waiting for its operation learns.
 #[derive(Debug)]
@@ -140,6 +144,11 @@ impl Engine {
         lock(&self.schedule).due_of.len()
     }
 
+    /// Number of operations the engine drives: scheduled, or on a worker (metrics).
+    pub fn in_flight(&self) -> usize {
+        self.scheduled() + lock(&self.busy).len()
+    }
+
     /// Registers a synchronous waiter; call before scheduling.
     pub fn register_waiter(&self, operation_id: &str) -> oneshot::Receiver<SyncOutcome> {
         let (sender, receiver) = oneshot::channel();
@@ -195,10 +204,12 @@ pub async fn run_scanner(core: Arc<Core>, mut shutdown: watch::Receiver<bool>) {
             _ = core.engine.wake.notified() => {}
             _ = tokio::time::sleep(interval) => {}
         }
+        let started = std::time::Instant::now();
         let due = lock(&core.engine.schedule).take_due(now_millis());
         for operation_id in due {
             dispatch(&core, &operation_id).await;
         }
+        core.metrics.observe_scan(started.elapsed());
     }
     log::debug!("scanner stopped");
 }
@@ -255,13 +266,16 @@ async fn dispatch(core: &Core, operation_id: &str) {
                 instance_usable: None,
                 update_repeatable: None,
                 client_error: false,
+                unprocessable: false,
             };
             finish_failed(core, operation, failure).await;
             return;
         }
     };
     lock(&core.engine.busy).insert(instance_id.clone(), operation_id.to_owned());
+    let call = job.call;
     match core.dispatcher.try_submit(job) {
+        Ok(()) if call == Call::Poll => core.metrics.poll_queued(operation.kind),
         Ok(()) => {}
         Err(SubmitError::Full(_)) => {
             lock(&core.engine.busy).remove(&instance_id);
@@ -269,8 +283,11 @@ async fn dispatch(core: &Core, operation_id: &str) {
             if operation.sync && waited >= core.config.engine.queue_wait_ms {
                 // D-11: a synchronous request that cannot be queued in time gets 503; its
                 // records go, as nothing was done.
-                if let Err(err) = core.state.commit(revert_changes(core, &operation)).await {
-                    log::warn!("reverting {operation_id} not persisted: {err}");
+                match core.state.commit(revert_changes(core, &operation)).await {
+                    Ok(()) => core
+                        .metrics
+                        .operation_finished(operation.kind, MetricOutcome::QueueFull),
+                    Err(err) => log::warn!("reverting {operation_id} not persisted: {err}"),
                 }
                 core.engine.notify(operation_id, SyncOutcome::QueueFull);
             } else {
@@ -309,6 +326,7 @@ fn failed_cascade(
             instance_usable: Some(true),
             update_repeatable: None,
             client_error: false,
+            unprocessable: false,
         })
     })
 }
@@ -343,7 +361,9 @@ async fn cascade_unbind(
         changes.append(&mut unbind_changes);
         started.push(operation.id);
     }
+    let admitted = Admitted::of(&changes);
     core.state.commit(changes).await?;
+    core.metrics.record_admitted(admitted);
     for id in started {
         log::info!("operation {id}: unbind cascaded from {}", deprovision.id);
         core.engine.schedule_now(&id);
@@ -487,6 +507,7 @@ pub async fn apply(core: &Core, outcome: Outcome) {
                 instance_usable,
                 update_repeatable,
                 client_error: false,
+                unprocessable: false,
             };
             finish_failed(core, operation, failure).await;
         }
@@ -533,33 +554,42 @@ pub async fn apply(core: &Core, outcome: Outcome) {
                     instance_usable: Some(true),
                     update_repeatable: None,
                     client_error: false,
+                    unprocessable: false,
                 };
                 finish_failed(core, operation, failure).await;
             }
         }
-        Err(err) if err.is_transient() && now_millis() < operation.deadline => {
+        // Transient errors are retried until the deadline; a synchronous request, whose
+        // caller is waiting, gets three tries.
+        Err(err)
+            if err.is_transient()
+                && now_millis() < operation.deadline
+                && (!operation.sync || operation.attempts < SYNC_ATTEMPTS) =>
+        {
             log::warn!("operation {operation_id}: {err}; retrying");
             let delay = core.engine.backoff(operation.attempts);
             let id = operation.id.clone();
             persist_then_schedule(core, &id, vec![Change::PutOperation(operation)], delay).await;
         }
         Err(err) => {
-            let client_error = err.is_client_error();
-            let description = if client_error {
-                err.to_string()
-            } else {
-                // The cause may name internals; it is logged here, once.
-                log::error!("operation {operation_id} failed: {err}");
-                format!(
-                    "the {} operation failed at the provider",
-                    operation.kind.name()
-                )
+            let description = match &err {
+                BrokerError::Provider { .. } => {
+                    // The cause may name internals; it is logged here, once.
+                    log::error!("operation {operation_id} failed: {err}");
+                    format!(
+                        "the {} operation failed at the provider",
+                        operation.kind.name()
+                    )
+                }
+                // The other variants carry messages written for the platform user.
+                _ => err.to_string(),
             };
             let failure = Failure {
                 description,
                 instance_usable: None,
                 update_repeatable: None,
-                client_error,
+                client_error: err.is_client_error(),
+                unprocessable: matches!(err, BrokerError::Unprocessable(_)),
             };
             finish_failed(core, operation, failure).await;
         }
@@ -587,6 +617,7 @@ fn timeout_failure(operation: &Operation) -> Failure {
         instance_usable: None,
         update_repeatable: None,
         client_error: false,
+        unprocessable: false,
     }
 }
 
@@ -684,7 +715,11 @@ async fn finish_failed(core: &Core, mut operation: Operation, failure: Failure) 
         operation.failure = Some(failure);
         operation.finished_at = Some(now_millis());
         match core.state.commit(changes).await {
-            Ok(()) => notify_finished(core, operation),
+            Ok(()) => {
+                core.metrics
+                    .operation_finished(operation.kind, MetricOutcome::Failed);
+                notify_finished(core, operation);
+            }
             Err(err) => retry_later(core, &operation.id, err),
         }
         return;
@@ -756,6 +791,12 @@ async fn finish(core: &Core, operation: Operation, mut changes: Vec<Change>) {
                     OperationState::InProgress => "in progress",
                 }
             );
+            let outcome = if operation.state == OperationState::Succeeded {
+                MetricOutcome::Succeeded
+            } else {
+                MetricOutcome::Failed
+            };
+            core.metrics.operation_finished(operation.kind, outcome);
             core.engine.record_finished(&operation);
             notify_finished(core, operation);
         }

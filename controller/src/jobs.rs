@@ -12,6 +12,8 @@ use skybroker_brokers::{Broker, BrokerError, OperationKind, OperationRequest, Pr
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 
+use crate::metrics::Metrics;
+
 /// Which plugin method a job calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Call {
@@ -46,16 +48,21 @@ impl std::fmt::Debug for Job {
     }
 }
 
+/// The name of a plugin operation kind, for logs and metric labels.
+pub fn kind_name(kind: OperationKind) -> &'static str {
+    match kind {
+        OperationKind::Provision => "provision",
+        OperationKind::Update => "update",
+        OperationKind::Deprovision => "deprovision",
+        OperationKind::Bind => "bind",
+        OperationKind::Unbind => "unbind",
+    }
+}
+
 impl Job {
     /// A name for logs: `provision`, `poll-bind`, ...
     pub fn name(&self) -> String {
-        let kind = match self.request.kind {
-            OperationKind::Provision => "provision",
-            OperationKind::Update => "update",
-            OperationKind::Deprovision => "deprovision",
-            OperationKind::Bind => "bind",
-            OperationKind::Unbind => "unbind",
-        };
+        let kind = kind_name(self.request.kind);
         match self.call {
             Call::Start => kind.to_owned(),
             Call::Poll => format!("poll-{kind}"),
@@ -79,8 +86,9 @@ pub struct Outcome {
 #[error("the plugin panicked")]
 struct PluginPanicked;
 
-/// Runs `job` on the current (worker) thread and sends its outcome.
-pub fn run(job: Job, runtime: &Handle, outcomes: &mpsc::Sender<Outcome>) {
+/// Runs `job` on the current (worker) thread, records the call in `metrics`, and sends its
+/// outcome.
+pub fn run(job: Job, runtime: &Handle, outcomes: &mpsc::Sender<Outcome>, metrics: &Metrics) {
     let started = std::time::Instant::now();
     let name = job.name();
     let broker = Arc::clone(&job.broker);
@@ -106,11 +114,12 @@ pub fn run(job: Job, runtime: &Handle, outcomes: &mpsc::Sender<Outcome>) {
             source: Box::new(PluginPanicked),
         })
     });
+    let elapsed = started.elapsed();
+    metrics.observe_plugin_call(broker.name(), request.kind, job.call, elapsed, &result);
     log::debug!(
-        "{name} of operation {} by {} took {:?}",
+        "{name} of operation {} by {} took {elapsed:?}",
         job.operation_id,
         broker.name(),
-        started.elapsed()
     );
     let outcome = Outcome {
         operation_id: job.operation_id,

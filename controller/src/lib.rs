@@ -11,6 +11,9 @@
 //! - [`locks`]: per-instance locks for read-decide-commit.
 //! - [`schemas`]: compiled parameter schemas.
 //! - [`server`]: wiring, start and orderly shutdown.
+//! - [`metrics`]: the Prometheus metrics and the store wrapper that times commits.
+//! - [`admin`]: the metrics listener (`/metrics`, `/healthz`, `/readyz`).
+//! - [`logging`]: human or JSON-lines log output, with the request identity.
 //!
 //! Architecture invariants: only this crate knows HTTP and OSB JSON; plugin calls run only on
 //! the dispatcher's worker threads, never on the async runtime; every change is persisted
@@ -18,6 +21,7 @@
 
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod api;
 pub mod core;
 pub mod engine;
@@ -25,9 +29,12 @@ pub mod error;
 pub mod jobs;
 pub mod lifecycle;
 pub mod locks;
+pub mod logging;
+pub mod metrics;
 pub mod schemas;
 pub mod server;
 
 pub use server::{
-    check_config, ensure_password, load_config, serve, shutdown_signal, start, Running,
+    check_config, ensure_password, load_config, serve, shutdown_signal, start, start_with_store,
+    Running,
 };

@@ -35,6 +35,7 @@ fn halt(
         instance_usable: None,
         update_repeatable: None,
         client_error: false,
+        unprocessable: false,
     });
     let reference = create.reference.clone();
     changes.push(Change::PutOperation(create));

@@ -30,9 +30,13 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let cli = Cli::parse();
     let env = std::env::vars().collect();
+    // Human or JSON lines (SKYBROKER_LOG_FORMAT), filtered by RUST_LOG.
+    if let Err(err) = skybroker::logging::init(&env) {
+        eprintln!("error: {err}");
+        return ExitCode::FAILURE;
+    }
+    let cli = Cli::parse();
     let (path, serve) = match &cli.command {
         Command::Serve { config } => (config.as_deref(), true),
         Command::CheckConfig { file } => (Some(file.as_path()), false),

@@ -7,7 +7,9 @@
 //! 2. the scanner and clean-up stop: nothing new is dispatched;
 //! 3. the dispatcher stops, each worker finishing the plugin call it is in; queued jobs are
 //!    handed back and dropped, as their operations are persisted and resume at the next start;
-//! 4. the applier applies the outcomes that came back, then stops.
+//! 4. the applier applies the outcomes that came back, then stops;
+//! 5. the metrics listener stops last; its `/readyz` has answered 503 since step 1, so load
+//!    balancers stop sending requests while the others drain.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -27,6 +29,7 @@ use crate::api::catalog::CatalogCache;
 use crate::core::Core;
 use crate::engine::{self, Engine};
 use crate::locks::InstanceLocks;
+use crate::metrics::{MeteredStore, Metrics};
 use crate::schemas::SchemaCache;
 
 /// Outcomes in flight between the workers and the applier.
@@ -35,7 +38,9 @@ const OUTCOME_BUFFER: usize = 1024;
 /// Every problem of a configuration: the catalog rules and each plugin's settings check.
 pub fn check_config(config: &Config) -> Vec<Problem> {
     let mut problems = skybroker_config::validate(config);
-    if let Err(mut plugin_problems) = BrokerRegistry::from_catalog(&config.services) {
+    if let Err(mut plugin_problems) =
+        BrokerRegistry::from_config(&config.providers, &config.services)
+    {
         problems.append(&mut plugin_problems);
     }
     if let Err(message) = SchemaCache::compile(config) {
@@ -81,6 +86,9 @@ pub fn load_config(
 pub struct Running {
     /// The address it listens on (useful with port 0).
     pub addr: SocketAddr,
+    /// The address of the metrics listener (`/metrics`, `/healthz`, `/readyz`), unless
+    /// `[metrics] enabled = false`.
+    pub metrics_addr: Option<SocketAddr>,
     /// The shared state (tests inspect it).
     pub core: Arc<Core>,
     shutdown: watch::Sender<bool>,
@@ -129,6 +137,19 @@ async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
 /// An invalid configuration (every problem listed), a store that cannot be opened or read,
 /// or a listener that cannot be bound.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
+    start_on(config, None).await
+}
+
+/// Like [`start`], on a store the caller opened instead of the configured one (tests wrap
+/// one to make it fail).
+///
+/// # Errors
+/// As [`start`].
+pub async fn start_with_store(config: Config, store: Arc<dyn Store>) -> anyhow::Result<Running> {
+    start_on(config, Some(store)).await
+}
+
+async fn start_on(config: Config, store: Option<Arc<dyn Store>>) -> anyhow::Result<Running> {
     let errors: Vec<String> = check_config(&config)
         .into_iter()
         .filter(|p| p.severity == Severity::Error)
@@ -140,10 +161,15 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     if config.server.password.is_none() {
         bail!("no password configured (call ensure_password first)");
     }
-    let brokers = BrokerRegistry::from_catalog(&config.services)
+    let brokers = BrokerRegistry::from_config(&config.providers, &config.services)
         .map_err(|problems| anyhow::anyhow!("{problems:?}"))?;
     let schemas = SchemaCache::compile(&config).map_err(anyhow::Error::msg)?;
-    let state = StateMap::open(open_store(&config).await?)
+    let metrics = Arc::new(Metrics::new());
+    let store = match store {
+        Some(store) => store,
+        None => open_store(&config).await?,
+    };
+    let state = StateMap::open(MeteredStore::wrap(store, Arc::clone(&metrics)))
         .await
         .context("loading state from the store")?;
     let counts = state.counts();
@@ -157,11 +183,12 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let (outcome_sender, outcomes) = mpsc::channel(OUTCOME_BUFFER);
     let runtime = tokio::runtime::Handle::current();
     let workers = config.dispatcher.worker_count();
+    let job_metrics = Arc::clone(&metrics);
     let dispatcher = Dispatcher::start(
         "skybroker-worker",
         workers,
         config.dispatcher.capacity(),
-        move |job| crate::jobs::run(job, &runtime, &outcome_sender),
+        move |job| crate::jobs::run(job, &runtime, &outcome_sender, &job_metrics),
     );
     log::info!(
         "{workers} worker(s), queue capacity {}",
@@ -176,9 +203,20 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         state,
         locks: InstanceLocks::default(),
         dispatcher,
+        metrics,
     });
     engine::resume(&core);
 
+    // Both listeners are bound before any task starts, so a taken port fails the start
+    // without leaving tasks behind.
+    let listener = tokio::net::TcpListener::bind(core.config.server.listen)
+        .await
+        .with_context(|| format!("binding {}", core.config.server.listen))?;
+    let addr = listener.local_addr()?;
+    let (shutdown, mut shutdown_requested) = watch::channel(false);
+    // Bound before the OSB server starts, so a taken metrics port fails the start cleanly.
+    let admin = start_admin(&core, shutdown.subscribe()).await?;
+    let metrics_addr = admin.addr;
     let (stop_engine, engine_stopped) = watch::channel(false);
     let (stop_applier, applier_stopped) = watch::channel(false);
     let scanner = tokio::spawn(engine::run_scanner(
@@ -192,11 +230,6 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         applier_stopped,
     ));
 
-    let listener = tokio::net::TcpListener::bind(core.config.server.listen)
-        .await
-        .with_context(|| format!("binding {}", core.config.server.listen))?;
-    let addr = listener.local_addr()?;
-    let (shutdown, mut shutdown_requested) = watch::channel(false);
     let app = crate::api::router(Arc::clone(&core));
     let http = tokio::spawn(async move {
         let signal = async move {
@@ -231,13 +264,64 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         }
         let _ = stop_applier.send(true);
         let _ = applier.await;
+        let _ = admin.stop.send(true);
+        if let Some(task) = admin.task {
+            let _ = task.await;
+        }
         log::info!("shut down cleanly");
     });
     Ok(Running {
         addr,
+        metrics_addr,
         core,
         shutdown,
         done,
+    })
+}
+
+/// The metrics listener, running or disabled.
+struct Admin {
+    /// Where it listens.
+    addr: Option<SocketAddr>,
+    /// Stops it.
+    stop: watch::Sender<bool>,
+    /// Its server task.
+    task: Option<JoinHandle<()>>,
+}
+
+/// Binds and serves the metrics listener, if enabled. `stopping` turns true when shutdown
+/// begins (readiness turns 503).
+async fn start_admin(core: &Arc<Core>, stopping: watch::Receiver<bool>) -> anyhow::Result<Admin> {
+    let (stop, mut stopped) = watch::channel(false);
+    if !core.config.metrics.enabled {
+        return Ok(Admin {
+            addr: None,
+            stop,
+            task: None,
+        });
+    }
+    let listen = core.config.metrics.listen;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding the metrics listener {listen}"))?;
+    let addr = listener.local_addr()?;
+    let registry = core.metrics.registry(Arc::downgrade(core));
+    let app = crate::admin::router(Arc::clone(core), registry, stopping);
+    let task = tokio::spawn(async move {
+        let signal = async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        };
+        if let Err(err) = axum::serve(listener, app)
+            .with_graceful_shutdown(signal)
+            .await
+        {
+            log::error!("metrics listener failed: {err}");
+        }
+    });
+    Ok(Admin {
+        addr: Some(addr),
+        stop,
+        task: Some(task),
     })
 }
 
@@ -247,6 +331,10 @@ pub async fn serve(config: Config, signal: impl Future<Output = ()>) -> anyhow::
     // Tests and scripts read this line to find the port.
     println!("skybroker listening on http://{}", running.addr);
     log::info!("listening on http://{}", running.addr);
+    if let Some(metrics) = running.metrics_addr {
+        println!("skybroker metrics and probes on http://{metrics}");
+        log::info!("metrics and probes (/metrics, /healthz, /readyz) on http://{metrics}");
+    }
     signal.await;
     running.shutdown().await;
     Ok(())

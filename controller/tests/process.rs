@@ -115,7 +115,8 @@ struct Process {
 
 impl Process {
     /// Starts the binary with `args`. The environment is the test's, without any
-    /// `SKYBROKER_*` variable, with `RUST_LOG=info`, then `env` on top.
+    /// `SKYBROKER_*` variable, with `RUST_LOG=info` and the metrics listener on an ephemeral
+    /// port (brokers run side by side), then `env` on top.
     fn spawn(args: &[&str], env: &[(&str, &str)]) -> Process {
         let mut command = Command::new(env!("CARGO_BIN_EXE_skybroker"));
         command.args(args);
@@ -125,6 +126,7 @@ impl Process {
             }
         }
         command.env("RUST_LOG", "info");
+        command.env("SKYBROKER_METRICS_LISTEN", "127.0.0.1:0");
         command.envs(env.iter().copied());
         command
             .stdin(Stdio::null())
@@ -925,4 +927,253 @@ async fn secrets_are_never_logged_even_at_debug() {
     ] {
         assert!(!output.contains(needle), "{what} was printed:\n{output}");
     }
+}
+
+/// Issue 4 (crash during provision): the broker is killed with SIGKILL right after a local
+/// PostgreSQL provision created its database and before the answer; after a restart the
+/// operation completes, exactly one database exists for the instance, and it works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_provision_survives_kill_9_mid_operation() {
+    use sha2::Digest;
+    let address = match std::env::var("SKYBROKER_TEST_POSTGRES") {
+        Ok(address) if !address.is_empty() => address,
+        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("SKYBROKER_TEST_POSTGRES is not set under CI")
+        }
+        _ => {
+            eprintln!("SKIPPED: set SKYBROKER_TEST_POSTGRES=host:port to run this test");
+            return;
+        }
+    };
+    let (host, port) = address.rsplit_once(':').expect("host:port");
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let data = dir.path().join("data");
+    let config = dir.path().join("skybroker.toml");
+    let text = format!(
+        r#"{DEFAULT_CONFIG}
+[engine]
+scan_interval_ms = 20
+poll_interval_ms = 100
+
+[providers.pg]
+kind = "postgres"
+host = "{host}"
+port = {port}
+admin_user = "postgres"
+
+[[services]]
+id = "crash-pg"
+name = "crash-pg"
+description = "PostgreSQL databases"
+bindable = true
+instances_retrievable = true
+broker = "pg"
+
+[[services.plans]]
+id = "crash-pg-rw"
+name = "rw"
+description = "read-write, with extensions (a longer provision)"
+settings = {{ extensions = ["pgcrypto", "hstore", "citext"] }}
+"#
+    );
+    std::fs::write(&config, text).expect("write the configuration");
+
+    let instance_id = new_id("crash");
+    let digest = sha2::Sha256::digest(instance_id.as_bytes());
+    let database: String = format!(
+        "sbi_{}",
+        digest
+            .iter()
+            .take(10)
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    );
+    let (admin, connection) = tokio_postgres::connect(
+        &format!("host={host} port={port} user=postgres dbname=postgres"),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .expect("the admin connects");
+    tokio::spawn(connection);
+    async fn count(admin: &tokio_postgres::Client, database: String) -> i64 {
+        admin
+            .query_one(
+                "SELECT count(*) FROM pg_database WHERE datname = $1",
+                &[&database],
+            )
+            .await
+            .expect("count")
+            .get::<_, i64>(0)
+    }
+
+    let mut broker = serve(&data, Some(&config), &[]).await;
+    let body = json!({
+        "service_id": "crash-pg", "plan_id": "crash-pg-rw",
+        "organization_guid": "org", "space_guid": "space",
+    });
+    let api = broker.api.clone();
+    let path = format!("/v2/service_instances/{instance_id}");
+    let request = {
+        let body = body.clone();
+        let path = path.clone();
+        tokio::spawn(async move { api.call(Method::PUT, &path, &[], &[], Some(&body)).await })
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while count(&admin, database.clone()).await == 0 {
+        assert!(Instant::now() < deadline, "the database never appeared");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    broker.process.kill9();
+    let _ = request.await;
+    drop(broker);
+
+    let broker = serve(&data, Some(&config), &[]).await;
+    let resumed = broker
+        .process
+        .output()
+        .contains("resuming 1 operation(s) in flight");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, _) = broker.api.call(Method::GET, &path, &[], &[], None).await;
+        if status == StatusCode::OK {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the provision never completed\n{}",
+            broker.process.output()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        resumed,
+        "the kill came mid-operation, so the restart resumed it\n{}",
+        broker.process.output()
+    );
+    assert_eq!(
+        count(&admin, database.clone()).await,
+        1,
+        "exactly one database"
+    );
+    let (status, repeat) = broker
+        .api
+        .call(Method::PUT, &path, &[], &[], Some(&body))
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "an identical repeat is not a second instance: {repeat}"
+    );
+    let binding = format!("{path}/service_bindings/{}", new_id("b"));
+    let bind = json!({"service_id": "crash-pg", "plan_id": "crash-pg-rw"});
+    let (status, bound) = broker
+        .api
+        .call(Method::PUT, &binding, &[], &[], Some(&bind))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{bound}");
+    assert_eq!(bound["credentials"]["database"], database.as_str());
+    let query = [("service_id", "crash-pg"), ("plan_id", "crash-pg-rw")];
+    let (status, _) = broker
+        .api
+        .call(Method::DELETE, &path, &query, &[], None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(count(&admin, database).await, 0, "deprovision dropped it");
+}
+
+/// Operating (issue 9): with `SKYBROKER_LOG_FORMAT=json` every line on stderr is one JSON
+/// object, and the access line of a request carries its `X-Broker-API-Request-Identity`, the
+/// route template and the status; the metrics listener whose address `serve` prints answers
+/// `/healthz`, `/readyz` and `/metrics`; the password is printed nowhere. An unknown format
+/// refuses to start, naming the variable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_carry_the_request_identity_and_probes_answer() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let data = dir.path().join("data");
+    let (status, _, stderr) = run_to_exit(
+        &["check-config", "/dev/null"],
+        &[("SKYBROKER_LOG_FORMAT", "yaml")],
+    )
+    .await;
+    assert!(!status.success());
+    assert!(stderr.contains("SKYBROKER_LOG_FORMAT"), "{stderr}");
+
+    let mut broker = serve(&data, None, &[("SKYBROKER_LOG_FORMAT", "json")]).await;
+    let identity = new_id("request");
+    let (status, _) = broker
+        .api
+        .call(
+            Method::GET,
+            "/v2/catalog",
+            &[],
+            &[("X-Broker-API-Request-Identity", identity.as_str())],
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    const METRICS_LINE: &str = "skybroker metrics and probes on http://";
+    broker
+        .process
+        .stdout
+        .wait_for(METRICS_LINE, START_TIMEOUT)
+        .await;
+    let address = broker
+        .process
+        .stdout
+        .all()
+        .iter()
+        .find_map(|line| line.strip_prefix(METRICS_LINE).map(str::to_owned))
+        .expect("the metrics line");
+    let client = reqwest::Client::new();
+    for (path, needle) in [
+        ("/healthz", "ok"),
+        ("/readyz", "ready"),
+        (
+            "/metrics",
+            r#"skybroker_http_request_duration_seconds_count{method="GET",route="/v2/catalog",status="200"} 1"#,
+        ),
+    ] {
+        let response = client
+            .get(format!("http://{address}{path}"))
+            .send()
+            .await
+            .unwrap_or_else(|err| panic!("{path}: {err}"));
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        let body = response.text().await.unwrap();
+        assert!(body.contains(needle), "{path}: {body}");
+    }
+
+    broker.process.terminate();
+    let status = broker.process.wait_exit(Duration::from_secs(10)).await;
+    assert!(status.success(), "{status}\n{}", broker.process.output());
+    let lines = broker.process.stderr.all();
+    assert!(lines.len() >= 3, "{}", broker.process.output());
+    let records: Vec<Value> = lines
+        .iter()
+        .map(|line| {
+            let record: Value = serde_json::from_str(line)
+                .unwrap_or_else(|err| panic!("not a JSON line ({err}): {line}"));
+            for field in ["timestamp", "level", "target", "message"] {
+                assert!(record[field].is_string(), "no {field}: {line}");
+            }
+            record
+        })
+        .collect();
+    let access = records
+        .iter()
+        .find(|record| record["route"] == "/v2/catalog")
+        .unwrap_or_else(|| panic!("no access line:\n{}", lines.join("\n")));
+    assert_eq!(access["request_identity"], identity.as_str());
+    assert_eq!(access["status"], 200);
+    assert_eq!(access["method"], "GET");
+    assert!(
+        records.iter().any(|r| r["message"] == "shut down cleanly"),
+        "{}",
+        lines.join("\n")
+    );
+    assert!(
+        !broker.process.output().contains(PASSWORD),
+        "the password was printed"
+    );
 }

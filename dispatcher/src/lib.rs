@@ -171,6 +171,16 @@ impl<J: Send + 'static> Dispatcher<J> {
         }
     }
 
+    /// Whether the pool accepts and runs jobs: not shut down, and its threads alive (the
+    /// readiness probe asks; a worker never dies of a job, so a dead one means a bug).
+    pub fn is_running(&self) -> bool {
+        if self.counters.stopping.load(Ordering::SeqCst) {
+            return false;
+        }
+        let workers = self.workers.lock().unwrap_or_else(|e| e.into_inner());
+        !workers.is_empty() && workers.iter().all(|worker| !worker.is_finished())
+    }
+
     /// Stops accepting jobs, waits for every worker to finish the job it is running, and
     /// returns the jobs that were queued but never started.
     ///
@@ -320,7 +330,9 @@ mod tests {
             std::thread::sleep(Duration::from_millis(100));
             drop(release); // lets the two running jobs finish
         });
+        assert!(dispatcher.is_running());
         let handed_back: Vec<u32> = dispatcher.shutdown().into_iter().map(|(n, _)| n).collect();
+        assert!(!dispatcher.is_running(), "a stopped pool is not running");
         releaser.join().unwrap();
         let finished: Vec<u32> = done.try_iter().collect();
         assert_eq!(finished.len(), 2, "the running jobs finish");

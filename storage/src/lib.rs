@@ -21,7 +21,7 @@ pub mod store;
 pub mod testing;
 
 pub use embedded::EmbeddedStore;
-pub use map::{Change, Counts, StateMap, Target};
+pub use map::{Change, Counts, OperationCounts, StateMap, Target};
 pub use memory::MemoryStore;
 pub use model::*;
 pub use store::{Entry, Expect, Revision, Store, StoreError, Write};

@@ -15,7 +15,7 @@ use std::sync::{Arc, RwLock};
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
-use crate::model::{Operation, ServiceBinding, ServiceInstance};
+use crate::model::{Operation, OperationState, ServiceBinding, ServiceInstance};
 use crate::store::{Expect, Revision, Store, StoreError, Write};
 
 /// The version of the record envelope written today.
@@ -74,6 +74,17 @@ pub struct Counts {
     pub bindings: usize,
     /// Operation records.
     pub operations: usize,
+}
+
+/// Operation records by state (metrics).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OperationCounts {
+    /// Still running.
+    pub in_progress: usize,
+    /// Finished well (kept until the retention passes).
+    pub succeeded: usize,
+    /// Finished badly (kept until the retention passes).
+    pub failed: usize,
 }
 
 #[derive(Debug, Default)]
@@ -312,6 +323,21 @@ impl StateMap {
         }
     }
 
+    /// Operation records by state. Walks every record under the read lock: meant for a
+    /// metrics scrape every few seconds, not for the request path.
+    pub fn operation_counts(&self) -> OperationCounts {
+        let maps = self.read();
+        let mut counts = OperationCounts::default();
+        for (_, operation) in maps.operations.values() {
+            match operation.state {
+                OperationState::InProgress => counts.in_progress += 1,
+                OperationState::Succeeded => counts.succeeded += 1,
+                OperationState::Failed => counts.failed += 1,
+            }
+        }
+        counts
+    }
+
     /// Persists `changes` atomically, then applies them to the map.
     ///
     /// # Errors
@@ -427,6 +453,30 @@ mod tests {
                 instances: 1,
                 bindings: 0,
                 operations: 2
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn operations_are_counted_by_state() {
+        let map = StateMap::open(Arc::new(MemoryStore::new())).await.unwrap();
+        let mut done = operation("o2", "i1", 20);
+        done.state = OperationState::Succeeded;
+        let mut failed = operation("o3", "i2", 30);
+        failed.state = OperationState::Failed;
+        map.commit(vec![
+            Change::PutOperation(operation("o1", "i1", 10)),
+            Change::PutOperation(done),
+            Change::PutOperation(failed),
+        ])
+        .await
+        .unwrap();
+        assert_eq!(
+            map.operation_counts(),
+            OperationCounts {
+                in_progress: 1,
+                succeeded: 1,
+                failed: 1
             }
         );
     }

@@ -210,6 +210,10 @@ pub struct Failure {
     /// its records are removed (a 4xx changes nothing, OSB-ERR-04).
     #[serde(default)]
     pub client_error: bool,
+    /// With `client_error`: the request was valid but cannot be done in the resource's state
+    /// or the provider's limits (422 rather than 400).
+    #[serde(default)]
+    pub unprocessable: bool,
 }
 
 /// One provision, update, deprovision, bind or unbind, synchronous or asynchronous.

@@ -85,6 +85,14 @@ pub trait Store: std::fmt::Debug + Send + Sync + 'static {
     /// Applies `writes` atomically; returns the commit's revision.
     async fn commit(&self, writes: Vec<Write>) -> Result<Revision, StoreError>;
 
+    /// Whether the store can serve reads and writes right now, without changing anything:
+    /// the readiness probe asks this, so it must be cheap and must not block for long (the
+    /// caller bounds it with a timeout all the same).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] (or another variant) saying why the store cannot serve.
+    async fn check(&self) -> Result<(), StoreError>;
+
     /// A short name for logs ("memory", "embedded", "etcd").
     fn name(&self) -> &'static str;
 }

@@ -25,6 +25,12 @@ pub async fn conformance(store: &dyn Store) {
         store.load().await.unwrap().is_empty(),
         "the suite needs an empty store"
     );
+    // A healthy store passes its health check, which writes nothing.
+    store.check().await.expect("a healthy store passes check");
+    assert!(
+        store.load().await.unwrap().is_empty(),
+        "check writes nothing"
+    );
 
     // Create-if-absent, then the same again conflicts and changes nothing.
     let r1 = store

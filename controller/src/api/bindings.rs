@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::rejection::PathRejection;
+use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
@@ -47,11 +47,11 @@ pub async fn put_binding(
     Extension(version): Extension<ApiVersion>,
     Extension(originator): Extension<Originator>,
     headers: HeaderMap,
-    bytes: Bytes,
+    bytes: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let (instance_id, binding_id) = path(ids)?;
     let accepts_incomplete = Query::parse(raw.as_deref()).accepts_incomplete()?;
-    let body = JsonBody::parse(&headers, &bytes)?;
+    let body = JsonBody::read(&headers, bytes, core.config.server.max_body_bytes)?;
     let predecessor_id = body.optional_str("predecessor_binding_id")?;
     // OSB-ROT-02: a rotation request may carry nothing but the predecessor.
     let (service_id, plan_id) = if predecessor_id.is_some() {

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::rejection::PathRejection;
+use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
@@ -65,11 +65,11 @@ pub async fn put_instance(
     Extension(version): Extension<ApiVersion>,
     Extension(originator): Extension<Originator>,
     headers: HeaderMap,
-    bytes: Bytes,
+    bytes: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let instance_id = path(instance_id)?;
     let accepts_incomplete = Query::parse(raw.as_deref()).accepts_incomplete()?;
-    let body = JsonBody::parse(&headers, &bytes)?;
+    let body = JsonBody::read(&headers, bytes, core.config.server.max_body_bytes)?;
     let service_id = body.required_str("service_id")?;
     let plan_id = body.required_str("plan_id")?;
     let context = body.optional_object("context")?;
@@ -224,11 +224,11 @@ pub async fn patch_instance(
     Extension(version): Extension<ApiVersion>,
     Extension(originator): Extension<Originator>,
     headers: HeaderMap,
-    bytes: Bytes,
+    bytes: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let instance_id = path(instance_id)?;
     let accepts_incomplete = Query::parse(raw.as_deref()).accepts_incomplete()?;
-    let body = JsonBody::parse(&headers, &bytes)?;
+    let body = JsonBody::read(&headers, bytes, core.config.server.max_body_bytes)?;
     let service_id = body.required_str("service_id")?;
     let requested_plan_id = body.optional_str("plan_id")?;
     let parameters = body.optional_object("parameters")?;

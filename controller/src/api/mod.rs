@@ -18,7 +18,7 @@ pub mod request;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderMap, HeaderValue};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -38,6 +38,28 @@ pub const API_VERSION: &str = "x-broker-api-version";
 pub const ORIGINATING_IDENTITY: &str = "x-broker-api-originating-identity";
 /// The oldest minor version of 2.x served (D-01).
 const MIN_MINOR: u32 = 13;
+
+/// The catalog route.
+pub const ROUTE_CATALOG: &str = "/v2/catalog";
+/// The instance route.
+pub const ROUTE_INSTANCE: &str = "/v2/service_instances/{instance_id}";
+/// The instance last-operation route.
+pub const ROUTE_INSTANCE_LAST_OPERATION: &str =
+    "/v2/service_instances/{instance_id}/last_operation";
+/// The binding route.
+pub const ROUTE_BINDING: &str = "/v2/service_instances/{instance_id}/service_bindings/{binding_id}";
+/// The binding last-operation route.
+pub const ROUTE_BINDING_LAST_OPERATION: &str =
+    "/v2/service_instances/{instance_id}/service_bindings/{binding_id}/last_operation";
+/// Every route template: the `route` metric label is one of these or `unmatched`, never a
+/// raw path (which holds instance ids).
+pub const ROUTES: [&str; 5] = [
+    ROUTE_CATALOG,
+    ROUTE_INSTANCE,
+    ROUTE_INSTANCE_LAST_OPERATION,
+    ROUTE_BINDING,
+    ROUTE_BINDING_LAST_OPERATION,
+];
 
 /// The `X-Broker-API-Version` of a request: 2.`minor`. Responses leave out fields introduced
 /// after it (D-14).
@@ -62,26 +84,26 @@ pub struct Originator(pub Option<String>);
 pub fn router(core: Arc<Core>) -> Router {
     let body_limit = core.config.server.max_body_bytes;
     Router::new()
-        .route("/v2/catalog", get(catalog::get_catalog))
+        .route(ROUTE_CATALOG, get(catalog::get_catalog))
         .route(
-            "/v2/service_instances/{instance_id}",
+            ROUTE_INSTANCE,
             get(instances::get_instance)
                 .put(instances::put_instance)
                 .patch(instances::patch_instance)
                 .delete(instances::delete_instance),
         )
         .route(
-            "/v2/service_instances/{instance_id}/last_operation",
+            ROUTE_INSTANCE_LAST_OPERATION,
             get(last_operation::get_instance_last_operation),
         )
         .route(
-            "/v2/service_instances/{instance_id}/service_bindings/{binding_id}",
+            ROUTE_BINDING,
             get(bindings::get_binding)
                 .put(bindings::put_binding)
                 .delete(bindings::delete_binding),
         )
         .route(
-            "/v2/service_instances/{instance_id}/service_bindings/{binding_id}/last_operation",
+            ROUTE_BINDING_LAST_OPERATION,
             get(last_operation::get_binding_last_operation),
         )
         .fallback(|| async { ApiError::NotFound("no such OSB route".to_owned()) })
@@ -95,17 +117,47 @@ pub fn router(core: Arc<Core>) -> Router {
             Arc::clone(&core),
             authenticate,
         ))
-        .layer(middleware::from_fn(identify_and_log))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&core),
+            identify_and_log,
+        ))
         .with_state(core)
 }
 
-/// Echoes the request identity and writes the access log line.
-async fn identify_and_log(request: Request, next: Next) -> Response {
-    let started = Instant::now();
+/// The `route` label of a request: the template it matched, or `unmatched`.
+fn route_label(matched: Option<&MatchedPath>) -> &'static str {
+    matched
+        .and_then(|matched| ROUTES.into_iter().find(|route| *route == matched.as_str()))
+        .unwrap_or("unmatched")
+}
+
+/// Echoes the request identity, records the request's metrics and writes the access log
+/// line; everything logged while the request is handled carries its identity (JSON logs).
+async fn identify_and_log(State(core): State<Arc<Core>>, request: Request, next: Next) -> Response {
     let identity = request.headers().get(REQUEST_IDENTITY).cloned();
+    let scoped = identity
+        .as_ref()
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    crate::logging::with_request_identity(scoped, serve_and_log(core, identity, request, next))
+        .await
+}
+
+async fn serve_and_log(
+    core: Arc<Core>,
+    identity: Option<HeaderValue>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let started = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
+    let route = route_label(request.extensions().get::<MatchedPath>());
     let mut response = next.run(request).await;
+    let elapsed = started.elapsed();
+    let status = response.status().as_u16();
+    core.metrics
+        .observe_request(method.as_str(), route, status, elapsed);
     if let Some(identity) = &identity {
         response
             .headers_mut()
@@ -116,10 +168,11 @@ async fn identify_and_log(request: Request, next: Next) -> Response {
         .and_then(|v| v.to_str().ok())
         .map(|v| format!(" request_identity={v}"))
         .unwrap_or_default();
+    let duration_ms = elapsed.as_secs_f64() * 1000.0;
+    // The key-values are for structured (JSON) logs; the human format shows the message.
     log::info!(
-        "{method} {path} {} {:.1}ms{identity}",
-        response.status().as_u16(),
-        started.elapsed().as_secs_f64() * 1000.0
+        method = method.as_str(), route = route, status = status, duration_ms = duration_ms;
+        "{method} {path} {status} {duration_ms:.1}ms{identity}"
     );
     response
 }

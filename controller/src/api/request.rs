@@ -3,7 +3,8 @@
 
 use std::collections::HashMap;
 
-use axum::extract::rejection::PathRejection;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value};
@@ -21,6 +22,23 @@ pub struct JsonBody(Map<String, Value>);
 impl JsonBody {
     /// Parses a body that must be a JSON object. A `Content-Type` other than JSON is refused;
     /// none at all is accepted (OSB-GEN-04).
+    /// A body the framework could not read (too large, broken stream) is 413 or 400.
+    pub fn read(
+        headers: &HeaderMap,
+        bytes: Result<Bytes, BytesRejection>,
+        limit: usize,
+    ) -> Result<Self, ApiError> {
+        let bytes = bytes.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge(limit)
+            } else {
+                ApiError::BadRequest(format!("cannot read the body: {}", rejection.body_text()))
+            }
+        })?;
+        Self::parse(headers, &bytes)
+    }
+
+    /// Parses a body that must be a JSON object (see [`JsonBody::read`]).
     pub fn parse(headers: &HeaderMap, bytes: &[u8]) -> Result<Self, ApiError> {
         if let Some(content_type) = headers.get(header::CONTENT_TYPE) {
             let content_type = content_type.to_str().unwrap_or("").to_ascii_lowercase();
@@ -157,7 +175,11 @@ pub fn failure_error(operation: &Operation) -> ApiError {
         ));
     };
     if failure.client_error {
-        return ApiError::BadRequest(failure.description.clone());
+        return if failure.unprocessable {
+            ApiError::Unprocessable(failure.description.clone())
+        } else {
+            ApiError::BadRequest(failure.description.clone())
+        };
     }
     // OSB-ERR-02: the flags only for failed update (both) and deprovision (usable).
     let (instance_usable, update_repeatable) = match operation.kind {

@@ -1,11 +1,13 @@
 //! The test harness: a broker on an ephemeral port and a client that speaks OSB to it.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde_json::{json, Value};
 use skybroker::Running;
 use skybroker_config::{Config, Secret, StorageBackend};
+use skybroker_storage::Store;
 
 pub const SERVICE: &str = "5c7e4d1b-7b44-4a0e-9a6a-5a1d1c0f0001";
 pub const SYNC: &str = "5c7e4d1b-7b44-4a0e-9a6a-5a1d1c0f1001";
@@ -32,6 +34,7 @@ pub fn fast_config(delay_ms: u64) -> Config {
     config.server.password = Some(Secret::new(PASSWORD));
     config.server.bearer_tokens = vec![Secret::new("token-abc")];
     config.storage.backend = StorageBackend::Memory;
+    config.metrics.listen = "127.0.0.1:0".parse().unwrap();
     config.engine.scan_interval_ms = 5;
     config.engine.poll_interval_ms = 20;
     config.engine.max_poll_interval_ms = 50;
@@ -59,6 +62,51 @@ impl Broker {
             client: reqwest::Client::new(),
             running: Some(running),
         }
+    }
+
+    /// A broker on `config` over `store` instead of the configured one.
+    pub async fn with_store(config: Config, store: Arc<dyn Store>) -> Broker {
+        let _ = env_logger::builder().is_test(true).try_init();
+        let running = skybroker::start_with_store(config, store)
+            .await
+            .expect("broker starts");
+        Broker {
+            url: format!("http://{}", running.addr),
+            client: reqwest::Client::new(),
+            running: Some(running),
+        }
+    }
+
+    /// `http://` and the metrics listener's address.
+    pub fn metrics_url(&self) -> String {
+        let running = self.running.as_ref().expect("running");
+        format!(
+            "http://{}",
+            running
+                .metrics_addr
+                .expect("the metrics listener is enabled")
+        )
+    }
+
+    /// GETs `path` on the metrics listener with `accept`: status, content type and body.
+    pub async fn get_admin(
+        &self,
+        path: &str,
+        accept: Option<&str>,
+    ) -> (StatusCode, String, String) {
+        let mut request = self.client.get(format!("{}{path}", self.metrics_url()));
+        if let Some(accept) = accept {
+            request = request.header("Accept", accept);
+        }
+        let response = request.send().await.expect("request sent");
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        (status, content_type, response.text().await.unwrap())
     }
 
     pub fn core(&self) -> &skybroker::core::Core {
@@ -157,6 +205,27 @@ impl Broker {
             &format!("/v2/service_instances/{id}{query}"),
         ))
         .await
+    }
+
+    pub async fn delete_instance_of(
+        &self,
+        id: &str,
+        service: &str,
+        plan: &str,
+    ) -> (StatusCode, Value) {
+        let path = format!("/v2/service_instances/{id}?service_id={service}&plan_id={plan}");
+        self.send(self.request(Method::DELETE, &path)).await
+    }
+
+    pub async fn delete_binding_of(
+        &self,
+        instance: &str,
+        id: &str,
+        service: &str,
+        plan: &str,
+    ) -> (StatusCode, Value) {
+        let path = format!("/v2/service_instances/{instance}/service_bindings/{id}?service_id={service}&plan_id={plan}");
+        self.send(self.request(Method::DELETE, &path)).await
     }
 
     pub async fn put_binding(

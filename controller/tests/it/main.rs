@@ -10,3 +10,5 @@ mod headers;
 mod instances;
 mod last_operation;
 mod lifecycle;
+mod local_db;
+mod metrics;

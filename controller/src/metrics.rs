@@ -1,0 +1,640 @@
+//! Prometheus metrics: what an operator needs to see the broker's load and health, kept in
+//! `prometheus-client` types and served by the metrics listener ([`crate::admin`]).
+//!
+//! # What is measured (every name starts with `skybroker_`)
+//! | metric | type | labels |
+//! |---|---|---|
+//! | `http_request_duration_seconds` | histogram (its `_count` counts requests) | `method`, `route`, `status` |
+//! | `store_write_duration_seconds` | histogram | |
+//! | `store_write_errors_total` | counter | `error` |
+//! | `provider_call_duration_seconds` | histogram | `provider`, `operation`, `call` |
+//! | `provider_call_errors_total` | counter | `provider`, `operation`, `call`, `error` |
+//! | `engine_polls_total` | counter (poll jobs queued) | `operation` |
+//! | `engine_scan_duration_seconds` | histogram (one scanner pass) | |
+//! | `operations_started_total` | counter | `operation` |
+//! | `operations_finished_total` | counter | `operation`, `outcome` |
+//! | `build_info` | gauge, always 1 | `version` |
+//!
+//! Read at scrape time from where the numbers already live, never kept twice:
+//! `dispatcher_queue_depth`, `dispatcher_queue_capacity`, `dispatcher_workers`,
+//! `dispatcher_busy_workers` (gauges), `dispatcher_rejected_jobs_total`,
+//! `dispatcher_completed_jobs_total`, `dispatcher_panicked_jobs_total` (counters),
+//! `engine_in_flight_operations`, `operations{state}`, `instances`, `bindings` (gauges).
+//!
+//! # Rules
+//! - **Bounded labels.** No label holds an instance, binding or operation id, a credential or
+//!   anything else a client chooses: a route is the template it matched
+//!   (`/v2/service_instances/{instance_id}`), a method outside the standard set is `other`, and
+//!   providers, operations, outcomes and errors are names fixed in the code. The number of
+//!   series is bounded by the code, not by the traffic.
+//! - **Cheap on the request path.** Counters are atomics. A histogram observation takes the
+//!   short lock of its own series (the crate has no atomic histogram); there is no lock shared
+//!   by all requests, and label sets are `&'static str`s, so recording allocates nothing.
+
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::info::Info;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+use skybroker_brokers::{BrokerError, OperationKind as PluginKind, Progress};
+use skybroker_storage::{Change, OperationKind, Revision, Store, StoreError, Write};
+
+use crate::core::Core;
+use crate::jobs::Call;
+
+/// Every metric name starts with this.
+pub const PREFIX: &str = "skybroker";
+
+/// Request latency buckets (seconds): from a map read to a synchronous call that waits.
+const HTTP_BUCKETS: [f64; 15] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+/// Store commit buckets (seconds): memory commits are microseconds, fsyncs milliseconds.
+const STORE_BUCKETS: [f64; 12] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.0,
+];
+/// Provider call buckets (seconds): cloud APIs take up to minutes.
+const PROVIDER_BUCKETS: [f64; 15] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+];
+/// Scanner pass buckets (seconds).
+const SCAN_BUCKETS: [f64; 10] = [
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25,
+];
+
+fn http_histogram() -> Histogram {
+    Histogram::new(HTTP_BUCKETS)
+}
+fn provider_histogram() -> Histogram {
+    Histogram::new(PROVIDER_BUCKETS)
+}
+
+/// A family of histograms built by a plain function (so the family is `Debug`).
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// Labels of a request.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    method: &'static str,
+    route: &'static str,
+    status: u16,
+}
+
+/// Labels of a plugin call.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CallLabels {
+    provider: &'static str,
+    operation: &'static str,
+    call: &'static str,
+}
+
+/// Labels of a failed plugin call.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CallErrorLabels {
+    provider: &'static str,
+    operation: &'static str,
+    call: &'static str,
+    error: &'static str,
+}
+
+/// Labels naming an operation kind.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperationLabels {
+    operation: &'static str,
+}
+
+/// Labels of a finished operation.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    operation: &'static str,
+    outcome: &'static str,
+}
+
+/// Labels of a store error.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ErrorLabels {
+    error: &'static str,
+}
+
+/// Labels of a state gauge.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    state: &'static str,
+}
+
+/// How an operation ended, as the `outcome` label says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// It succeeded.
+    Succeeded,
+    /// It failed (the provider said so, an error, or its deadline).
+    Failed,
+    /// A delete halted it while it ran (D-17).
+    Halted,
+    /// A synchronous request could not be queued in time and was undone (D-11).
+    QueueFull,
+}
+
+impl Outcome {
+    fn label(self) -> &'static str {
+        match self {
+            Outcome::Succeeded => "succeeded",
+            Outcome::Failed => "failed",
+            Outcome::Halted => "halted",
+            Outcome::QueueFull => "queue_full",
+        }
+    }
+}
+
+/// The operations a batch of changes starts and halts, noted before the commit consumes the
+/// batch and recorded ([`Metrics::record_admitted`]) once it succeeded. In a batch that admits
+/// work, an operation written in progress is new, and one written finished is a running
+/// create the new delete halts (D-17).
+#[derive(Debug, Default)]
+pub struct Admitted(Vec<(OperationKind, bool)>);
+
+impl Admitted {
+    /// Notes the operations `changes` writes.
+    pub fn of(changes: &[Change]) -> Admitted {
+        Admitted(
+            changes
+                .iter()
+                .filter_map(|change| match change {
+                    Change::PutOperation(operation) => {
+                        Some((operation.kind, operation.in_progress()))
+                    }
+                    _ => None,
+                })
+                .collect(),
+        )
+    }
+}
+
+/// The broker's metrics. One instance per broker, shared by the HTTP layer, the engine, the
+/// workers and the store wrapper; every method may be called from any thread.
+#[derive(Debug)]
+pub struct Metrics {
+    /// Requests by method, route and status.
+    requests: HistogramFamily<RequestLabels>,
+    /// Store commits.
+    store_writes: Histogram,
+    /// Failed store commits by error.
+    store_errors: Family<ErrorLabels, Counter>,
+    /// Plugin calls.
+    provider_calls: HistogramFamily<CallLabels>,
+    /// Plugin calls that returned an error.
+    provider_errors: Family<CallErrorLabels, Counter>,
+    /// Poll jobs queued.
+    polls: Family<OperationLabels, Counter>,
+    /// Scanner passes.
+    scans: Histogram,
+    /// Operations admitted.
+    started: Family<OperationLabels, Counter>,
+    /// Operations ended.
+    finished: Family<OutcomeLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Metrics at zero.
+    pub fn new() -> Self {
+        Metrics {
+            requests: Family::new_with_constructor(http_histogram as fn() -> Histogram),
+            store_writes: Histogram::new(STORE_BUCKETS),
+            store_errors: Family::default(),
+            provider_calls: Family::new_with_constructor(provider_histogram as fn() -> Histogram),
+            provider_errors: Family::default(),
+            polls: Family::default(),
+            scans: Histogram::new(SCAN_BUCKETS),
+            started: Family::default(),
+            finished: Family::default(),
+        }
+    }
+
+    /// A registry exposing these metrics and the scrape-time values of `core` (held weakly:
+    /// the registry never keeps a broker that shut down alive).
+    pub fn registry(&self, core: Weak<Core>) -> Registry {
+        let mut registry = Registry::with_prefix(PREFIX);
+        registry.register(
+            "http_request_duration_seconds",
+            "OSB requests by method, route template and status, and how long they took",
+            self.requests.clone(),
+        );
+        registry.register(
+            "store_write_duration_seconds",
+            "Store commits and how long they took",
+            self.store_writes.clone(),
+        );
+        registry.register(
+            "store_write_errors",
+            "Store commits that failed, by error",
+            self.store_errors.clone(),
+        );
+        registry.register(
+            "provider_call_duration_seconds",
+            "Plugin calls by provider, operation and call (start or poll), and how long they took",
+            self.provider_calls.clone(),
+        );
+        registry.register(
+            "provider_call_errors",
+            "Plugin calls that returned an error, by provider, operation, call and error",
+            self.provider_errors.clone(),
+        );
+        registry.register(
+            "engine_polls",
+            "Poll calls the engine queued, by operation",
+            self.polls.clone(),
+        );
+        registry.register(
+            "engine_scan_duration_seconds",
+            "Passes of the engine's scanner over the due operations, and how long they took",
+            self.scans.clone(),
+        );
+        registry.register(
+            "operations_started",
+            "Operations admitted, by operation",
+            self.started.clone(),
+        );
+        registry.register(
+            "operations_finished",
+            "Operations ended, by operation and outcome",
+            self.finished.clone(),
+        );
+        registry.register(
+            "build",
+            "The running build",
+            Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
+        );
+        registry.register_collector(Box::new(ScrapeTime { core }));
+        registry
+    }
+
+    /// Records one answered OSB request.
+    pub fn observe_request(
+        &self,
+        method: &str,
+        route: &'static str,
+        status: u16,
+        elapsed: Duration,
+    ) {
+        let labels = RequestLabels {
+            method: method_label(method),
+            route,
+            status,
+        };
+        self.requests
+            .get_or_create(&labels)
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Records one store commit.
+    pub fn observe_store_write(&self, elapsed: Duration, result: Result<(), &StoreError>) {
+        self.store_writes.observe(elapsed.as_secs_f64());
+        if let Err(err) = result {
+            self.store_errors
+                .get_or_create(&ErrorLabels {
+                    error: store_error_label(err),
+                })
+                .inc();
+        }
+    }
+
+    /// Records one plugin call and, if it returned an error, which.
+    pub fn observe_plugin_call(
+        &self,
+        provider: &'static str,
+        kind: PluginKind,
+        call: Call,
+        elapsed: Duration,
+        result: &Result<Progress, BrokerError>,
+    ) {
+        let operation = crate::jobs::kind_name(kind);
+        let call = match call {
+            Call::Start => "start",
+            Call::Poll => "poll",
+        };
+        self.provider_calls
+            .get_or_create(&CallLabels {
+                provider,
+                operation,
+                call,
+            })
+            .observe(elapsed.as_secs_f64());
+        if let Err(err) = result {
+            self.provider_errors
+                .get_or_create(&CallErrorLabels {
+                    provider,
+                    operation,
+                    call,
+                    error: broker_error_label(err),
+                })
+                .inc();
+        }
+    }
+
+    /// Records a poll job queued for an operation of `kind`.
+    pub fn poll_queued(&self, kind: OperationKind) {
+        self.polls
+            .get_or_create(&OperationLabels {
+                operation: kind.name(),
+            })
+            .inc();
+    }
+
+    /// Records one pass of the scanner.
+    pub fn observe_scan(&self, elapsed: Duration) {
+        self.scans.observe(elapsed.as_secs_f64());
+    }
+
+    /// Records what a committed batch started and halted.
+    pub fn record_admitted(&self, admitted: Admitted) {
+        for (kind, started) in admitted.0 {
+            if started {
+                self.operation_started(kind);
+            } else {
+                self.operation_finished(kind, Outcome::Halted);
+            }
+        }
+    }
+
+    /// Records an operation admitted.
+    pub fn operation_started(&self, kind: OperationKind) {
+        self.started
+            .get_or_create(&OperationLabels {
+                operation: kind.name(),
+            })
+            .inc();
+    }
+
+    /// Records an operation ended.
+    pub fn operation_finished(&self, kind: OperationKind, outcome: Outcome) {
+        self.finished
+            .get_or_create(&OutcomeLabels {
+                operation: kind.name(),
+                outcome: outcome.label(),
+            })
+            .inc();
+    }
+}
+
+/// The `method` label: the standard methods by name, anything else `other` (a client may send
+/// any token as a method, and labels must stay bounded).
+fn method_label(method: &str) -> &'static str {
+    match method {
+        "GET" => "GET",
+        "PUT" => "PUT",
+        "PATCH" => "PATCH",
+        "DELETE" => "DELETE",
+        "POST" => "POST",
+        "HEAD" => "HEAD",
+        "OPTIONS" => "OPTIONS",
+        _ => "other",
+    }
+}
+
+fn store_error_label(err: &StoreError) -> &'static str {
+    match err {
+        StoreError::Conflict { .. } => "conflict",
+        StoreError::Unavailable(_) => "unavailable",
+        StoreError::Corrupt { .. } => "corrupt",
+        StoreError::Backend(_) => "backend",
+        // The enum is non-exhaustive: a variant added later is still counted.
+        _ => "other",
+    }
+}
+
+// The enum may grow: a variant added later is still counted, as `other`.
+#[allow(unreachable_patterns)]
+fn broker_error_label(err: &BrokerError) -> &'static str {
+    match err {
+        BrokerError::InvalidParameters(_) => "invalid_parameters",
+        BrokerError::NotFound(_) => "not_found",
+        BrokerError::Unprocessable(_) => "unprocessable",
+        BrokerError::Unauthenticated(_) => "unauthenticated",
+        BrokerError::Failed(_) => "failed",
+        BrokerError::Transient(_) => "transient",
+        BrokerError::Provider { .. } => "provider",
+        _ => "other",
+    }
+}
+
+/// The values read from the broker at each scrape.
+#[derive(Debug)]
+struct ScrapeTime {
+    core: Weak<Core>,
+}
+
+/// Writes one unlabelled gauge.
+fn gauge(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: i64) -> std::fmt::Result {
+    let metric = ConstGauge::new(value);
+    metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
+}
+
+/// Writes one unlabelled counter (`_total` is appended by the encoder).
+fn counter(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    value: u64,
+) -> std::fmt::Result {
+    let metric = ConstCounter::new(value);
+    metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
+}
+
+fn to_i64(value: usize) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+impl Collector for ScrapeTime {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
+        // Gone only while the broker shuts down: report nothing rather than zeros.
+        let Some(core) = self.core.upgrade() else {
+            return Ok(());
+        };
+        let stats = core.dispatcher.stats();
+        let e = &mut encoder;
+        gauge(
+            e,
+            "dispatcher_queue_depth",
+            "Jobs waiting for a worker.",
+            to_i64(stats.queue_depth),
+        )?;
+        gauge(
+            e,
+            "dispatcher_queue_capacity",
+            "Jobs the queue holds.",
+            to_i64(stats.capacity),
+        )?;
+        gauge(
+            e,
+            "dispatcher_workers",
+            "Worker threads.",
+            to_i64(stats.workers),
+        )?;
+        gauge(
+            e,
+            "dispatcher_busy_workers",
+            "Workers running a plugin call.",
+            to_i64(stats.busy_workers),
+        )?;
+        counter(
+            e,
+            "dispatcher_rejected_jobs",
+            "Jobs refused because the queue was full (retried later).",
+            stats.rejected,
+        )?;
+        counter(e, "dispatcher_completed_jobs", "Jobs run.", stats.completed)?;
+        counter(
+            e,
+            "dispatcher_panicked_jobs",
+            "Jobs whose plugin call panicked.",
+            stats.panicked,
+        )?;
+        gauge(
+            e,
+            "engine_in_flight_operations",
+            "Operations in progress the engine drives (scheduled or on a worker).",
+            to_i64(core.engine.in_flight()),
+        )?;
+        let counts = core.state.counts();
+        gauge(
+            e,
+            "instances",
+            "Service instances in the state map.",
+            to_i64(counts.instances),
+        )?;
+        gauge(
+            e,
+            "bindings",
+            "Service bindings in the state map.",
+            to_i64(counts.bindings),
+        )?;
+        let operations = core.state.operation_counts();
+        let mut family = encoder.encode_descriptor(
+            "operations",
+            "Operation records in the state map by state (finished ones are kept for the retention).",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (state, value) in [
+            ("in_progress", operations.in_progress),
+            ("succeeded", operations.succeeded),
+            ("failed", operations.failed),
+        ] {
+            let labels = StateLabels { state };
+            ConstGauge::new(to_i64(value)).encode(family.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+}
+
+/// A [`Store`] that times every commit and counts its errors, around the configured one.
+#[derive(Debug)]
+pub struct MeteredStore {
+    /// The store that does the work.
+    inner: Arc<dyn Store>,
+    /// Where the timings go.
+    metrics: Arc<Metrics>,
+}
+
+impl MeteredStore {
+    /// Wraps `inner`.
+    pub fn wrap(inner: Arc<dyn Store>, metrics: Arc<Metrics>) -> Arc<dyn Store> {
+        Arc::new(MeteredStore { inner, metrics })
+    }
+}
+
+#[async_trait]
+impl Store for MeteredStore {
+    async fn load(&self) -> Result<Vec<skybroker_storage::Entry>, StoreError> {
+        self.inner.load().await
+    }
+
+    async fn commit(&self, writes: Vec<Write>) -> Result<Revision, StoreError> {
+        let started = Instant::now();
+        let result = self.inner.commit(writes).await;
+        self.metrics
+            .observe_store_write(started.elapsed(), result.as_ref().map(|_| ()));
+        result
+    }
+
+    async fn check(&self) -> Result<(), StoreError> {
+        self.inner.check().await
+    }
+
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exposition(metrics: &Metrics) -> String {
+        let registry = metrics.registry(Weak::new());
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        text
+    }
+
+    #[test]
+    fn unknown_methods_share_one_label() {
+        assert_eq!(method_label("PUT"), "PUT");
+        assert_eq!(method_label("BREW"), "other");
+        assert_eq!(method_label("get"), "other");
+    }
+
+    #[test]
+    fn recorded_values_appear_with_bounded_labels() {
+        let metrics = Metrics::new();
+        metrics.observe_request(
+            "PUT",
+            "/v2/service_instances/{instance_id}",
+            202,
+            Duration::from_millis(3),
+        );
+        metrics.observe_store_write(
+            Duration::from_micros(50),
+            Err(&StoreError::Conflict {
+                key: "instances/secret-id".into(),
+            }),
+        );
+        metrics.observe_plugin_call(
+            "sandbox",
+            PluginKind::Provision,
+            Call::Poll,
+            Duration::from_millis(1),
+            &Err(BrokerError::Transient("throttled for account 1234".into())),
+        );
+        metrics.operation_finished(OperationKind::Bind, Outcome::QueueFull);
+        let text = exposition(&metrics);
+        for expected in [
+            r#"skybroker_http_request_duration_seconds_count{method="PUT",route="/v2/service_instances/{instance_id}",status="202"} 1"#,
+            r#"skybroker_store_write_errors_total{error="conflict"} 1"#,
+            r#"skybroker_provider_call_errors_total{provider="sandbox",operation="provision",call="poll",error="transient"} 1"#,
+            r#"skybroker_operations_finished_total{operation="bind",outcome="queue_full"} 1"#,
+            r#"skybroker_build_info{version=""#,
+        ] {
+            assert!(text.contains(expected), "{expected} missing from\n{text}");
+        }
+        // Error messages and keys never become labels.
+        assert!(
+            !text.contains("secret-id") && !text.contains("1234"),
+            "{text}"
+        );
+    }
+}
