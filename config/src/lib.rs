@@ -171,9 +171,12 @@ pub struct StorageConfig {
     /// Directory of the embedded store (`SKYBROKER_DATA_DIR`).
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
+    /// The etcd cluster, for `backend = "etcd"`.
+    #[serde(default)]
+    pub etcd: EtcdConfig,
 }
 
-/// The `Store` backends.
+/// The `Store` backends (`SKYBROKER_STORAGE`).
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum StorageBackend {
@@ -182,6 +185,72 @@ pub enum StorageBackend {
     Embedded,
     /// In memory only: nothing survives a restart (tests, demos).
     Memory,
+    /// An etcd cluster: durable, shared by several replicas.
+    Etcd,
+}
+
+impl std::str::FromStr for StorageBackend {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        match name {
+            "embedded" => Ok(StorageBackend::Embedded),
+            "memory" => Ok(StorageBackend::Memory),
+            "etcd" => Ok(StorageBackend::Etcd),
+            other => Err(format!(
+                "unknown storage backend {other:?} (options are: embedded, memory, etcd)"
+            )),
+        }
+    }
+}
+
+/// `[storage.etcd]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EtcdConfig {
+    /// Client URLs (`SKYBROKER_ETCD_ENDPOINTS`, comma-separated).
+    #[serde(default = "default_etcd_endpoints")]
+    pub endpoints: Vec<String>,
+    /// Every key lives under this prefix (`SKYBROKER_ETCD_PREFIX`).
+    #[serde(default = "default_etcd_prefix")]
+    pub prefix: String,
+    /// etcd user (`SKYBROKER_ETCD_USERNAME`).
+    #[serde(default)]
+    pub username: Option<String>,
+    /// etcd password (`SKYBROKER_ETCD_PASSWORD`).
+    #[serde(default)]
+    pub password: Option<Secret>,
+    /// File holding the password (a mounted secret).
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// CA certificate (PEM) that signed etcd's certificate: turns TLS on.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate (PEM) for mutual TLS.
+    #[serde(default)]
+    pub cert_file: Option<PathBuf>,
+    /// Client key (PEM) for mutual TLS.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// Seconds before a dead replica's operations are taken over by another.
+    #[serde(default = "default_lease_ttl")]
+    pub lease_ttl_secs: u64,
+    /// Deadline of every etcd request, in seconds.
+    #[serde(default = "default_etcd_timeout")]
+    pub request_timeout_secs: u64,
+}
+
+fn default_etcd_endpoints() -> Vec<String> {
+    vec!["http://127.0.0.1:2379".to_owned()]
+}
+fn default_etcd_prefix() -> String {
+    "/skybroker/".to_owned()
+}
+fn default_lease_ttl() -> u64 {
+    10
+}
+fn default_etcd_timeout() -> u64 {
+    5
 }
 
 /// `[dispatcher]`.
@@ -306,6 +375,7 @@ macro_rules! defaults_from_serde {
 defaults_from_serde!(
     ServerConfig,
     StorageConfig,
+    EtcdConfig,
     DispatcherConfig,
     EngineConfig,
     MetricsConfig
@@ -357,6 +427,39 @@ impl Config {
         }
         if let Some(password) = env.get("SKYBROKER_PASSWORD") {
             self.server.password = Some(Secret::new(password.clone()));
+        }
+        if let Some(backend) = env.get("SKYBROKER_STORAGE") {
+            self.storage.backend = backend.parse().map_err(|message| ConfigError::Env {
+                name: "SKYBROKER_STORAGE",
+                message,
+            })?;
+        }
+        let etcd = &mut self.storage.etcd;
+        if let Some(endpoints) = env.get("SKYBROKER_ETCD_ENDPOINTS") {
+            etcd.endpoints = endpoints
+                .split(',')
+                .map(str::trim)
+                .filter(|e| !e.is_empty())
+                .map(str::to_owned)
+                .collect();
+        }
+        if let Some(prefix) = env.get("SKYBROKER_ETCD_PREFIX") {
+            etcd.prefix = prefix.clone();
+        }
+        if let Some(username) = env.get("SKYBROKER_ETCD_USERNAME") {
+            etcd.username = Some(username.clone());
+        }
+        if let Some(password) = env.get("SKYBROKER_ETCD_PASSWORD") {
+            etcd.password = Some(Secret::new(password.clone()));
+        }
+        if etcd.password.is_none() {
+            if let Some(path) = &etcd.password_file {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                etcd.password = Some(Secret::new(text.trim_end_matches(['\r', '\n'])));
+            }
         }
         if let Some(dir) = env.get("SKYBROKER_DATA_DIR") {
             self.storage.data_dir = PathBuf::from(dir);

@@ -50,6 +50,17 @@ pub struct Finished {
     pub binding: Option<ServiceBinding>,
 }
 
+/// How often a replica tries to claim an operation another replica drives.
+const CLAIM_RETRY_MS: u64 = 1000;
+
+/// Gives up the claim on a finished operation; a failure only delays other replicas'
+/// standby (the claim lapses with the lease anyway).
+async fn release(core: &Core, operation_id: &str) {
+    if let Err(err) = core.state.store().release(operation_id).await {
+        log::debug!("operation {operation_id}: claim not released ({err})");
+    }
+}
+
 /// Plugin calls a synchronous operation gets when they fail transiently.
 const SYNC_ATTEMPTS: u32 = 3;
 
@@ -130,7 +141,8 @@ impl Engine {
         self.wake.notify_one();
     }
 
-    fn schedule_at(&self, operation_id: &str, due: UnixMillis) {
+    /// Makes an operation due at `due`.
+    pub fn schedule_at(&self, operation_id: &str, due: UnixMillis) {
         lock(&self.schedule).insert(operation_id, due);
     }
 
@@ -238,6 +250,20 @@ async fn dispatch(core: &Core, operation_id: &str) {
         core.engine.schedule_at(operation_id, retry_soon);
         return;
     }
+    // With several replicas on one store, exactly one drives each operation; the others
+    // try again now and then, to take over when the owner dies (its claim lapses).
+    match core.state.store().claim(operation_id).await {
+        Ok(true) => {}
+        Ok(false) => {
+            core.engine.schedule_at(operation_id, now + CLAIM_RETRY_MS);
+            return;
+        }
+        Err(err) => {
+            log::debug!("operation {operation_id}: cannot claim it now ({err})");
+            core.engine.schedule_at(operation_id, now + CLAIM_RETRY_MS);
+            return;
+        }
+    }
     if now > operation.deadline {
         let failure = timeout_failure(&operation);
         finish_failed(core, operation, failure).await;
@@ -289,6 +315,7 @@ async fn dispatch(core: &Core, operation_id: &str) {
                         .operation_finished(operation.kind, MetricOutcome::QueueFull),
                     Err(err) => log::warn!("reverting {operation_id} not persisted: {err}"),
                 }
+                release(core, operation_id).await;
                 core.engine.notify(operation_id, SyncOutcome::QueueFull);
             } else {
                 core.engine.schedule_at(operation_id, retry_soon);
@@ -798,6 +825,7 @@ async fn finish(core: &Core, operation: Operation, mut changes: Vec<Change>) {
             };
             core.metrics.operation_finished(operation.kind, outcome);
             core.engine.record_finished(&operation);
+            release(core, &operation.id).await;
             notify_finished(core, operation);
         }
         Err(err) => retry_later(core, &operation.id, err),

@@ -9,6 +9,7 @@
 //! - [`engine`]: the status-scanning engine (schedule, dispatch, apply, clean-up).
 //! - [`jobs`]: the plugin calls the dispatcher runs.
 //! - [`locks`]: per-instance locks for read-decide-commit.
+//! - [`replicas`]: following other replicas' changes on a shared store (etcd).
 //! - [`schemas`]: compiled parameter schemas.
 //! - [`server`]: wiring, start and orderly shutdown.
 //! - [`metrics`]: the Prometheus metrics and the store wrapper that times commits.
@@ -31,6 +32,7 @@ pub mod lifecycle;
 pub mod locks;
 pub mod logging;
 pub mod metrics;
+pub mod replicas;
 pub mod schemas;
 pub mod server;
 

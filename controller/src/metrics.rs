@@ -578,6 +578,21 @@ impl Store for MeteredStore {
     fn name(&self) -> &'static str {
         self.inner.name()
     }
+
+    async fn watch(
+        &self,
+    ) -> Result<Option<tokio::sync::mpsc::Receiver<skybroker_storage::WatchEvent>>, StoreError>
+    {
+        self.inner.watch().await
+    }
+
+    async fn claim(&self, operation_id: &str) -> Result<bool, StoreError> {
+        self.inner.claim(operation_id).await
+    }
+
+    async fn release(&self, operation_id: &str) -> Result<(), StoreError> {
+        self.inner.release(operation_id).await
+    }
 }
 
 #[cfg(test)]

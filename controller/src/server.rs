@@ -21,7 +21,7 @@ use anyhow::{bail, Context};
 use skybroker_brokers::BrokerRegistry;
 use skybroker_config::{Config, Problem, Secret, Severity, StorageBackend};
 use skybroker_dispatcher::Dispatcher;
-use skybroker_storage::{EmbeddedStore, MemoryStore, StateMap, Store};
+use skybroker_storage::{EmbeddedStore, EtcdOptions, EtcdStore, MemoryStore, StateMap, Store};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -127,6 +127,41 @@ async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
             log::warn!("memory store: nothing survives a restart");
             Arc::new(MemoryStore::new())
         }
+        StorageBackend::Etcd => {
+            let etcd = &config.storage.etcd;
+            let read = |path: &Option<std::path::PathBuf>| -> anyhow::Result<Option<Vec<u8>>> {
+                path.as_ref()
+                    .map(|p| std::fs::read(p).with_context(|| format!("reading {}", p.display())))
+                    .transpose()
+            };
+            let identity = match (read(&etcd.cert_file)?, read(&etcd.key_file)?) {
+                (Some(cert), Some(key)) => Some((cert, key)),
+                (None, None) => None,
+                _ => bail!("storage.etcd: cert_file and key_file go together"),
+            };
+            let options = EtcdOptions {
+                endpoints: etcd.endpoints.clone(),
+                prefix: etcd.prefix.clone(),
+                user: etcd.username.clone().map(|user| {
+                    let password = etcd.password.as_ref().map(|p| p.expose().to_owned());
+                    (user, password.unwrap_or_default())
+                }),
+                ca_pem: read(&etcd.ca_file)?,
+                identity_pem: identity,
+                lease_ttl: Duration::from_secs(etcd.lease_ttl_secs),
+                request_timeout: Duration::from_secs(etcd.request_timeout_secs),
+            };
+            log::info!(
+                "etcd store at {} under {}",
+                etcd.endpoints.join(","),
+                etcd.prefix
+            );
+            Arc::new(
+                EtcdStore::connect(options).await.with_context(|| {
+                    format!("connecting to etcd at {}", etcd.endpoints.join(","))
+                })?,
+            )
+        }
     })
 }
 
@@ -230,6 +265,15 @@ async fn start_on(config: Config, store: Option<Arc<dyn Store>>) -> anyhow::Resu
         applier_stopped,
     ));
 
+    // Several replicas on one store: follow the others' changes.
+    let follower = core.state.store().watch().await?.map(|changes| {
+        tokio::spawn(crate::replicas::follow(
+            Arc::clone(&core),
+            changes,
+            stop_engine.subscribe(),
+        ))
+    });
+
     let app = crate::api::router(Arc::clone(&core));
     let http = tokio::spawn(async move {
         let signal = async move {
@@ -254,6 +298,9 @@ async fn start_on(config: Config, store: Option<Arc<dyn Store>>) -> anyhow::Resu
         let _ = stop_engine.send(true);
         let _ = scanner.await;
         let _ = cleanup.await;
+        if let Some(follower) = follower {
+            let _ = follower.await;
+        }
         let dispatcher_core = Arc::clone(&drain_core);
         let handed_back =
             tokio::task::spawn_blocking(move || dispatcher_core.dispatcher.shutdown())

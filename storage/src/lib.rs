@@ -4,7 +4,7 @@
 //! # Layout
 //! - [`model`]: the stored records.
 //! - [`store`]: the `Store` trait (revisions, conditional batch commits).
-//! - [`memory`], [`embedded`]: the backends (the etcd one comes with its own issue).
+//! - [`memory`], [`embedded`], [`etcd`]: the backends.
 //! - [`map`]: the `StateMap` every reader uses.
 //! - `testing`: the conformance suite every backend runs.
 //!
@@ -13,6 +13,7 @@
 #![warn(missing_docs)]
 
 pub mod embedded;
+pub mod etcd;
 pub mod map;
 pub mod memory;
 pub mod model;
@@ -21,7 +22,8 @@ pub mod store;
 pub mod testing;
 
 pub use embedded::EmbeddedStore;
+pub use etcd::{EtcdOptions, EtcdStore};
 pub use map::{Change, Counts, OperationCounts, StateMap, Target};
 pub use memory::MemoryStore;
 pub use model::*;
-pub use store::{Entry, Expect, Revision, Store, StoreError, Write};
+pub use store::{Entry, Expect, Revision, Store, StoreError, WatchEvent, Write};

@@ -16,7 +16,7 @@ use std::sync::{Arc, RwLock};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::model::{Operation, OperationState, ServiceBinding, ServiceInstance};
-use crate::store::{Expect, Revision, Store, StoreError, Write};
+use crate::store::{Entry, Expect, Revision, Store, StoreError, WatchEvent, Write};
 
 /// The version of the record envelope written today.
 const RECORD_VERSION: u32 = 1;
@@ -192,6 +192,57 @@ impl Maps {
         }
     }
 
+    /// Everything `store` holds.
+    async fn load(store: &dyn Store) -> Result<Maps, StoreError> {
+        let mut maps = Maps::default();
+        for entry in store.load().await? {
+            maps.apply_entry(&entry)?;
+        }
+        Ok(maps)
+    }
+
+    /// Puts one stored entry into the maps; returns the operation when it is one.
+    fn apply_entry(&mut self, entry: &Entry) -> Result<Option<Operation>, StoreError> {
+        let (kind, _) = entry
+            .key
+            .split_once('/')
+            .unwrap_or((entry.key.as_str(), ""));
+        match kind {
+            "instances" => self.put_instance(entry.revision, decode(&entry.key, &entry.value)?),
+            "bindings" => self.put_binding(entry.revision, decode(&entry.key, &entry.value)?),
+            "operations" => {
+                let operation: Operation = decode(&entry.key, &entry.value)?;
+                self.put_operation(entry.revision, operation.clone());
+                return Ok(Some(operation));
+            }
+            _ => log::warn!("ignoring unknown store key {:?}", entry.key),
+        }
+        Ok(None)
+    }
+
+    /// The revision the maps hold for a store key.
+    fn revision_of(&self, key: &str) -> Option<Revision> {
+        let (kind, id) = key.split_once('/')?;
+        match kind {
+            "instances" => self.instances.get(id).map(|e| e.0),
+            "bindings" => self.bindings.get(id).map(|e| e.0),
+            "operations" => self.operations.get(id).map(|e| e.0),
+            _ => None,
+        }
+    }
+
+    /// Removes the record of a store key.
+    fn remove_key(&mut self, key: &str) {
+        match key.split_once('/') {
+            Some(("instances", id)) => {
+                self.instances.remove(id);
+            }
+            Some(("bindings", id)) => self.delete_binding(id),
+            Some(("operations", id)) => self.delete_operation(id),
+            _ => {}
+        }
+    }
+
     fn expect(&self, change: &Change) -> (String, Expect) {
         let revision_of = |found: Option<Revision>| found.map_or(Expect::Absent, Expect::Revision);
         match change {
@@ -229,25 +280,56 @@ impl StateMap {
     /// # Errors
     /// The store cannot be read, or holds a record this build cannot decode.
     pub async fn open(store: Arc<dyn Store>) -> Result<StateMap, StoreError> {
-        let mut maps = Maps::default();
-        for entry in store.load().await? {
-            let (kind, _) = entry
-                .key
-                .split_once('/')
-                .unwrap_or((entry.key.as_str(), ""));
-            match kind {
-                "instances" => maps.put_instance(entry.revision, decode(&entry.key, &entry.value)?),
-                "bindings" => maps.put_binding(entry.revision, decode(&entry.key, &entry.value)?),
-                "operations" => {
-                    maps.put_operation(entry.revision, decode(&entry.key, &entry.value)?)
-                }
-                _ => log::warn!("ignoring unknown store key {:?}", entry.key),
-            }
-        }
+        let maps = Maps::load(store.as_ref()).await?;
         Ok(StateMap {
             store,
             maps: RwLock::new(maps),
         })
+    }
+
+    /// Replaces everything with what the store holds now (after a watch reset).
+    ///
+    /// # Errors
+    /// The store cannot be read; the map is then unchanged.
+    pub async fn reload(&self) -> Result<(), StoreError> {
+        let maps = Maps::load(self.store.as_ref()).await?;
+        *self.maps.write().unwrap_or_else(|e| e.into_inner()) = maps;
+        Ok(())
+    }
+
+    /// Applies changes other processes made (from [`Store::watch`]); returns the operations
+    /// they left in progress, which this process must be ready to drive if their owner dies.
+    /// A change no newer than what the map holds (this process's own commits come back
+    /// through the watch) is skipped.
+    pub fn apply_remote(&self, events: Vec<WatchEvent>) -> Vec<Operation> {
+        let mut maps = self.maps.write().unwrap_or_else(|e| e.into_inner());
+        let mut in_progress = Vec::new();
+        for event in events {
+            match event {
+                WatchEvent::Put(entry) => {
+                    if maps
+                        .revision_of(&entry.key)
+                        .is_some_and(|r| r >= entry.revision)
+                    {
+                        continue;
+                    }
+                    match maps.apply_entry(&entry) {
+                        Ok(Some(operation)) if operation.in_progress() => {
+                            in_progress.push(operation)
+                        }
+                        Ok(_) => {}
+                        Err(err) => log::warn!("ignoring a remote change: {err}"),
+                    }
+                }
+                WatchEvent::Delete { key, revision } => {
+                    if maps.revision_of(&key).is_some_and(|r| r < revision) {
+                        maps.remove_key(&key);
+                    }
+                }
+                WatchEvent::Reset => {}
+            }
+        }
+        in_progress
     }
 
     /// The store underneath.

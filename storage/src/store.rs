@@ -6,6 +6,7 @@
 //! can turn it into one transaction and several replicas never lose an update.
 
 use async_trait::async_trait;
+use tokio::sync::mpsc;
 
 /// A store revision; every commit gets a new, larger one.
 pub type Revision = u64;
@@ -95,6 +96,41 @@ pub trait Store: std::fmt::Debug + Send + Sync + 'static {
 
     /// A short name for logs ("memory", "embedded", "etcd").
     fn name(&self) -> &'static str;
+
+    /// Changes other processes commit from the last [`Store::load`] on, as they happen;
+    /// `None` for a store no other process writes (memory, embedded). After a
+    /// [`WatchEvent::Reset`] the caller loads everything again and watches anew.
+    async fn watch(&self) -> Result<Option<mpsc::Receiver<WatchEvent>>, StoreError> {
+        Ok(None)
+    }
+
+    /// Claims the right to drive an operation for this process. `false` when another live
+    /// process holds it; a claim lapses when its process dies, so another takes over.
+    /// Stores with a single process always grant it.
+    async fn claim(&self, _operation_id: &str) -> Result<bool, StoreError> {
+        Ok(true)
+    }
+
+    /// Gives a claim up (the operation finished).
+    async fn release(&self, _operation_id: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+/// A change another process made, from [`Store::watch`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WatchEvent {
+    /// A key was written.
+    Put(Entry),
+    /// A key was deleted by the commit at `revision`.
+    Delete {
+        /// The key.
+        key: String,
+        /// The deleting commit's revision.
+        revision: Revision,
+    },
+    /// Changes were lost (history compacted, watch broken beyond repair): load again.
+    Reset,
 }
 
 #[cfg(test)]

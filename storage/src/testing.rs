@@ -117,3 +117,32 @@ pub async fn conformance(store: &dyn Store) {
         .collect();
     assert_eq!(keys, ["instances/a", "instances/x/y %z", "operations/o1"]);
 }
+
+/// The etcd to test against (`SKYBROKER_TEST_ETCD`, set by the README test command), or
+/// `None` when unset: the caller is skipped, loudly, or fails under CI.
+pub fn etcd_endpoint() -> Option<String> {
+    match std::env::var("SKYBROKER_TEST_ETCD") {
+        Ok(endpoint) if !endpoint.is_empty() => Some(endpoint),
+        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("SKYBROKER_TEST_ETCD is not set under CI: the README test command starts etcd")
+        }
+        _ => {
+            eprintln!("SKIPPED: set SKYBROKER_TEST_ETCD=http://host:port to run this test");
+            None
+        }
+    }
+}
+
+/// Options for a fresh, empty key space on `endpoint` (a unique prefix per call), with a
+/// short lease so lapsed claims show quickly.
+pub fn etcd_options(endpoint: &str) -> crate::etcd::EtcdOptions {
+    crate::etcd::EtcdOptions {
+        endpoints: vec![endpoint.to_owned()],
+        prefix: format!("/skybroker-test/{}/", uuid::Uuid::new_v4().simple()),
+        user: None,
+        ca_pem: None,
+        identity_pem: None,
+        lease_ttl: std::time::Duration::from_secs(2),
+        request_timeout: std::time::Duration::from_secs(5),
+    }
+}

@@ -33,7 +33,18 @@ pub fn fast_config(delay_ms: u64) -> Config {
     config.server.username = USER.to_owned();
     config.server.password = Some(Secret::new(PASSWORD));
     config.server.bearer_tokens = vec![Secret::new("token-abc")];
-    config.storage.backend = StorageBackend::Memory;
+    // SKYBROKER_TEST_STORE=etcd runs the whole suite on etcd (a fresh prefix per broker).
+    match std::env::var("SKYBROKER_TEST_STORE").as_deref() {
+        Ok("etcd") => {
+            let endpoint = std::env::var("SKYBROKER_TEST_ETCD").expect("SKYBROKER_TEST_ETCD");
+            config.storage.backend = StorageBackend::Etcd;
+            config.storage.etcd.endpoints = vec![endpoint];
+            config.storage.etcd.prefix =
+                format!("/skybroker-it/{}/", uuid::Uuid::new_v4().simple());
+            config.storage.etcd.lease_ttl_secs = 2;
+        }
+        _ => config.storage.backend = StorageBackend::Memory,
+    }
     config.metrics.listen = "127.0.0.1:0".parse().unwrap();
     config.engine.scan_interval_ms = 5;
     config.engine.poll_interval_ms = 20;

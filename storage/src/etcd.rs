@@ -1,0 +1,580 @@
+//! The etcd store: durable, consistent state shared by several controller replicas.
+//!
+//! # Key layout (under the configured prefix, `/skybroker/` by default)
+//! - `instances/<id>`, `bindings/<id>`, `operations/<id>`: the records, JSON in a versioned
+//!   envelope (written by the map; this module only moves bytes).
+//! - `owners/<operation id>`: which replica drives an in-flight operation; the value is the
+//!   replica's id and the key is attached to that replica's lease, so it vanishes when the
+//!   replica dies and another replica can claim the operation.
+//!
+//! # Guarantees
+//! - Every commit is one etcd transaction whose comparisons are the writes' expectations
+//!   (`create_revision = 0` for "absent", `mod_revision = r` for "at r"): no lost update
+//!   between replicas. The store revision is etcd's revision.
+//! - `load` reads the whole prefix in pages at one revision (a consistent snapshot, never one
+//!   giant response) and `watch` continues from exactly that revision; a compacted history
+//!   is reported as [`WatchEvent::Reset`] so the caller reloads.
+//! - etcd being unreachable is [`StoreError::Unavailable`]; the client reconnects by itself
+//!   and the lease is granted again, so the broker recovers without a restart.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use etcd_client::{
+    Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, PutOptions,
+    SortOrder, SortTarget, TlsOptions, Txn, TxnOp, TxnOpResponse, WatchOptions,
+};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tonic::Code;
+
+use crate::store::{Entry, Expect, Revision, Store, StoreError, WatchEvent, Write};
+
+/// Keys read per page at load.
+const PAGE: i64 = 1000;
+/// Where ownership keys live, under the prefix.
+const OWNERS: &str = "owners/";
+
+/// How to reach etcd.
+#[derive(Clone)]
+pub struct EtcdOptions {
+    /// Client URLs, e.g. `http://127.0.0.1:2379`.
+    pub endpoints: Vec<String>,
+    /// Every key lives under this prefix.
+    pub prefix: String,
+    /// User name and password for etcd authentication.
+    pub user: Option<(String, String)>,
+    /// PEM of the CA that signed etcd's certificate (TLS).
+    pub ca_pem: Option<Vec<u8>>,
+    /// PEM client certificate and key (mutual TLS).
+    pub identity_pem: Option<(Vec<u8>, Vec<u8>)>,
+    /// Time to live of this replica's lease: how long a dead replica's operations wait
+    /// before another replica takes them over.
+    pub lease_ttl: Duration,
+    /// Deadline of every request.
+    pub request_timeout: Duration,
+}
+
+impl std::fmt::Debug for EtcdOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the password or the key.
+        f.debug_struct("EtcdOptions")
+            .field("endpoints", &self.endpoints)
+            .field("prefix", &self.prefix)
+            .field("user", &self.user.as_ref().map(|(name, _)| name))
+            .field("tls", &self.ca_pem.is_some())
+            .field("lease_ttl", &self.lease_ttl)
+            .finish()
+    }
+}
+
+/// The etcd store.
+pub struct EtcdStore {
+    client: Client,
+    prefix: String,
+    /// This process's id, the value of the ownership keys it holds.
+    replica: String,
+    /// The current lease (0 while none is granted).
+    lease: Arc<AtomicI64>,
+    /// The revision of the last `load`, where `watch` starts.
+    loaded_at: AtomicI64,
+    /// Keeps the lease alive; aborted on drop.
+    keeper: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for EtcdStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdStore")
+            .field("prefix", &self.prefix)
+            .field("replica", &self.replica)
+            .finish()
+    }
+}
+
+impl Drop for EtcdStore {
+    fn drop(&mut self) {
+        self.keeper.abort();
+    }
+}
+
+/// Maps a client error: anything about reaching etcd is `Unavailable`.
+fn map_error(err: etcd_client::Error) -> StoreError {
+    use etcd_client::Error as E;
+    match err {
+        E::TransportError(_) | E::IoError(_) => StoreError::Unavailable(err.to_string()),
+        E::GRpcStatus(ref status)
+            if matches!(
+                status.code(),
+                Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown
+            ) =>
+        {
+            StoreError::Unavailable(status.message().to_owned())
+        }
+        other => StoreError::Backend(other.to_string()),
+    }
+}
+
+/// The end of the key range that holds every key starting with `prefix`.
+fn range_end(prefix: &str) -> Vec<u8> {
+    let mut end = prefix.as_bytes().to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
+}
+
+impl EtcdStore {
+    /// Connects, and starts keeping this replica's lease alive.
+    ///
+    /// # Errors
+    /// etcd cannot be reached, or rejects the credentials.
+    pub async fn connect(options: EtcdOptions) -> Result<Self, StoreError> {
+        let mut connect = ConnectOptions::new()
+            .with_connect_timeout(options.request_timeout)
+            .with_timeout(options.request_timeout)
+            .with_keep_alive(Duration::from_secs(10), options.request_timeout);
+        if let Some((name, password)) = &options.user {
+            connect = connect.with_user(name.clone(), password.clone());
+        }
+        if options.ca_pem.is_some() || options.identity_pem.is_some() {
+            let mut tls = TlsOptions::new();
+            if let Some(ca) = &options.ca_pem {
+                tls = tls.ca_certificate(Certificate::from_pem(ca));
+            }
+            if let Some((cert, key)) = &options.identity_pem {
+                tls = tls.identity(Identity::from_pem(cert, key));
+            }
+            connect = connect.with_tls(tls);
+        }
+        let client = Client::connect(&options.endpoints, Some(connect))
+            .await
+            .map_err(map_error)?;
+        let lease = Arc::new(AtomicI64::new(0));
+        let keeper = tokio::spawn(keep_lease(
+            client.clone(),
+            Arc::clone(&lease),
+            options.lease_ttl,
+        ));
+        Ok(EtcdStore {
+            client,
+            prefix: options.prefix,
+            replica: uuid::Uuid::new_v4().simple().to_string(),
+            lease,
+            loaded_at: AtomicI64::new(0),
+            keeper,
+        })
+    }
+
+    fn full_key(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+
+    /// The store key of an etcd key under the prefix, unless it is an ownership key.
+    fn store_key(prefix: &str, key: &[u8]) -> Option<String> {
+        let key = std::str::from_utf8(key).ok()?.strip_prefix(prefix)?;
+        (!key.starts_with(OWNERS)).then(|| key.to_owned())
+    }
+
+    /// This replica's lease, or `Unavailable` while none is granted.
+    fn current_lease(&self) -> Result<i64, StoreError> {
+        match self.lease.load(Ordering::SeqCst) {
+            0 => Err(StoreError::Unavailable("no etcd lease yet".to_owned())),
+            lease => Ok(lease),
+        }
+    }
+}
+
+/// Grants this replica's lease and keeps it alive; grants a new one whenever it is lost
+/// (etcd down longer than the TTL, a broken stream).
+async fn keep_lease(mut client: Client, lease: Arc<AtomicI64>, ttl: Duration) {
+    let ttl_secs = ttl.as_secs().max(2) as i64;
+    let interval = Duration::from_millis((ttl_secs as u64 * 1000) / 3);
+    loop {
+        let granted = match client.lease_grant(ttl_secs, None).await {
+            Ok(granted) => granted.id(),
+            Err(err) => {
+                log::warn!("etcd lease not granted: {err}; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        lease.store(granted, Ordering::SeqCst);
+        log::debug!("etcd lease {granted:x} granted for {ttl_secs}s");
+        if let Ok((mut keeper, mut stream)) = client.lease_keep_alive(granted).await {
+            loop {
+                tokio::time::sleep(interval).await;
+                if keeper.keep_alive().await.is_err() {
+                    break;
+                }
+                match stream.message().await {
+                    // A TTL of 0 means the lease expired meanwhile.
+                    Ok(Some(response)) if response.ttl() > 0 => {}
+                    _ => break,
+                }
+            }
+        }
+        lease.store(0, Ordering::SeqCst);
+        log::warn!("etcd lease {granted:x} lost; granting a new one");
+    }
+}
+
+#[async_trait]
+impl Store for EtcdStore {
+    async fn load(&self) -> Result<Vec<Entry>, StoreError> {
+        let mut client = self.client.clone();
+        let end = range_end(&self.prefix);
+        let mut start = self.prefix.as_bytes().to_vec();
+        let mut revision = 0;
+        let mut entries = Vec::new();
+        loop {
+            let mut options = GetOptions::new()
+                .with_range(end.clone())
+                .with_limit(PAGE)
+                .with_sort(SortTarget::Key, SortOrder::Ascend);
+            if revision > 0 {
+                // Every page at the first page's revision: one consistent snapshot.
+                options = options.with_revision(revision);
+            }
+            let response = client
+                .get(start.clone(), Some(options))
+                .await
+                .map_err(map_error)?;
+            if revision == 0 {
+                revision = response.header().map_or(0, |h| h.revision());
+            }
+            for kv in response.kvs() {
+                if let Some(key) = Self::store_key(&self.prefix, kv.key()) {
+                    entries.push(Entry {
+                        key,
+                        value: kv.value().to_vec(),
+                        revision: kv.mod_revision() as Revision,
+                    });
+                }
+            }
+            match (response.more(), response.kvs().last()) {
+                (true, Some(last)) => {
+                    start = last.key().to_vec();
+                    start.push(0);
+                }
+                _ => break,
+            }
+        }
+        self.loaded_at.store(revision, Ordering::SeqCst);
+        Ok(entries)
+    }
+
+    async fn commit(&self, writes: Vec<Write>) -> Result<Revision, StoreError> {
+        let mut compares = Vec::new();
+        let mut operations = Vec::new();
+        for write in &writes {
+            let key = self.full_key(&write.key);
+            match write.expect {
+                Expect::Any => {}
+                Expect::Absent => {
+                    compares.push(Compare::create_revision(key.clone(), CompareOp::Equal, 0))
+                }
+                Expect::Revision(revision) => compares.push(Compare::mod_revision(
+                    key.clone(),
+                    CompareOp::Equal,
+                    revision as i64,
+                )),
+            }
+            operations.push(match &write.value {
+                Some(value) => TxnOp::put(key, value.clone(), None),
+                None => TxnOp::delete(key, None),
+            });
+        }
+        let txn = Txn::new().when(compares).and_then(operations);
+        let response = self.client.clone().txn(txn).await.map_err(map_error)?;
+        if !response.succeeded() {
+            let conditional: Vec<&str> = writes
+                .iter()
+                .filter(|w| w.expect != Expect::Any)
+                .map(|w| w.key.as_str())
+                .collect();
+            return Err(StoreError::Conflict {
+                key: conditional.join(", "),
+            });
+        }
+        Ok(response.header().map_or(0, |h| h.revision()) as Revision)
+    }
+
+    async fn check(&self) -> Result<(), StoreError> {
+        let options = GetOptions::new().with_count_only();
+        self.client
+            .clone()
+            .get(self.full_key("health"), Some(options))
+            .await
+            .map_err(map_error)?;
+        Ok(())
+    }
+
+    fn name(&self) -> &'static str {
+        "etcd"
+    }
+
+    async fn watch(&self) -> Result<Option<mpsc::Receiver<WatchEvent>>, StoreError> {
+        let (sender, receiver) = mpsc::channel(1024);
+        let from = self.loaded_at.load(Ordering::SeqCst) + 1;
+        tokio::spawn(forward_changes(
+            self.client.clone(),
+            self.prefix.clone(),
+            from,
+            sender,
+        ));
+        Ok(Some(receiver))
+    }
+
+    async fn claim(&self, operation_id: &str) -> Result<bool, StoreError> {
+        let lease = self.current_lease()?;
+        let key = self.full_key(&format!("{OWNERS}{operation_id}"));
+        let txn = Txn::new()
+            .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(
+                key.clone(),
+                self.replica.clone(),
+                Some(PutOptions::new().with_lease(lease)),
+            )])
+            .or_else([TxnOp::get(key, None)]);
+        let response = self.client.clone().txn(txn).await.map_err(map_error)?;
+        if response.succeeded() {
+            return Ok(true);
+        }
+        // Held already: by this replica (an earlier claim), or by another live one.
+        let mine = response.op_responses().into_iter().any(|op| match op {
+            TxnOpResponse::Get(get) => get
+                .kvs()
+                .iter()
+                .any(|kv| kv.value() == self.replica.as_bytes()),
+            _ => false,
+        });
+        Ok(mine)
+    }
+
+    async fn release(&self, operation_id: &str) -> Result<(), StoreError> {
+        let key = self.full_key(&format!("{OWNERS}{operation_id}"));
+        // Only this replica's own claim is removed.
+        let txn = Txn::new()
+            .when([Compare::value(
+                key.clone(),
+                CompareOp::Equal,
+                self.replica.clone(),
+            )])
+            .and_then([TxnOp::delete(key, None)]);
+        self.client.clone().txn(txn).await.map_err(map_error)?;
+        Ok(())
+    }
+}
+
+/// Forwards every change under `prefix` from revision `from` on, reconnecting the watch when
+/// the stream breaks; a compacted history ends with [`WatchEvent::Reset`].
+async fn forward_changes(
+    mut client: Client,
+    prefix: String,
+    mut from: i64,
+    sender: mpsc::Sender<WatchEvent>,
+) {
+    loop {
+        let options = WatchOptions::new()
+            .with_range(range_end(&prefix))
+            .with_start_revision(from)
+            .with_progress_notify();
+        let mut stream = match client.watch(prefix.clone(), Some(options)).await {
+            Ok(stream) => stream,
+            Err(err) => {
+                log::warn!("etcd watch not started: {err}; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        loop {
+            let response = match stream.message().await {
+                Ok(Some(response)) => response,
+                Ok(None) | Err(_) => break, // reconnect from `from`
+            };
+            if response.compact_revision() > 0
+                || (response.canceled() && response.compact_revision() > 0)
+            {
+                log::warn!("etcd history compacted past revision {from}; reloading");
+                let _ = sender.send(WatchEvent::Reset).await;
+                return;
+            }
+            for event in response.events() {
+                let Some(kv) = event.kv() else { continue };
+                let Some(key) = EtcdStore::store_key(&prefix, kv.key()) else {
+                    continue;
+                };
+                let revision = kv.mod_revision() as Revision;
+                let change = match event.event_type() {
+                    etcd_client::EventType::Put => WatchEvent::Put(Entry {
+                        key,
+                        value: kv.value().to_vec(),
+                        revision,
+                    }),
+                    etcd_client::EventType::Delete => WatchEvent::Delete { key, revision },
+                };
+                if sender.send(change).await.is_err() {
+                    return; // nobody listens any more
+                }
+                from = from.max(kv.mod_revision() + 1);
+            }
+            if let Some(header) = response.header() {
+                from = from.max(header.revision() + 1);
+            }
+            if response.canceled() {
+                break;
+            }
+        }
+        if sender.is_closed() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn range_end_covers_the_prefix() {
+        assert_eq!(range_end("/skybroker/"), b"/skybroker0".to_vec());
+        assert_eq!(range_end("a\u{7f}"), b"a\x80".to_vec());
+    }
+
+    #[test]
+    fn ownership_keys_are_not_records() {
+        assert_eq!(
+            EtcdStore::store_key("/p/", b"/p/instances/a"),
+            Some("instances/a".into())
+        );
+        assert_eq!(EtcdStore::store_key("/p/", b"/p/owners/op-1"), None);
+        assert_eq!(EtcdStore::store_key("/p/", b"/q/instances/a"), None);
+    }
+
+    #[test]
+    fn options_never_show_secrets() {
+        let options = EtcdOptions {
+            endpoints: vec!["http://127.0.0.1:2379".into()],
+            prefix: "/p/".into(),
+            user: Some(("broker".into(), "hunter2".into())),
+            ca_pem: None,
+            identity_pem: Some((b"cert".to_vec(), b"PRIVATE KEY".to_vec())),
+            lease_ttl: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(5),
+        };
+        let debug = format!("{options:?}");
+        assert!(
+            !debug.contains("hunter2") && !debug.contains("PRIVATE"),
+            "{debug}"
+        );
+    }
+
+    /// The conformance suite and the etcd specifics, on a real etcd
+    /// (`SKYBROKER_TEST_ETCD=http://host:port`, set by the README test command).
+    #[tokio::test]
+    async fn etcd_store_passes_the_conformance_suite() {
+        let Some(endpoint) = crate::testing::etcd_endpoint() else {
+            return;
+        };
+        let store = EtcdStore::connect(crate::testing::etcd_options(&endpoint))
+            .await
+            .unwrap();
+        crate::testing::conformance(&store).await;
+    }
+
+    #[tokio::test]
+    async fn load_pages_through_many_keys_at_one_revision() {
+        let Some(endpoint) = crate::testing::etcd_endpoint() else {
+            return;
+        };
+        let store = EtcdStore::connect(crate::testing::etcd_options(&endpoint))
+            .await
+            .unwrap();
+        // etcd allows 128 operations per transaction.
+        for chunk in 0..25 {
+            let writes = (0..100)
+                .map(|n| Write {
+                    key: format!("instances/{chunk:02}-{n:05}"),
+                    value: Some(vec![1]),
+                    expect: Expect::Absent,
+                })
+                .collect();
+            store.commit(writes).await.unwrap();
+        }
+        let entries = store.load().await.unwrap();
+        assert_eq!(entries.len(), 2500, "more than two pages");
+        assert!(entries.windows(2).all(|w| w[0].key < w[1].key), "key order");
+    }
+
+    #[tokio::test]
+    async fn watch_sees_other_writers_and_claims_are_exclusive() {
+        let Some(endpoint) = crate::testing::etcd_endpoint() else {
+            return;
+        };
+        let options = crate::testing::etcd_options(&endpoint);
+        let a = EtcdStore::connect(options.clone()).await.unwrap();
+        let b = EtcdStore::connect(options).await.unwrap();
+        a.load().await.unwrap();
+        let mut changes = a.watch().await.unwrap().expect("etcd watches");
+        let revision = b
+            .commit(vec![Write {
+                key: "instances/w".into(),
+                value: Some(b"x".to_vec()),
+                expect: Expect::Absent,
+            }])
+            .await
+            .unwrap();
+        let event = tokio::time::timeout(Duration::from_secs(5), changes.recv())
+            .await
+            .unwrap();
+        assert_eq!(
+            event,
+            Some(WatchEvent::Put(Entry {
+                key: "instances/w".into(),
+                value: b"x".to_vec(),
+                revision
+            }))
+        );
+        // Claims: wait for both leases, then exactly one replica owns an operation.
+        for store in [&a, &b] {
+            for _ in 0..50 {
+                if store.current_lease().is_ok() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        assert!(a.claim("op-1").await.unwrap());
+        assert!(a.claim("op-1").await.unwrap(), "a claim is kept");
+        assert!(
+            !b.claim("op-1").await.unwrap(),
+            "another replica is refused"
+        );
+        b.release("op-1").await.unwrap();
+        assert!(
+            !b.claim("op-1").await.unwrap(),
+            "release by another replica does nothing"
+        );
+        a.release("op-1").await.unwrap();
+        assert!(
+            b.claim("op-1").await.unwrap(),
+            "released claims can be taken"
+        );
+        // A dead replica's claims lapse with its lease.
+        drop(b);
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while !a.claim("op-1").await.unwrap() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the claim never lapsed"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
