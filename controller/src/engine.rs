@@ -832,6 +832,12 @@ async fn finish(core: &Core, operation: Operation, mut changes: Vec<Change>) {
     }
 }
 
+/// An operation another replica finished: wake a local request waiting for it.
+pub fn finished_elsewhere(core: &Core, operation: Operation) {
+    core.engine.record_finished(&operation);
+    notify_finished(core, operation);
+}
+
 fn notify_finished(core: &Core, operation: Operation) {
     let instance = core.state.instance(&operation.instance_id);
     let binding = operation

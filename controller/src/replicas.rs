@@ -1,8 +1,9 @@
 //! Several replicas on one etcd store: each keeps its map current with the others' changes.
 //!
 //! The store's watch delivers every change another replica commits; this task applies them to
-//! the map (so any replica answers any request with the same state) and schedules the
-//! operations they leave in progress. Those are driven by the replica that claimed them (see
+//! the map (so any replica answers any request with the same state), schedules the
+//! operations they leave in progress, and wakes a local request waiting for an operation
+//! another replica finished. Those are driven by the replica that claimed them (see
 //! `Store::claim`); the others keep trying to claim them now and then, so when the owner dies
 //! its lease lapses and one of them takes over.
 //!
@@ -20,6 +21,8 @@ use crate::engine;
 
 /// Changes applied in one go.
 const BATCH: usize = 256;
+/// How long the replica that accepted an operation has to claim it before others try.
+const STANDBY_MS: u64 = 1000;
 
 /// Follows the store's changes until `stop`.
 pub async fn follow(
@@ -54,8 +57,15 @@ pub async fn follow(
         }
         let reset = batch.last() == Some(&WatchEvent::Reset);
         for operation in core.state.apply_remote(batch) {
-            // Driven by whoever claimed it; this replica stands by to take over.
-            core.engine.schedule_at(&operation.id, now_millis());
+            if operation.in_progress() {
+                // Driven by whoever claimed it (normally the replica that accepted it, which
+                // gets a head start); this replica stands by to take over.
+                core.engine
+                    .schedule_at(&operation.id, now_millis() + STANDBY_MS);
+            } else {
+                // Another replica finished it: a request here may be waiting for it.
+                engine::finished_elsewhere(&core, operation);
+            }
         }
         if reset {
             changes = match resync(&core, &mut stop).await {

@@ -1177,3 +1177,354 @@ async fn json_logs_carry_the_request_identity_and_probes_answer() {
         "the password was printed"
     );
 }
+
+// ===== several replicas on etcd (issue 3) =====
+
+/// The shared test etcd, or `None` (skipped; a failure under CI).
+fn test_etcd() -> Option<String> {
+    match std::env::var("SKYBROKER_TEST_ETCD") {
+        Ok(endpoint) if !endpoint.is_empty() => Some(endpoint),
+        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("SKYBROKER_TEST_ETCD is not set under CI")
+        }
+        _ => {
+            eprintln!("SKIPPED: set SKYBROKER_TEST_ETCD=http://host:port to run this test");
+            None
+        }
+    }
+}
+
+/// A configuration on etcd: the built-in catalog with async operations of `delay_ms`, a
+/// fast engine, a two-second lease, and all keys under `prefix`.
+fn write_etcd_config(dir: &Path, endpoints: &[String], prefix: &str, delay_ms: u64) -> PathBuf {
+    let from = r#"settings = { mode = "async", delay_ms = 1000 }"#;
+    let mut text = DEFAULT_CONFIG.replacen(
+        from,
+        &format!(r#"settings = {{ mode = "async", delay_ms = {delay_ms} }}"#),
+        1,
+    );
+    let endpoints: Vec<String> = endpoints.iter().map(|e| format!("{e:?}")).collect();
+    text = text.replacen("backend = \"embedded\"", "backend = \"etcd\"", 1);
+    text.push_str(&format!(
+        "\n[storage.etcd]\nendpoints = [{}]\nprefix = {prefix:?}\nlease_ttl_secs = 2\nrequest_timeout_secs = 5\n",
+        endpoints.join(", ")
+    ));
+    text.push_str(
+        "\n[engine]\nscan_interval_ms = 20\npoll_interval_ms = 100\nmax_poll_interval_ms = 300\n",
+    );
+    let path = dir.join(format!("etcd-{}.toml", uuid::Uuid::new_v4().simple()));
+    std::fs::write(&path, text).expect("write the configuration");
+    path
+}
+
+/// A free loopback port (bound and released; good enough for a test's own servers).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// An etcd cluster member of the test's own, killed when dropped.
+struct EtcdMember {
+    child: Child,
+    name: String,
+    data: PathBuf,
+    client_url: String,
+    peer_url: String,
+    cluster: String,
+}
+
+impl EtcdMember {
+    /// The members of a new cluster of `size`, not started yet.
+    fn cluster(dir: &Path, size: usize) -> Vec<(String, String, String, PathBuf)> {
+        (0..size)
+            .map(|n| {
+                (
+                    format!("m{n}"),
+                    format!("http://127.0.0.1:{}", free_port()),
+                    format!("http://127.0.0.1:{}", free_port()),
+                    dir.join(format!("etcd-m{n}")),
+                )
+            })
+            .collect()
+    }
+
+    fn start(name: &str, client_url: &str, peer_url: &str, data: &Path, cluster: &str) -> Self {
+        let log = std::fs::File::create(data.with_extension("log")).expect("etcd log");
+        let child = Command::new("etcd")
+            .args(["--name", name, "--data-dir"])
+            .arg(data)
+            .args([
+                "--listen-client-urls",
+                client_url,
+                "--advertise-client-urls",
+                client_url,
+            ])
+            .args([
+                "--listen-peer-urls",
+                peer_url,
+                "--initial-advertise-peer-urls",
+                peer_url,
+            ])
+            .args([
+                "--initial-cluster",
+                cluster,
+                "--initial-cluster-state",
+                "new",
+            ])
+            .args(["--initial-cluster-token", "skybroker-test"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("etcd starts (install etcd-server)");
+        EtcdMember {
+            child,
+            name: name.to_owned(),
+            data: data.to_owned(),
+            client_url: client_url.to_owned(),
+            peer_url: peer_url.to_owned(),
+            cluster: cluster.to_owned(),
+        }
+    }
+
+    /// Starts every member of a new cluster and waits until it answers.
+    async fn start_cluster(dir: &Path, size: usize) -> Vec<EtcdMember> {
+        let plan = Self::cluster(dir, size);
+        let cluster: Vec<String> = plan.iter().map(|(n, _, p, _)| format!("{n}={p}")).collect();
+        let cluster = cluster.join(",");
+        let members: Vec<EtcdMember> = plan
+            .iter()
+            .map(|(name, client, peer, data)| Self::start(name, client, peer, data, &cluster))
+            .collect();
+        for member in &members {
+            member.wait_healthy().await;
+        }
+        members
+    }
+
+    async fn wait_healthy(&self) {
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let healthy = client
+                .get(format!("{}/health", self.client_url))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if healthy {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "etcd {} never became healthy",
+                self.name
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts this member again on its data directory.
+    fn restart(&mut self) {
+        self.kill();
+        let again = Self::start(
+            &self.name,
+            &self.client_url,
+            &self.peer_url,
+            &self.data,
+            &self.cluster,
+        );
+        *self = again;
+    }
+}
+
+impl Drop for EtcdMember {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Issue 3: kill -9 one of two replicas during 200 concurrent async provisions spread over
+/// both: the survivor completes every one, each instance exists exactly once, none is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_replica_loses_nothing_of_200_provisions() {
+    let Some(endpoint) = test_etcd() else { return };
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let prefix = format!("/skybroker-kill/{}/", uuid::Uuid::new_v4().simple());
+    let config = write_etcd_config(dir.path(), std::slice::from_ref(&endpoint), &prefix, 1_500);
+    let mut a = serve(&dir.path().join("a"), Some(&config), &[]).await;
+    let b = serve(&dir.path().join("b"), Some(&config), &[]).await;
+    let requests: Vec<_> = (0..200)
+        .map(|n| {
+            let api = if n % 2 == 0 {
+                a.api.clone()
+            } else {
+                b.api.clone()
+            };
+            tokio::spawn(async move {
+                let id = format!("kill-{n}");
+                let (status, body) = api.provision(&id, ASYNC_PLAN, None, true).await;
+                (id, status, body)
+            })
+        })
+        .collect();
+    let mut accepted = Vec::new();
+    for request in requests {
+        let (id, status, body) = request.await.expect("request task");
+        assert_eq!(status, StatusCode::ACCEPTED, "{id}: {body}");
+        accepted.push((id, operation_of(&body)));
+    }
+    a.process.kill9();
+    for (id, operation) in &accepted {
+        let state = b
+            .api
+            .await_operation(id, operation, Duration::from_secs(40))
+            .await;
+        assert_eq!(
+            state,
+            "succeeded",
+            "{id} {operation}\n{}",
+            b.process.output()
+        );
+    }
+    // Exactly the 200 instances and their 200 provisions are stored.
+    let client_store = skybroker_storage::EtcdStore::connect(skybroker_storage::EtcdOptions {
+        endpoints: vec![endpoint],
+        prefix,
+        user: None,
+        ca_pem: None,
+        identity_pem: None,
+        lease_ttl: Duration::from_secs(2),
+        request_timeout: Duration::from_secs(5),
+    })
+    .await
+    .expect("etcd");
+    use skybroker_storage::Store;
+    let keys: Vec<String> = client_store
+        .load()
+        .await
+        .expect("load")
+        .into_iter()
+        .map(|e| e.key)
+        .collect();
+    assert_eq!(
+        keys.iter().filter(|k| k.starts_with("instances/")).count(),
+        200
+    );
+    assert_eq!(
+        keys.iter().filter(|k| k.starts_with("operations/")).count(),
+        200
+    );
+}
+
+/// Issue 3: etcd stopped for 10 s: writes answer 503 with Retry-After and an OSB body, reads
+/// keep answering from the map, and the broker recovers by itself when etcd returns; nothing
+/// acknowledged is lost. Also: one member of a three-member cluster killed under load.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_outages_are_survived() {
+    if test_etcd().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let mut members = EtcdMember::start_cluster(dir.path(), 3).await;
+    let endpoints: Vec<String> = members.iter().map(|m| m.client_url.clone()).collect();
+    let config = write_etcd_config(dir.path(), &endpoints, "/skybroker-outage/", 300);
+    let broker = serve(
+        &dir.path().join("data"),
+        Some(&config),
+        &[("RUST_LOG", "info,skybroker_storage=debug")],
+    )
+    .await;
+
+    // One member down under load: every request still succeeds.
+    let load: Vec<_> = (0..40)
+        .map(|n| {
+            let api = broker.api.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(20 * n)).await;
+                api.provision(&format!("member-{n}"), SYNC_PLAN, None, false)
+                    .await
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    members[0].kill();
+    for request in load {
+        let (status, body) = request.await.expect("request");
+        assert_eq!(
+            status,
+            StatusCode::CREATED,
+            "{body}\n{}",
+            broker.process.output()
+        );
+    }
+
+    // An async provision acknowledged before the outage.
+    let (status, body) = broker
+        .api
+        .provision("before-outage", ASYNC_PLAN, None, true)
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let operation = operation_of(&body);
+
+    // The whole cluster down.
+    for member in members.iter_mut() {
+        member.kill();
+    }
+    let outage = Instant::now();
+    let (status, body) = broker
+        .api
+        .provision("during-outage", SYNC_PLAN, None, false)
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(body["description"].is_string(), "an OSB error body: {body}");
+    let (status, _) = broker.api.get_instance("member-1").await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "reads answer from the map during the outage"
+    );
+    let (status, _) = broker.api.last_operation("before-outage", &operation).await;
+    assert_eq!(status, StatusCode::OK);
+    let remaining = Duration::from_secs(10).saturating_sub(outage.elapsed());
+    tokio::time::sleep(remaining).await;
+
+    // etcd returns: the broker recovers without a restart.
+    for member in members.iter_mut() {
+        member.restart();
+    }
+    for member in &members {
+        member.wait_healthy().await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, _) = broker
+            .api
+            .provision("after-outage", SYNC_PLAN, None, false)
+            .await;
+        if status == StatusCode::CREATED {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no recovery: {status}\n{}",
+            broker.process.output()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let state = broker
+        .api
+        .await_operation("before-outage", &operation, Duration::from_secs(30))
+        .await;
+    assert_eq!(state, "succeeded");
+    for n in 0..40 {
+        let (status, _) = broker.api.get_instance(&format!("member-{n}")).await;
+        assert_eq!(status, StatusCode::OK, "member-{n} survived");
+    }
+}

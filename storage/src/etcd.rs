@@ -34,6 +34,11 @@ use crate::store::{Entry, Expect, Revision, Store, StoreError, WatchEvent, Write
 
 /// Keys read per page at load.
 const PAGE: i64 = 1000;
+/// Attempts of a commit when etcd is unreachable (a member just died, a leader election),
+/// at least; more while the retry budget (the request timeout) lasts.
+const MIN_ATTEMPTS: u32 = 3;
+/// First pause between attempts; doubles each time.
+const RETRY_DELAY: Duration = Duration::from_millis(100);
 /// Where ownership keys live, under the prefix.
 const OWNERS: &str = "owners/";
 
@@ -70,9 +75,81 @@ impl std::fmt::Debug for EtcdOptions {
     }
 }
 
+/// The cluster's client endpoints, with one connection at a time and failover.
+///
+/// etcd-client can balance over several endpoints, but its balancer keeps choosing a member
+/// that just died (its connection fails fast, so it looks least loaded). Holding one
+/// connection and moving to the next member when that one is unreachable keeps the broker
+/// serving while any quorum member answers.
+struct Endpoints {
+    list: Vec<String>,
+    options: ConnectOptions,
+    /// The index of the member in use, and its client.
+    current: std::sync::Mutex<(usize, Client)>,
+}
+
+impl Endpoints {
+    /// Connects to the first member that answers, starting at `start`.
+    async fn connect_any(
+        list: &[String],
+        options: &ConnectOptions,
+        start: usize,
+    ) -> Result<(usize, Client), StoreError> {
+        let mut last = None;
+        for offset in 0..list.len() {
+            let index = (start + offset) % list.len();
+            match Client::connect([&list[index]], Some(options.clone())).await {
+                Ok(client) => return Ok((index, client)),
+                Err(err) => last = Some(map_error(err)),
+            }
+        }
+        Err(last.unwrap_or_else(|| StoreError::Backend("no etcd endpoints configured".to_owned())))
+    }
+
+    /// The client in use and its member's index.
+    fn client(&self) -> (usize, Client) {
+        let current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        (current.0, current.1.clone())
+    }
+
+    /// Moves on from member `failed` to the next one that answers (unless another caller
+    /// already moved on).
+    async fn failover(&self, failed: usize) {
+        if self.list.len() < 2 || self.client().0 != failed {
+            return;
+        }
+        if let Ok((index, client)) = Self::connect_any(&self.list, &self.options, failed + 1).await
+        {
+            let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+            if current.0 == failed {
+                log::warn!(
+                    "etcd member {} unreachable; using {}",
+                    self.list[failed],
+                    self.list[index]
+                );
+                *current = (index, client);
+            }
+        }
+    }
+
+    /// Runs `call` on the current client; an unreachable member triggers failover.
+    async fn call<T, F, Fut>(&self, call: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(Client) -> Fut,
+        Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let (index, client) = self.client();
+        let result = call(client).await.map_err(map_error);
+        if matches!(result, Err(StoreError::Unavailable(_))) {
+            self.failover(index).await;
+        }
+        result
+    }
+}
+
 /// The etcd store.
 pub struct EtcdStore {
-    client: Client,
+    endpoints: Arc<Endpoints>,
     prefix: String,
     /// This process's id, the value of the ownership keys it holds.
     replica: String,
@@ -80,6 +157,8 @@ pub struct EtcdStore {
     lease: Arc<AtomicI64>,
     /// The revision of the last `load`, where `watch` starts.
     loaded_at: AtomicI64,
+    /// How long a commit keeps retrying while etcd is unreachable.
+    retry_budget: Duration,
     /// Keeps the lease alive; aborted on drop.
     keeper: JoinHandle<()>,
 }
@@ -151,21 +230,26 @@ impl EtcdStore {
             }
             connect = connect.with_tls(tls);
         }
-        let client = Client::connect(&options.endpoints, Some(connect))
-            .await
-            .map_err(map_error)?;
+        let connect = connect.with_require_leader(true);
+        let first = Endpoints::connect_any(&options.endpoints, &connect, 0).await?;
+        let endpoints = Arc::new(Endpoints {
+            list: options.endpoints.clone(),
+            options: connect,
+            current: std::sync::Mutex::new(first),
+        });
         let lease = Arc::new(AtomicI64::new(0));
         let keeper = tokio::spawn(keep_lease(
-            client.clone(),
+            Arc::clone(&endpoints),
             Arc::clone(&lease),
             options.lease_ttl,
         ));
         Ok(EtcdStore {
-            client,
+            endpoints,
             prefix: options.prefix,
             replica: uuid::Uuid::new_v4().simple().to_string(),
             lease,
             loaded_at: AtomicI64::new(0),
+            retry_budget: options.request_timeout,
             keeper,
         })
     }
@@ -180,6 +264,72 @@ impl EtcdStore {
         (!key.starts_with(OWNERS)).then(|| key.to_owned())
     }
 
+    /// One attempt at a commit: one transaction.
+    async fn try_commit(&self, writes: &[Write]) -> Result<Revision, StoreError> {
+        let mut compares = Vec::new();
+        let mut operations = Vec::new();
+        for write in writes {
+            let key = self.full_key(&write.key);
+            match write.expect {
+                Expect::Any => {}
+                Expect::Absent => {
+                    compares.push(Compare::create_revision(key.clone(), CompareOp::Equal, 0))
+                }
+                Expect::Revision(revision) => compares.push(Compare::mod_revision(
+                    key.clone(),
+                    CompareOp::Equal,
+                    revision as i64,
+                )),
+            }
+            operations.push(match &write.value {
+                Some(value) => TxnOp::put(key, value.clone(), None),
+                None => TxnOp::delete(key, None),
+            });
+        }
+        let txn = Txn::new().when(compares).and_then(operations);
+        let response = self
+            .endpoints
+            .call(|mut c| async move { c.txn(txn).await })
+            .await?;
+        if !response.succeeded() {
+            let conditional: Vec<&str> = writes
+                .iter()
+                .filter(|w| w.expect != Expect::Any)
+                .map(|w| w.key.as_str())
+                .collect();
+            return Err(StoreError::Conflict {
+                key: conditional.join(", "),
+            });
+        }
+        Ok(response.header().map_or(0, |h| h.revision()) as Revision)
+    }
+
+    /// Whether every write of `writes` is what etcd holds now (an earlier attempt applied);
+    /// the revision they were written at if so.
+    async fn already_applied(&self, writes: &[Write]) -> Result<Option<Revision>, StoreError> {
+        let mut revision = None;
+        for write in writes {
+            let key = self.full_key(&write.key);
+            let response = self
+                .endpoints
+                .call(|mut c| async move { c.get(key, None).await })
+                .await?;
+            let current = response.kvs().first();
+            let same = match (&write.value, current) {
+                (Some(value), Some(kv)) => {
+                    revision = Some(kv.mod_revision() as Revision);
+                    kv.value() == value.as_slice()
+                }
+                (None, None) => true,
+                _ => false,
+            };
+            if !same {
+                return Ok(None);
+            }
+        }
+        Ok(revision.or(Some(0)))
+    }
+
     /// This replica's lease, or `Unavailable` while none is granted.
     fn current_lease(&self) -> Result<i64, StoreError> {
         match self.lease.load(Ordering::SeqCst) {
@@ -191,11 +341,14 @@ impl EtcdStore {
 
 /// Grants this replica's lease and keeps it alive; grants a new one whenever it is lost
 /// (etcd down longer than the TTL, a broken stream).
-async fn keep_lease(mut client: Client, lease: Arc<AtomicI64>, ttl: Duration) {
+async fn keep_lease(endpoints: Arc<Endpoints>, lease: Arc<AtomicI64>, ttl: Duration) {
     let ttl_secs = ttl.as_secs().max(2) as i64;
     let interval = Duration::from_millis((ttl_secs as u64 * 1000) / 3);
     loop {
-        let granted = match client.lease_grant(ttl_secs, None).await {
+        let granted = endpoints
+            .call(|mut c| async move { c.lease_grant(ttl_secs, None).await })
+            .await;
+        let granted = match granted {
             Ok(granted) => granted.id(),
             Err(err) => {
                 log::warn!("etcd lease not granted: {err}; retrying");
@@ -205,6 +358,7 @@ async fn keep_lease(mut client: Client, lease: Arc<AtomicI64>, ttl: Duration) {
         };
         lease.store(granted, Ordering::SeqCst);
         log::debug!("etcd lease {granted:x} granted for {ttl_secs}s");
+        let (index, mut client) = endpoints.client();
         if let Ok((mut keeper, mut stream)) = client.lease_keep_alive(granted).await {
             loop {
                 tokio::time::sleep(interval).await;
@@ -218,6 +372,9 @@ async fn keep_lease(mut client: Client, lease: Arc<AtomicI64>, ttl: Duration) {
                 }
             }
         }
+        // The member may be gone: move on before granting again (a lease lives in the
+        // cluster, but this one lapses while the stream is down, so a new one is simpler).
+        endpoints.failover(index).await;
         lease.store(0, Ordering::SeqCst);
         log::warn!("etcd lease {granted:x} lost; granting a new one");
     }
@@ -226,7 +383,6 @@ async fn keep_lease(mut client: Client, lease: Arc<AtomicI64>, ttl: Duration) {
 #[async_trait]
 impl Store for EtcdStore {
     async fn load(&self) -> Result<Vec<Entry>, StoreError> {
-        let mut client = self.client.clone();
         let end = range_end(&self.prefix);
         let mut start = self.prefix.as_bytes().to_vec();
         let mut revision = 0;
@@ -240,10 +396,11 @@ impl Store for EtcdStore {
                 // Every page at the first page's revision: one consistent snapshot.
                 options = options.with_revision(revision);
             }
-            let response = client
-                .get(start.clone(), Some(options))
-                .await
-                .map_err(map_error)?;
+            let key = start.clone();
+            let response = self
+                .endpoints
+                .call(|mut c| async move { c.get(key, Some(options)).await })
+                .await?;
             if revision == 0 {
                 revision = response.header().map_or(0, |h| h.revision());
             }
@@ -269,48 +426,39 @@ impl Store for EtcdStore {
     }
 
     async fn commit(&self, writes: Vec<Write>) -> Result<Revision, StoreError> {
-        let mut compares = Vec::new();
-        let mut operations = Vec::new();
-        for write in &writes {
-            let key = self.full_key(&write.key);
-            match write.expect {
-                Expect::Any => {}
-                Expect::Absent => {
-                    compares.push(Compare::create_revision(key.clone(), CompareOp::Equal, 0))
+        let mut delay = RETRY_DELAY;
+        let mut attempt = 1;
+        let give_up = tokio::time::Instant::now() + self.retry_budget;
+        loop {
+            match self.try_commit(&writes).await {
+                Err(StoreError::Unavailable(message))
+                    if attempt < MIN_ATTEMPTS || tokio::time::Instant::now() < give_up =>
+                {
+                    // Typically a member that just died: the next attempt goes to another.
+                    log::debug!("etcd commit attempt {attempt} failed ({message}); retrying");
                 }
-                Expect::Revision(revision) => compares.push(Compare::mod_revision(
-                    key.clone(),
-                    CompareOp::Equal,
-                    revision as i64,
-                )),
+                // After a failed attempt whose outcome is unknown, a conflict may be our own
+                // earlier attempt having applied: read back before calling it a conflict.
+                Err(StoreError::Conflict { key }) if attempt > 1 => {
+                    return match self.already_applied(&writes).await? {
+                        Some(revision) => Ok(revision),
+                        None => Err(StoreError::Conflict { key }),
+                    };
+                }
+                result => return result,
             }
-            operations.push(match &write.value {
-                Some(value) => TxnOp::put(key, value.clone(), None),
-                None => TxnOp::delete(key, None),
-            });
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(1));
+            attempt += 1;
         }
-        let txn = Txn::new().when(compares).and_then(operations);
-        let response = self.client.clone().txn(txn).await.map_err(map_error)?;
-        if !response.succeeded() {
-            let conditional: Vec<&str> = writes
-                .iter()
-                .filter(|w| w.expect != Expect::Any)
-                .map(|w| w.key.as_str())
-                .collect();
-            return Err(StoreError::Conflict {
-                key: conditional.join(", "),
-            });
-        }
-        Ok(response.header().map_or(0, |h| h.revision()) as Revision)
     }
 
     async fn check(&self) -> Result<(), StoreError> {
         let options = GetOptions::new().with_count_only();
-        self.client
-            .clone()
-            .get(self.full_key("health"), Some(options))
-            .await
-            .map_err(map_error)?;
+        let key = self.full_key("health");
+        self.endpoints
+            .call(|mut c| async move { c.get(key, Some(options)).await })
+            .await?;
         Ok(())
     }
 
@@ -322,7 +470,7 @@ impl Store for EtcdStore {
         let (sender, receiver) = mpsc::channel(1024);
         let from = self.loaded_at.load(Ordering::SeqCst) + 1;
         tokio::spawn(forward_changes(
-            self.client.clone(),
+            Arc::clone(&self.endpoints),
             self.prefix.clone(),
             from,
             sender,
@@ -341,7 +489,10 @@ impl Store for EtcdStore {
                 Some(PutOptions::new().with_lease(lease)),
             )])
             .or_else([TxnOp::get(key, None)]);
-        let response = self.client.clone().txn(txn).await.map_err(map_error)?;
+        let response = self
+            .endpoints
+            .call(|mut c| async move { c.txn(txn).await })
+            .await?;
         if response.succeeded() {
             return Ok(true);
         }
@@ -366,7 +517,9 @@ impl Store for EtcdStore {
                 self.replica.clone(),
             )])
             .and_then([TxnOp::delete(key, None)]);
-        self.client.clone().txn(txn).await.map_err(map_error)?;
+        self.endpoints
+            .call(|mut c| async move { c.txn(txn).await })
+            .await?;
         Ok(())
     }
 }
@@ -374,7 +527,7 @@ impl Store for EtcdStore {
 /// Forwards every change under `prefix` from revision `from` on, reconnecting the watch when
 /// the stream breaks; a compacted history ends with [`WatchEvent::Reset`].
 async fn forward_changes(
-    mut client: Client,
+    endpoints: Arc<Endpoints>,
     prefix: String,
     mut from: i64,
     sender: mpsc::Sender<WatchEvent>,
@@ -384,9 +537,11 @@ async fn forward_changes(
             .with_range(range_end(&prefix))
             .with_start_revision(from)
             .with_progress_notify();
+        let (index, mut client) = endpoints.client();
         let mut stream = match client.watch(prefix.clone(), Some(options)).await {
             Ok(stream) => stream,
             Err(err) => {
+                endpoints.failover(index).await;
                 log::warn!("etcd watch not started: {err}; retrying");
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
@@ -433,6 +588,7 @@ async fn forward_changes(
         if sender.is_closed() {
             return;
         }
+        endpoints.failover(index).await;
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }

@@ -298,12 +298,12 @@ impl StateMap {
     }
 
     /// Applies changes other processes made (from [`Store::watch`]); returns the operations
-    /// they left in progress, which this process must be ready to drive if their owner dies.
-    /// A change no newer than what the map holds (this process's own commits come back
-    /// through the watch) is skipped.
+    /// they wrote: those in progress this process must be ready to drive if their owner
+    /// dies, finished ones may have a local request waiting. A change no newer than what the
+    /// map holds (this process's own commits come back through the watch) is skipped.
     pub fn apply_remote(&self, events: Vec<WatchEvent>) -> Vec<Operation> {
         let mut maps = self.maps.write().unwrap_or_else(|e| e.into_inner());
-        let mut in_progress = Vec::new();
+        let mut operations = Vec::new();
         for event in events {
             match event {
                 WatchEvent::Put(entry) => {
@@ -314,9 +314,7 @@ impl StateMap {
                         continue;
                     }
                     match maps.apply_entry(&entry) {
-                        Ok(Some(operation)) if operation.in_progress() => {
-                            in_progress.push(operation)
-                        }
+                        Ok(Some(operation)) => operations.push(operation),
                         Ok(_) => {}
                         Err(err) => log::warn!("ignoring a remote change: {err}"),
                     }
@@ -329,7 +327,7 @@ impl StateMap {
                 WatchEvent::Reset => {}
             }
         }
-        in_progress
+        operations
     }
 
     /// The store underneath.

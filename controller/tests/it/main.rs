@@ -12,3 +12,4 @@ mod last_operation;
 mod lifecycle;
 mod local_db;
 mod metrics;
+mod replicas;

@@ -1,0 +1,166 @@
+//! Several replicas on one etcd (issue 3): one consistent broker, whichever replica answers.
+//! Needs `SKYBROKER_TEST_ETCD`; see `local_db.rs` for how skipping works.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::json;
+use skybroker_config::{Config, StorageBackend};
+use skybroker_storage::{EtcdStore, Store};
+
+use crate::harness::*;
+
+fn etcd() -> Option<String> {
+    skybroker_storage::testing::etcd_endpoint()
+}
+
+/// A configuration for a replica of a group sharing `prefix`.
+fn replica(endpoint: &str, prefix: &str, delay_ms: u64) -> Config {
+    let mut config = fast_config(delay_ms);
+    config.storage.backend = StorageBackend::Etcd;
+    config.storage.etcd.endpoints = vec![endpoint.to_owned()];
+    config.storage.etcd.prefix = prefix.to_owned();
+    config.storage.etcd.lease_ttl_secs = 2;
+    config
+}
+
+fn prefix() -> String {
+    format!("/skybroker-replicas/{}/", uuid::Uuid::new_v4().simple())
+}
+
+/// Issue 3: a change made through replica A is visible in replica B's fetch within 1 s, and
+/// B answers last_operation for an operation A accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_propagate_between_replicas() {
+    let Some(endpoint) = etcd() else { return };
+    let prefix = prefix();
+    let a = Broker::with_config(replica(&endpoint, &prefix, 300)).await;
+    let b = Broker::with_config(replica(&endpoint, &prefix, 300)).await;
+    a.provision_sync("rep-1", SYNC).await;
+    let started = Instant::now();
+    loop {
+        let (status, body) = b.get_instance("rep-1").await;
+        if status == StatusCode::OK {
+            assert_eq!(body["plan_id"], SYNC);
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "not visible in B within 1 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (status, body) = a.put_instance("rep-2", &provision_body(ASYNC), true).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let operation = body["operation"].as_str().unwrap().to_owned();
+    assert_eq!(
+        b.wait_instance("rep-2", &operation).await["state"],
+        "succeeded"
+    );
+    // An identical repeat through B is recognised as the same instance.
+    assert_eq!(
+        b.put_instance("rep-2", &provision_body(ASYNC), true)
+            .await
+            .0,
+        StatusCode::OK
+    );
+    // Deprovision through B; A sees it gone.
+    assert_eq!(
+        b.delete_instance("rep-1", SYNC, false).await.0,
+        StatusCode::OK
+    );
+    let started = Instant::now();
+    while a.get_instance("rep-1").await.0 != StatusCode::NOT_FOUND {
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "deletion not visible in A"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    a.stop().await;
+    b.stop().await;
+}
+
+/// Issue 3, D-12: 16 concurrent conflicting provisions of one id spread over two replicas
+/// create exactly one instance; the others get 200, 409 or 422 — never a 5xx.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn conflicting_provisions_across_replicas_create_one_instance() {
+    let Some(endpoint) = etcd() else { return };
+    let prefix = prefix();
+    let a = Arc::new(Broker::with_config(replica(&endpoint, &prefix, 300)).await);
+    let b = Arc::new(Broker::with_config(replica(&endpoint, &prefix, 300)).await);
+    let tasks: Vec<_> = (0..16)
+        .map(|n| {
+            let broker = Arc::clone(if n % 2 == 0 { &a } else { &b });
+            tokio::spawn(async move {
+                let mut body = provision_body(SIZED);
+                body["parameters"] = json!({"size": 1 + (n / 2) % 2});
+                broker.put_instance("rep-c", &body, false).await
+            })
+        })
+        .collect();
+    let mut created = 0;
+    for task in tasks {
+        let (status, body) = task.await.unwrap();
+        match status {
+            StatusCode::CREATED => created += 1,
+            StatusCode::OK | StatusCode::CONFLICT => {}
+            StatusCode::UNPROCESSABLE_ENTITY => assert_eq!(body["error"], "ConcurrencyError"),
+            other => panic!("unexpected {other}: {body}"),
+        }
+    }
+    assert_eq!(created, 1, "exactly one request created the instance");
+    // The store holds one instance record and one provision operation.
+    let store = EtcdStore::connect(skybroker_storage::EtcdOptions {
+        prefix: prefix.clone(),
+        ..skybroker_storage::testing::etcd_options(&endpoint)
+    })
+    .await
+    .unwrap();
+    let keys: Vec<String> = store
+        .load()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.key)
+        .collect();
+    assert_eq!(
+        keys.iter().filter(|k| k.starts_with("instances/")).count(),
+        1,
+        "{keys:?}"
+    );
+    assert_eq!(
+        keys.iter().filter(|k| k.starts_with("operations/")).count(),
+        1,
+        "{keys:?}"
+    );
+}
+
+/// Issue 3: operations a stopped replica accepted are taken over by another replica within
+/// the lease time and complete; each instance exists once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_takes_over_the_operations_of_one_that_stopped() {
+    let Some(endpoint) = etcd() else { return };
+    let prefix = prefix();
+    let a = Broker::with_config(replica(&endpoint, &prefix, 1_500)).await;
+    let b = Broker::with_config(replica(&endpoint, &prefix, 1_500)).await;
+    let mut operations = Vec::new();
+    for n in 0..10 {
+        let id = format!("rep-t{n}");
+        let (status, body) = a.put_instance(&id, &provision_body(ASYNC), true).await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        operations.push((id, body["operation"].as_str().unwrap().to_owned()));
+    }
+    // A stops while its operations run (its claims lapse with its lease).
+    a.stop().await;
+    for (id, operation) in &operations {
+        assert_eq!(
+            b.wait_instance(id, operation).await["state"],
+            "succeeded",
+            "{id}"
+        );
+        assert_eq!(b.get_instance(id).await.0, StatusCode::OK);
+    }
+    b.stop().await;
+}
