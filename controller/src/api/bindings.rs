@@ -14,7 +14,7 @@ use skybroker_config::SchemaKind;
 use skybroker_storage::{BindingState, Change, InstanceState, OperationKind, ServiceBinding};
 
 use crate::api::instances::requested_plan;
-use crate::api::request::{accepted, json, path, respond, same_parameters, JsonBody, Query};
+use crate::api::request::{json, path, repeat_of, respond, same_parameters, JsonBody, Query};
 use crate::api::{ApiVersion, Originator};
 use crate::core::Core;
 use crate::error::ApiError;
@@ -162,14 +162,8 @@ pub async fn put_binding(
                 return Ok(json(StatusCode::OK, binding_body(&existing, version)))
             }
             BindingState::Binding => {
-                let running = existing
-                    .last_operation
-                    .as_deref()
-                    .and_then(|id| core.state.operation(id));
-                return match running {
-                    Some(op) if !op.sync && op.in_progress() => Ok(accepted(&op.id)),
-                    _ => Err(busy("the binding is being created")),
-                };
+                let last = existing.last_operation.as_deref();
+                return repeat_of(&core, last, |_| true, busy("the binding is being created"));
             }
             BindingState::Unbinding => return Err(busy("the binding is being deleted")),
             BindingState::BindFailed => {}
@@ -291,10 +285,8 @@ pub async fn delete_binding(
     match binding.state {
         BindingState::Unbinding => {
             // OSB-UNB-05: a repeat gets the same operation.
-            return match running {
-                Some(op) if !op.sync && op.in_progress() => Ok(accepted(&op.id)),
-                _ => Err(busy("the binding is being deleted")),
-            };
+            let last = binding.last_operation.as_deref();
+            return repeat_of(&core, last, |_| true, busy("the binding is being deleted"));
         }
         // D-17: an async bind is halted; a synchronous one has a request waiting.
         BindingState::Binding if running.as_ref().is_none_or(|op| op.sync) => {

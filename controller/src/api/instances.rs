@@ -11,10 +11,12 @@ use axum::Extension;
 use serde_json::{json, Map, Value};
 use skybroker_brokers::OperationKind as PluginKind;
 use skybroker_config::SchemaKind;
-use skybroker_storage::{Change, InstanceState, OperationKind, ServiceInstance, UpdateTarget};
+use skybroker_storage::{
+    Change, InstanceState, Operation, OperationKind, ServiceInstance, UpdateTarget,
+};
 
 use crate::api::request::{
-    accepted, check_maintenance, json, path, respond, same_parameters, JsonBody, Query,
+    check_maintenance, json, path, repeat_of, respond, same_parameters, JsonBody, Query,
 };
 use crate::api::{ApiVersion, Originator};
 use crate::core::{Core, PlanRef};
@@ -121,14 +123,8 @@ pub async fn put_instance(
             }
             // OSB-PROV-08: identical and still provisioning: the same operation.
             InstanceState::Provisioning => {
-                let operation = existing
-                    .last_operation
-                    .as_deref()
-                    .and_then(|id| core.state.operation(id));
-                return match operation {
-                    Some(op) if !op.sync && op.in_progress() => Ok(accepted(&op.id)),
-                    _ => Err(busy("being provisioned")),
-                };
+                let last = existing.last_operation.as_deref();
+                return repeat_of(&core, last, |_| true, busy("being provisioned"));
             }
             InstanceState::Updating => return Err(busy("being updated")),
             InstanceState::Deprovisioning => return Err(busy("being deprovisioned")),
@@ -289,14 +285,9 @@ pub async fn patch_instance(
         InstanceState::Ready => {}
         InstanceState::Updating => {
             // OSB-UPD-08: the same update again gets the same operation.
-            let running = instance
-                .last_operation
-                .as_deref()
-                .and_then(|id| core.state.operation(id));
-            return match running {
-                Some(op) if !op.sync && op.update.as_ref() == Some(&target) => Ok(accepted(&op.id)),
-                _ => Err(busy("being updated")),
-            };
+            let last = instance.last_operation.as_deref();
+            let same = |op: &Operation| op.update.as_ref() == Some(&target);
+            return repeat_of(&core, last, same, busy("being updated"));
         }
         InstanceState::Provisioning => return Err(busy("being provisioned")),
         InstanceState::Deprovisioning => return Err(busy("being deprovisioned")),
@@ -388,10 +379,8 @@ pub async fn delete_instance(
     match instance.state {
         InstanceState::Deprovisioning => {
             // OSB-DEPROV-06: a repeat gets the same operation.
-            return match running {
-                Some(op) if !op.sync && op.in_progress() => Ok(accepted(&op.id)),
-                _ => Err(busy("being deprovisioned")),
-            };
+            let last = instance.last_operation.as_deref();
+            return repeat_of(&core, last, |_| true, busy("being deprovisioned"));
         }
         InstanceState::Updating => return Err(busy("being updated")),
         // D-17: an async provision is halted and the instance deleted; a synchronous one

@@ -234,3 +234,19 @@ pub fn respond(
         Launched::Finished(done) => Err(failure_error(&done.operation)),
     }
 }
+
+/// The answer to a request repeating the operation that runs on a resource: 202 with the
+/// same operation while it runs asynchronously and `same` holds (OSB-PROV-08, OSB-UPD-08,
+/// OSB-DEPROV-06, OSB-BIND-09, OSB-UNB-05); otherwise `busy`, a 422 ConcurrencyError (a
+/// synchronous operation has a request waiting for it and cannot be joined).
+pub fn repeat_of(
+    core: &crate::core::Core,
+    last_operation: Option<&str>,
+    same: impl Fn(&Operation) -> bool,
+    busy: ApiError,
+) -> Result<Response, ApiError> {
+    match last_operation.and_then(|id| core.state.operation(id)) {
+        Some(op) if !op.sync && op.in_progress() && same(&op) => Ok(accepted(&op.id)),
+        _ => Err(busy),
+    }
+}
