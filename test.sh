@@ -55,8 +55,13 @@ ensure_postgres() {
         mkdir -p "$dir" && chown postgres: "$dir"
         [ -f "$dir/data/PG_VERSION" ] ||
             runuser -u postgres -- "$bin/initdb" -D "$dir/data" -A trust -U postgres >/dev/null
+        # TLS with Debian's snakeoil certificate when there is one (the TLS tests use it).
+        local tls=""
+        if runuser -u postgres -- test -r /etc/ssl/private/ssl-cert-snakeoil.key; then
+            tls="-c ssl=on -c ssl_cert_file=/etc/ssl/certs/ssl-cert-snakeoil.pem -c ssl_key_file=/etc/ssl/private/ssl-cert-snakeoil.key"
+        fi
         runuser -u postgres -- "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w \
-            -o "-p $port -k $dir -c listen_addresses=127.0.0.1" start >/dev/null
+            -o "-p $port -k $dir -c listen_addresses=127.0.0.1 $tls" start >/dev/null
         wait_for 30 psql -h 127.0.0.1 -p "$port" -U postgres -w -tAc 'select 1'
     fi
     export SKYBROKER_TEST_POSTGRES=127.0.0.1:$port

@@ -17,6 +17,7 @@
 
 pub mod mysql;
 pub mod postgres;
+mod tls;
 
 use std::time::Duration;
 
@@ -44,22 +45,27 @@ pub struct ServerSettings {
     pub public_host: String,
     /// Port written into credentials; default `port`.
     pub public_port: u16,
-    /// `disable` (plain TCP) or `require` (TLS); see the engine modules.
+    /// `disable`, `require` or `verify_full`.
     pub tls: TlsMode,
+    /// PEM of the CA that signed the server's certificate (`verify_full`).
+    pub ca_pem: Option<Vec<u8>>,
     /// How long connecting may take.
     pub connect_timeout: Duration,
     /// Host pattern of created MySQL users (`%` by default).
     pub user_host: String,
 }
 
-/// Transport security to the server.
+/// Transport security to the server (the names libpq uses).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum TlsMode {
     /// Plain TCP (a server on the same host or a private network).
     Disable,
-    /// TLS required (not supported by this build yet; refused at start with a message).
+    /// TLS, without checking the server's certificate: protects against eavesdropping, not
+    /// against impersonation.
     Require,
+    /// TLS with the server's certificate checked against `ca_file` and its host name.
+    VerifyFull,
 }
 
 /// The keys `[providers.<name>]` accepts for `postgres` and `mysql`.
@@ -74,6 +80,7 @@ struct RawServerSettings {
     public_port: Option<u16>,
     #[serde(default = "tls_default")]
     tls: TlsMode,
+    ca_file: Option<std::path::PathBuf>,
     connect_timeout_secs: Option<u64>,
     user_host: Option<String>,
 }
@@ -91,9 +98,16 @@ impl ServerSettings {
     ) -> Result<Self, String> {
         let raw: RawServerSettings = serde_json::from_value(Value::Object(config.settings.clone()))
             .map_err(|err| err.to_string())?;
-        if raw.tls == TlsMode::Require {
-            return Err("tls = \"require\" is not supported by this build yet; use a private network or a TLS tunnel with tls = \"disable\"".to_owned());
-        }
+        let ca_pem = match (&raw.ca_file, raw.tls) {
+            (Some(path), _) => Some(
+                std::fs::read(path).map_err(|err| format!("ca_file {}: {err}", path.display()))?,
+            ),
+            (None, TlsMode::VerifyFull) => return Err(
+                "tls = \"verify_full\" needs ca_file (the CA that signed the server's certificate)"
+                    .to_owned(),
+            ),
+            (None, _) => None,
+        };
         let port = raw.port.unwrap_or(default_port);
         Ok(ServerSettings {
             public_host: raw.public_host.unwrap_or_else(|| raw.host.clone()),
@@ -106,6 +120,7 @@ impl ServerSettings {
                 .admin_database
                 .unwrap_or_else(|| default_admin_db.to_owned()),
             tls: raw.tls,
+            ca_pem,
             connect_timeout: Duration::from_secs(raw.connect_timeout_secs.unwrap_or(10)),
             user_host: raw.user_host.unwrap_or_else(|| "%".to_owned()),
         })

@@ -12,6 +12,7 @@ use skybroker_config::ProviderConfig;
 
 use super::{
     credentials, new_password, resource_name, state_str, Access, PlanSettings, ServerSettings,
+    TlsMode,
 };
 use crate::{Broker, BrokerError, Completion, OperationKind, OperationRequest, Progress};
 
@@ -75,13 +76,32 @@ impl LocalMysql {
                     .as_ref()
                     .map(|p| p.expose().to_owned()),
             )
-            .prefer_socket(false);
+            .prefer_socket(false)
+            .ssl_opts(self.ssl_options());
         let connect = Conn::new(options);
         match tokio::time::timeout(self.server.connect_timeout, connect).await {
             Ok(conn) => conn.map_err(map_error),
             Err(_) => Err(BrokerError::Transient(
                 "MySQL did not answer in time".to_owned(),
             )),
+        }
+    }
+
+    /// TLS per `tls`: `require` accepts any certificate, `verify_full` checks it against
+    /// the CA and the host name.
+    fn ssl_options(&self) -> Option<mysql_async::SslOpts> {
+        let options = mysql_async::SslOpts::default();
+        match self.server.tls {
+            TlsMode::Disable => None,
+            TlsMode::Require => Some(
+                options
+                    .with_danger_accept_invalid_certs(true)
+                    .with_danger_skip_domain_validation(true),
+            ),
+            TlsMode::VerifyFull => {
+                let ca = self.server.ca_pem.clone().unwrap_or_default();
+                Some(options.with_root_certs(vec![ca.into()]))
+            }
         }
     }
 

@@ -82,14 +82,31 @@ impl LocalPostgres {
         if let Some(password) = &self.server.admin_password {
             config.password(password.expose());
         }
-        let (client, connection) = config.connect(NoTls).await.map_err(map_error)?;
-        // The connection future drives the socket; it ends when the client is dropped.
+        let client = match super::tls::client_config(&self.server)? {
+            None => Self::finish_connect(config.connect(NoTls).await.map_err(map_error)?),
+            Some(tls) => {
+                config.ssl_mode(tokio_postgres::config::SslMode::Require);
+                let tls = tokio_postgres_rustls::MakeRustlsConnect::new(tls);
+                Self::finish_connect(config.connect(tls).await.map_err(map_error)?)
+            }
+        };
+        Ok(client)
+    }
+
+    /// Spawns the task that drives a connection's socket (it ends when the client drops).
+    fn finish_connect<S, T>(
+        (client, connection): (Client, tokio_postgres::Connection<S, T>),
+    ) -> Client
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+        T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
         tokio::spawn(async move {
             if let Err(err) = connection.await {
                 log::debug!("postgres admin connection closed: {err}");
             }
         });
-        Ok(client)
+        client
     }
 
     async fn role_exists(client: &Client, role: &str) -> Result<bool, BrokerError> {
