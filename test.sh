@@ -108,12 +108,77 @@ ensure_etcd() {
     wait_for 30 curl -fsS "$SKYBROKER_TEST_ETCD/health"
 }
 
+# moto (the AWS stand-in, issue 8) in server mode on a free loopback port, with IAM policy
+# enforcement on: moto lets the first INITIAL_NO_AUTH_ACTION_COUNT calls through without
+# authentication, which this function spends on creating an administrator (user, policy,
+# key); from then on every call must be signed by a known key and is checked against the
+# caller's policies. The tests get the endpoint and the administrator's key.
+MOTO=moto[server]==5.2.1
+moto_python() { # moto_python SCRIPT: runs python3 with the administrator's key of $STATE/moto
+    AWS_ACCESS_KEY_ID="$(cat "$STATE/moto/admin-key")" AWS_SECRET_ACCESS_KEY="$(cat "$STATE/moto/admin-secret")" \
+        AWS_DEFAULT_REGION=us-east-1 python3 -c "$1"
+}
+ensure_moto() {
+    [ -n "${SKYBROKER_TEST_AWS:-}" ] && return
+    local dir="$STATE/moto"
+    mkdir -p "$dir"
+    if ! python3 -c 'import moto.server, flask_cors, boto3' 2>/dev/null; then
+        local flags=(--quiet --disable-pip-version-check)
+        local pip_options
+        pip_options=$(python3 -m pip install --help)
+        # Debian 12+ marks the system Python externally managed (PEP 668), as in deploy/check.sh.
+        if python3 -c 'import os, sysconfig; exit(not os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED")))' &&
+            [[ $pip_options == *--break-system-packages* ]]; then
+            flags+=(--break-system-packages)
+        fi
+        if [[ $(id -u) == 0 ]]; then
+            [[ $pip_options == *--root-user-action* ]] && flags+=(--root-user-action=ignore)
+        else
+            flags+=(--user)
+        fi
+        echo "installing $MOTO"
+        python3 -m pip install "${flags[@]}" "$MOTO"
+    fi
+    local port
+    port=$(cat "$dir/port" 2>/dev/null || true)
+    local check='import boto3, os; boto3.client("iam", endpoint_url=os.environ["E"]).get_user(UserName="skybroker-test-admin")'
+    if [ -n "$port" ] && E="http://127.0.0.1:$port" moto_python "$check" >/dev/null 2>&1; then
+        echo "reusing moto on 127.0.0.1:$port"
+    else
+        port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+        echo "starting moto on 127.0.0.1:$port"
+        (cd "$dir" && INITIAL_NO_AUTH_ACTION_COUNT=3 nohup python3 -m moto.server -H 127.0.0.1 -p "$port" \
+            >"$dir/log" 2>&1 &)
+        wait_for 60 curl -fsS "http://127.0.0.1:$port/moto-api/"
+        # Exactly three unauthenticated calls: the administrator, its policy, its key.
+        AWS_ACCESS_KEY_ID=bootstrap AWS_SECRET_ACCESS_KEY=bootstrap AWS_DEFAULT_REGION=us-east-1 \
+            E="http://127.0.0.1:$port" D="$dir" python3 -c '
+import boto3, json, os
+iam = boto3.client("iam", endpoint_url=os.environ["E"])
+iam.create_user(UserName="skybroker-test-admin")
+iam.put_user_policy(UserName="skybroker-test-admin", PolicyName="all", PolicyDocument=json.dumps(
+    {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
+key = iam.create_access_key(UserName="skybroker-test-admin")["AccessKey"]
+for name, value in (("admin-key", key["AccessKeyId"]), ("admin-secret", key["SecretAccessKey"])):
+    with open(os.path.join(os.environ["D"], name), "w") as f:
+        f.write(value)
+'
+        echo "$port" >"$dir/port"
+        E="http://127.0.0.1:$port" moto_python "$check"
+    fi
+    export SKYBROKER_TEST_AWS=http://127.0.0.1:$port
+    SKYBROKER_TEST_AWS_ACCESS_KEY_ID=$(cat "$dir/admin-key")
+    SKYBROKER_TEST_AWS_SECRET_ACCESS_KEY=$(cat "$dir/admin-secret")
+    export SKYBROKER_TEST_AWS_ACCESS_KEY_ID SKYBROKER_TEST_AWS_SECRET_ACCESS_KEY
+}
+
 step "services"
 command -v curl >/dev/null || apt_install curl
 ensure_postgres
 ensure_mysql
 ensure_etcd
-echo "PostgreSQL at $SKYBROKER_TEST_POSTGRES, MySQL/MariaDB at $SKYBROKER_TEST_MYSQL, etcd at $SKYBROKER_TEST_ETCD"
+ensure_moto
+echo "PostgreSQL at $SKYBROKER_TEST_POSTGRES, MySQL/MariaDB at $SKYBROKER_TEST_MYSQL, etcd at $SKYBROKER_TEST_ETCD, moto (AWS) at $SKYBROKER_TEST_AWS"
 
 step "format"
 cargo fmt --all -- --check

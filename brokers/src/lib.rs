@@ -7,13 +7,18 @@
 //! - [`registry`]: `BrokerKind` (a closed enum, one arm per provider) and `BrokerRegistry`.
 //! - [`sandbox`]: the built-in sandbox plugin.
 //! - [`local`]: databases on operator-run PostgreSQL and MySQL/MariaDB servers.
+//! - [`aws`] (cargo feature `aws`, on by default): RDS databases and S3 buckets on AWS.
+//! - [`names`]: deterministic resource names and generated passwords, shared by every plugin.
 //!
 //! Architecture invariant: plugins know one cloud service each and nothing of OSB status
 //! codes, the store or HTTP; the controller owns OSB semantics.
 
 #![warn(missing_docs)]
 
+#[cfg(feature = "aws")]
+pub mod aws;
 pub mod local;
+pub mod names;
 pub mod registry;
 pub mod sandbox;
 

@@ -26,14 +26,17 @@ pub enum BrokerKind {
     Postgres,
     /// Databases on a MySQL/MariaDB server.
     Mysql,
+    /// RDS databases and S3 buckets on AWS (needs the cargo feature `aws`, on by default).
+    Aws,
 }
 
 impl BrokerKind {
     /// Every kind, for messages.
-    pub const ALL: [(&'static str, BrokerKind); 3] = [
+    pub const ALL: [(&'static str, BrokerKind); 4] = [
         ("sandbox", BrokerKind::Sandbox),
         ("postgres", BrokerKind::Postgres),
         ("mysql", BrokerKind::Mysql),
+        ("aws", BrokerKind::Aws),
     ];
 }
 
@@ -70,6 +73,14 @@ pub fn build_broker(
             config.ok_or_else(needs_config)?,
         )?),
         BrokerKind::Mysql => Arc::new(LocalMysql::from_config(config.ok_or_else(needs_config)?)?),
+        #[cfg(feature = "aws")]
+        BrokerKind::Aws => Arc::new(crate::aws::Aws::from_config(
+            config.ok_or_else(needs_config)?,
+        )?),
+        #[cfg(not(feature = "aws"))]
+        BrokerKind::Aws => {
+            return Err("this build has no AWS support (cargo feature `aws`)".to_owned())
+        }
     })
 }
 
@@ -170,6 +181,32 @@ mod tests {
         assert!(
             err.contains("options are: sandbox, postgres, mysql"),
             "{err}"
+        );
+    }
+
+    #[cfg(feature = "aws")]
+    #[test]
+    fn aws_providers_build_offline_and_their_plans_are_checked() {
+        let mut config = skybroker_config::Config::builtin();
+        let provider: ProviderConfig =
+            serde_json::from_value(serde_json::json!({"kind": "aws", "region": "eu-west-1"}))
+                .unwrap();
+        config.providers.insert("aws".into(), provider);
+        config.services[0].broker = "aws".into();
+        for plan in &mut config.services[0].plans {
+            plan.settings = serde_json::json!({"service": "s3"});
+        }
+        let registry = BrokerRegistry::from_config(&config.providers, &config.services).unwrap();
+        assert_eq!(registry.get(&config.services[0].id).unwrap().name(), "aws");
+        config.services[0].plans[0].settings =
+            serde_json::json!({"service": "s3", "versioned": true});
+        let problems =
+            BrokerRegistry::from_config(&config.providers, &config.services).unwrap_err();
+        assert_eq!(problems.len(), 1);
+        assert!(
+            problems[0].message.contains("versioned"),
+            "{}",
+            problems[0].message
         );
     }
 

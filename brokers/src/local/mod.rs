@@ -23,9 +23,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 use skybroker_config::{ProviderConfig, Secret};
 
+// Naming and passwords are shared with the cloud providers (one rule for every plugin).
+pub use crate::names::{new_password, resource_name};
 use crate::{BindingResult, BrokerError};
 
 /// How a provider connects to its server as administrator, from `[providers.<name>]`.
@@ -220,22 +221,6 @@ impl PlanSettings {
         }
         Ok(())
     }
-}
-
-/// A deterministic, safe name for a resource: `prefix` plus 20 hex digits of SHA-256 of `id`.
-pub fn resource_name(prefix: &str, id: &str) -> String {
-    let digest = Sha256::digest(id.as_bytes());
-    let hex: String = digest.iter().take(10).map(|b| format!("{b:02x}")).collect();
-    format!("{prefix}_{hex}")
-}
-
-/// A strong random password: 256 bits as 64 hex digits (safe in any SQL literal and URI).
-pub fn new_password() -> String {
-    format!(
-        "{}{}",
-        uuid::Uuid::new_v4().simple(),
-        uuid::Uuid::new_v4().simple()
-    )
 }
 
 /// The binding result for a database user (OSB-BIND-13/17).

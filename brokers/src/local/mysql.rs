@@ -65,6 +65,13 @@ impl LocalMysql {
         })
     }
 
+    /// The provider on a server found some other way: a cloud database instance whose
+    /// endpoint and master user the cloud provider knows (AWS RDS binds through this, so roles
+    /// and grants have one implementation).
+    pub fn with_server(server: ServerSettings) -> Self {
+        LocalMysql { server }
+    }
+
     async fn connect(&self) -> Result<Conn, BrokerError> {
         let options = OptsBuilder::default()
             .ip_or_hostname(self.server.host.clone())

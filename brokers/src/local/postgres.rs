@@ -69,6 +69,13 @@ impl LocalPostgres {
         })
     }
 
+    /// The provider on a server found some other way: a cloud database instance whose
+    /// endpoint and master user the cloud provider knows (AWS RDS binds through this, so roles
+    /// and grants have one implementation).
+    pub fn with_server(server: ServerSettings) -> Self {
+        LocalPostgres { server }
+    }
+
     /// Connects as administrator to `database` (the admin database when `None`).
     async fn connect(&self, database: Option<&str>) -> Result<Client, BrokerError> {
         let mut config = tokio_postgres::Config::new();
@@ -141,6 +148,13 @@ impl LocalPostgres {
         let owner = format!("{database}_owner");
         let reader = format!("{database}_ro");
         (database, owner, reader)
+    }
+
+    /// The state [`Broker::provision`] records for `instance_id` (what unbind needs), without
+    /// touching the server.
+    pub fn state_of(instance_id: &str, settings: &PlanSettings) -> Value {
+        let (database, owner, reader) = Self::names(instance_id);
+        Self::instance_state(&database, &owner, &reader, settings)
     }
 
     fn instance_state(database: &str, owner: &str, reader: &str, settings: &PlanSettings) -> Value {

@@ -1,0 +1,379 @@
+//! The AWS provider's settings: typed, checked once at start, from `[providers.<name>]` or
+//! built in code.
+//!
+//! Why a builder: the configuration file, tests and embedding applications all describe an
+//! AWS account the same way, and every check (a region is named, the name prefix makes valid
+//! bucket names, a secret has its key id) happens in [`AwsBuilder::build`] before anything
+//! talks to AWS, so `skybroker check-config` reports it.
+//!
+//! Credentials are deliberately *not* settings: without `access_key_id`, the SDK's standard
+//! chain finds them (environment `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`, the shared
+//! profile files, web identity / IRSA on Kubernetes through `AWS_WEB_IDENTITY_TOKEN_FILE` and
+//! `AWS_ROLE_ARN`, ECS and EC2 instance roles). Static keys are an option for a second account;
+//! their secret comes from `password_env`/`password_file` like every provider secret, never
+//! from the file itself.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::Value;
+use skybroker_config::{ProviderConfig, Secret};
+
+use crate::local::TlsMode;
+use crate::names::check_cloud_prefix;
+
+/// Everything the AWS provider needs to know about its account, checked.
+#[derive(Debug, Clone)]
+pub struct AwsSettings {
+    /// The region every resource is created in, e.g. `eu-west-1`.
+    pub region: String,
+    /// A named profile of the shared configuration files (else the chain's default).
+    pub profile: Option<String>,
+    /// One endpoint for every service instead of AWS's (moto, LocalStack, a VPC endpoint).
+    pub endpoint_url: Option<String>,
+    /// Static keys, when not taken from the standard chain.
+    pub static_credentials: Option<StaticCredentials>,
+    /// First part of every resource name (`<prefix>-<hash>`); the IAM policy matches it.
+    pub name_prefix: String,
+    /// IAM path of the users bindings create, e.g. `/skybroker/`.
+    pub iam_path: String,
+    /// Attempts per AWS call, the first included (the SDK's standard retry mode: exponential
+    /// back-off with jitter on throttling, timeouts and 5xx).
+    pub max_attempts: u32,
+    /// How long connecting to AWS (and to a database instance) may take.
+    pub connect_timeout: Duration,
+    /// How long one AWS call may take, retries included.
+    pub operation_timeout: Duration,
+    /// Transport security of the broker's connections to RDS instances (bind, unbind).
+    pub database_tls: TlsMode,
+    /// PEM of the CA RDS certificates are checked against (`database_tls = "verify_full"`;
+    /// the RDS global bundle).
+    pub database_ca_pem: Option<Vec<u8>>,
+    /// **Tests only**: connect to this `host:port` instead of every RDS instance's endpoint,
+    /// and hand it out in credentials (a local database server standing in for the instance).
+    pub database_endpoint_override: Option<(String, u16)>,
+}
+
+/// An access key given explicitly.
+#[derive(Debug, Clone)]
+pub struct StaticCredentials {
+    /// The access key id (not secret).
+    pub access_key_id: String,
+    /// The secret access key (`Debug` prints `******`).
+    pub secret_access_key: Secret,
+}
+
+/// Why settings were refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// No region: resources must be created somewhere known.
+    #[error("region is required (e.g. region = \"eu-west-1\")")]
+    MissingRegion,
+    /// A secret without its key id, or the other way round.
+    #[error("{0}")]
+    IncompleteCredentials(&'static str),
+    /// A setting has a value that cannot work.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The keys `[providers.<name>]` accepts for `kind = "aws"`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSettings {
+    region: Option<String>,
+    profile: Option<String>,
+    endpoint_url: Option<String>,
+    access_key_id: Option<String>,
+    name_prefix: Option<String>,
+    iam_path: Option<String>,
+    max_attempts: Option<u32>,
+    connect_timeout_secs: Option<u64>,
+    operation_timeout_secs: Option<u64>,
+    database_tls: Option<TlsMode>,
+    database_ca_file: Option<std::path::PathBuf>,
+    database_endpoint_override: Option<String>,
+}
+
+/// Builds [`AwsSettings`]: `with_*` for each setting, then [`AwsBuilder::build`].
+#[derive(Debug, Default, Clone)]
+pub struct AwsBuilder {
+    region: Option<String>,
+    profile: Option<String>,
+    endpoint_url: Option<String>,
+    access_key_id: Option<String>,
+    secret_access_key: Option<Secret>,
+    name_prefix: Option<String>,
+    iam_path: Option<String>,
+    max_attempts: Option<u32>,
+    connect_timeout: Option<Duration>,
+    operation_timeout: Option<Duration>,
+    database_tls: Option<TlsMode>,
+    database_ca_pem: Option<Vec<u8>>,
+    database_endpoint_override: Option<String>,
+}
+
+impl AwsBuilder {
+    /// An empty builder (a region is still required).
+    pub fn new() -> Self {
+        AwsBuilder::default()
+    }
+
+    /// The settings of a `[providers.<name>]` section with `kind = "aws"`.
+    ///
+    /// # Errors
+    /// Unknown keys, values of the wrong type, an unreadable `database_ca_file`.
+    pub fn from_config(config: &ProviderConfig) -> Result<Self, String> {
+        let raw: RawSettings = serde_json::from_value(Value::Object(config.settings.clone()))
+            .map_err(|err| err.to_string())?;
+        let database_ca_pem = match &raw.database_ca_file {
+            Some(path) => Some(
+                std::fs::read(path)
+                    .map_err(|err| format!("database_ca_file {}: {err}", path.display()))?,
+            ),
+            None => None,
+        };
+        Ok(AwsBuilder {
+            region: raw.region,
+            profile: raw.profile,
+            endpoint_url: raw.endpoint_url,
+            access_key_id: raw.access_key_id,
+            secret_access_key: config.password.clone(),
+            name_prefix: raw.name_prefix,
+            iam_path: raw.iam_path,
+            max_attempts: raw.max_attempts,
+            connect_timeout: raw.connect_timeout_secs.map(Duration::from_secs),
+            operation_timeout: raw.operation_timeout_secs.map(Duration::from_secs),
+            database_tls: raw.database_tls,
+            database_ca_pem,
+            database_endpoint_override: raw.database_endpoint_override,
+        })
+    }
+
+    /// The region, e.g. `eu-west-1`.
+    pub fn with_region(mut self, region: impl Into<String>) -> Self {
+        self.region = Some(region.into());
+        self
+    }
+
+    /// A named profile of the shared configuration files.
+    pub fn with_profile(mut self, profile: impl Into<String>) -> Self {
+        self.profile = Some(profile.into());
+        self
+    }
+
+    /// One endpoint for every service (moto, LocalStack).
+    pub fn with_endpoint_url(mut self, url: impl Into<String>) -> Self {
+        self.endpoint_url = Some(url.into());
+        self
+    }
+
+    /// Static keys instead of the standard chain.
+    pub fn with_static_credentials(
+        mut self,
+        access_key_id: impl Into<String>,
+        secret_access_key: Secret,
+    ) -> Self {
+        self.access_key_id = Some(access_key_id.into());
+        self.secret_access_key = Some(secret_access_key);
+        self
+    }
+
+    /// The resource name prefix (default `skybroker`).
+    pub fn with_name_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.name_prefix = Some(prefix.into());
+        self
+    }
+
+    /// Attempts per AWS call (default 4).
+    pub fn with_max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = Some(attempts);
+        self
+    }
+
+    /// **Tests only**: the database server standing in for every RDS instance.
+    pub fn with_database_endpoint_override(mut self, host_port: impl Into<String>) -> Self {
+        self.database_endpoint_override = Some(host_port.into());
+        self
+    }
+
+    /// Transport security of connections to RDS instances (default `require`).
+    pub fn with_database_tls(mut self, tls: TlsMode) -> Self {
+        self.database_tls = Some(tls);
+        self
+    }
+
+    /// Checks everything and builds the settings.
+    ///
+    /// # Errors
+    /// A missing region, half of a static key, an invalid prefix, path, endpoint or bound.
+    pub fn build(self) -> Result<AwsSettings, BuildError> {
+        let region = self
+            .region
+            .filter(|r| !r.is_empty())
+            .ok_or(BuildError::MissingRegion)?;
+        if !region
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            return Err(BuildError::Invalid(format!(
+                "region {region:?} is not a region name"
+            )));
+        }
+        let static_credentials = match (self.access_key_id, self.secret_access_key) {
+            (Some(access_key_id), Some(secret_access_key)) => Some(StaticCredentials {
+                access_key_id,
+                secret_access_key,
+            }),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(BuildError::IncompleteCredentials(
+                    "access_key_id needs its secret through password_env or password_file",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(BuildError::IncompleteCredentials(
+                    "a secret (password_env/password_file) needs access_key_id; without both, \
+                     the standard AWS credential chain is used",
+                ))
+            }
+        };
+        if let Some(url) = &self.endpoint_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(BuildError::Invalid(format!(
+                    "endpoint_url {url:?} must be an http:// or https:// URL"
+                )));
+            }
+        }
+        let name_prefix = self.name_prefix.unwrap_or_else(|| "skybroker".to_owned());
+        check_cloud_prefix(&name_prefix).map_err(BuildError::Invalid)?;
+        let iam_path = self.iam_path.unwrap_or_else(|| "/skybroker/".to_owned());
+        let path_ok = iam_path.starts_with('/')
+            && iam_path.ends_with('/')
+            && iam_path.len() <= 512
+            && iam_path
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"/_+=,.@-".contains(&b));
+        if !path_ok {
+            return Err(BuildError::Invalid(format!(
+                "iam_path {iam_path:?} must start and end with / (e.g. \"/skybroker/\")"
+            )));
+        }
+        let max_attempts = self.max_attempts.unwrap_or(4);
+        if !(1..=10).contains(&max_attempts) {
+            return Err(BuildError::Invalid(
+                "max_attempts must be between 1 and 10".to_owned(),
+            ));
+        }
+        let database_endpoint_override = match self.database_endpoint_override {
+            None => None,
+            Some(text) => {
+                let parsed = text
+                    .rsplit_once(':')
+                    .and_then(|(host, port)| Some((host.to_owned(), port.parse().ok()?)));
+                Some(parsed.ok_or_else(|| {
+                    BuildError::Invalid(format!(
+                        "database_endpoint_override {text:?} must be host:port"
+                    ))
+                })?)
+            }
+        };
+        let database_tls = self.database_tls.unwrap_or(TlsMode::Require);
+        if database_tls == TlsMode::VerifyFull && self.database_ca_pem.is_none() {
+            return Err(BuildError::Invalid(
+                "database_tls = \"verify_full\" needs database_ca_file (the RDS CA bundle)"
+                    .to_owned(),
+            ));
+        }
+        Ok(AwsSettings {
+            region,
+            profile: self.profile,
+            endpoint_url: self.endpoint_url,
+            static_credentials,
+            name_prefix,
+            iam_path,
+            max_attempts,
+            connect_timeout: self.connect_timeout.unwrap_or(Duration::from_secs(10)),
+            operation_timeout: self.operation_timeout.unwrap_or(Duration::from_secs(120)),
+            database_tls,
+            database_ca_pem: self.database_ca_pem,
+            database_endpoint_override,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn provider(settings: Value) -> ProviderConfig {
+        let mut value = settings;
+        value["kind"] = json!("aws");
+        serde_json::from_value(value).unwrap()
+    }
+
+    #[test]
+    fn a_region_is_enough_and_defaults_are_sane() {
+        let settings = AwsBuilder::from_config(&provider(json!({"region": "eu-west-1"})))
+            .unwrap()
+            .build()
+            .unwrap();
+        assert_eq!(settings.name_prefix, "skybroker");
+        assert_eq!(settings.iam_path, "/skybroker/");
+        assert!(settings.static_credentials.is_none());
+        assert_eq!(settings.database_tls, TlsMode::Require);
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        for (settings, needle) in [
+            (json!({}), "region is required"),
+            (
+                json!({"region": "eu-west-1", "regoin": "x"}),
+                "unknown field",
+            ),
+            (
+                json!({"region": "eu-west-1", "access_key_id": "AKIA1"}),
+                "secret",
+            ),
+            (
+                json!({"region": "eu-west-1", "name_prefix": "Sky_Broker"}),
+                "name prefix",
+            ),
+            (
+                json!({"region": "eu-west-1", "iam_path": "skybroker"}),
+                "iam_path",
+            ),
+            (
+                json!({"region": "eu-west-1", "endpoint_url": "localhost:5000"}),
+                "endpoint_url",
+            ),
+            (
+                json!({"region": "eu-west-1", "database_endpoint_override": "db"}),
+                "host:port",
+            ),
+            (
+                json!({"region": "eu-west-1", "database_tls": "verify_full"}),
+                "database_ca_file",
+            ),
+        ] {
+            let err = match AwsBuilder::from_config(&provider(settings.clone())) {
+                Ok(builder) => builder.build().unwrap_err().to_string(),
+                Err(err) => err,
+            };
+            assert!(err.contains(needle), "{settings}: {err}");
+        }
+    }
+
+    #[test]
+    fn static_keys_need_both_halves_and_never_show_the_secret() {
+        let mut config = provider(json!({"region": "us-east-1", "access_key_id": "AKIAEXAMPLE"}));
+        config.password = Some(Secret::new("wJalrXUtnFEMI/K7MDENG"));
+        let settings = AwsBuilder::from_config(&config).unwrap().build().unwrap();
+        let shown = format!("{settings:?}");
+        assert!(shown.contains("AKIAEXAMPLE"));
+        assert!(!shown.contains("wJalrXUtnFEMI"), "{shown}");
+    }
+}

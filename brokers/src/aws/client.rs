@@ -1,0 +1,96 @@
+//! The SDK clients of one AWS account: S3, IAM and RDS over one HTTP client.
+//!
+//! Why one place: the SDK's loader resolves the region, credentials (the standard chain, or
+//! static keys), endpoint override, retry and timeout configuration once; the three service
+//! clients share the result and one connection pool. The HTTP client is hyper with rustls on
+//! *ring* (the TLS stack the rest of the workspace already builds), chosen here explicitly so
+//! the SDK's default features, and their second crypto library, stay off.
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_s3::config::{Credentials, SharedHttpClient};
+use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+
+use super::builder::AwsSettings;
+
+/// The SDK behaviour the broker was written and tested against. Pinned, so that a dependency
+/// update cannot change defaults (retries, checksums) silently.
+pub fn behavior_version() -> BehaviorVersion {
+    BehaviorVersion::v2026_01_12()
+}
+
+/// An HTTPS client (hyper, rustls on ring, the platform's trusted roots).
+pub fn http_client() -> SharedHttpClient {
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https()
+}
+
+/// Loads the SDK configuration for `settings`: the region, the endpoint override, the
+/// credentials (static keys, else the standard chain with `profile` if set), the retry and
+/// timeout configuration.
+pub async fn sdk_config(settings: &AwsSettings) -> SdkConfig {
+    let mut loader = aws_config::defaults(behavior_version())
+        .region(Region::new(settings.region.clone()))
+        .http_client(http_client())
+        .retry_config(RetryConfig::standard().with_max_attempts(settings.max_attempts))
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(settings.connect_timeout)
+                .operation_timeout(settings.operation_timeout)
+                .build(),
+        );
+    if let Some(profile) = &settings.profile {
+        loader = loader.profile_name(profile);
+    }
+    if let Some(url) = &settings.endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    if let Some(keys) = &settings.static_credentials {
+        loader = loader.credentials_provider(Credentials::new(
+            keys.access_key_id.clone(),
+            keys.secret_access_key.expose().to_owned(),
+            None,
+            None,
+            "skybroker-provider-config",
+        ));
+    }
+    loader.load().await
+}
+
+/// The clients of one account.
+#[derive(Debug, Clone)]
+pub struct AwsClients {
+    /// S3 (path-style addressing when an endpoint override is set, as moto and most S3
+    /// look-alikes need).
+    pub s3: aws_sdk_s3::Client,
+    /// IAM (global; the SDK picks its endpoint from the region's partition).
+    pub iam: aws_sdk_iam::Client,
+    /// RDS.
+    pub rds: aws_sdk_rds::Client,
+    /// The region, as written into credentials.
+    pub region: String,
+    /// The S3 endpoint applications use, as written into credentials.
+    pub s3_endpoint: String,
+}
+
+impl AwsClients {
+    /// Builds the clients. Nothing is sent to AWS yet: credentials are resolved on first use.
+    pub async fn connect(settings: &AwsSettings) -> AwsClients {
+        let sdk = sdk_config(settings).await;
+        let s3_config = aws_sdk_s3::config::Builder::from(&sdk)
+            .force_path_style(settings.endpoint_url.is_some())
+            .build();
+        AwsClients {
+            s3: aws_sdk_s3::Client::from_conf(s3_config),
+            iam: aws_sdk_iam::Client::new(&sdk),
+            rds: aws_sdk_rds::Client::new(&sdk),
+            region: settings.region.clone(),
+            s3_endpoint: settings
+                .endpoint_url
+                .clone()
+                .unwrap_or_else(|| format!("https://s3.{}.amazonaws.com", settings.region)),
+        }
+    }
+}
