@@ -4,8 +4,9 @@
 
 use std::sync::Arc;
 
-use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use serde_json::Value;
@@ -28,13 +29,14 @@ pub struct CatalogCache {
 
 #[derive(Debug, Clone)]
 struct Rendered {
-    body: Vec<u8>,
+    /// Shared, so answering hands out a reference instead of copying the body.
+    body: Bytes,
     etag: HeaderValue,
 }
 
 impl Rendered {
     fn new(value: &Value) -> Self {
-        let body = serde_json::to_vec(value).expect("catalog serializes");
+        let body = Bytes::from(serde_json::to_vec(value).expect("catalog serializes"));
         // FNV-1a over the body: stable across restarts with the same catalog.
         let hash = body.iter().fold(0xcbf29ce484222325u64, |h, b| {
             (h ^ u64::from(*b)).wrapping_mul(0x100000001b3)
@@ -98,15 +100,17 @@ impl CatalogCache {
     }
 }
 
-/// `GET /v2/catalog`.
+/// `GET /v2/catalog`. Takes the request itself rather than a `HeaderMap`, which the
+/// extractor would copy, to read one header.
 pub async fn get_catalog(
     State(core): State<Arc<Core>>,
     Extension(version): Extension<ApiVersion>,
-    headers: HeaderMap,
+    request: Request,
 ) -> Response {
     let rendered = core.catalog.for_version(version);
     let etag = rendered.etag.clone();
-    let matches = headers
+    let matches = request
+        .headers()
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| {
@@ -125,7 +129,7 @@ pub async fn get_catalog(
             ),
             (header::ETAG, etag),
         ],
-        rendered.body.clone(),
+        Body::from(rendered.body.clone()),
     )
         .into_response()
 }

@@ -4,21 +4,80 @@
 //! if this broker issued it for this resource and still retains it, else the newest one.
 //! After an async delete, the retained record answers `succeeded`; once it is cleaned up, a
 //! poll naming one of our operation ids answers 410 (D-08), and anything else 404.
+//!
+//! Platforms poll this endpoint more than any other (every in-flight operation, every few
+//! seconds), so it reads its query hints without copying them (from the request's `Uri`,
+//! which shares the request's bytes, where `RawQuery` would copy) and writes its body straight
+//! from the record, without an intermediate JSON tree.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, RawQuery, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use serde_json::{json, Map, Value};
+use serde::Serialize;
 use skybroker_storage::{
     now_millis, InstanceState, Operation, OperationKind, OperationState, Target,
 };
 
-use crate::api::request::{path, Query};
+use crate::api::request::path;
 use crate::core::Core;
 use crate::error::ApiError;
+
+/// A last_operation body (OSB-LOI-03…07). Fields in alphabetical order, as the JSON object
+/// this replaced wrote them.
+#[derive(Debug, Serialize)]
+struct LastOperationBody<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    instance_usable: Option<bool>,
+    state: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    update_repeatable: Option<bool>,
+}
+
+impl LastOperationBody<'_> {
+    /// A body with only a state.
+    fn state(state: &'static str) -> Self {
+        LastOperationBody {
+            description: None,
+            instance_usable: None,
+            state,
+            update_repeatable: None,
+        }
+    }
+}
+
+/// The `operation` hint of a poll, after checking the form of every hint (`service_id` and
+/// `plan_id` are hints only). The rules of [`crate::api::request::Query::hint`]: values are
+/// percent-decoded, the last occurrence counts, and a parameter present but empty is a 400;
+/// values that need no decoding are borrowed from the query string.
+fn poll_hints(raw: Option<&str>) -> Result<Option<Cow<'_, str>>, ApiError> {
+    let (mut operation, mut service_id, mut plan_id) = (None, None, None);
+    for (key, value) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+        match key.as_ref() {
+            "operation" => operation = Some(value),
+            "service_id" => service_id = Some(value),
+            "plan_id" => plan_id = Some(value),
+            _ => {}
+        }
+    }
+    for (name, value) in [
+        ("operation", &operation),
+        ("service_id", &service_id),
+        ("plan_id", &plan_id),
+    ] {
+        if value.as_deref().is_some_and(str::is_empty) {
+            return Err(ApiError::BadRequest(format!(
+                "query parameter {name} must not be empty"
+            )));
+        }
+    }
+    Ok(operation)
+}
 
 /// Whether `id` has the shape of an operation id this broker issues (`kind-<32 hex>`).
 fn looks_issued(id: &str) -> bool {
@@ -39,35 +98,28 @@ fn state_name(state: OperationState) -> &'static str {
 
 /// The last_operation response for an operation record.
 fn respond(core: &Core, operation: &Operation) -> Response {
-    let mut body = Map::new();
-    body.insert("state".into(), json!(state_name(operation.state)));
     let description = match (&operation.failure, &operation.description) {
-        (Some(failure), _) => Some(failure.description.clone()),
-        (None, Some(text)) => Some(text.clone()),
+        (Some(failure), _) => Some(failure.description.as_str()),
+        (None, Some(text)) => Some(text.as_str()),
         (None, None) => None,
     };
-    if let Some(text) = description.filter(|t| !t.is_empty()) {
-        body.insert("description".into(), json!(text));
-    }
+    let mut body = LastOperationBody {
+        description: description.filter(|t| !t.is_empty()),
+        ..LastOperationBody::state(state_name(operation.state))
+    };
     if let Some(failure) = &operation.failure {
         // OSB-LOI-07: only for failed updates (both) and deprovisions (usable).
         if matches!(
             operation.kind,
             OperationKind::Update | OperationKind::Deprovision
         ) {
-            body.insert(
-                "instance_usable".into(),
-                json!(failure.instance_usable.unwrap_or(true)),
-            );
+            body.instance_usable = Some(failure.instance_usable.unwrap_or(true));
         }
         if operation.kind == OperationKind::Update {
-            body.insert(
-                "update_repeatable".into(),
-                json!(failure.update_repeatable.unwrap_or(true)),
-            );
+            body.update_repeatable = Some(failure.update_repeatable.unwrap_or(true));
         }
     }
-    let mut response = (StatusCode::OK, axum::Json(Value::Object(body))).into_response();
+    let mut response = (StatusCode::OK, axum::Json(body)).into_response();
     if operation.in_progress() {
         // OSB-LOI-08: seconds until the engine next polls the provider.
         let due = core
@@ -75,10 +127,9 @@ fn respond(core: &Core, operation: &Operation) -> Response {
             .next_due(&operation.id)
             .unwrap_or_else(now_millis);
         let seconds = due.saturating_sub(now_millis()).div_ceil(1000).max(1);
-        response.headers_mut().insert(
-            header::RETRY_AFTER,
-            HeaderValue::from_str(&seconds.to_string()).expect("digits are a header"),
-        );
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
     }
     response
 }
@@ -98,13 +149,10 @@ fn without_record(core: &Core, operation: Option<&str>, what: &str) -> ApiError 
 pub async fn get_instance_last_operation(
     State(core): State<Arc<Core>>,
     instance_id: Result<Path<String>, PathRejection>,
-    RawQuery(raw): RawQuery,
+    uri: Uri,
 ) -> Result<Response, ApiError> {
     let instance_id = path(instance_id)?;
-    let query = Query::parse(raw.as_deref());
-    let requested = query.hint("operation")?;
-    query.hint("service_id")?;
-    query.hint("plan_id")?;
+    let requested = poll_hints(uri.query())?;
     let named = requested
         .as_deref()
         .and_then(|id| core.state.operation(id))
@@ -129,20 +177,17 @@ pub async fn get_instance_last_operation(
         InstanceState::ProvisionFailed => "failed",
         _ => "in progress",
     };
-    Ok((StatusCode::OK, axum::Json(json!({ "state": state }))).into_response())
+    Ok((StatusCode::OK, axum::Json(LastOperationBody::state(state))).into_response())
 }
 
 /// `GET /v2/service_instances/:iid/service_bindings/:bid/last_operation`.
 pub async fn get_binding_last_operation(
     State(core): State<Arc<Core>>,
     ids: Result<Path<(String, String)>, PathRejection>,
-    RawQuery(raw): RawQuery,
+    uri: Uri,
 ) -> Result<Response, ApiError> {
     let (instance_id, binding_id) = path(ids)?;
-    let query = Query::parse(raw.as_deref());
-    let requested = query.hint("operation")?;
-    query.hint("service_id")?;
-    query.hint("plan_id")?;
+    let requested = poll_hints(uri.query())?;
     let ours = |op: &Operation| {
         op.instance_id == instance_id && op.binding_id.as_deref() == Some(binding_id.as_str())
     };
@@ -163,9 +208,11 @@ pub async fn get_binding_last_operation(
         .binding(&binding_id)
         .filter(|b| b.instance_id == instance_id)
     {
-        Some(_) => {
-            Ok((StatusCode::OK, axum::Json(json!({ "state": "succeeded" }))).into_response())
-        }
+        Some(_) => Ok((
+            StatusCode::OK,
+            axum::Json(LastOperationBody::state("succeeded")),
+        )
+            .into_response()),
         // D-10.
         None => Err(without_record(
             &core,
@@ -177,7 +224,56 @@ pub async fn get_binding_last_operation(
 
 #[cfg(test)]
 mod tests {
-    use super::looks_issued;
+    use super::{looks_issued, poll_hints, LastOperationBody};
+    use crate::error::ApiError;
+
+    #[test]
+    fn poll_hints_follow_the_query_rules() {
+        assert_eq!(poll_hints(None).unwrap(), None);
+        assert_eq!(
+            poll_hints(Some("service_id=s&plan_id=p&operation=provision-1"))
+                .unwrap()
+                .as_deref(),
+            Some("provision-1")
+        );
+        // Percent-decoded; the last occurrence counts.
+        assert_eq!(
+            poll_hints(Some("operation=a&operation=b%2Fc"))
+                .unwrap()
+                .as_deref(),
+            Some("b/c")
+        );
+        for (query, name) in [
+            ("operation=", "operation"),
+            ("operation=x&service_id=", "service_id"),
+            ("plan_id=&operation=x", "plan_id"),
+        ] {
+            match poll_hints(Some(query)) {
+                Err(ApiError::BadRequest(message)) => {
+                    assert_eq!(message, format!("query parameter {name} must not be empty"))
+                }
+                other => panic!("{query}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn bodies_keep_their_shape() {
+        let full = LastOperationBody {
+            description: Some("out of quota"),
+            instance_usable: Some(true),
+            state: "failed",
+            update_repeatable: Some(false),
+        };
+        assert_eq!(
+            serde_json::to_string(&full).unwrap(),
+            r#"{"description":"out of quota","instance_usable":true,"state":"failed","update_repeatable":false}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&LastOperationBody::state("in progress")).unwrap(),
+            r#"{"state":"in progress"}"#
+        );
+    }
 
     #[test]
     fn issued_operation_ids_are_recognised() {

@@ -109,17 +109,11 @@ pub fn router(core: Arc<Core>) -> Router {
         .fallback(|| async { ApiError::NotFound("no such OSB route".to_owned()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(body_limit))
+        // The three layers run as one middleware: each `from_fn` layer costs a boxed future
+        // and a boxed clone of the inner service per request, and these run on every request.
         .layer(middleware::from_fn_with_state(
             Arc::clone(&core),
-            check_version,
-        ))
-        .layer(middleware::from_fn_with_state(
-            Arc::clone(&core),
-            authenticate,
-        ))
-        .layer(middleware::from_fn_with_state(
-            Arc::clone(&core),
-            identify_and_log,
+            osb_layers,
         ))
         .with_state(core)
 }
@@ -131,9 +125,10 @@ fn route_label(matched: Option<&MatchedPath>) -> &'static str {
         .unwrap_or("unmatched")
 }
 
-/// Echoes the request identity, records the request's metrics and writes the access log
-/// line; everything logged while the request is handled carries its identity (JSON logs).
-async fn identify_and_log(State(core): State<Arc<Core>>, request: Request, next: Next) -> Response {
+/// The cross-cutting layers, outermost first (see the module doc): request identity and
+/// access log, then authentication, then version and originating identity, then the handler.
+/// Everything logged while the request is handled carries its identity (JSON logs).
+async fn osb_layers(State(core): State<Arc<Core>>, request: Request, next: Next) -> Response {
     let identity = request.headers().get(REQUEST_IDENTITY).cloned();
     let scoped = identity
         .as_ref()
@@ -143,6 +138,8 @@ async fn identify_and_log(State(core): State<Arc<Core>>, request: Request, next:
         .await
 }
 
+/// Echoes the request identity, records the request's metrics and writes the access log line
+/// around [`authenticate_and_serve`].
 async fn serve_and_log(
     core: Arc<Core>,
     identity: Option<HeaderValue>,
@@ -151,9 +148,10 @@ async fn serve_and_log(
 ) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
-    let path = request.uri().path().to_owned();
+    // Only when the access log is on; a `Uri` clone shares the request's bytes (no copy).
+    let uri = log::log_enabled!(log::Level::Info).then(|| request.uri().clone());
     let route = route_label(request.extensions().get::<MatchedPath>());
-    let mut response = next.run(request).await;
+    let mut response = authenticate_and_serve(&core, request, next).await;
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
     core.metrics
@@ -163,26 +161,40 @@ async fn serve_and_log(
             .headers_mut()
             .insert(REQUEST_IDENTITY, identity.clone());
     }
-    let identity = identity
-        .as_ref()
-        .and_then(|v| v.to_str().ok())
-        .map(|v| format!(" request_identity={v}"))
-        .unwrap_or_default();
-    let duration_ms = elapsed.as_secs_f64() * 1000.0;
-    // The key-values are for structured (JSON) logs; the human format shows the message.
-    log::info!(
-        method = method.as_str(), route = route, status = status, duration_ms = duration_ms;
-        "{method} {path} {status} {duration_ms:.1}ms{identity}"
-    );
+    if let Some(uri) = uri {
+        let path = uri.path();
+        let identity = IdentitySuffix(identity.as_ref().and_then(|v| v.to_str().ok()));
+        let duration_ms = elapsed.as_secs_f64() * 1000.0;
+        // The key-values are for structured (JSON) logs; the human format shows the message.
+        log::info!(
+            method = method.as_str(), route = route, status = status, duration_ms = duration_ms;
+            "{method} {path} {status} {duration_ms:.1}ms{identity}"
+        );
+    }
     response
 }
 
-/// Basic auth or bearer token; 401 otherwise.
-async fn authenticate(State(core): State<Arc<Core>>, request: Request, next: Next) -> Response {
-    if authorized(&core, request.headers()) {
-        next.run(request).await
-    } else {
-        ApiError::Unauthorized.into_response()
+/// ` request_identity=…` in the access log line when the request has one; formatted in
+/// place, without an intermediate string.
+struct IdentitySuffix<'a>(Option<&'a str>);
+
+impl std::fmt::Display for IdentitySuffix<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(identity) => write!(f, " request_identity={identity}"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Basic auth or bearer token (401 otherwise), then the version check, then the handler.
+async fn authenticate_and_serve(core: &Core, mut request: Request, next: Next) -> Response {
+    if !authorized(core, request.headers()) {
+        return ApiError::Unauthorized.into_response();
+    }
+    match check_version(core, &mut request) {
+        Ok(()) => next.run(request).await,
+        Err(err) => err.into_response(),
     }
 }
 
@@ -195,20 +207,10 @@ fn authorized(core: &Core, headers: &HeaderMap) -> bool {
     };
     let server = &core.config.server;
     if let Some(encoded) = value.strip_prefix("Basic ") {
-        let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded.trim()) else {
-            return false;
-        };
         let Some(password) = &server.password else {
             return false;
         };
-        let Some(split) = decoded.iter().position(|&b| b == b':') else {
-            return false;
-        };
-        let (user, pass) = (&decoded[..split], &decoded[split + 1..]);
-        // Both compared in constant time, and both always compared.
-        let user_ok = user.ct_eq(server.username.as_bytes());
-        let pass_ok = pass.ct_eq(password.expose().as_bytes());
-        return bool::from(user_ok & pass_ok);
+        return basic_credentials_match(encoded, &server.username, password.expose());
     }
     if let Some(token) = value.strip_prefix("Bearer ") {
         let token = token.trim().as_bytes();
@@ -223,12 +225,36 @@ fn authorized(core: &Core, headers: &HeaderMap) -> bool {
     false
 }
 
-/// Checks the API version and parses the originating identity.
-async fn check_version(
-    State(core): State<Arc<Core>>,
-    mut request: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
+/// Whether `encoded` (the base64 part of a `Basic` header) holds exactly `username:password`.
+fn basic_credentials_match(encoded: &str, username: &str, password: &str) -> bool {
+    // Decoded on the stack: credentials are short, and this runs on every request. Longer
+    // ones (still valid) take the allocating path.
+    let encoded = encoded.trim();
+    let mut buffer = [0u8; 384];
+    let decoded: std::borrow::Cow<'_, [u8]> =
+        match base64::engine::general_purpose::STANDARD.decode_slice(encoded, &mut buffer) {
+            Ok(len) => std::borrow::Cow::Borrowed(&buffer[..len]),
+            Err(base64::DecodeSliceError::OutputSliceTooSmall) => {
+                match base64::engine::general_purpose::STANDARD.decode(encoded) {
+                    Ok(decoded) => std::borrow::Cow::Owned(decoded),
+                    Err(_) => return false,
+                }
+            }
+            Err(base64::DecodeSliceError::DecodeError(_)) => return false,
+        };
+    let Some(split) = decoded.iter().position(|&b| b == b':') else {
+        return false;
+    };
+    let (user, pass) = (&decoded[..split], &decoded[split + 1..]);
+    // Both compared in constant time, and both always compared.
+    let user_ok = user.ct_eq(username.as_bytes());
+    let pass_ok = pass.ct_eq(password.as_bytes());
+    bool::from(user_ok & pass_ok)
+}
+
+/// Checks the API version and parses the originating identity, both left in the request's
+/// extensions for the handlers.
+fn check_version(core: &Core, request: &mut Request) -> Result<(), ApiError> {
     let version = parse_version(
         request.headers().get(API_VERSION),
         core.config.server.missing_version_is_bad_request,
@@ -243,7 +269,7 @@ async fn check_version(
     }
     request.extensions_mut().insert(version);
     request.extensions_mut().insert(originator);
-    Ok(next.run(request).await)
+    Ok(())
 }
 
 /// D-01: any 2.x with x ≥ 13; missing or empty is 412 (or 400 when configured).
@@ -299,6 +325,30 @@ mod tests {
 
     fn version(text: &str) -> Result<ApiVersion, ApiError> {
         parse_version(Some(&HeaderValue::from_str(text).unwrap()), false)
+    }
+
+    // OSB-AUTH-03: short credentials decode on the stack, long ones on the heap; both match.
+    #[test]
+    fn basic_credentials_match_at_every_length() {
+        let encode = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        let long = "p".repeat(1000);
+        for password in ["s3cret", long.as_str()] {
+            let header = encode(&format!("platform:{password}"));
+            assert!(basic_credentials_match(&header, "platform", password));
+            assert!(basic_credentials_match(
+                &format!(" {header} "),
+                "platform",
+                password
+            ));
+            assert!(!basic_credentials_match(&header, "platform", "other"));
+            assert!(!basic_credentials_match(&header, "other", password));
+        }
+        assert!(!basic_credentials_match("!!!", "platform", "s3cret"));
+        assert!(!basic_credentials_match(
+            &encode("no-colon"),
+            "no-colon",
+            ""
+        ));
     }
 
     // D-01, OSB-HDR-04.

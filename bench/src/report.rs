@@ -1,0 +1,265 @@
+//! The figures as Markdown tables (readable in a terminal, pasted as-is into
+//! `bench/README.md`), and the issue's targets checked against them.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use crate::engine::EngineResult;
+use crate::http::HttpResult;
+use crate::startup::StartupResult;
+use crate::storebench::StoreResult;
+
+/// Everything one run measured.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// The machine, once.
+    pub machine: String,
+    /// Load average before the run.
+    pub load_before: String,
+    /// Load average after the run.
+    pub load_after: String,
+    /// The broker's log level during the HTTP scenarios.
+    pub log_level: String,
+    /// The hyper limit (catalog bytes, same generator).
+    pub limit: Option<HttpResult>,
+    /// Scenarios 1–4.
+    pub http: Vec<HttpResult>,
+    /// Scenarios that could not run, and why.
+    pub skipped: Vec<(String, String)>,
+    /// Scenario 5.
+    pub engine: Vec<EngineResult>,
+    /// Scenarios 6 and 7.
+    pub startup: Vec<StartupResult>,
+    /// The embedded store alone.
+    pub store: Vec<StoreResult>,
+    /// Total run time.
+    pub elapsed: Duration,
+}
+
+/// `1.23 ms`, `456 µs`, `2.1 s`.
+pub fn duration(d: Duration) -> String {
+    let us = d.as_secs_f64() * 1e6;
+    if us < 1000.0 {
+        format!("{us:.0} µs")
+    } else if us < 1e6 {
+        format!("{:.2} ms", us / 1000.0)
+    } else {
+        format!("{:.2} s", us / 1e6)
+    }
+}
+
+/// `12.3 MiB`.
+pub fn bytes(b: u64) -> String {
+    format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0))
+}
+
+impl Report {
+    /// The whole report.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "Machine: {}", self.machine);
+        let _ = writeln!(
+            out,
+            "Load average (1/5/15 min): {} before, {} after; run took {:.0} s; broker RUST_LOG={}",
+            self.load_before,
+            self.load_after,
+            self.elapsed.as_secs_f64(),
+            self.log_level
+        );
+        if !self.http.is_empty() || self.limit.is_some() {
+            out.push_str(&self.http_table());
+        }
+        for (name, why) in &self.skipped {
+            let _ = writeln!(out, "\nSkipped: {name}: {why}");
+        }
+        if !self.engine.is_empty() {
+            out.push_str(&self.engine_table());
+        }
+        if !self.startup.is_empty() {
+            out.push_str(&self.startup_table());
+        }
+        if !self.store.is_empty() {
+            out.push_str(&self.store_table());
+        }
+        out.push_str(&self.targets());
+        out
+    }
+
+    fn limit_rps(&self) -> Option<f64> {
+        self.limit.as_ref().map(|l| l.measured.per_second())
+    }
+
+    fn http_table(&self) -> String {
+        let mut out = String::from(
+            "\n### HTTP (closed loop, keep-alive connections)\n\n\
+             | scenario | req/s | vs limit | p50 | p99 | max | errors | server CPU/req | server CPU | peak RSS | notes |\n\
+             |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n",
+        );
+        let limit = self.limit_rps();
+        for result in self.limit.iter().chain(&self.http) {
+            let m = &result.measured;
+            let ratio = limit.map_or("–".to_owned(), |l| {
+                format!("{:.0}%", 100.0 * m.per_second() / l)
+            });
+            let cpu_share = result.cpu.as_secs_f64() / m.elapsed.as_secs_f64().max(1e-9);
+            let _ = writeln!(
+                out,
+                "| {} | {:.0} | {} | {} | {} | {} | {} | {} | {:.2} s ({:.0}% of a core) | {} | {} |",
+                result.name,
+                m.per_second(),
+                ratio,
+                duration(m.quantile(0.5)),
+                duration(m.quantile(0.99)),
+                duration(m.max()),
+                m.errors,
+                duration(result.cpu_per_request()),
+                result.cpu.as_secs_f64(),
+                cpu_share * 100.0,
+                bytes(result.peak_rss),
+                result.note,
+            );
+        }
+        out
+    }
+
+    fn engine_table(&self) -> String {
+        let mut out = String::from(
+            "\n### Engine scan passes (scanner thread CPU, in process)\n\n\
+             | in flight | instances | burst pass CPU | burst pass wall | steady passes | steady pass CPU mean | steady pass CPU max | steady pass wall mean | plugin calls/s |\n\
+             |---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        );
+        for e in &self.engine {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {:.0} |",
+                e.in_flight,
+                e.instances,
+                duration(e.burst_cpu),
+                duration(e.burst_wall),
+                e.passes,
+                duration(e.steady_cpu_mean),
+                duration(e.steady_cpu_max),
+                duration(e.steady_wall_mean),
+                e.jobs_per_second,
+            );
+        }
+        out
+    }
+
+    fn startup_table(&self) -> String {
+        let mut out = String::from(
+            "\n### Start-up and memory (embedded store; each instance with its operation record)\n\n\
+             | instances | start-up (spawn → listening) | RSS after start | peak RSS during start | RSS per instance |\n\
+             |---:|---:|---:|---:|---:|\n",
+        );
+        for s in &self.startup {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} |",
+                s.instances,
+                duration(s.started_in),
+                bytes(s.rss),
+                bytes(s.peak_rss),
+                s.rss_per_instance
+                    .map_or("–".to_owned(), |b| format!("{b:.0} B")),
+            );
+        }
+        out
+    }
+
+    fn store_table(&self) -> String {
+        let mut out = String::from(
+            "\n### Embedded store alone (durable commits of 2 new keys, ~1 KiB)\n\n\
+             | concurrent committers | commits | commits/s | p50 | p99 | commits per transaction (fsync) |\n\
+             |---:|---:|---:|---:|---:|---:|\n",
+        );
+        for s in &self.store {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {:.0} | {} | {} | {:.1} |",
+                s.committers,
+                s.commits,
+                s.per_second,
+                duration(s.p50),
+                duration(s.p99),
+                s.per_transaction,
+            );
+        }
+        out
+    }
+
+    /// The issue's targets, each with the figure it is judged on.
+    fn targets(&self) -> String {
+        let mut out =
+            String::from("\n### Targets\n\n| target | measured | met |\n|---|---:|:---:|\n");
+        let mut line = |target: &str, measured: String, met: bool| {
+            let _ = writeln!(
+                out,
+                "| {target} | {measured} | {} |",
+                if met { "yes" } else { "**no**" }
+            );
+        };
+        let limit = self.limit_rps();
+        let find = |prefix: &str| self.http.iter().find(|r| r.name.starts_with(prefix));
+        if let (Some(limit), Some(catalog)) = (limit, find("1. catalog")) {
+            let share = catalog.measured.per_second() / limit;
+            line(
+                "catalog ≥ 70% of the hyper limit",
+                format!("{:.0}%", share * 100.0),
+                share >= 0.70,
+            );
+        }
+        for (prefix, case) in [
+            ("2a. last_operation", "in flight for minutes"),
+            ("2b. last_operation", "just accepted"),
+        ] {
+            if let (Some(limit), Some(polls)) = (limit, find(prefix)) {
+                let share = polls.measured.per_second() / limit;
+                line(
+                    &format!("last_operation ≥ 60% of the hyper limit ({case})"),
+                    format!("{:.0}%", share * 100.0),
+                    share >= 0.60,
+                );
+            }
+        }
+        if let Some(provision) = find("3. async provision (embedded") {
+            let rps = provision.measured.per_second();
+            line(
+                "async provisions, embedded store ≥ 10,000/s",
+                format!("{rps:.0}/s"),
+                rps >= 10_000.0,
+            );
+        }
+        if let Some(e) = self
+            .engine
+            .iter()
+            .find(|e| e.in_flight == 10_000 && e.instances == 100_000)
+        {
+            let worst = e.burst_cpu.max(e.steady_cpu_max);
+            line(
+                "scan pass with 10,000 in flight (100,000 instances) < 20 ms CPU",
+                format!(
+                    "burst {}, steady max {}",
+                    duration(e.burst_cpu),
+                    duration(e.steady_cpu_max)
+                ),
+                worst < Duration::from_millis(20),
+            );
+        }
+        if let Some(s) = self.startup.iter().find(|s| s.instances == 100_000) {
+            line(
+                "start-up with 100,000 instances < 2 s",
+                duration(s.started_in),
+                s.started_in < Duration::from_secs(2),
+            );
+        }
+        if let Some(per) = self.startup.iter().rev().find_map(|s| s.rss_per_instance) {
+            line(
+                "RSS per stored instance < 1 KiB",
+                format!("{per:.0} B"),
+                per < 1024.0,
+            );
+        }
+        out
+    }
+}

@@ -1,0 +1,101 @@
+//! The embedded store alone: durable commits per second with one committer and with many
+//! concurrent ones, in this process. It isolates what group commit buys: with one committer
+//! every commit pays its own fsync; with many, concurrent commits share one write
+//! transaction and one fsync, each still acknowledged only once it is durable.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use skybroker_storage::{EmbeddedStore, Expect, Store, Write};
+
+/// One configuration's figures.
+#[derive(Debug, Clone)]
+pub struct StoreResult {
+    /// Concurrent committers.
+    pub committers: usize,
+    /// Acknowledged commits.
+    pub commits: u64,
+    /// Commits per second.
+    pub per_second: f64,
+    /// Median commit latency.
+    pub p50: Duration,
+    /// 99th percentile commit latency.
+    pub p99: Duration,
+    /// Commits that shared one write transaction (one fsync), on average.
+    pub per_transaction: f64,
+}
+
+/// A commit like an async provision's admission: the instance and its operation, both new.
+fn admission(committer: usize, seq: u64) -> Vec<Write> {
+    let id = format!("{committer}-{seq}");
+    vec![
+        Write {
+            key: format!("instances/store-bench-{id}"),
+            value: Some(vec![b'i'; 600]),
+            expect: Expect::Absent,
+        },
+        Write {
+            key: format!("operations/provision-store-bench-{id}"),
+            value: Some(vec![b'o'; 450]),
+            expect: Expect::Absent,
+        },
+    ]
+}
+
+/// Commits from `committers` concurrent tasks for `duration` (at most `max_commits` in
+/// all) on a fresh store in `dir`.
+pub async fn run(
+    dir: &Path,
+    committers: usize,
+    duration: Duration,
+    max_commits: u64,
+) -> anyhow::Result<StoreResult> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir)?;
+    }
+    let store = Arc::new(EmbeddedStore::open(dir)?);
+    let deadline = Instant::now() + duration;
+    let started = Instant::now();
+    let share = (max_commits / committers as u64).max(1);
+    let tasks: Vec<_> = (0..committers)
+        .map(|committer| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                for seq in 0..share {
+                    if Instant::now() >= deadline {
+                        break;
+                    }
+                    let sent = Instant::now();
+                    store.commit(admission(committer, seq)).await?;
+                    latencies.push(sent.elapsed());
+                }
+                Ok::<_, skybroker_storage::StoreError>(latencies)
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await??);
+    }
+    let elapsed = started.elapsed();
+    let stats = store.group_commit_stats();
+    drop(store);
+    std::fs::remove_dir_all(dir)?;
+    latencies.sort_unstable();
+    let at = |q: f64| {
+        latencies
+            .get(((latencies.len().saturating_sub(1)) as f64 * q).round() as usize)
+            .copied()
+            .unwrap_or_default()
+    };
+    Ok(StoreResult {
+        committers,
+        commits: latencies.len() as u64,
+        per_second: latencies.len() as f64 / elapsed.as_secs_f64(),
+        p50: at(0.5),
+        p99: at(0.99),
+        per_transaction: stats.commits as f64 / stats.transactions.max(1) as f64,
+    })
+}
