@@ -129,7 +129,8 @@ struct RunArgs {
     /// benchmark starts a private etcd (the `etcd` on PATH) for the scenario.
     #[arg(long)]
     etcd_endpoint: Option<String>,
-    /// Engine sizes: in-flight operations for 100,000-style map sizes, see the README.
+    /// Engine sizes: the smallest in flight in maps of every size (the cost must stay flat),
+    /// then the largest map with every size in flight (the cost grows).
     #[arg(long, value_delimiter = ',', default_values_t = [1_000usize, 10_000, 100_000])]
     engine_sizes: Vec<usize>,
     /// Seconds of steady engine passes measured per engine configuration.
@@ -163,6 +164,12 @@ fn main() -> anyhow::Result<()> {
             return runtime.block_on(startup::seed(data_dir, *instances, *in_flight, 12));
         }
         None => {}
+    }
+    if cfg!(debug_assertions) {
+        eprintln!(
+            "warning: a debug build of the benchmark runs a debug build of the broker; \
+             run with --release for figures that mean anything"
+        );
     }
     let mut args = cli.run;
     if args.quick {
@@ -491,6 +498,13 @@ async fn http_scenarios(args: &RunArgs, bin: &Path, report: &mut Report) -> anyh
         .await?;
         report.http.push(result);
         broker.stop()?;
+    }
+    // The brokers' stores (hundreds of MiB after the provision scenarios); their logs and
+    // configurations stay for a look after the run.
+    for entry in std::fs::read_dir(work)?.flatten() {
+        if entry.file_name().to_string_lossy().starts_with("data-") {
+            std::fs::remove_dir_all(entry.path())?;
+        }
     }
     Ok(())
 }

@@ -22,8 +22,12 @@
 //! - nothing is answered before the transaction holding it is durable; if that transaction
 //!   fails, every commit of the batch fails (nothing of it was applied).
 //!
-//! Reads (`load`, `check`) use redb read transactions on tokio's blocking pool; they never
-//! wait behind the committer.
+//! Reads (`load`, `check`) use redb read transactions, outside the async workers' way
+//! (`block_in_place` or the blocking pool); they never wait behind the committer.
+//!
+//! # Memory
+//! The map above holds every record, so the store's own cache only needs to speed up writes:
+//! it is capped well below redb's default (see `CACHE_BYTES`).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
