@@ -94,7 +94,7 @@ async fn core(
     let schemas = SchemaCache::compile(&config).map_err(anyhow::Error::msg)?;
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
     let state = StateMap::open(store).await?;
-    records::fill(&state, instances, in_flight, 1).await?;
+    records::fill(&state, instances, in_flight, 1, 1000).await?;
     let metrics = Arc::new(Metrics::new());
     let (outcome_sender, outcomes) = mpsc::channel(OUTCOME_BUFFER);
     let runtime = tokio::runtime::Handle::current();

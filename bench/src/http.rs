@@ -41,7 +41,9 @@ impl Backend {
 /// The broker configuration every scenario runs on: the built-in sandbox catalog, with async
 /// operations that stay in flight for the whole run, on `backend`. Engine, dispatcher and
 /// server settings are the shipped defaults.
-pub fn broker_config(backend: Backend, etcd_endpoint: Option<&str>) -> anyhow::Result<String> {
+///
+/// `etcd` is the endpoint and key prefix for the etcd backend.
+pub fn broker_config(backend: Backend, etcd: Option<(&str, &str)>) -> anyhow::Result<String> {
     let mut config: toml::Table = toml::from_str(skybroker_config::DEFAULT_CONFIG)
         .context("parsing the built-in configuration")?;
     let storage = config
@@ -50,22 +52,18 @@ pub fn broker_config(backend: Backend, etcd_endpoint: Option<&str>) -> anyhow::R
         .as_table_mut()
         .context("[storage] is a table")?;
     storage.insert("backend".into(), backend.name().into());
-    // ===== etcd =====
-    // The etcd backend (storage/src/etcd.rs) is configured by `[storage.etcd]`; each run gets
-    // its own key prefix so runs never see each other's records. A broker that refuses this
-    // configuration or cannot reach etcd makes the scenario skipped, with its reason.
+    // The etcd backend (storage/src/etcd.rs) is configured by `[storage.etcd]`; each scenario
+    // gets its own key prefix so runs never see each other's records. A broker that refuses
+    // this configuration or cannot reach etcd makes the scenario skipped, with its reason.
     if backend == Backend::Etcd {
-        let endpoint = etcd_endpoint.context("--etcd-endpoint is required for the etcd store")?;
-        let mut etcd = toml::Table::new();
-        etcd.insert(
+        let (endpoint, prefix) = etcd.context("an etcd endpoint is required for the etcd store")?;
+        let mut table = toml::Table::new();
+        table.insert(
             "endpoints".into(),
             toml::Value::Array(vec![endpoint.into()]),
         );
-        etcd.insert(
-            "prefix".into(),
-            format!("/skybroker-bench/{}/", std::process::id()).into(),
-        );
-        storage.insert("etcd".into(), toml::Value::Table(etcd));
+        table.insert("prefix".into(), prefix.into());
+        storage.insert("etcd".into(), toml::Value::Table(table));
     }
     let services = config
         .get_mut("services")
@@ -444,4 +442,9 @@ pub async fn fetch_catalog(addr: SocketAddr) -> anyhow::Result<Bytes> {
         .context("fetching the catalog")?;
     anyhow::ensure!(status == StatusCode::OK, "the catalog answered {status}");
     Ok(body)
+}
+
+/// A key prefix of this run's own for the scenario `name` on etcd.
+pub fn etcd_prefix(name: &str) -> String {
+    format!("/skybroker-bench/{}/{name}/", std::process::id())
 }

@@ -233,12 +233,33 @@ fn run(args: &RunArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Result<Repo
     }
     if let (true, Some(bin)) = (wants(Scenario::Startup), &bin) {
         eprintln!("== 6, 7. start-up and memory");
+        // From etcd too when etcd is among the stores: the given one, or a private one.
+        let private_etcd = match (args.stores.contains(&Backend::Etcd), &args.etcd_endpoint) {
+            (true, None) => match runtime.block_on(process::Etcd::start(&args.work_dir)) {
+                Ok(etcd) => Some(etcd),
+                Err(err) => {
+                    let name = "6. start-up from etcd".to_owned();
+                    report.skipped.push((name, format!("{err:#}")));
+                    None
+                }
+            },
+            _ => None,
+        };
+        let etcd = match &private_etcd {
+            Some(etcd) => Some(etcd.endpoint.as_str()),
+            None => args
+                .etcd_endpoint
+                .as_deref()
+                .filter(|_| args.stores.contains(&Backend::Etcd)),
+        };
         report.startup = runtime.block_on(startup::run(
             bin,
             &args.work_dir,
             &args.startup_sizes,
             &args.log_level,
+            etcd,
         ))?;
+        drop(private_etcd);
     }
     if wants(Scenario::Store) {
         for committers in [1, 64] {
@@ -435,7 +456,8 @@ async fn http_scenarios(args: &RunArgs, bin: &Path, report: &mut Report) -> anyh
                 },
                 (_, endpoint) => endpoint.clone(),
             };
-            let config = http::broker_config(backend, endpoint.as_deref());
+            let prefix = http::etcd_prefix("provision");
+            let config = http::broker_config(backend, endpoint.as_deref().map(|e| (e, &*prefix)));
             let started = config.and_then(|config| {
                 let dir = fresh_dir(&format!("data-provision-{}", backend.name()))?;
                 Server::broker(
@@ -470,6 +492,14 @@ async fn http_scenarios(args: &RunArgs, bin: &Path, report: &mut Report) -> anyh
             .await?;
             report.http.push(result);
             broker.stop()?;
+            if let Some(endpoint) = endpoint.as_deref().filter(|_| backend == Backend::Etcd) {
+                // The ceiling for this figure: raw puts to the same etcd, right after.
+                for concurrency in [1, 64] {
+                    eprintln!("== etcd alone: {concurrency} put(s) in flight");
+                    let raw = storebench::etcd_puts(endpoint, concurrency, Duration::from_secs(3));
+                    report.etcd_puts.push(raw.await?);
+                }
+            }
             drop(private_etcd);
         }
     }

@@ -104,18 +104,20 @@ pub fn provisioned(index: usize, in_flight: bool, attempts: u32, now: UnixMillis
 
 /// Fills `state` with `total` instances, the first `in_flight` of them still provisioning
 /// after `attempts` plugin calls (1: just accepted; 12 or more: running for minutes, polled at
-/// the engine's longest interval), in commits of 1,000 instances.
+/// the engine's longest interval), in commits of `per_commit` instances (etcd takes at most
+/// 128 keys in one transaction).
 pub async fn fill(
     state: &skybroker_storage::StateMap,
     total: usize,
     in_flight: usize,
     attempts: u32,
+    per_commit: usize,
 ) -> anyhow::Result<()> {
     let now = skybroker_storage::now_millis();
-    let mut changes = Vec::with_capacity(2000);
+    let mut changes = Vec::with_capacity(2 * per_commit);
     for index in 0..total {
         changes.extend(provisioned(index, index < in_flight, attempts, now));
-        if changes.len() >= 2000 {
+        if changes.len() >= 2 * per_commit {
             state.commit(std::mem::take(&mut changes)).await?;
         }
     }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::engine::EngineResult;
 use crate::http::HttpResult;
 use crate::startup::StartupResult;
-use crate::storebench::StoreResult;
+use crate::storebench::{EtcdPutResult, StoreResult};
 
 /// Everything one run measured.
 #[derive(Debug, Default)]
@@ -32,6 +32,8 @@ pub struct Report {
     pub startup: Vec<StartupResult>,
     /// The embedded store alone.
     pub store: Vec<StoreResult>,
+    /// Raw puts to the etcd of the provision scenario.
+    pub etcd_puts: Vec<EtcdPutResult>,
     /// Total run time.
     pub elapsed: Duration,
 }
@@ -80,6 +82,9 @@ impl Report {
         }
         if !self.store.is_empty() {
             out.push_str(&self.store_table());
+        }
+        if !self.etcd_puts.is_empty() {
+            out.push_str(&self.etcd_table());
         }
         out.push_str(&self.targets());
         out
@@ -148,14 +153,15 @@ impl Report {
 
     fn startup_table(&self) -> String {
         let mut out = String::from(
-            "\n### Start-up and memory (embedded store; each instance with its operation record)\n\n\
-             | instances | start-up (spawn → listening) | RSS after start | peak RSS during start | RSS per instance |\n\
-             |---:|---:|---:|---:|---:|\n",
+            "\n### Start-up and memory (each instance with its operation record)\n\n\
+             | store | instances | start-up (spawn → listening) | RSS after start | peak RSS during start | RSS per instance |\n\
+             |---|---:|---:|---:|---:|---:|\n",
         );
         for s in &self.startup {
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} |",
+                s.store,
                 s.instances,
                 duration(s.started_in),
                 bytes(s.rss),
@@ -183,6 +189,26 @@ impl Report {
                 duration(s.p50),
                 duration(s.p99),
                 s.per_transaction,
+            );
+        }
+        out
+    }
+
+    fn etcd_table(&self) -> String {
+        let mut out = String::from(
+            "\n### etcd alone (raw puts of ~1 KiB through etcd-client, same etcd as 3. on etcd)\n\n\
+             | puts in flight | puts | puts/s | p50 | p99 |\n\
+             |---:|---:|---:|---:|---:|\n",
+        );
+        for e in &self.etcd_puts {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {:.0} | {} | {} |",
+                e.concurrency,
+                e.puts,
+                e.per_second,
+                duration(e.p50),
+                duration(e.p99),
             );
         }
         out
@@ -246,14 +272,21 @@ impl Report {
                 worst < Duration::from_millis(20),
             );
         }
-        if let Some(s) = self.startup.iter().find(|s| s.instances == 100_000) {
+        let embedded = |s: &&StartupResult| s.store == "embedded";
+        if let Some(s) = self
+            .startup
+            .iter()
+            .filter(embedded)
+            .find(|s| s.instances == 100_000)
+        {
             line(
                 "start-up with 100,000 instances < 2 s",
                 duration(s.started_in),
                 s.started_in < Duration::from_secs(2),
             );
         }
-        if let Some(per) = self.startup.iter().rev().find_map(|s| s.rss_per_instance) {
+        let per_instance = self.startup.iter().filter(embedded).rev();
+        if let Some(per) = per_instance.filter_map(|s| s.rss_per_instance).next() {
             line(
                 "RSS per stored instance < 1 KiB",
                 format!("{per:.0} B"),

@@ -1,7 +1,12 @@
-//! The embedded store alone: durable commits per second with one committer and with many
-//! concurrent ones, in this process. It isolates what group commit buys: with one committer
-//! every commit pays its own fsync; with many, concurrent commits share one write
-//! transaction and one fsync, each still acknowledged only once it is durable.
+//! The stores alone, in this process.
+//!
+//! - The embedded store: durable commits per second with one committer and with many
+//!   concurrent ones. It isolates what group commit buys: with one committer every commit
+//!   pays its own fsync; with many, concurrent commits share one write transaction and one
+//!   fsync, each still acknowledged only once it is durable.
+//! - etcd: raw puts per second straight through `etcd-client` (no broker, no transaction,
+//!   no condition), sequential and concurrent, to the etcd the broker's provision scenario
+//!   uses in the same run: the ceiling the broker's etcd figure is read against.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -84,18 +89,87 @@ pub async fn run(
     drop(store);
     std::fs::remove_dir_all(dir)?;
     latencies.sort_unstable();
-    let at = |q: f64| {
-        latencies
-            .get(((latencies.len().saturating_sub(1)) as f64 * q).round() as usize)
-            .copied()
-            .unwrap_or_default()
-    };
     Ok(StoreResult {
         committers,
         commits: latencies.len() as u64,
         per_second: latencies.len() as f64 / elapsed.as_secs_f64(),
-        p50: at(0.5),
-        p99: at(0.99),
+        p50: quantile(&latencies, 0.5),
+        p99: quantile(&latencies, 0.99),
         per_transaction: stats.commits as f64 / stats.transactions.max(1) as f64,
     })
+}
+
+/// Raw puts to one etcd, for one level of concurrency.
+#[derive(Debug, Clone)]
+pub struct EtcdPutResult {
+    /// Puts in flight at once (1: sequential, each waits for the previous).
+    pub concurrency: usize,
+    /// Acknowledged puts.
+    pub puts: u64,
+    /// Puts per second.
+    pub per_second: f64,
+    /// Median put latency.
+    pub p50: Duration,
+    /// 99th percentile put latency.
+    pub p99: Duration,
+}
+
+/// Puts ~1 KiB values (an admission's two records together) under a private prefix of
+/// `endpoint` from `concurrency` tasks for `duration`, then deletes the prefix.
+pub async fn etcd_puts(
+    endpoint: &str,
+    concurrency: usize,
+    duration: Duration,
+) -> anyhow::Result<EtcdPutResult> {
+    let client = etcd_client::Client::connect([endpoint], None).await?;
+    let prefix = format!("/skybroker-bench-raw/{}/{concurrency}/", std::process::id());
+    let deadline = Instant::now() + duration;
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|task| {
+            let mut kv = client.kv_client();
+            let prefix = prefix.clone();
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                let mut seq = 0u64;
+                while Instant::now() < deadline {
+                    let sent = Instant::now();
+                    kv.put(format!("{prefix}{task}-{seq}"), vec![b'p'; 1050], None)
+                        .await?;
+                    latencies.push(sent.elapsed());
+                    seq += 1;
+                }
+                Ok::<_, etcd_client::Error>(latencies)
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await??);
+    }
+    let elapsed = started.elapsed();
+    client
+        .kv_client()
+        .delete(
+            prefix,
+            Some(etcd_client::DeleteOptions::new().with_prefix()),
+        )
+        .await?;
+    latencies.sort_unstable();
+    let (p50, p99) = (quantile(&latencies, 0.5), quantile(&latencies, 0.99));
+    Ok(EtcdPutResult {
+        concurrency,
+        puts: latencies.len() as u64,
+        per_second: latencies.len() as f64 / elapsed.as_secs_f64(),
+        p50,
+        p99,
+    })
+}
+
+/// The `q` quantile of sorted latencies (zero when there are none).
+fn quantile(sorted: &[Duration], q: f64) -> Duration {
+    sorted
+        .get(((sorted.len().saturating_sub(1)) as f64 * q).round() as usize)
+        .copied()
+        .unwrap_or_default()
 }
