@@ -172,13 +172,40 @@ for name, value in (("admin-key", key["AccessKeyId"]), ("admin-secret", key["Sec
     export SKYBROKER_TEST_AWS_ACCESS_KEY_ID SKYBROKER_TEST_AWS_SECRET_ACCESS_KEY
 }
 
+# The official Alibaba Cloud Python SDKs (RDS, RAM, OSS), which the fake Alibaba Cloud's
+# proof test (brokers/alibaba-fake/tests/python_sdks.rs) drives: a venv of their pinned
+# versions, reinstalled when the requirements change.
+ensure_alibaba_sdks() {
+    [ -n "${SKYBROKER_TEST_ALIBABA_PYTHON:-}" ] && return
+    local dir="$STATE/alibaba-sdk" requirements=brokers/alibaba-fake/tests/sdk/requirements.txt
+    local python="$dir/venv/bin/python"
+    mkdir -p "$dir"
+    if ! [ -x "$python" ]; then
+        # Debian's python3 makes venvs only once python3-venv (ensurepip) is installed.
+        if ! python3 -m venv "$dir/venv" >/dev/null 2>&1; then
+            rm -rf "$dir/venv"
+            apt_install python3-venv
+            python3 -m venv "$dir/venv"
+        fi
+        rm -f "$dir/requirements.installed"
+    fi
+    if ! cmp -s "$requirements" "$dir/requirements.installed" ||
+        ! "$python" -c 'import alibabacloud_oss_v2, alibabacloud_rds20140815, alibabacloud_ram20150501' 2>/dev/null; then
+        echo "installing the Alibaba Cloud Python SDKs into $dir/venv"
+        "$python" -m pip install --quiet --disable-pip-version-check -r "$requirements"
+        cp "$requirements" "$dir/requirements.installed"
+    fi
+    export SKYBROKER_TEST_ALIBABA_PYTHON=$python
+}
+
 step "services"
 command -v curl >/dev/null || apt_install curl
 ensure_postgres
 ensure_mysql
 ensure_etcd
 ensure_moto
-echo "PostgreSQL at $SKYBROKER_TEST_POSTGRES, MySQL/MariaDB at $SKYBROKER_TEST_MYSQL, etcd at $SKYBROKER_TEST_ETCD, moto (AWS) at $SKYBROKER_TEST_AWS"
+ensure_alibaba_sdks
+echo "PostgreSQL at $SKYBROKER_TEST_POSTGRES, MySQL/MariaDB at $SKYBROKER_TEST_MYSQL, etcd at $SKYBROKER_TEST_ETCD, moto (AWS) at $SKYBROKER_TEST_AWS, Alibaba Cloud Python SDKs in $SKYBROKER_TEST_ALIBABA_PYTHON"
 
 step "format"
 cargo fmt --all -- --check

@@ -8,6 +8,8 @@
 //! - [`sandbox`]: the built-in sandbox plugin.
 //! - [`local`]: databases on operator-run PostgreSQL and MySQL/MariaDB servers.
 //! - [`aws`] (cargo feature `aws`, on by default): RDS databases and S3 buckets on AWS.
+//! - [`alibaba`] (cargo feature `alibaba`, on by default): RDS databases, OSS buckets and RAM
+//!   credentials on Alibaba Cloud.
 //! - [`names`]: deterministic resource names and generated passwords, shared by every plugin.
 //!
 //! Architecture invariant: plugins know one cloud service each and nothing of OSB status
@@ -15,6 +17,8 @@
 
 #![warn(missing_docs)]
 
+#[cfg(feature = "alibaba")]
+pub mod alibaba;
 #[cfg(feature = "aws")]
 pub mod aws;
 pub mod local;

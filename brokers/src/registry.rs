@@ -28,15 +28,19 @@ pub enum BrokerKind {
     Mysql,
     /// RDS databases and S3 buckets on AWS (needs the cargo feature `aws`, on by default).
     Aws,
+    /// RDS databases, OSS buckets and RAM credentials on Alibaba Cloud (needs the cargo
+    /// feature `alibaba`, on by default).
+    Alibaba,
 }
 
 impl BrokerKind {
     /// Every kind, for messages.
-    pub const ALL: [(&'static str, BrokerKind); 4] = [
+    pub const ALL: [(&'static str, BrokerKind); 5] = [
         ("sandbox", BrokerKind::Sandbox),
         ("postgres", BrokerKind::Postgres),
         ("mysql", BrokerKind::Mysql),
         ("aws", BrokerKind::Aws),
+        ("alibaba", BrokerKind::Alibaba),
     ];
 }
 
@@ -80,6 +84,16 @@ pub fn build_broker(
         #[cfg(not(feature = "aws"))]
         BrokerKind::Aws => {
             return Err("this build has no AWS support (cargo feature `aws`)".to_owned())
+        }
+        #[cfg(feature = "alibaba")]
+        BrokerKind::Alibaba => Arc::new(crate::alibaba::Alibaba::from_config(
+            config.ok_or_else(needs_config)?,
+        )?),
+        #[cfg(not(feature = "alibaba"))]
+        BrokerKind::Alibaba => {
+            return Err(
+                "this build has no Alibaba Cloud support (cargo feature `alibaba`)".to_owned(),
+            )
         }
     })
 }

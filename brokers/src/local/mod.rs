@@ -232,8 +232,28 @@ pub fn credentials(
     username: &str,
     password: &str,
 ) -> BindingResult {
-    let host = &server.public_host;
-    let port = server.public_port;
+    database_credentials(
+        scheme,
+        jdbc_scheme,
+        &server.public_host,
+        server.public_port,
+        database,
+        username,
+        password,
+    )
+}
+
+/// The binding result for a database user at `host:port` (OSB-BIND-13/17), wherever the
+/// server runs (a local one, RDS on AWS or on Alibaba Cloud).
+pub fn database_credentials(
+    scheme: &str,
+    jdbc_scheme: &str,
+    host: &str,
+    port: u16,
+    database: &str,
+    username: &str,
+    password: &str,
+) -> BindingResult {
     BindingResult {
         credentials: Some(json!({
             "uri": format!("{scheme}://{username}:{password}@{host}:{port}/{database}"),
