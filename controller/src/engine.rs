@@ -218,16 +218,48 @@ pub async fn run_scanner(core: Arc<Core>, mut shutdown: watch::Receiver<bool>) {
         }
         let started = std::time::Instant::now();
         let due = lock(&core.engine.schedule).take_due(now_millis());
+        let mut queue_full = false;
         for operation_id in due {
-            dispatch(&core, &operation_id).await;
+            // Once the workers' queue is full, the rest of the pass would be built into
+            // jobs only to be refused: they wait for the next pass, except synchronous
+            // requests, which may be due their 503 (D-11).
+            let defer = queue_full
+                && core
+                    .state
+                    .inspect_operation(&operation_id, |o| !o.sync)
+                    .unwrap_or(true);
+            if defer {
+                let retry = now_millis() + core.config.engine.scan_interval_ms.max(1);
+                core.engine.schedule_at(&operation_id, retry);
+                continue;
+            }
+            queue_full |= dispatch(&core, &operation_id).await == Dispatched::QueueFull;
         }
         core.metrics.observe_scan(started.elapsed());
     }
     log::debug!("scanner stopped");
 }
 
+/// What became of one due operation.
+#[derive(Debug, PartialEq, Eq)]
+enum Dispatched {
+    /// Queued, rescheduled or finished.
+    Handled,
+    /// The workers' queue was full: rescheduled.
+    QueueFull,
+}
+
 /// Turns one due operation into a job, or reschedules it.
-async fn dispatch(core: &Core, operation_id: &str) {
+async fn dispatch(core: &Core, operation_id: &str) -> Dispatched {
+    dispatch_one(core, operation_id).await;
+    if core.dispatcher.is_full() {
+        Dispatched::QueueFull
+    } else {
+        Dispatched::Handled
+    }
+}
+
+async fn dispatch_one(core: &Core, operation_id: &str) {
     let Some(operation) = core.state.operation(operation_id) else {
         return;
     };
@@ -548,14 +580,25 @@ pub async fn apply(core: &Core, outcome: Outcome) {
                 finish_failed(core, operation, failure).await;
                 return;
             }
+            let delay = core.engine.backoff(operation.attempts);
+            let id = operation.id.clone();
+            // A poll that learnt nothing new (same reference and description, no state)
+            // changes only the attempt count, which need not survive a restart: the map
+            // keeps it and the store is not written (issue #5: polls of many young
+            // operations would otherwise cost a commit each).
+            let unchanged = state.is_none()
+                && operation.reference.as_ref() == Some(&reference)
+                && operation.description == description;
+            if unchanged && core.state.update_unpersisted(operation.clone()) {
+                core.engine.schedule_at(&id, now_millis() + delay);
+                return;
+            }
             operation.reference = Some(reference);
             operation.description = description;
             let mut changes = Vec::new();
             if let Some(state) = state {
                 changes.extend(plugin_state_change(core, &operation, state));
             }
-            let delay = core.engine.backoff(operation.attempts);
-            let id = operation.id.clone();
             changes.push(Change::PutOperation(operation));
             persist_then_schedule(core, &id, changes, delay).await;
         }

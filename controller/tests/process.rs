@@ -270,10 +270,13 @@ struct Api {
 impl Api {
     fn new(port: u16, auth: Option<(&str, &str)>) -> Api {
         Api {
-            client: reqwest::Client::builder()
-                .timeout(Duration::from_secs(20))
-                .build()
-                .expect("an HTTP client"),
+            client: {
+                let _ = rustls::crypto::ring::default_provider().install_default();
+                reqwest::Client::builder()
+            }
+            .timeout(Duration::from_secs(20))
+            .build()
+            .expect("an HTTP client"),
             base: format!("http://127.0.0.1:{port}"),
             auth: auth.map(|(user, password)| (user.to_owned(), password.to_owned())),
         }
@@ -1125,7 +1128,7 @@ async fn json_logs_carry_the_request_identity_and_probes_answer() {
         .iter()
         .find_map(|line| line.strip_prefix(METRICS_LINE).map(str::to_owned))
         .expect("the metrics line");
-    let client = reqwest::Client::new();
+    let client = http_client();
     for (path, needle) in [
         ("/healthz", "ok"),
         ("/readyz", "ready"),
@@ -1305,7 +1308,7 @@ impl EtcdMember {
     }
 
     async fn wait_healthy(&self) {
-        let client = reqwest::Client::new();
+        let client = http_client();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let healthy = client
@@ -1527,4 +1530,12 @@ async fn etcd_outages_are_survived() {
         let (status, _) = broker.api.get_instance(&format!("member-{n}")).await;
         assert_eq!(status, StatusCode::OK, "member-{n} survived");
     }
+}
+
+/// An HTTP client for tests. The workspace's reqwest is built with rustls but no default
+/// crypto provider (the Alibaba provider brings its own, on ring), so the process default is
+/// installed here first.
+fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
 }

@@ -158,6 +158,12 @@ impl<J: Send + 'static> Dispatcher<J> {
         }
     }
 
+    /// Whether the queue is at capacity right now (a submit would be refused unless a worker
+    /// takes a job first): lets a producer with many jobs stop early.
+    pub fn is_full(&self) -> bool {
+        self.receiver.is_full()
+    }
+
     /// The current load.
     pub fn stats(&self) -> Stats {
         Stats {
@@ -312,8 +318,10 @@ mod tests {
         }
         // Two running plus one queued.
         assert_eq!((accepted, refused), (3, 7));
+        assert!(dispatcher.is_full());
         release.send(()).unwrap();
         done.recv_timeout(Duration::from_secs(5)).unwrap();
+        wait_until(|| !dispatcher.is_full());
         wait_until(|| dispatcher.try_submit((99, Gate(gate.clone()))).is_ok());
         drop(release);
     }

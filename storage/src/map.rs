@@ -356,6 +356,12 @@ impl StateMap {
         self.read().operations.get(id).map(|(_, o)| o.clone())
     }
 
+    /// `look` applied to an operation, under the read lock and without a copy: for hot
+    /// paths that need one field of many records.
+    pub fn inspect_operation<R>(&self, id: &str, look: impl FnOnce(&Operation) -> R) -> Option<R> {
+        self.read().operations.get(id).map(|(_, o)| look(o))
+    }
+
     /// The bindings of an instance, in id order.
     pub fn bindings_of(&self, instance_id: &str) -> Vec<ServiceBinding> {
         let maps = self.read();
@@ -416,6 +422,22 @@ impl StateMap {
             }
         }
         counts
+    }
+
+    /// Replaces an operation's record in the map only, keeping the revision it was stored
+    /// with: for progress that need not survive a restart (a poll that learnt nothing but
+    /// counted an attempt), so the store is not written for it. The operation's next commit
+    /// persists the record as it then is, conditioned on that revision as usual. Changes
+    /// nothing and answers false when the map holds no such operation.
+    pub fn update_unpersisted(&self, operation: Operation) -> bool {
+        let mut maps = self.maps.write().unwrap_or_else(|e| e.into_inner());
+        match maps.operations.get_mut(&operation.id) {
+            Some((_, held)) => {
+                *held = operation;
+                true
+            }
+            None => false,
+        }
     }
 
     /// Persists `changes` atomically, then applies them to the map.
@@ -535,6 +557,34 @@ mod tests {
                 operations: 2
             }
         );
+    }
+
+    #[tokio::test]
+    async fn unpersisted_updates_stay_in_the_map_until_the_next_commit() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let map = StateMap::open(Arc::clone(&store)).await.unwrap();
+        map.commit(vec![Change::PutOperation(operation("o1", "i1", 10))])
+            .await
+            .unwrap();
+        let mut polled = map.operation("o1").unwrap();
+        polled.attempts = 7;
+        assert!(map.update_unpersisted(polled.clone()));
+        assert_eq!(map.operation("o1").unwrap().attempts, 7);
+        // The store was not written: a reload sees the committed record.
+        let reloaded = StateMap::open(Arc::clone(&store)).await.unwrap();
+        assert_eq!(reloaded.operation("o1").unwrap().attempts, 0);
+        // The next commit is still conditioned on the stored revision, and persists it all.
+        polled.description = Some("halfway".into());
+        map.commit(vec![Change::PutOperation(polled)])
+            .await
+            .unwrap();
+        let reloaded = StateMap::open(store).await.unwrap();
+        let stored = reloaded.operation("o1").unwrap();
+        assert_eq!(
+            (stored.attempts, stored.description.as_deref()),
+            (7, Some("halfway"))
+        );
+        assert!(!map.update_unpersisted(operation("unknown", "i1", 1)));
     }
 
     #[tokio::test]

@@ -200,9 +200,12 @@ impl Call {
             ));
         }
 
-        let mut request = reqwest::Client::new()
-            .request(self.method.clone(), url)
-            .body(self.body);
+        let mut request = {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            reqwest::Client::new()
+        }
+        .request(self.method.clone(), url)
+        .body(self.body);
         for (name, value) in &self.headers {
             request = request.header(name, value);
         }

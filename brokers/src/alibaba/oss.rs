@@ -124,6 +124,18 @@ fn policy(bucket: &str, read_only: bool) -> Value {
     })
 }
 
+/// OSS plans take no parameters (the plan sets storage class, ACL and access): whatever a
+/// request sends is refused (400) before any bucket is touched, never silently ignored.
+fn refuse_parameters(parameters: &Value) -> Result<(), BrokerError> {
+    match parameters.as_object().and_then(|p| p.keys().next()) {
+        Some(name) => Err(BrokerError::InvalidParameters(format!(
+            "unknown parameter {name:?} (OSS plans take no parameters; the plan sets the \
+             storage class, ACL and access)"
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// `ListObjectsV2`'s answer, the parts used.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -168,6 +180,7 @@ impl AlibabaOss<'_> {
         request: &OperationRequest,
         plan: &OssPlan,
     ) -> Result<Progress, BrokerError> {
+        refuse_parameters(&request.parameters)?;
         let bucket = self.bucket(request);
         let configuration = format!(
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\
@@ -206,6 +219,7 @@ impl AlibabaOss<'_> {
         request: &OperationRequest,
         plan: &OssPlan,
     ) -> Result<Progress, BrokerError> {
+        refuse_parameters(&request.parameters)?;
         let previous = request.instance_state["storage_class"].as_str();
         let class = format!("{:?}", plan.storage_class);
         if previous.is_some_and(|previous| previous != class) {

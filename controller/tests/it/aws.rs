@@ -968,7 +968,7 @@ impl Serve {
     }
 
     async fn call(&self, method: Method, path: &str, body: Option<&Value>) -> (StatusCode, Value) {
-        let mut request = reqwest::Client::new()
+        let mut request = http_client()
             .request(method, format!("{}{path}", self.api))
             .basic_auth(USER, Some(PASSWORD))
             .header("X-Broker-API-Version", "2.17");

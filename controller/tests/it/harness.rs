@@ -70,7 +70,7 @@ impl Broker {
         let running = skybroker::start(config).await.expect("broker starts");
         Broker {
             url: format!("http://{}", running.addr),
-            client: reqwest::Client::new(),
+            client: http_client(),
             running: Some(running),
         }
     }
@@ -83,7 +83,7 @@ impl Broker {
             .expect("broker starts");
         Broker {
             url: format!("http://{}", running.addr),
-            client: reqwest::Client::new(),
+            client: http_client(),
             running: Some(running),
         }
     }
@@ -376,4 +376,12 @@ pub fn bind_body(plan: &str) -> Value {
         "bind_resource": {"app_guid": "app-1"},
         "context": {"platform": "cloudfoundry"},
     })
+}
+
+/// An HTTP client for tests. The workspace's reqwest is built with rustls but no default
+/// crypto provider (the Alibaba provider brings its own, on ring), so the process default is
+/// installed here first.
+pub fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
 }

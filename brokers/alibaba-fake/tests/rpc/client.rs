@@ -71,7 +71,10 @@ pub struct Client {
 impl Client {
     pub fn new(url: &str, key: Key) -> Client {
         Client {
-            http: reqwest::Client::new(),
+            http: {
+                let _ = rustls::crypto::ring::default_provider().install_default();
+                reqwest::Client::new()
+            },
             url: url.to_owned(),
             key,
         }

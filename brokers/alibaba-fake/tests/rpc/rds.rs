@@ -155,7 +155,10 @@ async fn injected_throttling_answers_the_real_code_then_stops() {
 #[tokio::test]
 async fn the_control_routes_need_no_signature() {
     let (fake, client) = start().await;
-    let http = reqwest::Client::new();
+    let http = {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        reqwest::Client::new()
+    };
     let response = http
         .post(format!("{}/__fake/throttle?calls=1", fake.rpc_url()))
         .send()

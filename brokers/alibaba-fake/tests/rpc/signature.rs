@@ -143,13 +143,16 @@ async fn incomplete_signatures_are_refused() {
         assert_eq!(body["Code"], "IncompleteSignature", "{tamper:?}");
     }
     // No Authorization at all.
-    let response = reqwest::Client::new()
-        .post(format!("{}/?UserName=x", fake.rpc_url()))
-        .header("x-acs-action", "GetUser")
-        .header("x-acs-version", RAM)
-        .send()
-        .await
-        .unwrap();
+    let response = {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        reqwest::Client::new()
+    }
+    .post(format!("{}/?UserName=x", fake.rpc_url()))
+    .header("x-acs-action", "GetUser")
+    .header("x-acs-version", RAM)
+    .send()
+    .await
+    .unwrap();
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["Code"], "IncompleteSignature");
