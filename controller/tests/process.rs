@@ -1539,3 +1539,331 @@ fn http_client() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::new()
 }
+
+// ===== Alibaba Cloud (issue 7) =====
+
+/// Issue 7 (crash during an RDS provision), DESIGN "durable before acknowledged", D-12,
+/// OSB-PROV-06/08, OSB-BIND-13, OSB-DEPROV-01: the real binary provisions two instances on the
+/// fake Alibaba Cloud (running in this test's process; RDS instances stay `Creating` for 3 s)
+/// and is killed with SIGKILL while both are being created at Alibaba:
+/// - the first after the broker recorded the RDS instance it made;
+/// - the second after the fake made it but before its answer reached the broker (a forwarder
+///   withholds the answers), so the broker knows nothing of it.
+///
+/// After a restart on the same data directory both operations resume and succeed: the first
+/// by polling its instance, the second by repeating `CreateDBInstance` with the same
+/// `ClientToken`, which adopts the instance already made. Exactly one RDS instance exists per
+/// OSB instance; an identical PUT answers 200 and creates nothing; bind and deprovision work.
+/// The broker's output, at debug level, holds neither the account's root secret nor the
+/// binding's password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alibaba_rds_provision_survives_kill_9() {
+    use skybroker_alibaba_fake::{FakeAlibaba, FakeConfig};
+    use skybroker_brokers::names::cloud_name;
+
+    let root_secret = format!("RootSecret{}", uuid::Uuid::new_v4().simple());
+    let fake_config = FakeConfig {
+        access_key_secret: root_secret.clone(),
+        creating: Duration::from_secs(3),
+        deleting: Duration::from_secs(1),
+        ..FakeConfig::default()
+    };
+    let fake = FakeAlibaba::start(fake_config.clone())
+        .await
+        .expect("the fake listens");
+    let instances = || {
+        fake.snapshot()["instances"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    };
+    let rpc = Withholder::start(fake.rpc_url().trim_start_matches("http://")).await;
+
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let data = dir.path().join("data");
+    let config = dir.path().join("skybroker.toml");
+    let text = format!(
+        r#"{DEFAULT_CONFIG}
+[engine]
+scan_interval_ms = 20
+poll_interval_ms = 100
+max_poll_interval_ms = 300
+
+# The secret comes from ALIBABA_CLOUD_ACCESS_KEY_SECRET.
+[providers.alibaba]
+kind = "alibaba"
+region = "{region}"
+access_key_id = "{key_id}"
+rds_endpoint = "{rpc}"
+ram_endpoint = "{rpc}"
+oss_endpoint = "{oss}"
+oss_path_style = true
+max_attempts = 3
+
+[[services]]
+id = "crash-ali"
+name = "crash-ali"
+description = "Alibaba Cloud RDS"
+bindable = true
+instances_retrievable = true
+broker = "alibaba"
+
+[[services.plans]]
+id = "crash-ali-small"
+name = "small"
+description = "MySQL 8.0, small"
+settings = {{ service = "rds", engine = "mysql", engine_version = "8.0", instance_class = "mysql.n2.small.1", storage_gb = 20 }}
+"#,
+        region = fake_config.region,
+        key_id = fake_config.access_key_id,
+        rpc = rpc.url(),
+        oss = fake.oss_url(),
+    );
+    std::fs::write(&config, text).expect("write the configuration");
+    let env = [
+        ("ALIBABA_CLOUD_ACCESS_KEY_SECRET", root_secret.as_str()),
+        ("RUST_LOG", "debug"),
+    ];
+    let body = json!({
+        "service_id": "crash-ali", "plan_id": "crash-ali-small",
+        "organization_guid": "org", "space_guid": "space",
+    });
+    let incomplete = [("accepts_incomplete", "true")];
+    let path = |id: &str| format!("/v2/service_instances/{id}");
+    let mut broker = serve(&data, Some(&config), &env).await;
+
+    // The first: killed once the broker has recorded its RDS instance.
+    let recorded = new_id("ali-crash-recorded");
+    let (status, accepted) = broker
+        .api
+        .call(Method::PUT, &path(&recorded), &incomplete, &[], Some(&body))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
+    let recorded_op = operation_of(&accepted);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, last) = broker.api.last_operation(&recorded, &recorded_op).await;
+        if last["description"]
+            .as_str()
+            .is_some_and(|d| d.contains("creating the RDS instance"))
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{last}\n{}",
+            broker.process.output()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // The second: killed once the fake has made its instance, whose id never reached us.
+    rpc.hold(true);
+    let unrecorded = new_id("ali-crash-unrecorded");
+    let (status, accepted) = broker
+        .api
+        .call(
+            Method::PUT,
+            &path(&unrecorded),
+            &incomplete,
+            &[],
+            Some(&body),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
+    let unrecorded_op = operation_of(&accepted);
+    while instances().len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the second RDS instance never appeared\n{}",
+            broker.process.output()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let (_, last) = broker.api.last_operation(&unrecorded, &unrecorded_op).await;
+    assert_eq!(last["state"], "in progress", "{last}");
+    assert!(
+        last.get("description").is_none(),
+        "the broker has not learnt of the second instance: {last}"
+    );
+    broker.process.kill9();
+    let statuses: Vec<Value> = instances().iter().map(|i| i["status"].clone()).collect();
+    assert_eq!(statuses, ["Creating", "Creating"], "killed mid-creation");
+    let mut output = broker.process.output();
+    assert!(!output.contains("shut down cleanly"), "{output}");
+    assert_eq!(
+        output.matches("RDS CreateDBInstance: HTTP 200").count(),
+        1,
+        "only the first answer reached the broker before the kill\n{output}"
+    );
+    drop(broker);
+
+    rpc.hold(false);
+    let mut broker = serve(&data, Some(&config), &env).await;
+    for (id, operation) in [(&recorded, &recorded_op), (&unrecorded, &unrecorded_op)] {
+        let state = broker
+            .api
+            .await_operation(id, operation, Duration::from_secs(30))
+            .await;
+        assert_eq!(state, "succeeded", "{id}\n{}", broker.process.output());
+    }
+    let restarted = broker.process.output();
+    assert!(
+        restarted.contains("resuming 2 operation(s) in flight"),
+        "the kill came mid-operation, so the restart resumed both\n{restarted}"
+    );
+    assert_eq!(
+        restarted.matches("RDS CreateDBInstance: HTTP 200").count(),
+        1,
+        "the unrecorded creation was repeated (once)\n{restarted}"
+    );
+    let all = instances();
+    assert_eq!(
+        all.len(),
+        2,
+        "exactly one RDS instance per OSB instance: {all:?}"
+    );
+    let token =
+        |id: &str, operation: &str| json!(cloud_name("skybroker", &format!("{id}/{operation}")));
+    let mut tokens: Vec<Value> = all.iter().map(|i| i["client_token"].clone()).collect();
+    tokens.sort_by_key(Value::to_string);
+    let mut expected = vec![
+        token(&recorded, &recorded_op),
+        token(&unrecorded, &unrecorded_op),
+    ];
+    expected.sort_by_key(Value::to_string);
+    assert_eq!(
+        tokens, expected,
+        "each made with its operation's ClientToken"
+    );
+    assert!(all.iter().all(|i| i["status"] == "Running"), "{all:?}");
+    for id in [&recorded, &unrecorded] {
+        let (status, repeat) = broker
+            .api
+            .call(Method::PUT, &path(id), &incomplete, &[], Some(&body))
+            .await;
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "an identical repeat is not a second instance: {repeat}"
+        );
+    }
+    assert_eq!(instances().len(), 2);
+
+    // The adopted instance serves bindings.
+    let binding = format!("{}/service_bindings/{}", path(&unrecorded), new_id("b"));
+    let bind = json!({"service_id": "crash-ali", "plan_id": "crash-ali-small"});
+    let (status, bound) = broker
+        .api
+        .call(Method::PUT, &binding, &[], &[], Some(&bind))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{bound}");
+    let password = bound["credentials"]["password"]
+        .as_str()
+        .unwrap_or_else(|| panic!("the bind returns a password: {bound}"))
+        .to_owned();
+    let adopted = instances()
+        .into_iter()
+        .find(|i| i["client_token"] == token(&unrecorded, &unrecorded_op))
+        .unwrap();
+    assert_eq!(
+        adopted["accounts"][0]["name"],
+        bound["credentials"]["username"]
+    );
+
+    let query = [
+        ("service_id", "crash-ali"),
+        ("plan_id", "crash-ali-small"),
+        ("accepts_incomplete", "true"),
+    ];
+    for id in [&recorded, &unrecorded] {
+        let (status, accepted) = broker
+            .api
+            .call(Method::DELETE, &path(id), &query, &[], None)
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
+        let state = broker
+            .api
+            .await_operation(id, &operation_of(&accepted), Duration::from_secs(30))
+            .await;
+        assert_eq!(state, "succeeded", "{}", broker.process.output());
+    }
+    assert!(instances().is_empty(), "deprovision deleted both");
+
+    broker.process.terminate();
+    broker.process.wait_exit(Duration::from_secs(10)).await;
+    output.push_str(&broker.process.output());
+    assert!(
+        output.contains("DEBUG") && output.contains("RDS CreateAccount"),
+        "the provider's calls were logged at debug:\n{output}"
+    );
+    for (what, secret) in [
+        ("the root AccessKey secret", root_secret.as_str()),
+        ("the binding's password", password.as_str()),
+    ] {
+        assert!(!output.contains(secret), "{what} was printed:\n{output}");
+    }
+}
+
+/// A TCP forwarder in front of the fake's RPC endpoint that can withhold the answers: a call
+/// then takes effect at the fake while the broker never hears back.
+struct Withholder {
+    port: u16,
+    hold: Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Withholder {
+    async fn start(target: &str) -> Withholder {
+        use std::sync::atomic::Ordering;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let target: std::net::SocketAddr = target.parse().expect("the fake's address");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("the forwarder listens");
+        let port = listener.local_addr().unwrap().port();
+        let hold = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let held = Arc::clone(&hold);
+        let task = tokio::spawn(async move {
+            while let Ok((inbound, _)) = listener.accept().await {
+                let held = Arc::clone(&held);
+                tokio::spawn(async move {
+                    let Ok(outbound) = tokio::net::TcpStream::connect(target).await else {
+                        return;
+                    };
+                    let (mut from_client, mut to_client) = inbound.into_split();
+                    let (mut from_server, mut to_server) = outbound.into_split();
+                    let requests = tokio::spawn(async move {
+                        let _ = tokio::io::copy(&mut from_client, &mut to_server).await;
+                    });
+                    let mut buffer = vec![0; 16 * 1024];
+                    while let Ok(n) = from_server.read(&mut buffer).await {
+                        if n == 0 || held.load(Ordering::SeqCst) {
+                            // Withheld: the client waits until it gives up or dies.
+                            break;
+                        }
+                        if to_client.write_all(&buffer[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                    let _ = requests.await;
+                });
+            }
+        });
+        Withholder { port, hold, task }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn hold(&self, on: bool) {
+        self.hold.store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for Withholder {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -170,11 +170,17 @@ impl RdsPlan {
             }
         }
         if self.read_only && self.engine == Engine::Postgresql {
-            return Err("read_only is not available for PostgreSQL: RDS grants PostgreSQL                         accounts only DBOwner on a database"
-                .to_owned());
+            return Err(
+                "read_only is not available for PostgreSQL: RDS grants PostgreSQL \
+                        accounts only DBOwner on a database"
+                    .to_owned(),
+            );
         }
-        if !(5..=32_000).contains(&self.storage_gb) {
-            return Err(format!("storage_gb {} is out of 5–32000", self.storage_gb));
+        if !(5..=32_000).contains(&self.storage_gb) || self.storage_gb % 5 != 0 {
+            return Err(format!(
+                "storage_gb {} must be a multiple of 5 from 5 to 32000 (RDS sells storage in                  steps of 5 GB)",
+                self.storage_gb
+            ));
         }
         check_security_ips(&self.security_ips)
     }
@@ -732,9 +738,11 @@ mod tests {
         let mut bad = plan();
         bad.instance_class = "mysql.n2 small".into();
         assert!(bad.check().is_err());
-        let mut bad = plan();
-        bad.storage_gb = 1;
-        assert!(bad.check().is_err());
+        for storage_gb in [1, 21, 32_005] {
+            let mut bad = plan();
+            bad.storage_gb = storage_gb;
+            assert!(bad.check().unwrap_err().contains("multiple of 5"));
+        }
         assert!(serde_json::from_value::<RdsPlan>(json!({"engine": "oracle",
             "engine_version": "19", "instance_class": "x", "storage_gb": 20}))
         .is_err());

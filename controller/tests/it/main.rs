@@ -2,6 +2,7 @@
 //! store unless it says otherwise) and drives it over HTTP. Every test names the checklist
 //! items (`OSB-…`) and decisions (`D-…`) it covers.
 
+mod alibaba;
 mod aws;
 mod bindings;
 mod catalog;
