@@ -223,6 +223,20 @@ pub trait Broker: std::fmt::Debug + Send + Sync + 'static {
     /// Checks a plan's `settings` at start-up; the message explains what is wrong.
     fn check_plan_settings(&self, plan_settings: &Value) -> Result<(), String>;
 
+    /// Checks the parameters of a provision or an update (for an update: all of them, as
+    /// they will be after it) before the controller accepts the request, so that a platform
+    /// gets 400 for what the plugin would refuse even when the operation then runs
+    /// asynchronously. Offline and quick: no call to the provider. The default accepts
+    /// anything (the plugin may still refuse when it runs).
+    fn check_parameters(
+        &self,
+        _plan_settings: &Value,
+        _kind: OperationKind,
+        _parameters: &Value,
+    ) -> Result<(), String> {
+        Ok(())
+    }
+
     /// Creates an instance.
     async fn provision(&self, request: &OperationRequest) -> Result<Progress, BrokerError>;
 

@@ -146,6 +146,22 @@ impl Broker for Alibaba {
         AlibabaPlan::parse(plan_settings).map(|_| ())
     }
 
+    fn check_parameters(
+        &self,
+        plan_settings: &Value,
+        _kind: OperationKind,
+        parameters: &Value,
+    ) -> Result<(), String> {
+        let checked = match AlibabaPlan::parse(plan_settings)? {
+            AlibabaPlan::Rds(plan) => plan.security_ips(parameters).map(|_| ()),
+            AlibabaPlan::Oss(_) => oss::refuse_parameters(parameters),
+        };
+        checked.map_err(|err| match err {
+            BrokerError::InvalidParameters(message) => message,
+            other => other.to_string(),
+        })
+    }
+
     async fn provision(&self, request: &OperationRequest) -> Result<Progress, BrokerError> {
         match AlibabaPlan::of(request)? {
             AlibabaPlan::Rds(plan) => self.rds().provision(request, &plan).await,

@@ -126,7 +126,7 @@ fn policy(bucket: &str, read_only: bool) -> Value {
 
 /// OSS plans take no parameters (the plan sets storage class, ACL and access): whatever a
 /// request sends is refused (400) before any bucket is touched, never silently ignored.
-fn refuse_parameters(parameters: &Value) -> Result<(), BrokerError> {
+pub fn refuse_parameters(parameters: &Value) -> Result<(), BrokerError> {
     match parameters.as_object().and_then(|p| p.keys().next()) {
         Some(name) => Err(BrokerError::InvalidParameters(format!(
             "unknown parameter {name:?} (OSS plans take no parameters; the plan sets the \

@@ -119,22 +119,19 @@ fn default_security_ips() -> Vec<String> {
 /// Most allow-list entries RDS takes.
 const MAX_SECURITY_IPS: usize = 1000;
 
-/// Checks one allow-list entry: an IPv4 address or CIDR block, or `%`-free IPv6.
+/// Checks one allow-list entry: an IPv4 address or CIDR block.
 fn check_security_ip(entry: &str) -> Result<(), String> {
     let (address, prefix) = match entry.split_once('/') {
         Some((address, prefix)) => (address, Some(prefix)),
         None => (entry, None),
     };
-    let address: std::net::IpAddr = address
-        .parse()
-        .map_err(|_| format!("security_ips entry {entry:?} is not an IP address or CIDR block"))?;
-    let max = if address.is_ipv4() { 32 } else { 128 };
+    let invalid = || format!("security_ips entry {entry:?} is not an IPv4 address or CIDR block");
+    address
+        .parse::<std::net::Ipv4Addr>()
+        .map_err(|_| invalid())?;
     match prefix.map(str::parse::<u8>) {
-        None => Ok(()),
-        Some(Ok(bits)) if bits <= max => Ok(()),
-        Some(_) => Err(format!(
-            "security_ips entry {entry:?} has an invalid prefix length"
-        )),
+        None | Some(Ok(0..=32)) => Ok(()),
+        Some(_) => Err(invalid()),
     }
 }
 
@@ -145,7 +142,14 @@ fn check_security_ips(entries: &[String]) -> Result<(), String> {
             entries.len()
         ));
     }
-    entries.iter().try_for_each(|e| check_security_ip(e))
+    let mut seen = std::collections::HashSet::new();
+    for entry in entries {
+        check_security_ip(entry)?;
+        if !seen.insert(entry) {
+            return Err(format!("security_ips lists {entry:?} twice"));
+        }
+    }
+    Ok(())
 }
 
 impl RdsPlan {
@@ -176,7 +180,7 @@ impl RdsPlan {
                     .to_owned(),
             );
         }
-        if !(5..=32_000).contains(&self.storage_gb) || self.storage_gb % 5 != 0 {
+        if !(5..=32_000).contains(&self.storage_gb) || !self.storage_gb.is_multiple_of(5) {
             return Err(format!(
                 "storage_gb {} must be a multiple of 5 from 5 to 32000 (RDS sells storage in                  steps of 5 GB)",
                 self.storage_gb
@@ -187,7 +191,7 @@ impl RdsPlan {
 
     /// The allow-list of a request: its `security_ips` parameter, else the plan's. Any other
     /// parameter is refused (400) before anything is created.
-    fn security_ips(&self, parameters: &Value) -> Result<String, BrokerError> {
+    pub fn security_ips(&self, parameters: &Value) -> Result<String, BrokerError> {
         let invalid = BrokerError::InvalidParameters;
         let Some(parameters) = parameters.as_object() else {
             return Ok(self.security_ips.join(","));
@@ -471,6 +475,7 @@ impl AlibabaRds<'_> {
                 "database": database,
                 "instance_class": attribute.class,
                 "storage_gb": number(&attribute.storage),
+                "security_ips": plan.security_ips(&request.parameters)?,
             })),
             ..Completion::default()
         }))
@@ -482,16 +487,7 @@ impl AlibabaRds<'_> {
         request: &OperationRequest,
         plan: &RdsPlan,
     ) -> Result<Progress, BrokerError> {
-        if request
-            .parameters
-            .as_object()
-            .is_some_and(|p| !p.is_empty())
-        {
-            return Err(BrokerError::Unprocessable(
-                "RDS instances take no parameter changes; only a plan change (class, storage)"
-                    .into(),
-            ));
-        }
+        let security_ips = plan.security_ips(&request.parameters)?;
         let state = &request.instance_state;
         let engine: Option<Engine> = serde_json::from_value(state["engine"].clone()).ok();
         if engine.is_some_and(|engine| engine != plan.engine) {
@@ -508,6 +504,23 @@ impl AlibabaRds<'_> {
             )));
         }
         let id = state_str(state, "db_instance_id")?.to_owned();
+        if state["security_ips"].as_str() != Some(&security_ips) {
+            self.call(
+                "ModifySecurityIps",
+                &[("DBInstanceId", &id), ("SecurityIps", &security_ips)],
+            )
+            .await?;
+        }
+        let unchanged = state["instance_class"].as_str() == Some(&plan.instance_class)
+            && number(&state["storage_gb"]) == Some(u64::from(plan.storage_gb));
+        if unchanged {
+            let mut state = state.clone();
+            state["security_ips"] = json!(security_ips);
+            return Ok(Progress::Done(Completion {
+                state: Some(state),
+                ..Completion::default()
+            }));
+        }
         let storage = plan.storage_gb.to_string();
         self.call(
             "ModifyDBInstanceSpec",
@@ -544,6 +557,7 @@ impl AlibabaRds<'_> {
         let mut state = request.instance_state.clone();
         state["instance_class"] = json!(attribute.class);
         state["storage_gb"] = json!(plan.storage_gb);
+        state["security_ips"] = json!(plan.security_ips(&request.parameters)?);
         Ok(Progress::Done(Completion {
             state: Some(state),
             ..Completion::default()
@@ -718,6 +732,8 @@ mod tests {
         );
         for bad in [
             json!({"security_ips": ["10.0.0.0/33"]}),
+            json!({"security_ips": ["10.0.0.1", "10.0.0.1"]}),
+            json!({"security_ips": ["::1"]}),
             json!({"security_ips": ["0.0.0.0,1.1.1.1"]}),
             json!({"security_ips": "10.0.0.1"}),
             json!({"security_ips": []}),

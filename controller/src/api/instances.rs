@@ -97,6 +97,13 @@ pub async fn put_instance(
         SchemaKind::InstanceCreate,
         &Value::Object(parameters.clone()),
     )?;
+    plan.broker
+        .check_parameters(
+            &plan.plan.settings,
+            PluginKind::Provision,
+            &Value::Object(parameters.clone()),
+        )
+        .map_err(ApiError::BadRequest)?;
     let sync = !plan
         .broker
         .is_async(&plan.plan.settings, PluginKind::Provision);
@@ -274,9 +281,13 @@ pub async fn patch_instance(
     // Parameters sent are merged key by key into the current ones; absent keys stay.
     let mut merged = instance.parameters.as_object().cloned().unwrap_or_default();
     merged.extend(parameters.unwrap_or_default());
+    let merged = Value::Object(merged);
+    plan.broker
+        .check_parameters(&plan.plan.settings, PluginKind::Update, &merged)
+        .map_err(ApiError::BadRequest)?;
     let target = UpdateTarget {
         plan_id: target_plan_id,
-        parameters: Value::Object(merged),
+        parameters: merged,
         maintenance_version: maintenance_version.or_else(|| instance.maintenance_version.clone()),
         context: context.map_or_else(|| instance.context.clone(), Value::Object),
         previous_plan_id: instance.plan_id.clone(),

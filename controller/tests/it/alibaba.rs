@@ -1179,15 +1179,12 @@ async fn alibaba_oss_lifecycle() {
 
 // ===== failures =====
 
-/// Issue 7, OSB-PROV-04/09 (invalid data), OSB-LOI-03: parameters the provider cannot use
-/// never create anything. RDS provisions are asynchronous, and the controller only learns that
-/// the parameters are bad when the provider's first call runs, after the 202 (the plugin
-/// interface has no synchronous parameter check for async plans, so OSB-PROV-04's SHOULD 400
-/// is not met there): the operation ends `failed` with a description naming the problem,
-/// before anything is created at Alibaba.
-/// OSS provisions are synchronous: an unknown parameter is 400 and no bucket is made. A
-/// well-formed allow-list reaches the instance. A PostgreSQL plan with `read_only` cannot be
-/// configured (RDS PostgreSQL has no read-only privilege).
+/// Issue 7 ("bad parameters → 400 before anything is created"), OSB-PROV-04, OSB-UPD: the
+/// provider checks parameters at admission (`Broker::check_parameters`), so an RDS provision,
+/// although asynchronous, answers 400 naming the problem and nothing is recorded or created;
+/// OSS plans take no parameters at all. A well-formed allow-list reaches the instance, an
+/// update with a bad one is 400 and a good one is applied (`ModifySecurityIps`). A PostgreSQL
+/// plan with `read_only` cannot be configured (RDS PostgreSQL has no read-only privilege).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alibaba_bad_parameters_create_nothing() {
     let cloud = Cloud::start(|_| {}).await;
@@ -1205,7 +1202,8 @@ async fn alibaba_bad_parameters_create_nothing() {
 
     for (parameters, needle) in [
         (json!({"security_ips": ["not-an-ip"]}), "not-an-ip"),
-        (json!({"security_ips": ["10.0.0.0/33"]}), "prefix length"),
+        (json!({"security_ips": ["10.0.0.0/33"]}), "10.0.0.0/33"),
+        (json!({"security_ips": ["10.0.0.1", "10.0.0.1"]}), "twice"),
         (
             json!({"security_ips": "10.0.0.1"}),
             "security_ips must be an array",
@@ -1213,18 +1211,16 @@ async fn alibaba_bad_parameters_create_nothing() {
         (json!({"engine": "oracle"}), "unknown parameter \"engine\""),
     ] {
         let id = new_id("ali-bad");
-        let (_, last) = provision_async(
-            &broker,
-            &id,
-            &provision(MYSQL_SERVICE, "small", parameters.clone()),
-        )
-        .await;
-        assert_eq!(last["state"], "failed", "{parameters}: {last}");
-        let description = last["description"].as_str().unwrap();
-        assert!(
-            description.contains("invalid parameters") && description.contains(needle),
-            "{parameters}: {last}"
-        );
+        let (status, error) = broker
+            .put_instance(
+                &id,
+                &provision(MYSQL_SERVICE, "small", parameters.clone()),
+                true,
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{parameters}: {error}");
+        let description = error["description"].as_str().unwrap();
+        assert!(description.contains(needle), "{parameters}: {error}");
         assert_eq!(broker.get_instance(&id).await.0, StatusCode::NOT_FOUND);
         assert!(
             cloud.instances().is_empty(),
@@ -1276,6 +1272,42 @@ async fn alibaba_bad_parameters_create_nothing() {
         attribute["Items"]["DBInstanceAttribute"][0]["SecurityIPList"],
         "10.0.0.0/8,192.168.1.7"
     );
+    // Updates: a bad allow-list is refused at once, a good one is applied.
+    let path = format!("/v2/service_instances/{id}?accepts_incomplete=true");
+    let update =
+        |ips: Value| json!({"service_id": MYSQL_SERVICE, "parameters": {"security_ips": ips}});
+    let (status, error) = broker
+        .send(
+            broker
+                .request(Method::PATCH, &path)
+                .json(&update(json!(["300.1.1.1"]))),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
+    let (status, accepted) = broker
+        .send(
+            broker
+                .request(Method::PATCH, &path)
+                .json(&update(json!(["172.16.0.0/12"]))),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
+    let last = broker
+        .wait_instance(&id, accepted["operation"].as_str().unwrap())
+        .await;
+    assert_eq!(last["state"], "succeeded", "{last}");
+    let attribute = cloud
+        .root()
+        .rpc(
+            Product::Rds,
+            "DescribeDBInstanceAttribute",
+            &[("DBInstanceId", &db_id)],
+        )
+        .await
+        .unwrap();
+    let instance = &attribute["Items"]["DBInstanceAttribute"][0];
+    assert_eq!(instance["SecurityIPList"], "172.16.0.0/12");
+    assert_eq!(instance["DBInstanceClass"], "mysql.n2.small.1");
     let last = deprovision_async(&broker, &id, MYSQL_SERVICE, "small").await;
     assert_eq!(last["state"], "succeeded", "{last}");
     assert!(cloud.instances().is_empty());
