@@ -494,9 +494,10 @@ async fn http_scenarios(args: &RunArgs, bin: &Path, report: &mut Report) -> anyh
             broker.stop()?;
             if let Some(endpoint) = endpoint.as_deref().filter(|_| backend == Backend::Etcd) {
                 // The ceiling for this figure: raw puts to the same etcd, right after.
-                for concurrency in [1, 64] {
+                for (concurrency, conditioned) in [(1, false), (64, false), (64, true)] {
                     eprintln!("== etcd alone: {concurrency} put(s) in flight");
-                    let raw = storebench::etcd_puts(endpoint, concurrency, Duration::from_secs(3));
+                    let seconds = Duration::from_secs(3);
+                    let raw = storebench::etcd_puts(endpoint, concurrency, conditioned, seconds);
                     report.etcd_puts.push(raw.await?);
                 }
             }

@@ -197,14 +197,19 @@ impl Report {
     fn etcd_table(&self) -> String {
         let mut out = String::from(
             "\n### etcd alone (raw puts of ~1 KiB through etcd-client, same etcd as 3. on etcd)\n\n\
-             | puts in flight | puts | puts/s | p50 | p99 |\n\
-             |---:|---:|---:|---:|---:|\n",
+             | puts in flight | kind | puts | puts/s | p50 | p99 |\n\
+             |---:|---|---:|---:|---:|---:|\n",
         );
         for e in &self.etcd_puts {
             let _ = writeln!(
                 out,
-                "| {} | {} | {:.0} | {} | {} |",
+                "| {} | {} | {} | {:.0} | {} | {} |",
                 e.concurrency,
+                if e.conditioned {
+                    "txn: create_revision = 0, put"
+                } else {
+                    "put"
+                },
                 e.puts,
                 e.per_second,
                 duration(e.p50),

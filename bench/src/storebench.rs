@@ -104,6 +104,9 @@ pub async fn run(
 pub struct EtcdPutResult {
     /// Puts in flight at once (1: sequential, each waits for the previous).
     pub concurrency: usize,
+    /// Each put a transaction conditioned on the key being new (as the broker's commits
+    /// are), rather than a plain put.
+    pub conditioned: bool,
     /// Acknowledged puts.
     pub puts: u64,
     /// Puts per second.
@@ -116,13 +119,19 @@ pub struct EtcdPutResult {
 
 /// Puts ~1 KiB values (an admission's two records together) under a private prefix of
 /// `endpoint` from `concurrency` tasks for `duration`, then deletes the prefix.
+/// With `conditioned`, each put is a transaction that compares the key's create revision
+/// with 0 first, the shape of the broker's admissions.
 pub async fn etcd_puts(
     endpoint: &str,
     concurrency: usize,
+    conditioned: bool,
     duration: Duration,
 ) -> anyhow::Result<EtcdPutResult> {
     let client = etcd_client::Client::connect([endpoint], None).await?;
-    let prefix = format!("/skybroker-bench-raw/{}/{concurrency}/", std::process::id());
+    let prefix = format!(
+        "/skybroker-bench-raw/{}/{concurrency}-{conditioned}/",
+        std::process::id()
+    );
     let deadline = Instant::now() + duration;
     let started = Instant::now();
     let tasks: Vec<_> = (0..concurrency)
@@ -134,8 +143,16 @@ pub async fn etcd_puts(
                 let mut seq = 0u64;
                 while Instant::now() < deadline {
                     let sent = Instant::now();
-                    kv.put(format!("{prefix}{task}-{seq}"), vec![b'p'; 1050], None)
-                        .await?;
+                    let key = format!("{prefix}{task}-{seq}");
+                    if conditioned {
+                        use etcd_client::{Compare, CompareOp, Txn, TxnOp};
+                        let txn = Txn::new()
+                            .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+                            .and_then([TxnOp::put(key, vec![b'p'; 1050], None)]);
+                        kv.txn(txn).await?;
+                    } else {
+                        kv.put(key, vec![b'p'; 1050], None).await?;
+                    }
                     latencies.push(sent.elapsed());
                     seq += 1;
                 }
@@ -159,6 +176,7 @@ pub async fn etcd_puts(
     let (p50, p99) = (quantile(&latencies, 0.5), quantile(&latencies, 0.99));
     Ok(EtcdPutResult {
         concurrency,
+        conditioned,
         puts: latencies.len() as u64,
         per_second: latencies.len() as f64 / elapsed.as_secs_f64(),
         p50,
