@@ -33,6 +33,9 @@ pub struct AlibabaSettings {
     pub client: ClientConfig,
     /// First part of every resource name (`<prefix>-<hash>`; `<prefix>_<hash>` in databases).
     pub name_prefix: String,
+    /// Whether `oss_endpoint` was set (then it serves every region a plan names; else each
+    /// region gets Alibaba's `https://oss-<region>.aliyuncs.com`).
+    pub oss_endpoint_overridden: bool,
 }
 
 /// Why settings were refused.
@@ -51,6 +54,21 @@ pub enum BuildError {
     /// A setting has a value that cannot work.
     #[error("{0}")]
     Invalid(String),
+}
+
+/// Checks a region id such as `cn-hangzhou` (it becomes part of host names and signatures).
+pub fn check_region(region: &str) -> Result<(), String> {
+    let valid = !region.is_empty()
+        && region
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "region {region:?} is not a region id like cn-hangzhou"
+        ))
+    }
 }
 
 /// The keys `[providers.<name>]` accepts for `kind = "alibaba"`.
@@ -167,20 +185,13 @@ impl AlibabaBuilder {
     /// A missing region or key pair, an invalid prefix, endpoint or count.
     pub fn build(self) -> Result<AlibabaSettings, BuildError> {
         let region = self.region.ok_or(BuildError::MissingRegion)?;
-        let valid_region = !region.is_empty()
-            && region
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-        if !valid_region {
-            return Err(BuildError::Invalid(format!(
-                "region {region:?} is not a region id like cn-hangzhou"
-            )));
-        }
+        check_region(&region).map_err(BuildError::Invalid)?;
         let (Some(id), Some(secret)) = (self.access_key_id, self.access_key_secret) else {
             return Err(BuildError::MissingAccessKey);
         };
         let name_prefix = self.name_prefix.unwrap_or_else(|| "skybroker".to_owned());
         check_cloud_prefix(&name_prefix).map_err(BuildError::Invalid)?;
+        let oss_endpoint_overridden = self.oss_endpoint.is_some();
         let mut client = ClientConfig::new(AccessKey { id, secret }, region);
         for (name, value, slot) in [
             ("rds_endpoint", self.rds_endpoint, &mut client.rds_endpoint),
@@ -219,6 +230,7 @@ impl AlibabaBuilder {
         Ok(AlibabaSettings {
             client,
             name_prefix,
+            oss_endpoint_overridden,
         })
     }
 }

@@ -83,11 +83,14 @@ impl AlibabaPlan {
     }
 }
 
-/// The Alibaba Cloud provider: one account and region.
+/// The Alibaba Cloud provider: one account and region (and, for OSS plans that name one,
+/// other regions of the same account).
 #[derive(Debug)]
 pub struct Alibaba {
     settings: AlibabaSettings,
     client: AlibabaClient,
+    /// Clients for OSS plans in another region than the provider's, made on first use.
+    regional: std::sync::Mutex<std::collections::HashMap<String, AlibabaClient>>,
 }
 
 impl Alibaba {
@@ -108,7 +111,32 @@ impl Alibaba {
     /// The HTTP client cannot be made (no CA certificates for https endpoints).
     pub fn new(settings: AlibabaSettings) -> Result<Self, error::AlibabaError> {
         let client = AlibabaClient::new(settings.client.clone())?;
-        Ok(Alibaba { settings, client })
+        Ok(Alibaba {
+            settings,
+            client,
+            regional: Default::default(),
+        })
+    }
+
+    /// The client for an OSS plan: the provider's, or one signing for the plan's region and
+    /// (unless `oss_endpoint` is set) reaching that region's endpoint.
+    fn oss_client(&self, plan: &OssPlan) -> Result<AlibabaClient, BrokerError> {
+        let provider_region = &self.settings.client.region;
+        let Some(region) = plan.region.as_ref().filter(|r| *r != provider_region) else {
+            return Ok(self.client.clone());
+        };
+        let mut regional = self.regional.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(client) = regional.get(region) {
+            return Ok(client.clone());
+        }
+        let mut config = self.settings.client.clone();
+        config.region = region.clone();
+        if !self.settings.oss_endpoint_overridden {
+            config.oss_endpoint = format!("https://oss-{region}.aliyuncs.com");
+        }
+        let client = AlibabaClient::new(config)?;
+        regional.insert(region.clone(), client.clone());
+        Ok(client)
     }
 
     fn rds(&self) -> AlibabaRds<'_> {
@@ -118,9 +146,9 @@ impl Alibaba {
         }
     }
 
-    fn oss(&self) -> AlibabaOss<'_> {
+    fn oss<'a>(&'a self, client: &'a AlibabaClient) -> AlibabaOss<'a> {
         AlibabaOss {
-            client: &self.client,
+            client,
             name_prefix: &self.settings.name_prefix,
         }
     }
@@ -165,7 +193,10 @@ impl Broker for Alibaba {
     async fn provision(&self, request: &OperationRequest) -> Result<Progress, BrokerError> {
         match AlibabaPlan::of(request)? {
             AlibabaPlan::Rds(plan) => self.rds().provision(request, &plan).await,
-            AlibabaPlan::Oss(plan) => self.oss().provision(request, &plan).await,
+            AlibabaPlan::Oss(plan) => {
+                let client = self.oss_client(&plan)?;
+                self.oss(&client).provision(request, &plan).await
+            }
         }
     }
 
@@ -181,28 +212,37 @@ impl Broker for Alibaba {
         }
         match plan {
             AlibabaPlan::Rds(plan) => self.rds().update(request, &plan).await,
-            AlibabaPlan::Oss(plan) => self.oss().update(request, &plan).await,
+            AlibabaPlan::Oss(plan) => {
+                let client = self.oss_client(&plan)?;
+                self.oss(&client).update(request, &plan).await
+            }
         }
     }
 
     async fn deprovision(&self, request: &OperationRequest) -> Result<Progress, BrokerError> {
         match AlibabaPlan::of(request)? {
             AlibabaPlan::Rds(plan) => self.rds().deprovision(request, &plan).await,
-            AlibabaPlan::Oss(plan) => self.oss().deprovision(request, &plan).await,
+            AlibabaPlan::Oss(plan) => {
+                let client = self.oss_client(&plan)?;
+                self.oss(&client).deprovision(request, &plan).await
+            }
         }
     }
 
     async fn bind(&self, request: &OperationRequest) -> Result<Progress, BrokerError> {
         match AlibabaPlan::of(request)? {
             AlibabaPlan::Rds(plan) => self.rds().bind(request, &plan).await,
-            AlibabaPlan::Oss(plan) => self.oss().bind(request, &plan).await,
+            AlibabaPlan::Oss(plan) => {
+                let client = self.oss_client(&plan)?;
+                self.oss(&client).bind(request, &plan).await
+            }
         }
     }
 
     async fn unbind(&self, request: &OperationRequest) -> Result<Progress, BrokerError> {
         match AlibabaPlan::of(request)? {
             AlibabaPlan::Rds(_) => self.rds().unbind(request).await,
-            AlibabaPlan::Oss(_) => self.oss().unbind(request).await,
+            AlibabaPlan::Oss(_) => self.oss(&self.client).unbind(request).await,
         }
     }
 
@@ -211,7 +251,8 @@ impl Broker for Alibaba {
             AlibabaPlan::Rds(plan) => self.rds().poll(request, &plan).await,
             // Only emptying a bucket spans polls: carry on.
             AlibabaPlan::Oss(plan) if request.kind == OperationKind::Deprovision => {
-                self.oss().deprovision(request, &plan).await
+                let client = self.oss_client(&plan)?;
+                self.oss(&client).deprovision(request, &plan).await
             }
             AlibabaPlan::Oss(_) => Err(BrokerError::Failed(
                 "nothing to poll for this OSS operation".to_owned(),

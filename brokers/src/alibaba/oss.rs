@@ -83,12 +83,17 @@ pub struct OssPlan {
     /// What deprovision does with remaining objects.
     #[serde(default)]
     pub on_deprovision: OnDeprovision,
+    /// The region buckets of this plan live in (else the provider's).
+    #[serde(default)]
+    pub region: Option<String>,
 }
 
 impl OssPlan {
-    /// Checks the settings (everything is typed; nothing more to check).
+    /// Checks the settings.
     pub fn check(&self) -> Result<(), String> {
-        Ok(())
+        self.region
+            .as_deref()
+            .map_or(Ok(()), super::builder::check_region)
     }
 
     /// Whether `kind` answers only asynchronously: a deprovision that refuses answers at
@@ -397,5 +402,9 @@ mod tests {
         assert_eq!(plan.storage_class, StorageClass::IA);
         assert!(plan.deprovision_is_async());
         assert!(serde_json::from_value::<OssPlan>(json!({"acl": "public"})).is_err());
+        let plan: OssPlan = serde_json::from_value(json!({"region": "cn-shanghai"})).unwrap();
+        assert!(plan.check().is_ok());
+        let plan: OssPlan = serde_json::from_value(json!({"region": "Shanghai"})).unwrap();
+        assert!(plan.check().is_err());
     }
 }

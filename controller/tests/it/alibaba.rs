@@ -1634,3 +1634,47 @@ async fn alibaba_rds_delete_during_provision_halts_it() {
     assert_not_logged(&[&cloud.config.access_key_secret]);
     broker.stop().await;
 }
+
+/// Issue 7 ("storage class, ACL, region from the plan"): an OSS plan that names a region
+/// creates its buckets there (the client signs for that region; the fake, like OSS, refuses a
+/// signature scoped to another), and its bindings are told that region, while a plan without
+/// one uses the provider's region: here a region the fake does not serve, so its provision is
+/// refused (400, naming the region) and nothing is created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alibaba_oss_plan_region() {
+    let cloud = Cloud::start(|_| {}).await;
+    let here = cloud.config.region.clone();
+    let elsewhere = if here == "cn-shanghai" { "cn-beijing" } else { "cn-shanghai" };
+    let mut provider = cloud.provider();
+    provider.settings.insert("region".into(), json!(elsewhere));
+    let mut plan_here = oss_plan(false, "refuse");
+    plan_here["region"] = json!(here);
+    let mut config = fast_config(100);
+    config.providers.insert("alibaba".into(), provider);
+    config.services.push(offering(
+        OSS_SERVICE,
+        &[("here", plan_here), ("default", oss_plan(false, "refuse"))],
+    ));
+    let broker = Broker::with_config(config).await;
+
+    let id = new_id("ali-region");
+    provision_sync(&broker, &id, &provision(OSS_SERVICE, "here", json!({}))).await;
+    let bucket = cloud_name("skybroker", &id);
+    assert!(cloud.bucket(&bucket).is_some(), "{:?}", cloud.buckets());
+    let binding = new_id("ali-region-b");
+    let answer = bind(&broker, &id, &binding, OSS_SERVICE, "here").await;
+    assert_eq!(answer["credentials"]["region"], here.as_str(), "{answer}");
+    unbind(&broker, &id, &binding, OSS_SERVICE, "here").await;
+
+    let other = new_id("ali-region-default");
+    let (status, error) = broker
+        .put_instance(&other, &provision(OSS_SERVICE, "default", json!({})), false)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
+    assert!(
+        error["description"].as_str().unwrap().contains("region"),
+        "{error}"
+    );
+    assert!(cloud.bucket(&cloud_name("skybroker", &other)).is_none());
+    broker.stop().await;
+}
