@@ -1644,7 +1644,11 @@ async fn alibaba_rds_delete_during_provision_halts_it() {
 async fn alibaba_oss_plan_region() {
     let cloud = Cloud::start(|_| {}).await;
     let here = cloud.config.region.clone();
-    let elsewhere = if here == "cn-shanghai" { "cn-beijing" } else { "cn-shanghai" };
+    let elsewhere = if here == "cn-shanghai" {
+        "cn-beijing"
+    } else {
+        "cn-shanghai"
+    };
     let mut provider = cloud.provider();
     provider.settings.insert("region".into(), json!(elsewhere));
     let mut plan_here = oss_plan(false, "refuse");
