@@ -223,6 +223,15 @@ pub trait Broker: std::fmt::Debug + Send + Sync + 'static {
     /// Checks a plan's `settings` at start-up; the message explains what is wrong.
     fn check_plan_settings(&self, plan_settings: &Value) -> Result<(), String>;
 
+    /// Whether a deprovision on this plan unbinds the instance's bindings first (D-03), the
+    /// default. A plugin answers false when it must see the deprovision before anything is
+    /// revoked, to refuse it with every binding intact (a bucket that still holds data): the
+    /// controller then calls its deprovision first and unbinds once that call has answered
+    /// [`Progress::InProgress`], before the operation completes.
+    fn unbinds_before_deprovision(&self, _plan_settings: &Value) -> bool {
+        true
+    }
+
     /// Checks the parameters of a provision or an update (for an update: all of them, as
     /// they will be after it) before the controller accepts the request, so that a platform
     /// gets 400 for what the plugin would refuse even when the operation then runs

@@ -308,7 +308,7 @@ async fn dispatch_one(core: &Core, operation_id: &str) {
             finish_failed(core, operation, failure).await;
             return;
         }
-        if !bindings.is_empty() {
+        if !bindings.is_empty() && unbinds_first(core, &operation) {
             if let Err(err) = cascade_unbind(core, &operation, bindings).await {
                 log::warn!("cascading unbind for {operation_id} not persisted: {err}");
             }
@@ -388,6 +388,20 @@ fn failed_cascade(
             unprocessable: false,
         })
     })
+}
+
+/// Whether a deprovision's bindings are unbound now (D-03): before the plugin's first call,
+/// unless the plugin wants to see the deprovision first (to refuse it with nothing revoked);
+/// then once that call has answered in progress.
+fn unbinds_first(core: &Core, deprovision: &Operation) -> bool {
+    if deprovision.reference.is_some() {
+        return true;
+    }
+    let plan = core
+        .state
+        .instance(&deprovision.instance_id)
+        .and_then(|instance| core.plan(&instance.service_id, &instance.plan_id));
+    plan.is_none_or(|plan| plan.broker.unbinds_before_deprovision(&plan.plan.settings))
 }
 
 /// Starts an unbind for every binding not yet unbinding.

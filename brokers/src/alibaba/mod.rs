@@ -174,6 +174,11 @@ impl Broker for Alibaba {
         AlibabaPlan::parse(plan_settings).map(|_| ())
     }
 
+    fn unbinds_before_deprovision(&self, plan_settings: &Value) -> bool {
+        // A refusing OSS plan checks for objects before any binding is revoked.
+        !matches!(AlibabaPlan::parse(plan_settings), Ok(AlibabaPlan::Oss(plan)) if !plan.deprovision_is_async())
+    }
+
     fn check_parameters(
         &self,
         plan_settings: &Value,

@@ -321,6 +321,15 @@ impl AlibabaOss<'_> {
             Err(err) if err.is_not_found() => {}
             Err(err) => return Err(err.into()),
         }
+        if plan.on_deprovision == OnDeprovision::Refuse && request.reference.is_none() {
+            // The controller unbinds only now (see `unbinds_before_deprovision`), then
+            // polls, which finds the bucket gone.
+            return Ok(Progress::InProgress {
+                reference: json!({"step": "deleted"}),
+                description: Some(format!("the bucket {bucket} is deleted; revoking bindings")),
+                state: None,
+            });
+        }
         Ok(Progress::Done(Completion::default()))
     }
 

@@ -1108,8 +1108,8 @@ async fn alibaba_oss_lifecycle() {
     assert!(cloud.bucket(&bucket).is_none(), "the bucket is gone");
     assert_eq!(broker.get_instance(&first).await.0, StatusCode::NOT_FOUND);
 
-    // The read-only instance with a binding and an object: the deprovision cascades to the
-    // binding (D-03), then refuses for the object.
+    // The read-only instance with a binding and an object: the deprovision is refused for
+    // the object before anything is revoked (the plugin sees it before the D-03 cascade).
     let (status, error) = broker
         .delete_instance_of(&second, OSS_SERVICE, &format!("{OSS_SERVICE}-ro"))
         .await;
@@ -1120,9 +1120,11 @@ async fn alibaba_oss_lifecycle() {
     );
     assert_eq!(cloud.bucket(&ro_bucket).unwrap()["objects"], 1);
     assert_eq!(
-        code(oss_get(&reader_client, &ro_bucket, "fact.txt").await),
-        "InvalidAccessKeyId",
-        "the cascade revoked the binding's key"
+        oss_get(&reader_client, &ro_bucket, "fact.txt")
+            .await
+            .unwrap(),
+        b"42",
+        "a refused deprovision revokes nothing: the binding's key still reads"
     );
     oss_delete(&root, &ro_bucket, "fact.txt").await.unwrap();
     let (status, body) = broker
@@ -1130,6 +1132,12 @@ async fn alibaba_oss_lifecycle() {
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(cloud.bucket(&ro_bucket).is_none());
+    // The accepted deprovision still took the binding with it (D-03).
+    assert_eq!(
+        code(oss_get(&reader_client, &ro_bucket, "fact.txt").await),
+        "InvalidAccessKeyId",
+        "the cascade revoked the binding's key"
+    );
 
     // An `empty` plan: deprovision is asynchronous (422 AsyncRequired without
     // accepts_incomplete), deletes every object, then the bucket, and the binding's user.
