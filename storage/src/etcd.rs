@@ -17,6 +17,7 @@
 //! - etcd being unreachable is [`StoreError::Unavailable`]; the client reconnects by itself
 //!   and the lease is granted again, so the broker recovers without a restart.
 
+use std::error::Error as StdError;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -182,17 +183,50 @@ impl Drop for EtcdStore {
 fn map_error(err: etcd_client::Error) -> StoreError {
     use etcd_client::Error as E;
     match err {
-        E::TransportError(_) | E::IoError(_) => StoreError::Unavailable(err.to_string()),
+        E::TransportError(ref inner) => {
+            StoreError::Unavailable(describe(inner.to_string(), inner.source()))
+        }
+        E::IoError(ref inner) => {
+            StoreError::Unavailable(describe(inner.to_string(), inner.source()))
+        }
         E::GRpcStatus(ref status)
             if matches!(
                 status.code(),
                 Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown
             ) =>
         {
-            StoreError::Unavailable(status.message().to_owned())
+            StoreError::Unavailable(describe(status.message().to_owned(), status.source()))
         }
         other => StoreError::Backend(other.to_string()),
     }
+}
+
+/// An error's `message` followed by its causes from `source` on. tonic's errors say only
+/// "transport error" or "operation was canceled" and keep the reason (a refused
+/// certificate, a closed connection) in their sources, which is what an operator needs to
+/// see. Layers often repeat their cause's text, so a text that another one of the chain
+/// contains is left out.
+fn describe(message: String, source: Option<&(dyn StdError + 'static)>) -> String {
+    let mut texts = vec![message];
+    let mut next = source;
+    while let Some(current) = next {
+        texts.push(current.to_string());
+        next = current.source();
+    }
+    let repeated = |index: usize, text: &String| {
+        texts.iter().enumerate().any(|(other_index, other)| {
+            other_index != index
+                && other.contains(text.as_str())
+                && (other != text || other_index < index)
+        })
+    };
+    let kept: Vec<&str> = texts
+        .iter()
+        .enumerate()
+        .filter(|(index, text)| !repeated(*index, text))
+        .map(|(_, text)| text.as_str())
+        .collect();
+    kept.join(": ")
 }
 
 /// The end of the key range that holds every key starting with `prefix`.
@@ -218,7 +252,12 @@ impl EtcdStore {
             .with_timeout(options.request_timeout)
             .with_keep_alive(Duration::from_secs(10), options.request_timeout);
         if let Some((name, password)) = &options.user {
-            connect = connect.with_user(name.clone(), password.clone());
+            // etcd's auth tokens lapse (after `--auth-token-ttl` unused, 300 s by default, and
+            // all at once when a member restarts); without the refresh every request after
+            // that fails with "invalid auth token" until the broker restarts.
+            connect = connect
+                .with_user(name.clone(), password.clone())
+                .with_auto_token_refresh(true);
         }
         if options.ca_pem.is_some() || options.identity_pem.is_some() {
             let mut tls = TlsOptions::new();
