@@ -164,6 +164,12 @@ impl Broker for Aws {
         AwsPlan::parse(plan_settings).map(|_| ())
     }
 
+    fn unbinds_before_deprovision(&self, plan_settings: &Value) -> bool {
+        // A plan that keeps data checks for objects before any binding is revoked.
+        !matches!(AwsPlan::parse(plan_settings), Ok(AwsPlan::S3(plan))
+            if plan.on_deprovision == s3::OnDeprovision::RefuseIfNotEmpty)
+    }
+
     async fn provision(&self, request: &OperationRequest) -> Result<Progress, BrokerError> {
         match AwsPlan::of(request)? {
             AwsPlan::S3(plan) => self.s3().await.provision(request, &plan).await,

@@ -327,6 +327,13 @@ impl AwsS3<'_> {
         let s3 = &self.clients.s3;
         match s3.head_bucket().bucket(&bucket).send().await {
             Ok(_) => {}
+            // Deleted by an earlier call of this operation (see below).
+            Err(err)
+                if classify(&err) == Kind::NotFound
+                    && reference_field(request, "step").is_some_and(|s| s == "deleted") =>
+            {
+                return Ok(Progress::Done(Completion::default()))
+            }
             Err(err) if classify(&err) == Kind::NotFound => {
                 return Err(BrokerError::NotFound(format!(
                     "the bucket {bucket} does not exist"
@@ -377,6 +384,15 @@ impl AwsS3<'_> {
             Err(err) => return Err(broker_error(&format!("S3 DeleteBucket {bucket}"), err)),
         }
         log::info!("deleted S3 bucket {bucket}");
+        if plan.on_deprovision == OnDeprovision::RefuseIfNotEmpty {
+            // The controller revokes the bindings only now (see
+            // `Broker::unbinds_before_deprovision`), then polls, which finds the bucket gone.
+            return Ok(Progress::InProgress {
+                reference: json!({"step": "deleted"}),
+                description: Some(format!("the bucket {bucket} is deleted; revoking bindings")),
+                state: None,
+            });
+        }
         Ok(Progress::Done(Completion::default()))
     }
 
