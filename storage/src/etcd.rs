@@ -621,6 +621,18 @@ async fn forward_changes(
                 from = from.max(header.revision() + 1);
             }
             if response.canceled() {
+                log::warn!(
+                    "etcd watch canceled ({}); watching again",
+                    response.cancel_reason()
+                );
+                // etcd refuses a watch whose auth token expired inside the stream: the call
+                // succeeds, so the client's automatic refresh never sees the refusal, and the
+                // watch would be refused again and again with the same token.
+                if response.cancel_reason().contains("invalid auth token") {
+                    if let Err(err) = client.refresh_token().await {
+                        log::warn!("etcd auth token not renewed: {err}");
+                    }
+                }
                 break;
             }
         }
@@ -650,6 +662,46 @@ mod tests {
         );
         assert_eq!(EtcdStore::store_key("/p/", b"/p/owners/op-1"), None);
         assert_eq!(EtcdStore::store_key("/p/", b"/q/instances/a"), None);
+    }
+
+    #[test]
+    fn errors_show_their_causes_once() {
+        /// An error layer: its text and its cause.
+        #[derive(Debug)]
+        struct Layer(&'static str, Option<Box<Layer>>);
+        impl std::fmt::Display for Layer {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.0)
+            }
+        }
+        impl StdError for Layer {
+            fn source(&self) -> Option<&(dyn StdError + 'static)> {
+                self.1.as_deref().map(|cause| cause as _)
+            }
+        }
+        let layer = |text, cause| Some(Box::new(Layer(text, cause)));
+
+        // What tonic reports when etcd refuses a TLS client (seen in tests/etcd_security.rs).
+        let alert = Layer(
+            "transport error",
+            layer(
+                "connection error: received fatal alert: BadCertificate",
+                layer("received fatal alert: BadCertificate", None),
+            ),
+        );
+        assert_eq!(
+            describe("transport error".into(), Some(&alert)),
+            "transport error: connection error: received fatal alert: BadCertificate"
+        );
+        let closed = Layer(
+            "transport error",
+            layer("operation was canceled: connection closed", None),
+        );
+        assert_eq!(
+            describe("operation was canceled".into(), Some(&closed)),
+            "transport error: operation was canceled: connection closed"
+        );
+        assert_eq!(describe("deadline".into(), None), "deadline");
     }
 
     #[test]

@@ -89,10 +89,12 @@ pub struct OperationCounts {
 
 #[derive(Debug, Default)]
 struct Maps {
-    instances: HashMap<String, (Revision, ServiceInstance)>,
-    bindings: HashMap<String, (Revision, ServiceBinding)>,
+    // Records are boxed: a table slot then holds a key and a pointer rather than the whole
+    // record, so the tables' spare capacity costs little (issue #5's memory per instance).
+    instances: HashMap<String, (Revision, Box<ServiceInstance>)>,
+    bindings: HashMap<String, (Revision, Box<ServiceBinding>)>,
     bindings_by_instance: HashMap<String, BTreeSet<String>>,
-    operations: HashMap<String, (Revision, Operation)>,
+    operations: HashMap<String, (Revision, Box<Operation>)>,
     /// The newest operation of each target.
     latest: HashMap<Target, String>,
 }
@@ -140,7 +142,7 @@ fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, StoreError>
 impl Maps {
     fn put_instance(&mut self, revision: Revision, instance: ServiceInstance) {
         self.instances
-            .insert(instance.id.clone(), (revision, instance));
+            .insert(instance.id.clone(), (revision, Box::new(instance)));
     }
 
     fn put_binding(&mut self, revision: Revision, binding: ServiceBinding) {
@@ -149,7 +151,7 @@ impl Maps {
             .or_default()
             .insert(binding.id.clone());
         self.bindings
-            .insert(binding.id.clone(), (revision, binding));
+            .insert(binding.id.clone(), (revision, Box::new(binding)));
     }
 
     fn delete_binding(&mut self, id: &str) {
@@ -180,7 +182,7 @@ impl Maps {
             self.latest.insert(target, operation.id.clone());
         }
         self.operations
-            .insert(operation.id.clone(), (revision, operation));
+            .insert(operation.id.clone(), (revision, Box::new(operation)));
     }
 
     fn delete_operation(&mut self, id: &str) {
@@ -343,17 +345,17 @@ impl StateMap {
 
     /// An instance.
     pub fn instance(&self, id: &str) -> Option<ServiceInstance> {
-        self.read().instances.get(id).map(|(_, i)| i.clone())
+        self.read().instances.get(id).map(|(_, i)| (**i).clone())
     }
 
     /// A binding.
     pub fn binding(&self, id: &str) -> Option<ServiceBinding> {
-        self.read().bindings.get(id).map(|(_, b)| b.clone())
+        self.read().bindings.get(id).map(|(_, b)| (**b).clone())
     }
 
     /// An operation record.
     pub fn operation(&self, id: &str) -> Option<Operation> {
-        self.read().operations.get(id).map(|(_, o)| o.clone())
+        self.read().operations.get(id).map(|(_, o)| (**o).clone())
     }
 
     /// `look` applied to an operation, under the read lock and without a copy: for hot
@@ -369,7 +371,7 @@ impl StateMap {
             .get(instance_id)
             .into_iter()
             .flatten()
-            .filter_map(|id| maps.bindings.get(id).map(|(_, b)| b.clone()))
+            .filter_map(|id| maps.bindings.get(id).map(|(_, b)| (**b).clone()))
             .collect()
     }
 
@@ -377,7 +379,7 @@ impl StateMap {
     pub fn latest_operation(&self, target: &Target) -> Option<Operation> {
         let maps = self.read();
         let id = maps.latest.get(target)?;
-        maps.operations.get(id).map(|(_, o)| o.clone())
+        maps.operations.get(id).map(|(_, o)| (**o).clone())
     }
 
     /// Every operation still in progress (the engine resumes them at start).
@@ -386,7 +388,7 @@ impl StateMap {
         maps.operations
             .values()
             .filter(|(_, o)| o.in_progress())
-            .map(|(_, o)| o.clone())
+            .map(|(_, o)| (**o).clone())
             .collect()
     }
 
@@ -433,7 +435,7 @@ impl StateMap {
         let mut maps = self.maps.write().unwrap_or_else(|e| e.into_inner());
         match maps.operations.get_mut(&operation.id) {
             Some((_, held)) => {
-                *held = operation;
+                **held = operation;
                 true
             }
             None => false,
