@@ -88,6 +88,15 @@ impl Schedule {
         self.by_due.insert((due, operation_id.to_owned()));
     }
 
+    /// [`Schedule::insert`] for ids the caller owns already (no copies of them beyond the
+    /// index's one).
+    fn insert_owned(&mut self, operation_id: String, due: UnixMillis) {
+        if let Some(old) = self.due_of.insert(operation_id.clone(), due) {
+            self.by_due.remove(&(old, operation_id.clone()));
+        }
+        self.by_due.insert((due, operation_id));
+    }
+
     fn take_due(&mut self, now: UnixMillis) -> Vec<String> {
         let mut due = Vec::new();
         while let Some((at, _)) = self.by_due.first() {
@@ -144,6 +153,14 @@ impl Engine {
     /// Makes an operation due at `due`.
     pub fn schedule_at(&self, operation_id: &str, due: UnixMillis) {
         lock(&self.schedule).insert(operation_id, due);
+    }
+
+    /// Makes every operation of `operation_ids` due at `due`, under one lock.
+    fn schedule_all_at(&self, operation_ids: Vec<String>, due: UnixMillis) {
+        let mut schedule = lock(&self.schedule);
+        for operation_id in operation_ids {
+            schedule.insert_owned(operation_id, due);
+        }
     }
 
     /// When an operation is next polled, if it is scheduled.
@@ -219,21 +236,25 @@ pub async fn run_scanner(core: Arc<Core>, mut shutdown: watch::Receiver<bool>) {
         let started = std::time::Instant::now();
         let due = lock(&core.engine.schedule).take_due(now_millis());
         let mut queue_full = false;
+        let mut deferred = Vec::new();
         for operation_id in due {
             // Once the workers' queue is full, the rest of the pass would be built into
-            // jobs only to be refused: they wait for the next pass, except synchronous
-            // requests, which may be due their 503 (D-11).
+            // jobs only to be refused: they wait for the next pass (rescheduled together
+            // below), except synchronous requests, which may be due their 503 (D-11).
             let defer = queue_full
                 && core
                     .state
                     .inspect_operation(&operation_id, |o| !o.sync)
-                    .unwrap_or(true);
+                    .unwrap_or(false);
             if defer {
-                let retry = now_millis() + core.config.engine.scan_interval_ms.max(1);
-                core.engine.schedule_at(&operation_id, retry);
+                deferred.push(operation_id);
                 continue;
             }
             queue_full |= dispatch(&core, &operation_id).await == Dispatched::QueueFull;
+        }
+        if !deferred.is_empty() {
+            let retry = now_millis() + core.config.engine.scan_interval_ms.max(1);
+            core.engine.schedule_all_at(deferred, retry);
         }
         core.metrics.observe_scan(started.elapsed());
     }
@@ -260,13 +281,16 @@ async fn dispatch(core: &Core, operation_id: &str) -> Dispatched {
 }
 
 async fn dispatch_one(core: &Core, operation_id: &str) {
-    let Some(operation) = core.state.operation(operation_id) else {
+    // Only the instance id is needed to take the lock: no copy of the record yet.
+    let instance_id = core
+        .state
+        .inspect_operation(operation_id, |o| {
+            o.in_progress().then(|| o.instance_id.clone())
+        })
+        .flatten();
+    let Some(instance_id) = instance_id else {
         return;
     };
-    if !operation.in_progress() {
-        return;
-    }
-    let instance_id = operation.instance_id.clone();
     let _guard = core.locks.lock(&instance_id).await;
     // Re-read under the lock: a request may have changed it meanwhile.
     let Some(operation) = core
