@@ -146,6 +146,28 @@ EOF
     SKYBROKER_PASSWORD=check "$SKYBROKER" check-config "$scratch/config.toml"
     echo "skybroker check-config: the etcd example's configuration"
     SKYBROKER_PASSWORD=check "$SKYBROKER" check-config kubernetes/examples/etcd/config.toml
+    # The configuration examples of the top-level README, so that what users copy works:
+    # each ```toml block, with the files it names made empty here and the secrets its
+    # password_env settings name set.
+    python3 - ../README.md "$scratch" <<'EOF'
+import pathlib
+import re
+import sys
+
+readme, scratch = pathlib.Path(sys.argv[1]).read_text(), pathlib.Path(sys.argv[2])
+for index, block in enumerate(re.findall(r"```toml\n(.*?)```", readme, re.S)):
+    for number, path in enumerate(sorted(set(re.findall(r'_file = "(/[^"]+)"', block)))):
+        stand_in = scratch / f"readme-{index}-file-{number}"
+        stand_in.write_text("")
+        block = block.replace(f'"{path}"', f'"{stand_in}"')
+    (scratch / f"readme-{index}.toml").write_text(block)
+EOF
+    for example in "$scratch"/readme-*.toml; do
+        echo "skybroker check-config: README example $(basename "$example")"
+        secrets=$(grep -o 'password_env = "[A-Z0-9_]*"' "$example" | sed 's/.*"\(.*\)"/\1=check/' || true)
+        # shellcheck disable=SC2086 # one NAME=value word per secret
+        env $secrets SKYBROKER_PASSWORD=check "$SKYBROKER" check-config "$example"
+    done
 else
     echo "SKIPPED: no skybroker binary given: the ConfigMap's configuration is not checked"
 fi
