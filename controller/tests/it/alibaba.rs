@@ -247,27 +247,9 @@ fn new_hex() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
 
-fn new_id(prefix: &str) -> String {
-    format!("{prefix}-{}", new_hex())
-}
-
 /// An offering of the `alibaba` provider with `plans`: `(name, settings)`.
 fn offering(id: &str, plans: &[(&str, Value)]) -> ServiceOffering {
-    let plans: Vec<Value> = plans
-        .iter()
-        .map(|(name, settings)| {
-            json!({
-                "id": format!("{id}-{name}"), "name": name, "description": name,
-                "settings": settings, "maximum_polling_duration": 120,
-            })
-        })
-        .collect();
-    serde_json::from_value(json!({
-        "id": id, "name": id, "description": "Alibaba Cloud", "bindable": true,
-        "instances_retrievable": true, "bindings_retrievable": true,
-        "plan_updateable": true, "broker": "alibaba", "plans": plans,
-    }))
-    .expect("test offering parses")
+    provider_offering(id, "alibaba", "Alibaba Cloud", plans)
 }
 
 fn config_with(cloud: &Cloud, offerings: Vec<ServiceOffering>) -> Config {
@@ -293,12 +275,7 @@ fn oss_plan(read_only: bool, on_deprovision: &str) -> Value {
 }
 
 fn provision(service: &str, plan: &str, parameters: Value) -> Value {
-    json!({
-        "service_id": service,
-        "plan_id": format!("{service}-{plan}"),
-        "organization_guid": "org", "space_guid": "space",
-        "parameters": parameters,
-    })
+    provider_provision_body(service, plan, parameters)
 }
 
 /// A synchronous provision answered 201.

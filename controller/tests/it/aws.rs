@@ -187,21 +187,7 @@ fn provider(endpoint: &str, key: &(String, String), extra: Value) -> ProviderCon
 /// An offering of the `aws` provider with `plans`: `(name, settings)`; every plan may be
 /// `maximum_polling_duration` seconds long.
 fn offering(id: &str, plans: &[(&str, Value)]) -> ServiceOffering {
-    let plans: Vec<Value> = plans
-        .iter()
-        .map(|(name, settings)| {
-            json!({
-                "id": format!("{id}-{name}"), "name": name, "description": name,
-                "settings": settings, "maximum_polling_duration": 120,
-            })
-        })
-        .collect();
-    serde_json::from_value(json!({
-        "id": id, "name": id, "description": "AWS", "bindable": true,
-        "instances_retrievable": true, "bindings_retrievable": true,
-        "plan_updateable": true, "broker": "aws", "plans": plans,
-    }))
-    .expect("test offering parses")
+    provider_offering(id, "aws", "AWS", plans)
 }
 
 fn config_with(provider: ProviderConfig, offerings: Vec<ServiceOffering>) -> Config {
@@ -212,16 +198,7 @@ fn config_with(provider: ProviderConfig, offerings: Vec<ServiceOffering>) -> Con
 }
 
 fn provision(service: &str, plan: &str, parameters: Value) -> Value {
-    json!({
-        "service_id": service,
-        "plan_id": format!("{service}-{plan}"),
-        "organization_guid": "org", "space_guid": "space",
-        "parameters": parameters,
-    })
-}
-
-fn new_id(prefix: &str) -> String {
-    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+    provider_provision_body(service, plan, parameters)
 }
 
 /// PUT, PATCH or DELETE of an instance with `accepts_incomplete=true`, then waits for its

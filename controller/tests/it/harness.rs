@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde_json::{json, Value};
 use skybroker::Running;
-use skybroker_config::{Config, Secret, StorageBackend};
+use skybroker_config::{Config, Secret, ServiceOffering, StorageBackend};
 use skybroker_storage::Store;
 
 pub const SERVICE: &str = "5c7e4d1b-7b44-4a0e-9a6a-5a1d1c0f0001";
@@ -384,4 +384,44 @@ pub fn bind_body(plan: &str) -> Value {
 pub fn http_client() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::new()
+}
+
+/// A unique id for a test's instance or binding: `prefix-<32 hex digits>`.
+pub fn new_id(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// An offering of the provider `broker` with `plans`: `(name, settings)`, each plan's id
+/// `<id>-<name>`; every plan may be 120 s long.
+pub fn provider_offering(
+    id: &str,
+    broker: &str,
+    description: &str,
+    plans: &[(&str, Value)],
+) -> ServiceOffering {
+    let plans: Vec<Value> = plans
+        .iter()
+        .map(|(name, settings)| {
+            json!({
+                "id": format!("{id}-{name}"), "name": name, "description": name,
+                "settings": settings, "maximum_polling_duration": 120,
+            })
+        })
+        .collect();
+    serde_json::from_value(json!({
+        "id": id, "name": id, "description": description, "bindable": true,
+        "instances_retrievable": true, "bindings_retrievable": true,
+        "plan_updateable": true, "broker": broker, "plans": plans,
+    }))
+    .expect("test offering parses")
+}
+
+/// A provision body for the plan `<service>-<plan>` with `parameters`.
+pub fn provider_provision_body(service: &str, plan: &str, parameters: Value) -> Value {
+    json!({
+        "service_id": service,
+        "plan_id": format!("{service}-{plan}"),
+        "organization_guid": "org", "space_guid": "space",
+        "parameters": parameters,
+    })
 }
