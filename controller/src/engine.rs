@@ -82,14 +82,10 @@ struct Schedule {
 
 impl Schedule {
     fn insert(&mut self, operation_id: &str, due: UnixMillis) {
-        if let Some(old) = self.due_of.insert(operation_id.to_owned(), due) {
-            self.by_due.remove(&(old, operation_id.to_owned()));
-        }
-        self.by_due.insert((due, operation_id.to_owned()));
+        self.insert_owned(operation_id.to_owned(), due);
     }
 
-    /// [`Schedule::insert`] for ids the caller owns already (no copies of them beyond the
-    /// index's one).
+    /// [`Schedule::insert`] for an id the caller owns already.
     fn insert_owned(&mut self, operation_id: String, due: UnixMillis) {
         if let Some(old) = self.due_of.insert(operation_id.clone(), due) {
             self.by_due.remove(&(old, operation_id.clone()));
@@ -250,7 +246,8 @@ pub async fn run_scanner(core: Arc<Core>, mut shutdown: watch::Receiver<bool>) {
                 deferred.push(operation_id);
                 continue;
             }
-            queue_full |= dispatch(&core, &operation_id).await == Dispatched::QueueFull;
+            dispatch(&core, &operation_id).await;
+            queue_full = core.dispatcher.is_full();
         }
         if !deferred.is_empty() {
             let retry = now_millis() + core.config.engine.scan_interval_ms.max(1);
@@ -261,26 +258,8 @@ pub async fn run_scanner(core: Arc<Core>, mut shutdown: watch::Receiver<bool>) {
     log::debug!("scanner stopped");
 }
 
-/// What became of one due operation.
-#[derive(Debug, PartialEq, Eq)]
-enum Dispatched {
-    /// Queued, rescheduled or finished.
-    Handled,
-    /// The workers' queue was full: rescheduled.
-    QueueFull,
-}
-
 /// Turns one due operation into a job, or reschedules it.
-async fn dispatch(core: &Core, operation_id: &str) -> Dispatched {
-    dispatch_one(core, operation_id).await;
-    if core.dispatcher.is_full() {
-        Dispatched::QueueFull
-    } else {
-        Dispatched::Handled
-    }
-}
-
-async fn dispatch_one(core: &Core, operation_id: &str) {
+async fn dispatch(core: &Core, operation_id: &str) {
     // Only the instance id is needed to take the lock: no copy of the record yet.
     let instance_id = core
         .state
@@ -627,8 +606,11 @@ pub async fn apply(core: &Core, outcome: Outcome) {
             let unchanged = state.is_none()
                 && operation.reference.as_ref() == Some(&reference)
                 && operation.description == description;
-            if unchanged && core.state.update_unpersisted(operation.clone()) {
-                core.engine.schedule_at(&id, now_millis() + delay);
+            if unchanged {
+                // (Not in the map any more: nothing is left to drive.)
+                if core.state.update_unpersisted(operation) {
+                    core.engine.schedule_at(&id, now_millis() + delay);
+                }
                 return;
             }
             operation.reference = Some(reference);

@@ -182,13 +182,11 @@ impl Drop for EtcdStore {
 /// Maps a client error: anything about reaching etcd is `Unavailable`.
 fn map_error(err: etcd_client::Error) -> StoreError {
     use etcd_client::Error as E;
+    let unreachable =
+        |inner: &dyn StdError| StoreError::Unavailable(describe(inner.to_string(), inner.source()));
     match err {
-        E::TransportError(ref inner) => {
-            StoreError::Unavailable(describe(inner.to_string(), inner.source()))
-        }
-        E::IoError(ref inner) => {
-            StoreError::Unavailable(describe(inner.to_string(), inner.source()))
-        }
+        E::TransportError(ref inner) => unreachable(inner),
+        E::IoError(ref inner) => unreachable(inner),
         E::GRpcStatus(ref status)
             if matches!(
                 status.code(),
