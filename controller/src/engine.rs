@@ -82,28 +82,36 @@ struct Schedule {
 
 impl Schedule {
     fn insert(&mut self, operation_id: &str, due: UnixMillis) {
-        self.insert_owned(operation_id.to_owned(), due);
+        if let Some(old) = self.due_of.insert(operation_id.to_owned(), due) {
+            self.by_due.remove(&(old, operation_id.to_owned()));
+        }
+        self.by_due.insert((due, operation_id.to_owned()));
     }
 
-    /// [`Schedule::insert`] for an id the caller owns already.
-    fn insert_owned(&mut self, operation_id: String, due: UnixMillis) {
-        if let Some(old) = self.due_of.insert(operation_id.clone(), due) {
-            self.by_due.remove(&(old, operation_id.clone()));
+    /// The operation due first, if it is due by `now`, out of the index.
+    fn pop_due(&mut self, now: UnixMillis) -> Option<String> {
+        let (at, _) = self.by_due.first()?;
+        if *at > now {
+            return None;
         }
-        self.by_due.insert((due, operation_id));
+        let (_, id) = self.by_due.pop_first()?;
+        self.due_of.remove(&id);
+        Some(id)
     }
 
-    fn take_due(&mut self, now: UnixMillis) -> Vec<String> {
-        let mut due = Vec::new();
-        while let Some((at, _)) = self.by_due.first() {
-            if *at > now {
-                break;
-            }
-            let (_, id) = self.by_due.pop_first().expect("first exists");
-            self.due_of.remove(&id);
-            due.push(id);
-        }
-        due
+    /// Those of `operation_ids` due by `now`, out of the index; the others stay.
+    fn take_if_due(&mut self, operation_ids: Vec<String>, now: UnixMillis) -> Vec<String> {
+        operation_ids
+            .into_iter()
+            .filter(|id| {
+                let Some(&due) = self.due_of.get(id).filter(|due| **due <= now) else {
+                    return false;
+                };
+                self.due_of.remove(id);
+                self.by_due.remove(&(due, id.clone()));
+                true
+            })
+            .collect()
     }
 }
 
@@ -116,8 +124,6 @@ pub struct Engine {
     busy: Mutex<HashMap<String, String>>,
     /// Synchronous requests waiting, by operation id.
     waiters: Mutex<HashMap<String, oneshot::Sender<SyncOutcome>>>,
-    /// Finished operations by finish time, for the clean-up.
-    finished: Mutex<BTreeSet<(UnixMillis, String)>>,
     /// Wakes the scanner when something is due now.
     wake: Notify,
 }
@@ -135,7 +141,6 @@ impl Engine {
             schedule: Mutex::default(),
             busy: Mutex::default(),
             waiters: Mutex::default(),
-            finished: Mutex::default(),
             wake: Notify::new(),
         }
     }
@@ -149,14 +154,6 @@ impl Engine {
     /// Makes an operation due at `due`.
     pub fn schedule_at(&self, operation_id: &str, due: UnixMillis) {
         lock(&self.schedule).insert(operation_id, due);
-    }
-
-    /// Makes every operation of `operation_ids` due at `due`, under one lock.
-    fn schedule_all_at(&self, operation_ids: Vec<String>, due: UnixMillis) {
-        let mut schedule = lock(&self.schedule);
-        for operation_id in operation_ids {
-            schedule.insert_owned(operation_id, due);
-        }
     }
 
     /// When an operation is next polled, if it is scheduled.
@@ -192,12 +189,6 @@ impl Engine {
         }
     }
 
-    fn record_finished(&self, operation: &Operation) {
-        if let Some(at) = operation.finished_at {
-            lock(&self.finished).insert((at, operation.id.clone()));
-        }
-    }
-
     /// The delay before the next poll: the poll interval, growing by half with every attempt,
     /// capped.
     fn backoff(&self, attempts: u32) -> u64 {
@@ -206,18 +197,17 @@ impl Engine {
     }
 }
 
-/// Schedules every operation the store holds in progress, and indexes the finished ones for
-/// clean-up. Called once at start, before serving.
+/// Schedules every operation the store holds in progress. Called once at start, before
+/// serving.
 pub fn resume(core: &Core) {
     let pending = core.state.operations_in_progress();
     if !pending.is_empty() {
         log::info!("resuming {} operation(s) in flight", pending.len());
     }
+    let now = now_millis();
     for operation in pending {
-        core.engine.schedule_at(&operation.id, now_millis());
+        core.engine.schedule_at(&operation.id, now);
     }
-    let mut finished = lock(&core.engine.finished);
-    finished.extend(core.state.finished_operations());
 }
 
 /// The scanner task: dispatches due operations until shutdown.
@@ -230,44 +220,43 @@ pub async fn run_scanner(core: Arc<Core>, mut shutdown: watch::Receiver<bool>) {
             _ = tokio::time::sleep(interval) => {}
         }
         let started = std::time::Instant::now();
-        let due = lock(&core.engine.schedule).take_due(now_millis());
-        let mut queue_full = false;
-        let mut deferred = Vec::new();
-        for operation_id in due {
-            // Once the workers' queue is full, the rest of the pass would be built into
-            // jobs only to be refused: they wait for the next pass (rescheduled together
-            // below), except synchronous requests, which may be due their 503 (D-11).
-            let defer = queue_full
-                && core
-                    .state
-                    .inspect_operation(&operation_id, |o| !o.sync)
-                    .unwrap_or(false);
-            if defer {
-                deferred.push(operation_id);
-                continue;
-            }
-            dispatch(&core, &operation_id).await;
-            queue_full = core.dispatcher.is_full();
-        }
-        if !deferred.is_empty() {
-            let retry = now_millis() + core.config.engine.scan_interval_ms.max(1);
-            core.engine.schedule_all_at(deferred, retry);
-        }
+        scan_pass(&core, now_millis()).await;
         core.metrics.observe_scan(started.elapsed());
     }
     log::debug!("scanner stopped");
 }
 
+/// One pass: dispatches the operations due by `now`, the longest due first, while the
+/// workers' queue has room. Once it is full the rest stay due where they are (the next pass
+/// starts with them, at no cost to this one), except those a synchronous request waits for,
+/// which may be due their 503 (D-11) and are dispatched regardless. So a pass costs what it
+/// dispatches, not what is due.
+async fn scan_pass(core: &Core, now: UnixMillis) {
+    loop {
+        let next = lock(&core.engine.schedule).pop_due(now);
+        let Some(operation_id) = next else {
+            return;
+        };
+        dispatch(core, &operation_id).await;
+        if core.dispatcher.is_full() {
+            break;
+        }
+    }
+    let waited_for: Vec<String> = lock(&core.engine.waiters).keys().cloned().collect();
+    let waited_for = lock(&core.engine.schedule).take_if_due(waited_for, now);
+    for operation_id in waited_for {
+        dispatch(core, &operation_id).await;
+    }
+}
+
 /// Turns one due operation into a job, or reschedules it.
 async fn dispatch(core: &Core, operation_id: &str) {
-    // Only the instance id is needed to take the lock: no copy of the record yet.
-    let instance_id = core
+    let Some(instance_id) = core
         .state
-        .inspect_operation(operation_id, |o| {
-            o.in_progress().then(|| o.instance_id.clone())
-        })
-        .flatten();
-    let Some(instance_id) = instance_id else {
+        .operation(operation_id)
+        .filter(Operation::in_progress)
+        .map(|o| o.instance_id)
+    else {
         return;
     };
     let _guard = core.locks.lock(&instance_id).await;
@@ -887,7 +876,6 @@ async fn finish(core: &Core, operation: Operation, mut changes: Vec<Change>) {
                 MetricOutcome::Failed
             };
             core.metrics.operation_finished(operation.kind, outcome);
-            core.engine.record_finished(&operation);
             release(core, &operation.id).await;
             notify_finished(core, operation);
         }
@@ -897,7 +885,6 @@ async fn finish(core: &Core, operation: Operation, mut changes: Vec<Change>) {
 
 /// An operation another replica finished: wake a local request waiting for it.
 pub fn finished_elsewhere(core: &Core, operation: Operation) {
-    core.engine.record_finished(&operation);
     notify_finished(core, operation);
 }
 
@@ -974,17 +961,7 @@ pub async fn run_cleanup(core: Arc<Core>, mut shutdown: watch::Receiver<bool>) {
 /// Removes the records of operations finished before `now - retention`; returns how many.
 pub async fn cleanup_once(core: &Core, now: UnixMillis) -> usize {
     let cutoff = now.saturating_sub(core.config.engine.operation_retention_secs * 1000);
-    let expired: Vec<String> = {
-        let mut finished = lock(&core.engine.finished);
-        let mut expired = Vec::new();
-        while let Some((at, _)) = finished.first() {
-            if *at > cutoff {
-                break;
-            }
-            expired.push(finished.pop_first().expect("first exists").1);
-        }
-        expired
-    };
+    let expired = core.state.finished_by(cutoff);
     let mut removed = 0;
     for id in expired {
         let Some(operation) = core.state.operation(&id) else {
@@ -998,10 +975,8 @@ pub async fn cleanup_once(core: &Core, now: UnixMillis) -> usize {
                 .await
             {
                 Ok(()) => removed += 1,
-                Err(err) => {
-                    log::warn!("clean-up of {id} not persisted: {err}");
-                    lock(&core.engine.finished).insert((now, id));
-                }
+                // The record stays, and the next clean-up tries again.
+                Err(err) => log::warn!("clean-up of {id} not persisted: {err}"),
             }
         }
     }

@@ -559,8 +559,11 @@ impl MeteredStore {
 
 #[async_trait]
 impl Store for MeteredStore {
-    async fn load(&self) -> Result<Vec<skybroker_storage::Entry>, StoreError> {
-        self.inner.load().await
+    async fn load_pages(
+        &self,
+        visit: &mut skybroker_storage::PageVisitor<'_>,
+    ) -> Result<(), StoreError> {
+        self.inner.load_pages(visit).await
     }
 
     async fn commit(&self, writes: Vec<Write>) -> Result<Revision, StoreError> {

@@ -35,11 +35,11 @@ use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 
 use async_trait::async_trait;
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::oneshot;
 
 use crate::memory::check_expectations;
-use crate::store::{Entry, Revision, Store, StoreError, Write};
+use crate::store::{Entry, PageVisitor, Revision, Store, StoreError, Write, LOAD_PAGE};
 
 const ENTRIES: TableDefinition<&str, (u64, &[u8])> = TableDefinition::new("entries");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
@@ -55,7 +55,7 @@ const MAX_BATCH: usize = 1024;
 /// read. A small cache still holds the upper levels of the B-tree that every write walks; leaf
 /// pages come from the kernel's page cache, which is shared and reclaimable. Measured with
 /// `skybroker-bench`: async provisions per second within noise of the 1 GiB default.
-const CACHE_BYTES: usize = 32 * 1024 * 1024;
+const CACHE_BYTES: usize = 8 * 1024 * 1024;
 
 /// The embedded store.
 #[derive(Debug, Clone)]
@@ -329,38 +329,46 @@ fn apply_batch(
 }
 
 /// Every stored entry, in key order.
-fn read_all(db: &Database) -> Result<Vec<Entry>, StoreError> {
+fn read_pages(db: &Database, visit: &mut PageVisitor<'_>) -> Result<(), StoreError> {
     let txn = db.begin_read().map_err(backend)?;
     let table = txn.open_table(ENTRIES).map_err(backend)?;
-    let mut entries = Vec::with_capacity(table.len().map_err(backend)? as usize);
+    let mut page = Vec::with_capacity(LOAD_PAGE);
     for row in table.iter().map_err(backend)? {
         let (key, value) = row.map_err(backend)?;
         let (revision, bytes) = value.value();
-        entries.push(Entry {
+        page.push(Entry {
             key: key.value().to_owned(),
             value: bytes.to_vec(),
             revision,
         });
+        if page.len() == LOAD_PAGE {
+            visit(std::mem::replace(&mut page, Vec::with_capacity(LOAD_PAGE)))?;
+        }
     }
-    Ok(entries)
+    if page.is_empty() {
+        return Ok(());
+    }
+    visit(page)
 }
 
 #[async_trait]
 impl Store for EmbeddedStore {
-    async fn load(&self) -> Result<Vec<Entry>, StoreError> {
-        // On a multi-threaded runtime the read runs on this very thread (`block_in_place`), not
-        // on the blocking pool: the caller decodes the entries right here, and buffers
-        // allocated and freed on one thread come back from one allocator arena. Read on another
-        // thread, they stayed resident in that thread's arena, pinned there by the few
-        // allocations that outlive the load: about 1 KiB of RSS per stored instance.
+    async fn load_pages(&self, visit: &mut PageVisitor<'_>) -> Result<(), StoreError> {
+        // The read runs on this very thread, page by page, while the caller decodes each page:
+        // buffers allocated and freed on one thread come back from one allocator arena and
+        // are reused by the next page. (Read whole on the blocking pool, the entries stayed
+        // resident in that thread's arena, pinned there by the few allocations that outlive
+        // the load: about 1 KiB of RSS per stored instance.) On a multi-threaded runtime
+        // `block_in_place` lets the other tasks move on; a current-thread runtime (tests,
+        // tools) has nothing else to run while it opens its store.
         let multi_threaded = tokio::runtime::Handle::try_current().is_ok_and(|runtime| {
             runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
         });
         if multi_threaded {
-            let db = Arc::clone(&self.db);
-            return tokio::task::block_in_place(move || read_all(&db));
+            tokio::task::block_in_place(|| read_pages(&self.db, visit))
+        } else {
+            read_pages(&self.db, visit)
         }
-        self.blocking(read_all).await
     }
 
     async fn commit(&self, writes: Vec<Write>) -> Result<Revision, StoreError> {

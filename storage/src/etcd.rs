@@ -31,10 +31,10 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tonic::Code;
 
-use crate::store::{Entry, Expect, Revision, Store, StoreError, WatchEvent, Write};
+use crate::store::{
+    Entry, Expect, PageVisitor, Revision, Store, StoreError, WatchEvent, Write, LOAD_PAGE,
+};
 
-/// Keys read per page at load.
-const PAGE: i64 = 1000;
 /// Attempts of a commit when etcd is unreachable (a member just died, a leader election),
 /// at least; more while the retry budget (the request timeout) lasts.
 const MIN_ATTEMPTS: u32 = 3;
@@ -419,15 +419,14 @@ async fn keep_lease(endpoints: Arc<Endpoints>, lease: Arc<AtomicI64>, ttl: Durat
 
 #[async_trait]
 impl Store for EtcdStore {
-    async fn load(&self) -> Result<Vec<Entry>, StoreError> {
+    async fn load_pages(&self, visit: &mut PageVisitor<'_>) -> Result<(), StoreError> {
         let end = range_end(&self.prefix);
         let mut start = self.prefix.as_bytes().to_vec();
         let mut revision = 0;
-        let mut entries = Vec::new();
         loop {
             let mut options = GetOptions::new()
                 .with_range(end.clone())
-                .with_limit(PAGE)
+                .with_limit(LOAD_PAGE as i64)
                 .with_sort(SortTarget::Key, SortOrder::Ascend);
             if revision > 0 {
                 // Every page at the first page's revision: one consistent snapshot.
@@ -441,15 +440,18 @@ impl Store for EtcdStore {
             if revision == 0 {
                 revision = response.header().map_or(0, |h| h.revision());
             }
-            for kv in response.kvs() {
-                if let Some(key) = Self::store_key(&self.prefix, kv.key()) {
-                    entries.push(Entry {
-                        key,
+            let page = response
+                .kvs()
+                .iter()
+                .filter_map(|kv| {
+                    Some(Entry {
+                        key: Self::store_key(&self.prefix, kv.key())?,
                         value: kv.value().to_vec(),
                         revision: kv.mod_revision() as Revision,
-                    });
-                }
-            }
+                    })
+                })
+                .collect();
+            visit(page)?;
             match (response.more(), response.kvs().last()) {
                 (true, Some(last)) => {
                     start = last.key().to_vec();
@@ -459,7 +461,7 @@ impl Store for EtcdStore {
             }
         }
         self.loaded_at.store(revision, Ordering::SeqCst);
-        Ok(entries)
+        Ok(())
     }
 
     async fn commit(&self, writes: Vec<Write>) -> Result<Revision, StoreError> {

@@ -26,4 +26,6 @@ pub use etcd::{EtcdOptions, EtcdStore};
 pub use map::{Change, Counts, OperationCounts, StateMap, Target};
 pub use memory::MemoryStore;
 pub use model::*;
-pub use store::{Entry, Expect, Revision, Store, StoreError, WatchEvent, Write};
+pub use store::{
+    Entry, Expect, PageVisitor, Revision, Store, StoreError, WatchEvent, Write, LOAD_PAGE,
+};

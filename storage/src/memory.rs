@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use crate::store::{Entry, Expect, Revision, Store, StoreError, Write};
+use crate::store::{Entry, Expect, PageVisitor, Revision, Store, StoreError, Write};
 
 /// Key → (revision, value).
 type Entries = BTreeMap<String, (Revision, Vec<u8>)>;
@@ -49,17 +49,21 @@ pub(crate) fn check_expectations(
 
 #[async_trait]
 impl Store for MemoryStore {
-    async fn load(&self) -> Result<Vec<Entry>, StoreError> {
-        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        Ok(inner
-            .0
-            .iter()
-            .map(|(key, (revision, value))| Entry {
-                key: key.clone(),
-                value: value.clone(),
-                revision: *revision,
-            })
-            .collect())
+    async fn load_pages(&self, visit: &mut PageVisitor<'_>) -> Result<(), StoreError> {
+        // One page: the memory store holds everything in memory anyway.
+        let page = {
+            let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+            inner
+                .0
+                .iter()
+                .map(|(key, (revision, value))| Entry {
+                    key: key.clone(),
+                    value: value.clone(),
+                    revision: *revision,
+                })
+                .collect()
+        };
+        visit(page)
     }
 
     async fn commit(&self, writes: Vec<Write>) -> Result<Revision, StoreError> {

@@ -70,6 +70,12 @@ pub enum StoreError {
     Backend(String),
 }
 
+/// What [`Store::load_pages`] hands each page of entries to; an error stops the load.
+pub type PageVisitor<'a> = dyn FnMut(Vec<Entry>) -> Result<(), StoreError> + Send + 'a;
+
+/// Entries per page of [`Store::load_pages`].
+pub const LOAD_PAGE: usize = 1000;
+
 /// A durable key-value store with revisions and conditional batch commits.
 ///
 /// # Guarantees an implementation gives
@@ -80,8 +86,22 @@ pub enum StoreError {
 /// - Every key written by one commit gets that commit's revision, larger than any before.
 #[async_trait]
 pub trait Store: std::fmt::Debug + Send + Sync + 'static {
-    /// Every stored entry, in key order.
-    async fn load(&self) -> Result<Vec<Entry>, StoreError>;
+    /// Every stored entry, in key order, handed to `visit` a page at a time (one consistent
+    /// snapshot). The map decodes each page before the next is read, so a large store is
+    /// never held twice over at start-up: issue #5's memory per instance, since buffers freed
+    /// in bulk after a load stay resident between the records that outlive them.
+    async fn load_pages(&self, visit: &mut PageVisitor<'_>) -> Result<(), StoreError>;
+
+    /// Every stored entry, in key order, at once (tests and tools; the map reads in pages).
+    async fn load(&self) -> Result<Vec<Entry>, StoreError> {
+        let mut entries = Vec::new();
+        self.load_pages(&mut |mut page| {
+            entries.append(&mut page);
+            Ok(())
+        })
+        .await?;
+        Ok(entries)
+    }
 
     /// Applies `writes` atomically; returns the commit's revision.
     async fn commit(&self, writes: Vec<Write>) -> Result<Revision, StoreError>;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use openmetrics_parser::{MetricsExposition, PrometheusType, PrometheusValue};
 use reqwest::{Method, StatusCode};
-use skybroker_storage::{Entry, MemoryStore, Revision, Store, StoreError, Write};
+use skybroker_storage::{MemoryStore, Revision, Store, StoreError, Write};
 
 use crate::harness::*;
 
@@ -324,9 +324,12 @@ impl Switchable {
 
 #[async_trait]
 impl Store for Switchable {
-    async fn load(&self) -> Result<Vec<Entry>, StoreError> {
+    async fn load_pages(
+        &self,
+        visit: &mut skybroker_storage::PageVisitor<'_>,
+    ) -> Result<(), StoreError> {
         self.reachable()?;
-        self.inner.load().await
+        self.inner.load_pages(visit).await
     }
 
     async fn commit(&self, writes: Vec<Write>) -> Result<Revision, StoreError> {
