@@ -509,27 +509,58 @@ fn build_job(core: &Core, operation: &Operation) -> Result<Job, String> {
     })
 }
 
-/// The applier task: applies outcomes until stopped, then drains what is left.
+/// Outcomes the applier applies at once. Each apply holds its instance's lock and waits for
+/// its commit; applying outcomes of different instances together lets the store batch their
+/// commits (group commit) instead of paying one durable write after another.
+const APPLYING_AT_ONCE: usize = 64;
+
+/// The applier task: applies outcomes until stopped, then drains what is left and waits for
+/// every apply under way.
+///
+/// Outcomes of one instance never race: a worker holds at most one job per instance (busy
+/// marks), and an apply holds the instance lock that the next dispatch of that instance waits
+/// for.
 pub async fn run_applier(
     core: Arc<Core>,
     mut outcomes: mpsc::Receiver<Outcome>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let mut applying = tokio::task::JoinSet::new();
+    let spawn = |applying: &mut tokio::task::JoinSet<()>, outcome| {
+        let core = Arc::clone(&core);
+        applying.spawn(async move { apply(&core, outcome).await });
+    };
     loop {
+        if applying.len() >= APPLYING_AT_ONCE {
+            reap(applying.join_next().await);
+            continue;
+        }
         tokio::select! {
             outcome = outcomes.recv() => match outcome {
-                Some(outcome) => apply(&core, outcome).await,
+                Some(outcome) => spawn(&mut applying, outcome),
                 None => break,
             },
+            done = applying.join_next(), if !applying.is_empty() => reap(done),
             _ = stop.changed() => {
                 while let Ok(outcome) = outcomes.try_recv() {
-                    apply(&core, outcome).await;
+                    spawn(&mut applying, outcome);
                 }
                 break;
             }
         }
     }
+    while let Some(done) = applying.join_next().await {
+        reap(Some(done));
+    }
     log::debug!("applier stopped");
+}
+
+/// Logs an apply that panicked (a bug): its operation stays in progress and is resumed at
+/// the next start.
+fn reap(done: Option<Result<(), tokio::task::JoinError>>) {
+    if let Some(Err(err)) = done {
+        log::error!("applying an outcome failed: {err}");
+    }
 }
 
 /// Applies one plugin outcome to its operation.

@@ -17,6 +17,7 @@ pub mod etcd;
 pub mod map;
 pub mod memory;
 pub mod model;
+mod packed;
 pub mod store;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;

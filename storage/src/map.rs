@@ -16,6 +16,7 @@ use std::sync::{Arc, RwLock};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::model::{Operation, OperationState, ServiceBinding, ServiceInstance, UnixMillis};
+use crate::packed::{Packed, Slot, Table};
 use crate::store::{Entry, Expect, Revision, Store, StoreError, WatchEvent, Write};
 
 /// The version of the record envelope written today.
@@ -87,64 +88,17 @@ pub struct OperationCounts {
     pub failed: usize,
 }
 
-/// A record the map holds, keyed by its id.
-trait Keyed: Serialize + DeserializeOwned {
-    fn id_mut(&mut self) -> &mut String;
-}
-
-impl Keyed for ServiceInstance {
-    fn id_mut(&mut self) -> &mut String {
-        &mut self.id
-    }
-}
-
-impl Keyed for ServiceBinding {
-    fn id_mut(&mut self) -> &mut String {
-        &mut self.id
-    }
-}
-
-impl Keyed for Operation {
-    fn id_mut(&mut self) -> &mut String {
-        &mut self.id
-    }
-}
-
-/// A record as the map holds it: MessagePack with the fields in declaration order and no
-/// names (`rmp_serde::to_vec`), in one exact-size allocation, without its id (the table's
-/// key holds that).
-///
-/// Why not the decoded record: a `ServiceInstance` with its `context` and `plugin_state`
-/// JSON maps takes several allocations and about 1.3 KiB; packed it is a few hundred bytes
-/// (issue #5's memory per instance). Readers get a decoded copy, as they got a clone before;
-/// MessagePack rather than a schema-bound format because records carry free-form JSON.
-#[derive(Debug)]
-struct Packed(Box<[u8]>);
-
-impl Packed {
-    /// The record's id (for the key) and the rest, packed.
-    fn keyed<T: Keyed>(mut record: T) -> (Box<str>, Packed) {
-        let id = std::mem::take(record.id_mut());
-        // Serializing a record to a Vec cannot fail: every field is a plain value or JSON.
-        let bytes = rmp_serde::to_vec(&record).expect("records serialize to MessagePack");
-        (id.into_boxed_str(), Packed(bytes.into_boxed_slice()))
-    }
-
-    /// The record packed under key `id`.
-    fn unpack<T: Keyed>(&self, id: &str) -> T {
-        // The bytes were packed from a `T` by this process: a failure is a bug, not data.
-        let mut record: T =
-            rmp_serde::from_slice(&self.0).expect("a record the map packed unpacks");
-        *record.id_mut() = id.to_owned();
-        record
-    }
-}
-
 /// An instance or binding record with the store revision it was written at.
 #[derive(Debug)]
 struct Held {
     revision: Revision,
     packed: Packed,
+}
+
+impl Slot for Held {
+    fn packed(&self) -> &Packed {
+        &self.packed
+    }
 }
 
 /// The fields of an operation the map answers about without unpacking it (metrics, the
@@ -166,7 +120,7 @@ impl OperationStatus {
     }
 }
 
-/// An operation record, its revision, and what the scanner and the clean-up look at often.
+/// An operation record, its revision, and what is looked at often.
 #[derive(Debug)]
 struct HeldOperation {
     revision: Revision,
@@ -174,14 +128,20 @@ struct HeldOperation {
     packed: Packed,
 }
 
+impl Slot for HeldOperation {
+    fn packed(&self) -> &Packed {
+        &self.packed
+    }
+}
+
 #[derive(Debug, Default)]
 struct Maps {
-    // Records are packed (see [`Packed`]); keys are boxed strings (no spare capacity).
-    instances: HashMap<Box<str>, Held>,
-    bindings: HashMap<Box<str>, Held>,
+    // Records are packed with their ids (see `packed`).
+    instances: Table<Held>,
+    bindings: Table<Held>,
     /// Binding ids of each instance, sorted (an instance has few).
     bindings_by_instance: HashMap<Box<str>, Vec<Box<str>>>,
-    operations: HashMap<Box<str>, HeldOperation>,
+    operations: Table<HeldOperation>,
     /// The newest operation of each target.
     latest: HashMap<Target, Box<str>>,
 }
@@ -228,8 +188,8 @@ fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, StoreError>
 
 impl Maps {
     fn put_instance(&mut self, revision: Revision, instance: ServiceInstance) {
-        let (id, packed) = Packed::keyed(instance);
-        self.instances.insert(id, Held { revision, packed });
+        let packed = Packed::pack(instance);
+        self.instances.insert(Held { revision, packed });
     }
 
     fn put_binding(&mut self, revision: Revision, binding: ServiceBinding) {
@@ -240,15 +200,15 @@ impl Maps {
         if let Err(at) = ids.binary_search_by(|id| (**id).cmp(binding.id.as_str())) {
             ids.insert(at, binding.id.as_str().into());
         }
-        let (id, packed) = Packed::keyed(binding);
-        self.bindings.insert(id, Held { revision, packed });
+        let packed = Packed::pack(binding);
+        self.bindings.insert(Held { revision, packed });
     }
 
     fn delete_binding(&mut self, id: &str) {
         let Some(held) = self.bindings.remove(id) else {
             return;
         };
-        let binding: ServiceBinding = held.packed.unpack(id);
+        let binding: ServiceBinding = held.packed.unpack();
         if let Some(ids) = self
             .bindings_by_instance
             .get_mut(binding.instance_id.as_str())
@@ -277,19 +237,17 @@ impl Maps {
         if newer {
             self.latest.insert(target, operation.id.as_str().into());
         }
-        let status = OperationStatus::of(&operation);
-        let (id, packed) = Packed::keyed(operation);
         let held = HeldOperation {
             revision,
-            status,
-            packed,
+            status: OperationStatus::of(&operation),
+            packed: Packed::pack(operation),
         };
-        self.operations.insert(id, held);
+        self.operations.insert(held);
     }
 
     fn delete_operation(&mut self, id: &str) {
         if let Some(held) = self.operations.remove(id) {
-            let target = Target::of(&held.packed.unpack(id));
+            let target = Target::of(&held.packed.unpack());
             if self.latest.get(&target).map(|latest| &**latest) == Some(id) {
                 self.latest.remove(&target);
             }
@@ -443,7 +401,7 @@ impl StateMap {
         self.read()
             .instances
             .get(id)
-            .map(|held| held.packed.unpack(id))
+            .map(|held| held.packed.unpack())
     }
 
     /// A binding.
@@ -451,7 +409,7 @@ impl StateMap {
         self.read()
             .bindings
             .get(id)
-            .map(|held| held.packed.unpack(id))
+            .map(|held| held.packed.unpack())
     }
 
     /// An operation record.
@@ -459,7 +417,7 @@ impl StateMap {
         self.read()
             .operations
             .get(id)
-            .map(|held| held.packed.unpack(id))
+            .map(|held| held.packed.unpack())
     }
 
     /// The bindings of an instance, in id order.
@@ -469,7 +427,7 @@ impl StateMap {
             .get(instance_id)
             .into_iter()
             .flatten()
-            .filter_map(|id| maps.bindings.get(id).map(|held| held.packed.unpack(id)))
+            .filter_map(|id| maps.bindings.get(id).map(|held| held.packed.unpack()))
             .collect()
     }
 
@@ -477,7 +435,7 @@ impl StateMap {
     pub fn latest_operation(&self, target: &Target) -> Option<Operation> {
         let maps = self.read();
         let id = maps.latest.get(target)?;
-        maps.operations.get(id).map(|held| held.packed.unpack(id))
+        maps.operations.get(id).map(|held| held.packed.unpack())
     }
 
     /// Every operation still in progress (the engine resumes them at start).
@@ -485,8 +443,8 @@ impl StateMap {
         let maps = self.read();
         maps.operations
             .iter()
-            .filter(|(_, held)| held.status.state == OperationState::InProgress)
-            .map(|(id, held)| held.packed.unpack(id))
+            .filter(|held| held.status.state == OperationState::InProgress)
+            .map(|held| held.packed.unpack())
             .collect()
     }
 
@@ -497,8 +455,8 @@ impl StateMap {
         let maps = self.read();
         maps.operations
             .iter()
-            .filter(|(_, held)| held.status.finished_at.is_some_and(|at| at <= cutoff))
-            .map(|(id, _)| id.to_string())
+            .filter(|held| held.status.finished_at.is_some_and(|at| at <= cutoff))
+            .map(|held| held.packed.id().to_owned())
             .collect()
     }
 
@@ -517,7 +475,7 @@ impl StateMap {
     pub fn operation_counts(&self) -> OperationCounts {
         let maps = self.read();
         let mut counts = OperationCounts::default();
-        for held in maps.operations.values() {
+        for held in maps.operations.iter() {
             match held.status.state {
                 OperationState::InProgress => counts.in_progress += 1,
                 OperationState::Succeeded => counts.succeeded += 1,
@@ -534,9 +492,9 @@ impl StateMap {
     /// nothing and answers false when the map holds no such operation.
     pub fn update_unpersisted(&self, operation: Operation) -> bool {
         let status = OperationStatus::of(&operation);
-        let (id, packed) = Packed::keyed(operation);
+        let packed = Packed::pack(operation);
         let mut maps = self.maps.write().unwrap_or_else(|e| e.into_inner());
-        match maps.operations.get_mut(&id) {
+        match maps.operations.get_mut(packed.id()) {
             Some(held) => {
                 held.status = status;
                 held.packed = packed;

@@ -1,0 +1,250 @@
+//! Records as the map keeps them in memory: packed, each in one allocation with its id.
+//!
+//! Why: the map holds every instance, binding and operation of the broker, so its size per
+//! record is the broker's memory per instance (issue #5: under 1 KiB). A decoded
+//! `ServiceInstance` with its `context` and `plugin_state` JSON maps is a dozen allocations
+//! and about 1.3 KiB; packed it is one allocation of a few hundred bytes. A [`Table`] finds
+//! records by the id inside that allocation, so no key is stored beside it either.
+//!
+//! Readers get a decoded copy, as they got a clone before. MessagePack (fields in declaration
+//! order, no names) rather than a schema-bound format, because records carry free-form JSON.
+
+use std::hash::BuildHasher;
+
+use hashbrown::{DefaultHashBuilder, HashTable};
+use serde::{de::DeserializeOwned, Serialize};
+
+use crate::model::{Operation, ServiceBinding, ServiceInstance};
+
+/// A record the map holds, keyed by its id.
+pub(crate) trait Keyed: Serialize + DeserializeOwned {
+    /// The record's id.
+    fn id_mut(&mut self) -> &mut String;
+}
+
+impl Keyed for ServiceInstance {
+    fn id_mut(&mut self) -> &mut String {
+        &mut self.id
+    }
+}
+
+impl Keyed for ServiceBinding {
+    fn id_mut(&mut self) -> &mut String {
+        &mut self.id
+    }
+}
+
+impl Keyed for Operation {
+    fn id_mut(&mut self) -> &mut String {
+        &mut self.id
+    }
+}
+
+/// Bytes of the id's length at the front of a [`Packed`].
+const LEN: usize = std::mem::size_of::<u32>();
+
+/// One record: the id's length (`u32`, little-endian), the id, then the record without its id
+/// as MessagePack.
+#[derive(Debug)]
+pub(crate) struct Packed(Box<[u8]>);
+
+impl Packed {
+    /// Packs `record`.
+    pub(crate) fn pack<T: Keyed>(mut record: T) -> Packed {
+        let id = std::mem::take(record.id_mut());
+        let id_len = u32::try_from(id.len()).expect("ids are far shorter than 4 GiB");
+        // Serializing a record into a Vec cannot fail: every field is a plain value or JSON.
+        let body = rmp_serde::to_vec(&record).expect("records serialize to MessagePack");
+        // Allocated at its exact size: shrinking a larger buffer would leave a fragment
+        // behind every record.
+        let mut bytes = Vec::with_capacity(LEN + id.len() + body.len());
+        bytes.extend_from_slice(&id_len.to_le_bytes());
+        bytes.extend_from_slice(id.as_bytes());
+        bytes.extend_from_slice(&body);
+        Packed(bytes.into_boxed_slice())
+    }
+
+    fn id_len(&self) -> usize {
+        let mut len = [0; LEN];
+        len.copy_from_slice(&self.0[..LEN]);
+        u32::from_le_bytes(len) as usize
+    }
+
+    fn id_bytes(&self) -> &[u8] {
+        &self.0[LEN..LEN + self.id_len()]
+    }
+
+    /// The record's id.
+    pub(crate) fn id(&self) -> &str {
+        // Packed from a `String` by `pack`.
+        std::str::from_utf8(self.id_bytes()).expect("a packed id is the UTF-8 it was packed from")
+    }
+
+    /// The record, decoded.
+    pub(crate) fn unpack<T: Keyed>(&self) -> T {
+        // The bytes were packed from a `T` by this process: a failure is a bug, not data.
+        let mut record: T = rmp_serde::from_slice(&self.0[LEN + self.id_len()..])
+            .expect("a record the map packed unpacks");
+        *record.id_mut() = self.id().to_owned();
+        record
+    }
+}
+
+/// What a [`Table`] holds: something with a packed record in it.
+pub(crate) trait Slot {
+    /// The packed record.
+    fn packed(&self) -> &Packed;
+}
+
+/// Slots by the id of their record.
+#[derive(Debug)]
+pub(crate) struct Table<S> {
+    slots: HashTable<S>,
+    hasher: DefaultHashBuilder,
+}
+
+impl<S> Default for Table<S> {
+    fn default() -> Self {
+        Table {
+            slots: HashTable::new(),
+            hasher: DefaultHashBuilder::default(),
+        }
+    }
+}
+
+impl<S: Slot> Table<S> {
+    fn hash(&self, id: &[u8]) -> u64 {
+        self.hasher.hash_one(id)
+    }
+
+    /// The slot of `id`.
+    pub(crate) fn get(&self, id: &str) -> Option<&S> {
+        let id = id.as_bytes();
+        self.slots
+            .find(self.hash(id), |slot| slot.packed().id_bytes() == id)
+    }
+
+    /// The slot of `id`, to change it in place (its record keeps its id).
+    pub(crate) fn get_mut(&mut self, id: &str) -> Option<&mut S> {
+        let id = id.as_bytes();
+        let hash = self.hash(id);
+        self.slots
+            .find_mut(hash, |slot| slot.packed().id_bytes() == id)
+    }
+
+    /// Puts `slot` in, replacing the slot of the same id.
+    pub(crate) fn insert(&mut self, slot: S) {
+        let hash = self.hash(slot.packed().id_bytes());
+        let hasher = |s: &S| self.hasher.hash_one(s.packed().id_bytes());
+        match self.slots.entry(
+            hash,
+            |held| held.packed().id_bytes() == slot.packed().id_bytes(),
+            hasher,
+        ) {
+            hashbrown::hash_table::Entry::Occupied(mut occupied) => *occupied.get_mut() = slot,
+            hashbrown::hash_table::Entry::Vacant(vacant) => {
+                vacant.insert(slot);
+            }
+        }
+    }
+
+    /// Takes the slot of `id` out.
+    pub(crate) fn remove(&mut self, id: &str) -> Option<S> {
+        let id = id.as_bytes();
+        let hash = self.hash(id);
+        let found = self
+            .slots
+            .find_entry(hash, |slot| slot.packed().id_bytes() == id)
+            .ok()?;
+        Some(found.remove().0)
+    }
+
+    /// Every slot, in no order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &S> {
+        self.slots.iter()
+    }
+
+    /// Number of slots.
+    pub(crate) fn len(&self) -> usize {
+        self.slots.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{InstanceState, ServiceInstance};
+    use serde_json::json;
+
+    #[derive(Debug)]
+    struct Plain(Packed);
+
+    impl Slot for Plain {
+        fn packed(&self) -> &Packed {
+            &self.0
+        }
+    }
+
+    fn instance(id: &str, plan_id: &str) -> ServiceInstance {
+        ServiceInstance {
+            id: id.into(),
+            service_id: "service".into(),
+            plan_id: plan_id.into(),
+            parameters: json!({"size": 5, "nested": {"list": [1, -2, 3.5, null, true]}}),
+            context: json!({"platform": "cloudfoundry", "space_guid": "ünïcode ✓"}),
+            organization_guid: Some("org".into()),
+            space_guid: None,
+            maintenance_version: None,
+            dashboard_url: None,
+            metadata: Some(json!({"labels": {"big": u64::MAX, "neg": i64::MIN}})),
+            state: InstanceState::Ready,
+            plugin_state: json!({"resource": id}),
+            last_operation: Some("op".into()),
+            created_at: 1_764_000_000_000,
+        }
+    }
+
+    #[test]
+    fn a_record_unpacks_to_what_was_packed() {
+        let original = instance("instance-ü-1", "plan");
+        let packed = Packed::pack(original.clone());
+        assert_eq!(packed.id(), "instance-ü-1");
+        assert_eq!(packed.unpack::<ServiceInstance>(), original);
+        // Smaller than its JSON, which names every field.
+        let json = serde_json::to_vec(&original).unwrap();
+        assert!(
+            packed.0.len() < json.len() * 3 / 4,
+            "{} vs {}",
+            packed.0.len(),
+            json.len()
+        );
+    }
+
+    #[test]
+    fn a_table_finds_replaces_and_removes_by_id() {
+        let mut table = Table::default();
+        for n in 0..100 {
+            table.insert(Plain(Packed::pack(instance(&format!("i{n}"), "a"))));
+        }
+        table.insert(Plain(Packed::pack(instance("i7", "b"))));
+        assert_eq!(table.len(), 100);
+        let found: ServiceInstance = table.get("i7").unwrap().0.unpack();
+        assert_eq!(found.plan_id, "b");
+        assert!(table.get("i100").is_none());
+        // An id that is a prefix of another is a different id.
+        assert!(table.get("i1").is_some() && table.get("i").is_none());
+        assert_eq!(table.remove("i7").unwrap().0.id(), "i7");
+        assert!(table.get("i7").is_none() && table.remove("i7").is_none());
+        assert_eq!(table.iter().count(), 99);
+        table.get_mut("i8").unwrap().0 = Packed::pack(instance("i8", "c"));
+        assert_eq!(
+            table
+                .get("i8")
+                .unwrap()
+                .0
+                .unpack::<ServiceInstance>()
+                .plan_id,
+            "c"
+        );
+    }
+}
