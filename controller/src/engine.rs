@@ -450,8 +450,26 @@ fn build_job(core: &Core, operation: &Operation) -> Result<Job, String> {
         ),
         _ => None,
     };
+    // The records are fresh copies from the map: their fields move into the request.
+    let ServiceInstance {
+        id: instance_id,
+        service_id,
+        plan_id: instance_plan_id,
+        parameters: instance_parameters,
+        context: instance_context,
+        maintenance_version,
+        plugin_state: instance_state,
+        ..
+    } = instance;
+    let (binding_request, binding_state) = match binding {
+        Some(binding) => (
+            Some((binding.plan_id, binding.parameters, binding.context)),
+            binding.plugin_state,
+        ),
+        None => (None, Value::Null),
+    };
     let (plan_id, parameters, context, maintenance_version, previous_plan_id) =
-        match (&operation.update, &binding) {
+        match (&operation.update, binding_request) {
             (Some(update), _) => (
                 update.plan_id.clone(),
                 update.parameters.clone(),
@@ -459,23 +477,19 @@ fn build_job(core: &Core, operation: &Operation) -> Result<Job, String> {
                 update.maintenance_version.clone(),
                 Some(update.previous_plan_id.clone()),
             ),
-            (None, Some(binding)) => (
-                binding.plan_id.clone(),
-                binding.parameters.clone(),
-                binding.context.clone(),
-                instance.maintenance_version.clone(),
-                None,
-            ),
+            (None, Some((plan_id, parameters, context))) => {
+                (plan_id, parameters, context, maintenance_version, None)
+            }
             (None, None) => (
-                instance.plan_id.clone(),
-                instance.parameters.clone(),
-                instance.context.clone(),
-                instance.maintenance_version.clone(),
+                instance_plan_id,
+                instance_parameters,
+                instance_context,
+                maintenance_version,
                 None,
             ),
         };
     let plan = core
-        .plan(&instance.service_id, &plan_id)
+        .plan(&service_id, &plan_id)
         .ok_or_else(|| format!("plan {plan_id} is no longer in the catalog"))?;
     let (call, reference) = match &operation.reference {
         Some(reference) => (Call::Poll, Some(reference.clone())),
@@ -487,23 +501,23 @@ fn build_job(core: &Core, operation: &Operation) -> Result<Job, String> {
     };
     Ok(Job {
         operation_id: operation.id.clone(),
-        instance_id: instance.id.clone(),
+        instance_id: instance_id.clone(),
         call,
         broker: Arc::clone(plan.broker),
         request: OperationRequest {
             kind: plugin_kind(operation.kind),
             operation_id: operation.id.clone(),
-            instance_id: instance.id.clone(),
+            instance_id,
             binding_id: operation.binding_id.clone(),
-            service_id: instance.service_id.clone(),
+            service_id,
             plan_id,
             previous_plan_id,
             plan_settings: plan.plan.settings.clone(),
             parameters,
             context,
             maintenance_version,
-            instance_state: instance.plugin_state.clone(),
-            binding_state: binding.map_or(Value::Null, |b| b.plugin_state),
+            instance_state,
+            binding_state,
             reference,
         },
     })
