@@ -77,6 +77,87 @@ async fn sixteen_conflicting_sync_provisions_create_one_instance() {
     assert_eq!(broker.core().state.counts().instances, 1);
 }
 
+/// D-11 behind a backlog: once the queue is full, the scanner leaves the due asynchronous
+/// operations where they are, but a synchronous request still gets its 503 in time instead of
+/// waiting for the backlog to drain; the backlog then completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sync_request_gets_its_503_past_an_async_backlog() {
+    let mut config = fast_config(50);
+    config.dispatcher.workers = Some(1);
+    config.dispatcher.queue_capacity = Some(1);
+    config.engine.queue_wait_ms = 100;
+    config.services[0].plans[0].settings = json!({"mode": "sync", "delay_ms": 3000});
+    let broker = Arc::new(Broker::with_config(config).await);
+    // Two slow synchronous provisions: one on the worker, one in the queue.
+    let blockers: Vec<_> = (0..2)
+        .map(|n| {
+            let broker = Arc::clone(&broker);
+            tokio::spawn(async move {
+                broker
+                    .put_instance(&format!("blocker-{n}"), &provision_body(SYNC), false)
+                    .await
+            })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // A backlog of asynchronous provisions, accepted and due, with no room to run: far more
+    // than a scan pass takes on while the queue is full (one, every 5 ms).
+    let admissions: Vec<_> = (0..8)
+        .map(|task| {
+            let broker = Arc::clone(&broker);
+            tokio::spawn(async move {
+                let mut accepted = Vec::new();
+                for n in 0..50 {
+                    let id = format!("backlog-{task}-{n}");
+                    let (status, body) =
+                        broker.put_instance(&id, &provision_body(ASYNC), true).await;
+                    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+                    accepted.push((id, body["operation"].as_str().unwrap().to_owned()));
+                }
+                accepted
+            })
+        })
+        .collect();
+    let mut backlog = Vec::new();
+    for admission in admissions {
+        backlog.extend(admission.await.unwrap());
+    }
+    let started = std::time::Instant::now();
+    let body = provision_body(SYNC);
+    let late = broker.put_instance("late", &body, false);
+    let (status, body) = tokio::time::timeout(std::time::Duration::from_secs(10), late)
+        .await
+        .expect("the synchronous request is answered while the backlog waits");
+    let waited = started.elapsed();
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    // The worker is busy for 3 s per blocker: an answer within a second came from the queue
+    // wait (100 ms), not from the backlog draining.
+    assert!(
+        waited < std::time::Duration::from_secs(1),
+        "answered after {waited:?}"
+    );
+    assert!(
+        broker.core().state.instance("late").is_none(),
+        "a 503 leaves nothing"
+    );
+    for blocker in blockers {
+        let (status, body) = blocker.await.unwrap();
+        assert!(
+            matches!(
+                status,
+                StatusCode::CREATED | StatusCode::SERVICE_UNAVAILABLE
+            ),
+            "{status} {body}"
+        );
+    }
+    for (id, operation) in backlog {
+        assert_eq!(
+            broker.wait_instance(&id, &operation).await["state"],
+            "succeeded"
+        );
+    }
+}
+
 /// D-11: with one worker and a queue of one, a burst of slow synchronous provisions gets 503
 /// with Retry-After for those that cannot be queued in time, and those leave nothing behind;
 /// asynchronous requests are accepted (202) even when the queue is full and all complete.
