@@ -1027,3 +1027,43 @@ pub async fn cleanup_once(core: &Core, now: UnixMillis) -> usize {
     }
     removed
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_schedule_hands_out_what_is_due_longest_due_first() {
+        let mut schedule = Schedule::default();
+        schedule.insert("b", 20);
+        schedule.insert("a", 10);
+        schedule.insert("c", 30);
+        // Rescheduling moves an operation; it is never due twice.
+        schedule.insert("c", 15);
+        assert_eq!(schedule.pop_due(20).as_deref(), Some("a"));
+        assert_eq!(schedule.pop_due(20).as_deref(), Some("c"));
+        assert_eq!(schedule.pop_due(20).as_deref(), Some("b"));
+        assert_eq!(schedule.pop_due(20), None);
+        assert!(schedule.due_of.is_empty() && schedule.by_due.is_empty());
+    }
+
+    #[test]
+    fn chosen_due_operations_leave_the_schedule_and_the_rest_stay() {
+        let mut schedule = Schedule::default();
+        for (id, due) in [
+            ("async-1", 5),
+            ("sync-1", 8),
+            ("async-2", 9),
+            ("sync-2", 50),
+        ] {
+            schedule.insert(id, due);
+        }
+        let wanted = vec!["sync-1".to_owned(), "sync-2".to_owned(), "gone".to_owned()];
+        // sync-2 is not due yet and "gone" is not scheduled: only sync-1 is taken.
+        assert_eq!(schedule.take_if_due(wanted, 10), ["sync-1"]);
+        assert_eq!(schedule.pop_due(10).as_deref(), Some("async-1"));
+        assert_eq!(schedule.pop_due(10).as_deref(), Some("async-2"));
+        assert_eq!(schedule.pop_due(10), None);
+        assert_eq!(schedule.due_of.get("sync-2"), Some(&50));
+    }
+}

@@ -435,6 +435,52 @@ mod tests {
         crate::testing::conformance(&EmbeddedStore::open(dir.path()).unwrap()).await;
     }
 
+    /// Start-up reads the store in pages of `LOAD_PAGE`, in key order, on a current-thread
+    /// runtime and on a multi-threaded one (where the read runs in `block_in_place`).
+    async fn loads_in_pages_in_key_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        let total = 2 * LOAD_PAGE + 500;
+        let writes = (0..total)
+            .rev()
+            .map(|n| put(&format!("instances/{n:06}"), b"{}", Expect::Absent))
+            .collect();
+        store.commit(writes).await.unwrap();
+        let mut pages = Vec::new();
+        store
+            .load_pages(&mut |page| {
+                pages.push(page.into_iter().map(|e| e.key).collect::<Vec<_>>());
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let sizes: Vec<usize> = pages.iter().map(Vec::len).collect();
+        assert_eq!(sizes, [LOAD_PAGE, LOAD_PAGE, 500]);
+        let keys: Vec<String> = pages.concat();
+        let expected: Vec<String> = (0..total).map(|n| format!("instances/{n:06}")).collect();
+        assert_eq!(keys, expected);
+        // A visitor's error stops the load and is returned.
+        let mut visited = 0;
+        let stopped = store
+            .load_pages(&mut |_| {
+                visited += 1;
+                Err(StoreError::Backend("enough".into()))
+            })
+            .await;
+        assert!(matches!(stopped, Err(StoreError::Backend(m)) if m == "enough"));
+        assert_eq!(visited, 1);
+    }
+
+    #[tokio::test]
+    async fn loads_in_pages_on_a_current_thread_runtime() {
+        loads_in_pages_in_key_order().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn loads_in_pages_on_a_multi_threaded_runtime() {
+        loads_in_pages_in_key_order().await;
+    }
+
     #[tokio::test]
     async fn committed_writes_survive_reopening() {
         let dir = tempfile::tempdir().unwrap();

@@ -652,6 +652,42 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_clean_up_query_finds_what_finished_by_the_cutoff() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let map = StateMap::open(Arc::clone(&store)).await.unwrap();
+        let finished = |id: &str, at: u64| {
+            let mut operation = operation(id, "i1", 1);
+            operation.state = OperationState::Succeeded;
+            operation.finished_at = Some(at);
+            operation
+        };
+        map.commit(vec![
+            Change::PutOperation(finished("early", 100)),
+            Change::PutOperation(finished("cutoff", 200)),
+            Change::PutOperation(finished("late", 300)),
+            Change::PutOperation(operation("running", "i2", 1)),
+        ])
+        .await
+        .unwrap();
+        let mut due = map.finished_by(200);
+        due.sort();
+        assert_eq!(due, ["cutoff", "early"]);
+        // A running operation that finishes later is found once it has.
+        let mut done = map.operation("running").unwrap();
+        done.state = OperationState::Failed;
+        done.finished_at = Some(150);
+        map.commit(vec![Change::PutOperation(done)]).await.unwrap();
+        assert_eq!(map.finished_by(150).len(), 2);
+        // The same after a reload from the store.
+        let reloaded = StateMap::open(store).await.unwrap();
+        assert_eq!(reloaded.finished_by(150).len(), 2);
+        assert_eq!(
+            reloaded.operation("running").unwrap().finished_at,
+            Some(150)
+        );
+    }
+
+    #[tokio::test]
     async fn operations_are_counted_by_state() {
         let map = StateMap::open(Arc::new(MemoryStore::new())).await.unwrap();
         let mut done = operation("o2", "i1", 20);
