@@ -178,6 +178,11 @@ impl Engine {
         receiver
     }
 
+    /// Whether a synchronous request in this process waits for the operation.
+    fn has_waiter(&self, operation_id: &str) -> bool {
+        lock(&self.waiters).contains_key(operation_id)
+    }
+
     /// Drops a waiter that gave up.
     pub fn forget_waiter(&self, operation_id: &str) {
         lock(&self.waiters).remove(operation_id);
@@ -232,15 +237,16 @@ pub async fn run_scanner(core: Arc<Core>, mut shutdown: watch::Receiver<bool>) {
 /// which may be due their 503 (D-11) and are dispatched regardless. So a pass costs what it
 /// dispatches, not what is due.
 async fn scan_pass(core: &Core, now: UnixMillis) {
-    loop {
+    // At most what was scheduled when the pass began: an operation rescheduled during the
+    // pass is never taken again by it, even if the clock steps back.
+    let mut room = core.engine.scheduled();
+    while room > 0 && !core.dispatcher.is_full() {
+        room -= 1;
         let next = lock(&core.engine.schedule).pop_due(now);
         let Some(operation_id) = next else {
             return;
         };
         dispatch(core, &operation_id).await;
-        if core.dispatcher.is_full() {
-            break;
-        }
     }
     let waited_for: Vec<String> = lock(&core.engine.waiters).keys().cloned().collect();
     let waited_for = lock(&core.engine.schedule).take_if_due(waited_for, now);
@@ -330,7 +336,12 @@ async fn dispatch(core: &Core, operation_id: &str) {
         Err(SubmitError::Full(_)) => {
             lock(&core.engine.busy).remove(&instance_id);
             let waited = now.saturating_sub(operation.created_at);
-            if operation.sync && waited >= core.config.engine.queue_wait_ms {
+            // Only for a request waiting here: a synchronous operation resumed after a
+            // restart, or driven for another replica, has nobody to answer and waits its turn.
+            if operation.sync
+                && waited >= core.config.engine.queue_wait_ms
+                && core.engine.has_waiter(operation_id)
+            {
                 // D-11: a synchronous request that cannot be queued in time gets 503; its
                 // records go, as nothing was done.
                 match core.state.commit(revert_changes(core, &operation)).await {

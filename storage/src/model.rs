@@ -8,6 +8,34 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+/// Serde for `Option<Value>` fields whose `Some(Value::Null)` means something: a plugin's
+/// null reference (the work was accepted, there is nothing to name) and D-17's "this delete
+/// halted a create that had no reference yet".
+///
+/// JSON, the stored form, writes them as it always did (`null` either way, so the difference
+/// does not survive a restart). The map's packed form (MessagePack, not human-readable) would
+/// read `Some(Null)` back as `None` on every access, so it writes `Some(v)` as `[v]`.
+mod null_aware {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use serde_json::Value;
+
+    pub fn serialize<S: Serializer>(value: &Option<Value>, out: S) -> Result<S::Ok, S::Error> {
+        if out.is_human_readable() {
+            value.serialize(out)
+        } else {
+            value.as_ref().map(std::slice::from_ref).serialize(out)
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(input: D) -> Result<Option<Value>, D::Error> {
+        if input.is_human_readable() {
+            Option::<Value>::deserialize(input)
+        } else {
+            Ok(Option::<[Value; 1]>::deserialize(input)?.map(|[value]| value))
+        }
+    }
+}
+
 /// Milliseconds since the Unix epoch; the only clock stored records use.
 pub type UnixMillis = u64;
 
@@ -62,7 +90,7 @@ pub struct ServiceInstance {
     #[serde(default)]
     pub dashboard_url: Option<String>,
     /// `metadata` (labels, attributes) the plugin reported.
-    #[serde(default)]
+    #[serde(default, with = "null_aware")]
     pub metadata: Option<Value>,
     /// Lifecycle state.
     pub state: InstanceState,
@@ -243,11 +271,11 @@ pub struct Operation {
     pub failure: Option<Failure>,
     /// The provider's reference while the plugin reports "in progress"; `None` means the
     /// plugin has not accepted the work yet and must be called (again).
-    #[serde(default)]
+    #[serde(default, with = "null_aware")]
     pub reference: Option<Value>,
     /// For deprovision and unbind that halted a running create (D-17): the create's provider
     /// reference, handed to the plugin so it can cancel or find the resource.
-    #[serde(default)]
+    #[serde(default, with = "null_aware")]
     pub halted_reference: Option<Value>,
     /// For updates: what to apply on success.
     #[serde(default)]

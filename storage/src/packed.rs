@@ -221,6 +221,47 @@ mod tests {
     }
 
     #[test]
+    fn a_null_reference_stays_a_reference() {
+        use crate::model::{Operation, OperationKind, OperationState};
+        let operation = |reference: Option<serde_json::Value>| Operation {
+            id: "op".into(),
+            kind: OperationKind::Deprovision,
+            instance_id: "i".into(),
+            binding_id: None,
+            state: OperationState::InProgress,
+            sync: false,
+            description: None,
+            failure: None,
+            reference: reference.clone(),
+            // D-17: "halted a create that had no reference yet".
+            halted_reference: reference,
+            update: None,
+            attempts: 1,
+            requested_by: None,
+            created_at: 1,
+            deadline: 2,
+            finished_at: None,
+        };
+        for reference in [
+            None,
+            Some(json!(null)),
+            Some(json!({"id": 1})),
+            Some(json!([])),
+        ] {
+            let original = operation(reference);
+            assert_eq!(
+                Packed::pack(original.clone()).unpack::<Operation>(),
+                original
+            );
+        }
+        // The stored JSON is what it always was.
+        let stored = serde_json::to_value(operation(Some(json!({"id": 1})))).unwrap();
+        assert_eq!(stored["reference"], json!({"id": 1}));
+        let stored = serde_json::to_value(operation(None)).unwrap();
+        assert_eq!(stored["halted_reference"], json!(null));
+    }
+
+    #[test]
     fn a_table_finds_replaces_and_removes_by_id() {
         let mut table = Table::default();
         for n in 0..100 {
