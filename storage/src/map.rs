@@ -189,21 +189,74 @@ fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, StoreError>
     Ok(envelope.record)
 }
 
+/// A [`Change`] with its record packed: commits pack before they take the map's write lock,
+/// so readers wait only for the table updates.
+enum Packing {
+    Instance(Packed),
+    Binding {
+        instance_id: String,
+        packed: Packed,
+    },
+    Operation {
+        target: Target,
+        status: OperationStatus,
+        packed: Packed,
+    },
+    DeleteInstance(String),
+    DeleteBinding(String),
+    DeleteOperation(String),
+}
+
+impl From<Change> for Packing {
+    fn from(change: Change) -> Packing {
+        match change {
+            Change::PutInstance(instance) => Packing::Instance(Packed::pack(instance)),
+            Change::PutBinding(binding) => Packing::Binding {
+                instance_id: binding.instance_id.clone(),
+                packed: Packed::pack(binding),
+            },
+            Change::PutOperation(operation) => Packing::Operation {
+                target: Target::of(&operation),
+                status: OperationStatus::of(&operation),
+                packed: Packed::pack(operation),
+            },
+            Change::DeleteInstance(id) => Packing::DeleteInstance(id),
+            Change::DeleteBinding(id) => Packing::DeleteBinding(id),
+            Change::DeleteOperation(id) => Packing::DeleteOperation(id),
+        }
+    }
+}
+
 impl Maps {
-    fn put_instance(&mut self, revision: Revision, instance: ServiceInstance) {
-        let packed = Packed::pack(instance);
-        self.instances.insert(Held { revision, packed });
+    /// Applies one packed change written at `revision`.
+    fn apply(&mut self, revision: Revision, change: Packing) {
+        match change {
+            Packing::Instance(packed) => self.instances.insert(Held { revision, packed }),
+            Packing::Binding {
+                instance_id,
+                packed,
+            } => self.put_binding(revision, &instance_id, packed),
+            Packing::Operation {
+                target,
+                status,
+                packed,
+            } => self.put_operation(revision, target, status, packed),
+            Packing::DeleteInstance(id) => {
+                self.instances.remove(&id);
+            }
+            Packing::DeleteBinding(id) => self.delete_binding(&id),
+            Packing::DeleteOperation(id) => self.delete_operation(&id),
+        }
     }
 
-    fn put_binding(&mut self, revision: Revision, binding: ServiceBinding) {
+    fn put_binding(&mut self, revision: Revision, instance_id: &str, packed: Packed) {
         let ids = self
             .bindings_by_instance
-            .entry(binding.instance_id.as_str().into())
+            .entry(instance_id.into())
             .or_default();
-        if let Err(at) = ids.binary_search_by(|id| (**id).cmp(binding.id.as_str())) {
-            ids.insert(at, binding.id.as_str().into());
+        if let Err(at) = ids.binary_search_by(|id| (**id).cmp(packed.id())) {
+            ids.insert(at, packed.id().into());
         }
-        let packed = Packed::pack(binding);
         self.bindings.insert(Held { revision, packed });
     }
 
@@ -224,28 +277,32 @@ impl Maps {
         }
     }
 
-    fn put_operation(&mut self, revision: Revision, operation: Operation) {
-        let target = Target::of(&operation);
+    fn put_operation(
+        &mut self,
+        revision: Revision,
+        target: Target,
+        status: OperationStatus,
+        packed: Packed,
+    ) {
+        let id = packed.id();
         let newer = match self.latest.get(&target) {
             Some(current_id) => match self.operations.get(current_id) {
                 Some(current) => {
-                    **current_id == *operation.id
-                        || (operation.created_at, operation.id.as_str())
-                            >= (current.status.created_at, &**current_id)
+                    **current_id == *id
+                        || (status.created_at, id) >= (current.status.created_at, &**current_id)
                 }
                 None => true,
             },
             None => true,
         };
         if newer {
-            self.latest.insert(target, operation.id.as_str().into());
+            self.latest.insert(target, id.into());
         }
-        let held = HeldOperation {
+        self.operations.insert(HeldOperation {
             revision,
-            status: OperationStatus::of(&operation),
-            packed: Packed::pack(operation),
-        };
-        self.operations.insert(held);
+            status,
+            packed,
+        });
     }
 
     fn delete_operation(&mut self, id: &str) {
@@ -277,17 +334,20 @@ impl Maps {
             .key
             .split_once('/')
             .unwrap_or((entry.key.as_str(), ""));
-        match kind {
-            "instances" => self.put_instance(entry.revision, decode(&entry.key, &entry.value)?),
-            "bindings" => self.put_binding(entry.revision, decode(&entry.key, &entry.value)?),
+        let (change, operation) = match kind {
+            "instances" => (Change::PutInstance(decode(&entry.key, &entry.value)?), None),
+            "bindings" => (Change::PutBinding(decode(&entry.key, &entry.value)?), None),
             "operations" => {
                 let operation: Operation = decode(&entry.key, &entry.value)?;
-                self.put_operation(entry.revision, operation.clone());
-                return Ok(Some(operation));
+                (Change::PutOperation(operation.clone()), Some(operation))
             }
-            _ => log::warn!("ignoring unknown store key {:?}", entry.key),
-        }
-        Ok(None)
+            _ => {
+                log::warn!("ignoring unknown store key {:?}", entry.key);
+                return Ok(None);
+            }
+        };
+        self.apply(entry.revision, change.into());
+        Ok(operation)
     }
 
     /// The revision the maps hold for a store key.
@@ -535,18 +595,10 @@ impl StateMap {
                 .collect()
         };
         let revision = self.store.commit(writes).await?;
+        let packed: Vec<Packing> = changes.into_iter().map(Packing::from).collect();
         let mut maps = self.maps.write().unwrap_or_else(|e| e.into_inner());
-        for change in changes {
-            match change {
-                Change::PutInstance(i) => maps.put_instance(revision, i),
-                Change::DeleteInstance(id) => {
-                    maps.instances.remove(id.as_str());
-                }
-                Change::PutBinding(b) => maps.put_binding(revision, b),
-                Change::DeleteBinding(id) => maps.delete_binding(&id),
-                Change::PutOperation(o) => maps.put_operation(revision, o),
-                Change::DeleteOperation(id) => maps.delete_operation(&id),
-            }
+        for change in packed {
+            maps.apply(revision, change);
         }
         Ok(())
     }
