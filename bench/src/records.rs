@@ -89,6 +89,7 @@ pub fn provisioned(index: usize, in_flight: bool, attempts: u32, now: UnixMillis
         // The sandbox's reference: when the simulated work completes.
         reference: Some(json!({ "ready_at": now + ASYNC_DELAY_MS })),
         halted_reference: None,
+        halted: false,
         update: None,
         attempts,
         requested_by: Some("cloudfoundry bench-user".to_owned()),

@@ -131,6 +131,7 @@ impl Core {
             failure: None,
             reference: None,
             halted_reference: None,
+            halted: false,
             update: None,
             attempts: 0,
             requested_by,

@@ -869,7 +869,7 @@ async fn finish_failed(core: &Core, mut operation: Operation, failure: Failure) 
         }
         OperationKind::Update | OperationKind::Deprovision => {
             if let Some(mut instance) = core.state.instance(&operation.instance_id) {
-                instance.state = if operation.halted_reference.is_some() {
+                instance.state = if operation.halted_a_create() {
                     InstanceState::ProvisionFailed
                 } else {
                     InstanceState::Ready
@@ -883,7 +883,7 @@ async fn finish_failed(core: &Core, mut operation: Operation, failure: Failure) 
                 .as_deref()
                 .and_then(|id| core.state.binding(id));
             if let Some(mut binding) = binding {
-                binding.state = match (operation.kind, operation.halted_reference.is_some()) {
+                binding.state = match (operation.kind, operation.halted_a_create()) {
                     (OperationKind::Unbind, false) => BindingState::Bound,
                     _ => BindingState::BindFailed,
                 };

@@ -60,6 +60,7 @@ pub fn begin_unbind(
     );
     let mut changes = Vec::new();
     if binding.state == BindingState::Binding {
+        operation.halted = true;
         operation.halted_reference = Some(
             halt(
                 core,
@@ -96,6 +97,7 @@ pub fn begin_deprovision(
     );
     let mut changes = Vec::new();
     if instance.state == InstanceState::Provisioning {
+        operation.halted = true;
         operation.halted_reference = Some(
             halt(
                 core,

@@ -642,6 +642,7 @@ mod tests {
             failure: None,
             reference: None,
             halted_reference: None,
+            halted: false,
             update: None,
             attempts: 0,
             requested_by: None,
@@ -740,6 +741,29 @@ mod tests {
             reloaded.operation("running").unwrap().finished_at,
             Some(150)
         );
+    }
+
+    /// D-17: a delete that halted a create with no reference yet is still known as such after
+    /// a restart (the stored JSON writes a `null` reference and none alike).
+    #[tokio::test]
+    async fn a_halting_delete_is_known_after_a_reload() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let map = StateMap::open(Arc::clone(&store)).await.unwrap();
+        let mut delete = operation("d1", "i1", 10);
+        delete.kind = OperationKind::Deprovision;
+        delete.halted = true;
+        delete.halted_reference = Some(json!(null));
+        let plain = operation("d2", "i2", 10);
+        map.commit(vec![
+            Change::PutOperation(delete),
+            Change::PutOperation(plain),
+        ])
+        .await
+        .unwrap();
+        assert!(map.operation("d1").unwrap().halted_a_create());
+        let reloaded = StateMap::open(store).await.unwrap();
+        assert!(reloaded.operation("d1").unwrap().halted_a_create());
+        assert!(!reloaded.operation("d2").unwrap().halted_a_create());
     }
 
     #[tokio::test]

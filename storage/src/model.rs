@@ -277,6 +277,12 @@ pub struct Operation {
     /// reference, handed to the plugin so it can cancel or find the resource.
     #[serde(default, with = "null_aware")]
     pub halted_reference: Option<Value>,
+    /// For deprovision and unbind: it halted a running create (D-17), with or without a
+    /// reference. Should it fail, the resource is left failed, not usable. (Stored on its own:
+    /// JSON cannot tell a `null` reference from none, so the reference alone did not survive a
+    /// restart as the marker.)
+    #[serde(default)]
+    pub halted: bool,
     /// For updates: what to apply on success.
     #[serde(default)]
     pub update: Option<UpdateTarget>,
@@ -299,5 +305,11 @@ impl Operation {
     /// Whether it still runs.
     pub fn in_progress(&self) -> bool {
         self.state == OperationState::InProgress
+    }
+
+    /// Whether this delete halted a running create (D-17); records written before `halted`
+    /// existed carry only the reference.
+    pub fn halted_a_create(&self) -> bool {
+        self.halted || self.halted_reference.is_some()
     }
 }

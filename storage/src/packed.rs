@@ -235,6 +235,7 @@ mod tests {
             reference: reference.clone(),
             // D-17: "halted a create that had no reference yet".
             halted_reference: reference,
+            halted: true,
             update: None,
             attempts: 1,
             requested_by: None,
