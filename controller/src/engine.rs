@@ -2,15 +2,17 @@
 //!
 //! # Shape
 //! - **Schedule**: operations in flight sit in an index ordered by their next due time. The
-//!   scanner takes only the due entries (O(due), never a walk over all instances) and turns each
-//!   into a job on the dispatcher: a *start* call when the plugin has not accepted the work
-//!   yet, a *poll* call once it reported "in progress".
+//!   scanner takes due entries, longest due first, while the workers' queue has room (a pass
+//!   costs what it dispatches, never a walk over all instances or all that is due) and turns
+//!   each into a job on the dispatcher: a *start* call when the plugin has not accepted the
+//!   work yet, a *poll* call once it reported "in progress".
 //! - **Busy marks**: at most one job per instance is on a worker at any time, so a plugin never
 //!   sees concurrent calls for one instance and its bindings (a deprovision that halts a
 //!   running provision waits until that call returns, D-17).
 //! - **Applier**: outcomes come back from the workers over a channel and are applied under the
-//!   instance lock: persist the transition, then reschedule (with back-off) or finish, then
-//!   wake a synchronous request waiting for it.
+//!   instance lock, outcomes of different instances concurrently (their commits then share
+//!   group-commit transactions): persist the transition, then reschedule (with back-off) or
+//!   finish, then wake a synchronous request waiting for it.
 //! - **Clean-up**: finished operation records older than the retention are removed (D-08).
 //!
 //! # Guarantees
