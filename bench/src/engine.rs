@@ -47,6 +47,10 @@ pub struct EngineResult {
     pub burst_cpu: Duration,
     /// Wall time of that pass.
     pub burst_wall: Duration,
+    /// Jobs that pass handed to the workers (those finished, running or queued when it
+    /// ended): with workers that keep up, every due operation; with busy ones, about the
+    /// queue's capacity.
+    pub burst_jobs: u64,
     /// Passes in the steady window.
     pub passes: u64,
     /// Mean CPU time of a steady pass.
@@ -166,14 +170,16 @@ pub fn run(in_flight: usize, instances: usize, window: Duration) -> anyhow::Resu
     let (mut last_count, mut last_sum) = scan_totals(&registry);
     let burst_deadline = Instant::now() + Duration::from_secs(120);
     // The burst: the first pass.
-    let (burst_cpu, burst_wall) = loop {
+    let (burst_cpu, burst_wall, burst_jobs) = loop {
         std::thread::sleep(SAMPLE_EVERY);
         let (count, sum) = scan_totals(&registry);
         if count > last_count {
             let cpu = procfs::thread_cpu(&thread_dir)?;
+            let stats = core.dispatcher.stats();
             let result = (
                 cpu.saturating_sub(last_cpu),
                 Duration::from_secs_f64((sum - last_sum).max(0.0)),
+                stats.completed + (stats.queue_depth + stats.busy_workers) as u64,
             );
             (last_count, last_sum, last_cpu) = (count, sum, cpu);
             break result;
@@ -223,6 +229,7 @@ pub fn run(in_flight: usize, instances: usize, window: Duration) -> anyhow::Resu
         instances,
         burst_cpu,
         burst_wall,
+        burst_jobs,
         passes,
         steady_cpu_mean: cpu_total / passes_nonzero as u32,
         steady_cpu_max: cpu_max,

@@ -130,17 +130,19 @@ impl Report {
     fn engine_table(&self) -> String {
         let mut out = String::from(
             "\n### Engine scan passes (scanner thread CPU, in process)\n\n\
-             | in flight | instances | burst pass CPU | burst pass wall | steady passes | steady pass CPU mean | steady pass CPU max | steady pass wall mean | plugin calls/s |\n\
-             |---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+             | in flight | instances | burst pass CPU | burst pass wall | burst jobs | CPU per burst job | steady passes | steady pass CPU mean | steady pass CPU max | steady pass wall mean | plugin calls/s |\n\
+             |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         );
         for e in &self.engine {
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {:.0} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} |",
                 e.in_flight,
                 e.instances,
                 duration(e.burst_cpu),
                 duration(e.burst_wall),
+                e.burst_jobs,
+                duration(e.burst_cpu / e.burst_jobs.max(1) as u32),
                 e.passes,
                 duration(e.steady_cpu_mean),
                 duration(e.steady_cpu_max),
