@@ -227,6 +227,23 @@ impl From<Change> for Packing {
     }
 }
 
+/// The change a stored entry makes (none for a key this build does not know).
+fn decode_entry(entry: &Entry) -> Result<Option<Change>, StoreError> {
+    let (kind, _) = entry
+        .key
+        .split_once('/')
+        .unwrap_or((entry.key.as_str(), ""));
+    Ok(Some(match kind {
+        "instances" => Change::PutInstance(decode(&entry.key, &entry.value)?),
+        "bindings" => Change::PutBinding(decode(&entry.key, &entry.value)?),
+        "operations" => Change::PutOperation(decode(&entry.key, &entry.value)?),
+        _ => {
+            log::warn!("ignoring unknown store key {:?}", entry.key);
+            return Ok(None);
+        }
+    }))
+}
+
 impl Maps {
     /// Applies one packed change written at `revision`.
     fn apply(&mut self, revision: Revision, change: Packing) {
@@ -320,34 +337,14 @@ impl Maps {
         store
             .load_pages(&mut |page| {
                 for entry in page {
-                    maps.apply_entry(&entry)?;
+                    if let Some(change) = decode_entry(&entry)? {
+                        maps.apply(entry.revision, change.into());
+                    }
                 }
                 Ok(())
             })
             .await?;
         Ok(maps)
-    }
-
-    /// Puts one stored entry into the maps; returns the operation when it is one.
-    fn apply_entry(&mut self, entry: &Entry) -> Result<Option<Operation>, StoreError> {
-        let (kind, _) = entry
-            .key
-            .split_once('/')
-            .unwrap_or((entry.key.as_str(), ""));
-        let (change, operation) = match kind {
-            "instances" => (Change::PutInstance(decode(&entry.key, &entry.value)?), None),
-            "bindings" => (Change::PutBinding(decode(&entry.key, &entry.value)?), None),
-            "operations" => {
-                let operation: Operation = decode(&entry.key, &entry.value)?;
-                (Change::PutOperation(operation.clone()), Some(operation))
-            }
-            _ => {
-                log::warn!("ignoring unknown store key {:?}", entry.key);
-                return Ok(None);
-            }
-        };
-        self.apply(entry.revision, change.into());
-        Ok(operation)
     }
 
     /// The revision the maps hold for a store key.
@@ -431,9 +428,14 @@ impl StateMap {
                     {
                         continue;
                     }
-                    match maps.apply_entry(&entry) {
-                        Ok(Some(operation)) => operations.push(operation),
-                        Ok(_) => {}
+                    match decode_entry(&entry) {
+                        Ok(Some(change)) => {
+                            if let Change::PutOperation(operation) = &change {
+                                operations.push(operation.clone());
+                            }
+                            maps.apply(entry.revision, change.into());
+                        }
+                        Ok(None) => {}
                         Err(err) => log::warn!("ignoring a remote change: {err}"),
                     }
                 }
