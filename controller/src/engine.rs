@@ -23,10 +23,12 @@
 //!   transition is persisted before anything depends on it.
 //! - An operation that outlives its deadline (the plan's `maximum_polling_duration`) fails.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use hashbrown::HashMap;
 use serde_json::Value;
 use skybroker_brokers::{BrokerError, Completion, OperationRequest, Progress};
 use skybroker_config::EngineConfig;
@@ -128,6 +130,10 @@ pub struct Engine {
     waiters: Mutex<HashMap<String, oneshot::Sender<SyncOutcome>>>,
     /// Wakes the scanner when something is due now.
     wake: Notify,
+    /// Set while the scanner waits for room in the workers' queue.
+    wants_room: AtomicBool,
+    /// Wakes the scanner when the workers' queue has room again.
+    room: Notify,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -144,6 +150,8 @@ impl Engine {
             busy: Mutex::default(),
             waiters: Mutex::default(),
             wake: Notify::new(),
+            wants_room: AtomicBool::new(false),
+            room: Notify::new(),
         }
     }
 
@@ -233,54 +241,127 @@ pub async fn run_scanner(core: Arc<Core>, mut shutdown: watch::Receiver<bool>) {
     log::debug!("scanner stopped");
 }
 
-/// One pass: dispatches the operations due by `now`, the longest due first, while the
-/// workers' queue has room. Once it is full the rest stay due where they are (the next pass
-/// starts with them, at no cost to this one), except those a synchronous request waits for,
-/// which may be due their 503 (D-11) and are dispatched regardless. So a pass costs what it
-/// dispatches, not what is due.
+/// One pass: dispatches the operations due by `now`, the longest due first, as fast as the
+/// workers take them. When their queue is full the pass first dispatches the operations a
+/// synchronous request waits for (they may be due their 503, D-11), then waits for the
+/// workers to free half the queue; if that takes longer than a scan interval (slow plugin
+/// calls) the pass ends and the rest stay due where they are (the next pass starts with
+/// them). So a pass costs what it dispatches, not what is due.
+///
+/// Jobs are prepared in batches that fit the queue's room and then handed over together: a
+/// worker woken for the first job of a batch finds the next ones already queued, so a pass
+/// wakes idle workers a few times per batch instead of once per job (a wake is a system call,
+/// and in a VM an interrupt to another core: most of a job's cost when plugins answer fast).
 async fn scan_pass(core: &Core, now: UnixMillis) {
     // At most what was scheduled when the pass began: an operation rescheduled during the
     // pass is never taken again by it, even if the clock steps back.
     let mut room = core.engine.scheduled();
-    while room > 0 && !core.dispatcher.is_full() {
-        room -= 1;
-        let next = lock(&core.engine.schedule).pop_due(now);
-        let Some(operation_id) = next else {
-            return;
-        };
-        dispatch(core, &operation_id).await;
+    while room > 0 {
+        let fits = core.dispatcher.room().min(room);
+        if fits == 0 {
+            dispatch_waited_for(core, now).await;
+            if !wait_for_room(core).await {
+                return;
+            }
+            continue;
+        }
+        let mut batch = Vec::with_capacity(fits);
+        let mut drained = false;
+        for _ in 0..fits {
+            room -= 1;
+            let next = lock(&core.engine.schedule).pop_due(now);
+            let Some(operation_id) = next else {
+                drained = true;
+                break;
+            };
+            if let Some(ready) = prepare(core, &operation_id).await {
+                batch.push(ready);
+            }
+        }
+        hand_over(core, batch).await;
+        if drained {
+            break;
+        }
     }
+    dispatch_waited_for(core, now).await;
+}
+
+/// Dispatches the due operations a synchronous request in this process waits for, past a
+/// full queue if need be: those that cannot be queued in time get their 503 (D-11). Found
+/// among the waiters (few), not by walking what is due.
+async fn dispatch_waited_for(core: &Core, now: UnixMillis) {
     let waited_for: Vec<String> = lock(&core.engine.waiters).keys().cloned().collect();
+    if waited_for.is_empty() {
+        return;
+    }
     let waited_for = lock(&core.engine.schedule).take_if_due(waited_for, now);
+    let mut batch = Vec::with_capacity(waited_for.len());
     for operation_id in waited_for {
-        dispatch(core, &operation_id).await;
+        if let Some(ready) = prepare(core, &operation_id).await {
+            batch.push(ready);
+        }
+    }
+    hand_over(core, batch).await;
+}
+
+/// Waits until the workers have freed half their queue, at most one scan interval; answers
+/// whether they did.
+async fn wait_for_room(core: &Core) -> bool {
+    let engine = &core.engine;
+    engine.wants_room.store(true, Ordering::SeqCst);
+    // Checked after raising the flag: room made before it was raised is seen here, room
+    // made after it wakes the wait below (a notification before the wait is kept).
+    if !has_half_room(core) {
+        let interval = Duration::from_millis(core.config.engine.scan_interval_ms.max(1));
+        let _ = tokio::time::timeout(interval, engine.room.notified()).await;
+    }
+    engine.wants_room.store(false, Ordering::SeqCst);
+    has_half_room(core)
+}
+
+fn has_half_room(core: &Core) -> bool {
+    core.dispatcher.room() * 2 >= core.dispatcher.capacity()
+}
+
+/// Called for every outcome that comes back: wakes a scanner waiting for room once half the
+/// workers' queue is free.
+fn job_finished(core: &Core) {
+    let engine = &core.engine;
+    if engine.wants_room.load(Ordering::SeqCst) && has_half_room(core) {
+        engine.wants_room.store(false, Ordering::SeqCst);
+        engine.room.notify_one();
     }
 }
 
-/// Turns one due operation into a job, or reschedules it.
-async fn dispatch(core: &Core, operation_id: &str) {
-    let Some(instance_id) = core
+/// A job prepared for the workers, with what deciding about it needs if the queue refuses it.
+struct Ready {
+    job: Job,
+    kind: OperationKind,
+    sync: bool,
+    created_at: UnixMillis,
+    /// When it was prepared.
+    now: UnixMillis,
+}
+
+/// Turns one due operation into a job with its instance marked busy, or settles it here
+/// (reschedules, fails or cascades it) and answers `None`.
+async fn prepare(core: &Core, operation_id: &str) -> Option<Ready> {
+    let instance_id = core
         .state
         .operation(operation_id)
-        .filter(Operation::in_progress)
-        .map(|o| o.instance_id)
-    else {
-        return;
-    };
+        .filter(Operation::in_progress)?
+        .instance_id;
     let _guard = core.locks.lock(&instance_id).await;
     // Re-read under the lock: a request may have changed it meanwhile.
-    let Some(operation) = core
+    let operation = core
         .state
         .operation(operation_id)
-        .filter(Operation::in_progress)
-    else {
-        return;
-    };
+        .filter(Operation::in_progress)?;
     let now = now_millis();
     let retry_soon = now + core.config.engine.scan_interval_ms.max(1);
     if lock(&core.engine.busy).contains_key(&instance_id) {
         core.engine.schedule_at(operation_id, retry_soon);
-        return;
+        return None;
     }
     // With several replicas on one store, exactly one drives each operation; the others
     // try again now and then, to take over when the owner dies (its claim lapses).
@@ -288,32 +369,32 @@ async fn dispatch(core: &Core, operation_id: &str) {
         Ok(true) => {}
         Ok(false) => {
             core.engine.schedule_at(operation_id, now + CLAIM_RETRY_MS);
-            return;
+            return None;
         }
         Err(err) => {
             log::debug!("operation {operation_id}: cannot claim it now ({err})");
             core.engine.schedule_at(operation_id, now + CLAIM_RETRY_MS);
-            return;
+            return None;
         }
     }
     if now > operation.deadline {
         let failure = timeout_failure(&operation);
         finish_failed(core, operation, failure).await;
-        return;
+        return None;
     }
     // D-03: a deprovision first unbinds every binding, as operations of their own.
     if operation.kind == OperationKind::Deprovision {
         let bindings = core.state.bindings_of(&instance_id);
         if let Some(failure) = failed_cascade(core, &operation, &bindings) {
             finish_failed(core, operation, failure).await;
-            return;
+            return None;
         }
         if !bindings.is_empty() && unbinds_first(core, &operation) {
             if let Err(err) = cascade_unbind(core, &operation, bindings).await {
                 log::warn!("cascading unbind for {operation_id} not persisted: {err}");
             }
             core.engine.schedule_at(operation_id, retry_soon);
-            return;
+            return None;
         }
     }
     let job = match build_job(core, &operation) {
@@ -327,42 +408,72 @@ async fn dispatch(core: &Core, operation_id: &str) {
                 unprocessable: false,
             };
             finish_failed(core, operation, failure).await;
-            return;
+            return None;
         }
     };
-    lock(&core.engine.busy).insert(instance_id.clone(), operation_id.to_owned());
-    let call = job.call;
-    match core.dispatcher.try_submit(job) {
-        Ok(()) if call == Call::Poll => core.metrics.poll_queued(operation.kind),
-        Ok(()) => {}
-        Err(SubmitError::Full(_)) => {
-            lock(&core.engine.busy).remove(&instance_id);
-            let waited = now.saturating_sub(operation.created_at);
-            // Only for a request waiting here: a synchronous operation resumed after a
-            // restart, or driven for another replica, has nobody to answer and waits its turn.
-            if operation.sync
-                && waited >= core.config.engine.queue_wait_ms
-                && core.engine.has_waiter(operation_id)
-            {
-                // D-11: a synchronous request that cannot be queued in time gets 503; its
-                // records go, as nothing was done.
-                match core.state.commit(revert_changes(core, &operation)).await {
-                    Ok(()) => core
-                        .metrics
-                        .operation_finished(operation.kind, MetricOutcome::QueueFull),
-                    Err(err) => log::warn!("reverting {operation_id} not persisted: {err}"),
-                }
-                release(core, operation_id).await;
-                core.engine.notify(operation_id, SyncOutcome::QueueFull);
-            } else {
-                core.engine.schedule_at(operation_id, retry_soon);
+    lock(&core.engine.busy).insert(instance_id, operation_id.to_owned());
+    Some(Ready {
+        job,
+        kind: operation.kind,
+        sync: operation.sync,
+        created_at: operation.created_at,
+        now,
+    })
+}
+
+/// Queues a batch of prepared jobs; those the queue refuses are rescheduled, or answered 503
+/// (D-11).
+async fn hand_over(core: &Core, batch: Vec<Ready>) {
+    for ready in batch {
+        let call = ready.job.call;
+        match core.dispatcher.try_submit(ready.job) {
+            Ok(()) if call == Call::Poll => core.metrics.poll_queued(ready.kind),
+            Ok(()) => {}
+            Err(SubmitError::Full(job)) => {
+                lock(&core.engine.busy).remove(&job.instance_id);
+                not_queued(core, &job, ready.sync, ready.created_at, ready.now).await;
+            }
+            Err(SubmitError::ShutDown(job)) => {
+                // Shutting down: the operation stays in progress in the store.
+                lock(&core.engine.busy).remove(&job.instance_id);
             }
         }
-        Err(SubmitError::ShutDown(_)) => {
-            // Shutting down: the operation stays in progress in the store.
-            lock(&core.engine.busy).remove(&instance_id);
-        }
     }
+}
+
+/// An operation whose job the queue refused: it waits its turn, unless a synchronous request
+/// here has waited too long for it (D-11).
+async fn not_queued(core: &Core, job: &Job, sync: bool, created_at: UnixMillis, now: UnixMillis) {
+    let operation_id = job.operation_id.as_str();
+    let waited = now.saturating_sub(created_at);
+    // Only for a request waiting here: a synchronous operation resumed after a restart, or
+    // driven for another replica, has nobody to answer and waits its turn.
+    if !(sync && waited >= core.config.engine.queue_wait_ms && core.engine.has_waiter(operation_id))
+    {
+        core.engine.schedule_at(
+            operation_id,
+            now + core.config.engine.scan_interval_ms.max(1),
+        );
+        return;
+    }
+    // D-11: a synchronous request that cannot be queued in time gets 503; its records go, as
+    // nothing was done. Decided under the instance lock, on the record as it is now.
+    let _guard = core.locks.lock(&job.instance_id).await;
+    let Some(operation) = core
+        .state
+        .operation(operation_id)
+        .filter(Operation::in_progress)
+    else {
+        return;
+    };
+    match core.state.commit(revert_changes(core, &operation)).await {
+        Ok(()) => core
+            .metrics
+            .operation_finished(operation.kind, MetricOutcome::QueueFull),
+        Err(err) => log::warn!("reverting {operation_id} not persisted: {err}"),
+    }
+    release(core, operation_id).await;
+    core.engine.notify(operation_id, SyncOutcome::QueueFull);
 }
 
 /// A failure for `deprovision` when an unbind it cascaded to has failed: deleting the instance
@@ -564,7 +675,10 @@ pub async fn run_applier(
         }
         tokio::select! {
             outcome = outcomes.recv() => match outcome {
-                Some(outcome) => spawn(&mut applying, outcome),
+                Some(outcome) => {
+                    job_finished(&core);
+                    spawn(&mut applying, outcome);
+                }
                 None => break,
             },
             done = applying.join_next(), if !applying.is_empty() => reap(done),

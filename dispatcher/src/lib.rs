@@ -164,6 +164,17 @@ impl<J: Send + 'static> Dispatcher<J> {
         self.receiver.is_full()
     }
 
+    /// How many jobs the queue takes right now before it is full: lets a producer with many
+    /// jobs prepare a batch that fits and hand it over at once.
+    pub fn room(&self) -> usize {
+        self.capacity.saturating_sub(self.receiver.len())
+    }
+
+    /// The queue's capacity.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
     /// The current load.
     pub fn stats(&self) -> Stats {
         Stats {
@@ -282,8 +293,11 @@ mod tests {
         let (release, gate) = crossbeam_channel::unbounded();
         dispatcher.try_submit((0, Gate(gate.clone()))).unwrap();
         wait_until(|| dispatcher.stats().busy_workers == 1);
+        assert_eq!(dispatcher.room(), 2, "a running job leaves the queue");
         dispatcher.try_submit((1, Gate(gate.clone()))).unwrap();
+        assert_eq!(dispatcher.room(), 1);
         dispatcher.try_submit((2, Gate(gate.clone()))).unwrap();
+        assert_eq!(dispatcher.room(), 0);
         match dispatcher.try_submit((3, Gate(gate.clone()))) {
             Err(SubmitError::Full((3, _))) => {}
             other => panic!(
