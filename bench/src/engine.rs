@@ -89,7 +89,7 @@ async fn core(
     config.storage.backend = StorageBackend::Memory;
     config.server.password = Some(Secret::new("unused"));
     for plan in &mut config.services[0].plans {
-        if let Some(delay) = plan.settings.get_mut("delay_ms") {
+        if let Some(delay) = std::sync::Arc::make_mut(&mut plan.settings).get_mut("delay_ms") {
             *delay = serde_json::json!(ASYNC_DELAY_MS);
         }
     }

@@ -26,6 +26,8 @@ pub mod names;
 pub mod registry;
 pub mod sandbox;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -69,8 +71,8 @@ pub struct OperationRequest {
     pub plan_id: String,
     /// The plan before an update.
     pub previous_plan_id: Option<String>,
-    /// The plan's `settings` from the configuration.
-    pub plan_settings: Value,
+    /// The plan's `settings` from the configuration (shared with the catalog).
+    pub plan_settings: Arc<Value>,
     /// The request's parameters (for an update, the full parameters after it).
     pub parameters: Value,
     /// The platform context.

@@ -208,12 +208,12 @@ mod tests {
         config.providers.insert("aws".into(), provider);
         config.services[0].broker = "aws".into();
         for plan in &mut config.services[0].plans {
-            plan.settings = serde_json::json!({"service": "s3"});
+            plan.settings = serde_json::json!({"service": "s3"}).into();
         }
         let registry = BrokerRegistry::from_config(&config.providers, &config.services).unwrap();
         assert_eq!(registry.get(&config.services[0].id).unwrap().name(), "aws");
         config.services[0].plans[0].settings =
-            serde_json::json!({"service": "s3", "versioned": true});
+            serde_json::json!({"service": "s3", "versioned": true}).into();
         let problems =
             BrokerRegistry::from_config(&config.providers, &config.services).unwrap_err();
         assert_eq!(problems.len(), 1);
@@ -232,7 +232,7 @@ mod tests {
             registry.get(&config.services[0].id).unwrap().name(),
             "sandbox"
         );
-        config.services[0].plans[1].settings = serde_json::json!({"mode": "sometimes"});
+        config.services[0].plans[1].settings = serde_json::json!({"mode": "sometimes"}).into();
         let problems =
             BrokerRegistry::from_config(&config.providers, &config.services).unwrap_err();
         assert_eq!(problems.len(), 1);

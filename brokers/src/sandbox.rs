@@ -325,7 +325,7 @@ mod tests {
             service_id: "s".into(),
             plan_id: "p".into(),
             previous_plan_id: None,
-            plan_settings: settings,
+            plan_settings: settings.into(),
             parameters: json!({"size": 3}),
             context: Value::Null,
             maintenance_version: None,

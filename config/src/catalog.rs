@@ -5,6 +5,8 @@
 //! Serialization *is* the wire format, so every optional field is skipped when absent and the
 //! private fields are `skip_serializing`.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -92,9 +94,10 @@ pub struct Plan {
     /// The plan's maintenance version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub maintenance_info: Option<MaintenanceInfo>,
-    /// Plugin-specific settings (never served).
+    /// Plugin-specific settings (never served). Shared: every plugin call's request holds
+    /// them, and a job is built for each call.
     #[serde(default, skip_serializing)]
-    pub settings: Value,
+    pub settings: Arc<Value>,
 }
 
 fn yes() -> bool {

@@ -40,7 +40,7 @@ use skybroker_storage::{
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 
 use crate::core::{plugin_kind, Core};
-use crate::jobs::{Call, Job, Outcome};
+use crate::jobs::{Call, Job, Outcome, SealedRequest};
 use crate::metrics::{Admitted, Outcome as MetricOutcome};
 
 /// A finished operation with the records as they were right after it.
@@ -223,6 +223,8 @@ pub fn resume(core: &Core) {
     for operation in pending {
         core.engine.schedule_at(&operation.id, now);
     }
+    // Due now: the first pass need not wait for the scan interval.
+    core.engine.wake.notify_one();
 }
 
 /// The scanner task: dispatches due operations until shutdown.
@@ -346,11 +348,7 @@ struct Ready {
 /// Turns one due operation into a job with its instance marked busy, or settles it here
 /// (reschedules, fails or cascades it) and answers `None`.
 async fn prepare(core: &Core, operation_id: &str) -> Option<Ready> {
-    let instance_id = core
-        .state
-        .operation(operation_id)
-        .filter(Operation::in_progress)?
-        .instance_id;
+    let instance_id = core.state.instance_of_operation_in_progress(operation_id)?;
     let _guard = core.locks.lock(&instance_id).await;
     // Re-read under the lock: a request may have changed it meanwhile.
     let operation = core
@@ -397,9 +395,11 @@ async fn prepare(core: &Core, operation_id: &str) -> Option<Ready> {
             return None;
         }
     }
-    let job = match build_job(core, &operation) {
+    let (kind, sync, created_at) = (operation.kind, operation.sync, operation.created_at);
+    let job = match build_job(core, operation) {
         Ok(job) => job,
-        Err(description) => {
+        Err(failed) => {
+            let (operation, description) = *failed;
             let failure = Failure {
                 description,
                 instance_usable: None,
@@ -414,9 +414,9 @@ async fn prepare(core: &Core, operation_id: &str) -> Option<Ready> {
     lock(&core.engine.busy).insert(instance_id, operation_id.to_owned());
     Some(Ready {
         job,
-        kind: operation.kind,
-        sync: operation.sync,
-        created_at: operation.created_at,
+        kind,
+        sync,
+        created_at,
         now,
     })
 }
@@ -430,12 +430,12 @@ async fn hand_over(core: &Core, batch: Vec<Ready>) {
             Ok(()) if call == Call::Poll => core.metrics.poll_queued(ready.kind),
             Ok(()) => {}
             Err(SubmitError::Full(job)) => {
-                lock(&core.engine.busy).remove(&job.instance_id);
+                lock(&core.engine.busy).remove(job.instance_id());
                 not_queued(core, &job, ready.sync, ready.created_at, ready.now).await;
             }
             Err(SubmitError::ShutDown(job)) => {
                 // Shutting down: the operation stays in progress in the store.
-                lock(&core.engine.busy).remove(&job.instance_id);
+                lock(&core.engine.busy).remove(job.instance_id());
             }
         }
     }
@@ -444,7 +444,7 @@ async fn hand_over(core: &Core, batch: Vec<Ready>) {
 /// An operation whose job the queue refused: it waits its turn, unless a synchronous request
 /// here has waited too long for it (D-11).
 async fn not_queued(core: &Core, job: &Job, sync: bool, created_at: UnixMillis, now: UnixMillis) {
-    let operation_id = job.operation_id.as_str();
+    let operation_id = job.operation_id();
     let waited = now.saturating_sub(created_at);
     // Only for a request waiting here: a synchronous operation resumed after a restart, or
     // driven for another replica, has nobody to answer and waits its turn.
@@ -458,7 +458,7 @@ async fn not_queued(core: &Core, job: &Job, sync: bool, created_at: UnixMillis, 
     }
     // D-11: a synchronous request that cannot be queued in time gets 503; its records go, as
     // nothing was done. Decided under the instance lock, on the record as it is now.
-    let _guard = core.locks.lock(&job.instance_id).await;
+    let _guard = core.locks.lock(job.instance_id()).await;
     let Some(operation) = core
         .state
         .operation(operation_id)
@@ -560,89 +560,84 @@ async fn cascade_unbind(
     Ok(())
 }
 
-/// Builds the plugin call for an operation from the map.
-fn build_job(core: &Core, operation: &Operation) -> Result<Job, String> {
-    let instance = core
-        .state
-        .instance(&operation.instance_id)
-        .ok_or_else(|| format!("instance {} no longer exists", operation.instance_id))?;
+/// Builds the plugin call for an operation from the map, taking the operation's fields. The
+/// instance and binding go to the worker still packed (see [`SealedRequest`]); only the ids
+/// that choose the plan are read here, in place. When it cannot be built the operation comes
+/// back with the reason.
+fn build_job(core: &Core, operation: Operation) -> Result<Job, Box<(Operation, String)>> {
+    let Some(instance) = core.state.sealed_instance(&operation.instance_id) else {
+        let reason = format!("instance {} no longer exists", operation.instance_id);
+        return Err(Box::new((operation, reason)));
+    };
     let binding = match &operation.binding_id {
-        Some(id) if operation.kind.is_binding() => Some(
-            core.state
-                .binding(id)
-                .ok_or_else(|| format!("binding {id} no longer exists"))?,
-        ),
+        Some(id) if operation.kind.is_binding() => match core.state.sealed_binding(id) {
+            Some(binding) => Some(binding),
+            None => {
+                let reason = format!("binding {id} no longer exists");
+                return Err(Box::new((operation, reason)));
+            }
+        },
         _ => None,
     };
-    // The records are fresh copies from the map: their fields move into the request.
-    let ServiceInstance {
-        id: instance_id,
-        service_id,
-        plan_id: instance_plan_id,
-        parameters: instance_parameters,
-        context: instance_context,
-        maintenance_version,
-        plugin_state: instance_state,
+    let plan_id = match (&operation.update, &binding) {
+        (Some(update), _) => update.plan_id.as_str(),
+        (None, Some(binding)) => binding.plan_id(),
+        (None, None) => instance.plan_id(),
+    };
+    let Some(plan) = core.plan(instance.service_id(), plan_id) else {
+        let reason = format!("plan {plan_id} is no longer in the catalog");
+        return Err(Box::new((operation, reason)));
+    };
+    let (broker, plan_settings) = (Arc::clone(plan.broker), Arc::clone(&plan.plan.settings));
+    let Operation {
+        id,
+        kind,
+        instance_id,
+        binding_id,
+        reference,
+        halted_reference,
+        update,
         ..
-    } = instance;
-    let (binding_request, binding_state) = match binding {
-        Some(binding) => (
-            Some((binding.plan_id, binding.parameters, binding.context)),
-            binding.plugin_state,
-        ),
-        None => (None, Value::Null),
+    } = operation;
+    let (call, reference) = match reference {
+        Some(reference) => (Call::Poll, Some(reference)),
+        // `Null` only marks "this delete halted a create" (D-17) that had no reference yet.
+        None => (Call::Start, halted_reference.filter(|r| !r.is_null())),
     };
-    let (plan_id, parameters, context, maintenance_version, previous_plan_id) =
-        match (&operation.update, binding_request) {
-            (Some(update), _) => (
-                update.plan_id.clone(),
-                update.parameters.clone(),
-                update.context.clone(),
-                update.maintenance_version.clone(),
-                Some(update.previous_plan_id.clone()),
-            ),
-            (None, Some((plan_id, parameters, context))) => {
-                (plan_id, parameters, context, maintenance_version, None)
-            }
-            (None, None) => (
-                instance_plan_id,
-                instance_parameters,
-                instance_context,
-                maintenance_version,
-                None,
-            ),
-        };
-    let plan = core
-        .plan(&service_id, &plan_id)
-        .ok_or_else(|| format!("plan {plan_id} is no longer in the catalog"))?;
-    let (call, reference) = match &operation.reference {
-        Some(reference) => (Call::Poll, Some(reference.clone())),
-        None => (
-            Call::Start,
-            // `Null` only marks "this delete halted a create" (D-17) that had no reference yet.
-            operation.halted_reference.clone().filter(|r| !r.is_null()),
-        ),
+    let from_update = update.is_some();
+    let mut base = OperationRequest {
+        kind: plugin_kind(kind),
+        operation_id: id,
+        instance_id,
+        binding_id,
+        // The ids, parameters, context and states come from the records, filled in by the
+        // worker; an update brings its own plan, parameters, context and version.
+        service_id: String::new(),
+        plan_id: String::new(),
+        previous_plan_id: None,
+        plan_settings,
+        parameters: Value::Null,
+        context: Value::Null,
+        maintenance_version: None,
+        instance_state: Value::Null,
+        binding_state: Value::Null,
+        reference,
     };
+    if let Some(update) = update {
+        base.plan_id = update.plan_id;
+        base.previous_plan_id = Some(update.previous_plan_id);
+        base.parameters = update.parameters;
+        base.context = update.context;
+        base.maintenance_version = update.maintenance_version;
+    }
     Ok(Job {
-        operation_id: operation.id.clone(),
-        instance_id: instance_id.clone(),
         call,
-        broker: Arc::clone(plan.broker),
-        request: OperationRequest {
-            kind: plugin_kind(operation.kind),
-            operation_id: operation.id.clone(),
-            instance_id,
-            binding_id: operation.binding_id.clone(),
-            service_id,
-            plan_id,
-            previous_plan_id,
-            plan_settings: plan.plan.settings.clone(),
-            parameters,
-            context,
-            maintenance_version,
-            instance_state,
-            binding_state,
-            reference,
+        broker,
+        request: SealedRequest {
+            base,
+            instance,
+            binding,
+            from_update,
         },
     })
 }

@@ -27,6 +27,7 @@ pub use etcd::{EtcdOptions, EtcdStore};
 pub use map::{Change, Counts, OperationCounts, StateMap, Target};
 pub use memory::MemoryStore;
 pub use model::*;
+pub use packed::Sealed;
 pub use store::{
     Entry, Expect, PageVisitor, Revision, Store, StoreError, WatchEvent, Write, LOAD_PAGE,
 };

@@ -19,7 +19,7 @@ use std::sync::{Arc, RwLock};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::model::{Operation, OperationState, ServiceBinding, ServiceInstance, UnixMillis};
-use crate::packed::{Packed, Slot, Table};
+use crate::packed::{Packed, Sealed, Slot, Table, OPERATION_INSTANCE_ID};
 use crate::store::{Entry, Expect, Revision, Store, StoreError, WatchEvent, Write};
 
 /// The version of the record envelope written today.
@@ -483,6 +483,33 @@ impl StateMap {
             .operations
             .get(id)
             .map(|held| held.packed.unpack())
+    }
+
+    /// An instance, still packed: one copy, decoded later by whoever needs its fields.
+    pub fn sealed_instance(&self, id: &str) -> Option<Sealed<ServiceInstance>> {
+        self.read()
+            .instances
+            .get(id)
+            .map(|held| Sealed::of(&held.packed))
+    }
+
+    /// A binding, still packed: one copy, decoded later by whoever needs its fields.
+    pub fn sealed_binding(&self, id: &str) -> Option<Sealed<ServiceBinding>> {
+        self.read()
+            .bindings
+            .get(id)
+            .map(|held| Sealed::of(&held.packed))
+    }
+
+    /// The instance of an operation in progress, read without decoding the rest of the
+    /// record (the engine takes the instance's lock before reading the operation itself).
+    pub fn instance_of_operation_in_progress(&self, id: &str) -> Option<String> {
+        let maps = self.read();
+        let held = maps
+            .operations
+            .get(id)
+            .filter(|held| held.status.state == OperationState::InProgress)?;
+        Some(held.packed.leading_str(OPERATION_INSTANCE_ID).to_owned())
     }
 
     /// The bindings of an instance, in id order.

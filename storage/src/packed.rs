@@ -10,6 +10,7 @@
 //! order, no names) rather than a schema-bound format, because records carry free-form JSON.
 
 use std::hash::BuildHasher;
+use std::marker::PhantomData;
 
 use hashbrown::{DefaultHashBuilder, HashTable};
 use serde::{de::DeserializeOwned, Serialize};
@@ -87,6 +88,83 @@ impl Packed {
             .expect("a record the map packed unpacks");
         *record.id_mut() = self.id().to_owned();
         record
+    }
+
+    /// String field `index` of the record (fields in declaration order, the id being field 0,
+    /// packed empty), read in place: every field before it must be a string too (a unit enum
+    /// variant packs as its name). For callers that need one field, not the record: no
+    /// decoding, no allocation.
+    pub(crate) fn leading_str(&self, index: usize) -> &str {
+        // As for `unpack`: the bytes were packed by this process from a record shaped so.
+        let mut body = &self.0[LEN + self.id_len()..];
+        let fields = rmp::decode::read_array_len(&mut body).expect("a packed record is an array");
+        assert!(index < fields as usize, "a packed record has field {index}");
+        let mut field = "";
+        for _ in 0..=index {
+            (field, body) = rmp::decode::read_str_from_slice(body)
+                .expect("the leading fields of a packed record are strings");
+        }
+        field
+    }
+}
+
+/// A record copied out of the map still packed (one copy of one allocation), to be decoded
+/// later and elsewhere: the engine's scanner hands instances and bindings to the workers
+/// this way, so that the one scanner task does not spend its time decoding what many
+/// workers can.
+#[derive(Debug)]
+pub struct Sealed<T> {
+    packed: Packed,
+    record: PhantomData<fn() -> T>,
+}
+
+impl<T> Sealed<T> {
+    pub(crate) fn of(packed: &Packed) -> Self {
+        Sealed {
+            packed: Packed(packed.0.clone()),
+            record: PhantomData,
+        }
+    }
+
+    /// The record's id.
+    pub fn id(&self) -> &str {
+        self.packed.id()
+    }
+}
+
+// Positions of the fields read on their own (declaration order; tested below). Every field
+// before them is a string, as `Packed::leading_str` needs.
+const INSTANCE_SERVICE_ID: usize = 1;
+const INSTANCE_PLAN_ID: usize = 2;
+const BINDING_PLAN_ID: usize = 3;
+pub(crate) const OPERATION_INSTANCE_ID: usize = 2;
+
+impl Sealed<ServiceInstance> {
+    /// The instance's offering, read without decoding the rest.
+    pub fn service_id(&self) -> &str {
+        self.packed.leading_str(INSTANCE_SERVICE_ID)
+    }
+
+    /// The instance's plan, read without decoding the rest.
+    pub fn plan_id(&self) -> &str {
+        self.packed.leading_str(INSTANCE_PLAN_ID)
+    }
+
+    /// The instance, decoded.
+    pub fn open(self) -> ServiceInstance {
+        self.packed.unpack()
+    }
+}
+
+impl Sealed<ServiceBinding> {
+    /// The binding's plan, read without decoding the rest.
+    pub fn plan_id(&self) -> &str {
+        self.packed.leading_str(BINDING_PLAN_ID)
+    }
+
+    /// The binding, decoded.
+    pub fn open(self) -> ServiceBinding {
+        self.packed.unpack()
     }
 }
 
@@ -260,6 +338,62 @@ mod tests {
         assert_eq!(stored["reference"], json!({"id": 1}));
         let stored = serde_json::to_value(operation(None)).unwrap();
         assert_eq!(stored["halted_reference"], json!(null));
+    }
+
+    #[test]
+    fn fields_read_alone_are_the_records_fields() {
+        use crate::model::{
+            BindingState, Operation, OperationKind, OperationState, ServiceBinding,
+        };
+        let sealed = Sealed::<ServiceInstance>::of(&Packed::pack(instance("i-1", "plan-a")));
+        assert_eq!(
+            (sealed.id(), sealed.service_id(), sealed.plan_id()),
+            ("i-1", "service", "plan-a")
+        );
+        assert_eq!(sealed.open(), instance("i-1", "plan-a"));
+
+        let binding = ServiceBinding {
+            id: "b-1".into(),
+            instance_id: "i-1".into(),
+            service_id: "service".into(),
+            plan_id: "plan-b".into(),
+            parameters: json!({"role": "reader"}),
+            bind_resource: json!(null),
+            app_guid: Some("app".into()),
+            ..serde_json::from_value(json!({
+                "id": "", "instance_id": "", "service_id": "", "plan_id": "",
+                "state": "bound", "created_at": 0
+            }))
+            .unwrap()
+        };
+        assert_eq!(binding.state, BindingState::Bound);
+        let sealed = Sealed::<ServiceBinding>::of(&Packed::pack(binding.clone()));
+        assert_eq!(sealed.plan_id(), "plan-b");
+        assert_eq!(sealed.open(), binding);
+
+        let operation = Operation {
+            id: "op".into(),
+            kind: OperationKind::Bind,
+            instance_id: "instance-ü".into(),
+            binding_id: Some("b-1".into()),
+            state: OperationState::InProgress,
+            sync: true,
+            description: None,
+            failure: None,
+            reference: Some(json!({"big": u64::MAX})),
+            halted_reference: None,
+            halted: false,
+            update: None,
+            attempts: 0,
+            requested_by: None,
+            created_at: 1,
+            deadline: 2,
+            finished_at: None,
+        };
+        let packed = Packed::pack(operation);
+        assert_eq!(packed.leading_str(OPERATION_INSTANCE_ID), "instance-ü");
+        assert_eq!(packed.leading_str(1), "bind", "the kind, by name");
+        assert_eq!(packed.leading_str(0), "", "the id is packed apart");
     }
 
     #[test]

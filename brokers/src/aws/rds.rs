@@ -698,7 +698,7 @@ impl AwsRds<'_> {
     ) -> Result<OperationRequest, BrokerError> {
         Ok(OperationRequest {
             kind,
-            plan_settings: plan.database.clone(),
+            plan_settings: plan.database.clone().into(),
             parameters: Value::Null,
             instance_state,
             ..request.clone()

@@ -86,7 +86,7 @@ async fn a_sync_request_gets_its_503_past_an_async_backlog() {
     config.dispatcher.workers = Some(1);
     config.dispatcher.queue_capacity = Some(1);
     config.engine.queue_wait_ms = 100;
-    config.services[0].plans[0].settings = json!({"mode": "sync", "delay_ms": 3000});
+    config.services[0].plans[0].settings = json!({"mode": "sync", "delay_ms": 3000}).into();
     let broker = Arc::new(Broker::with_config(config).await);
     // Two slow synchronous provisions: one on the worker, one in the queue.
     let blockers: Vec<_> = (0..2)
@@ -167,7 +167,7 @@ async fn full_queue_gives_503_for_sync_and_202_for_async() {
     config.dispatcher.workers = Some(1);
     config.dispatcher.queue_capacity = Some(1);
     config.engine.queue_wait_ms = 100;
-    config.services[0].plans[0].settings = json!({"mode": "sync", "delay_ms": 300});
+    config.services[0].plans[0].settings = json!({"mode": "sync", "delay_ms": 300}).into();
     let broker = Arc::new(Broker::with_config(config).await);
     let tasks: Vec<_> = (0..6)
         .map(|n| {
@@ -250,4 +250,69 @@ async fn concurrent_identical_binds_create_one_binding() {
     }
     assert_eq!(passwords.len(), 1, "every success shows the one binding");
     assert_eq!(broker.core().state.counts().bindings, 1);
+}
+
+/// A scan pass keeps feeding the workers while they make room: 40 operations due at once (as
+/// after a restart) go through a queue of 2 in one pass, without waiting for the next pass (a
+/// minute away here). The first broker starts them; the second, on the same store, finds them
+/// all due and polls each once (they are done by then).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_pass_feeds_the_workers_past_the_queues_capacity() {
+    let store: Arc<dyn skybroker_storage::Store> = Arc::new(skybroker_storage::MemoryStore::new());
+    let broker = Broker::with_store(fast_config(300), Arc::clone(&store)).await;
+    let mut operations = Vec::new();
+    for n in 0..40 {
+        let (status, body) = broker
+            .put_instance(&format!("pf-{n}"), &provision_body(ASYNC), true)
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        operations.push(body["operation"].as_str().unwrap().to_owned());
+    }
+    // Each started (the plugin answered with its reference) and still in progress.
+    let started = |broker: &Broker| {
+        operations.iter().all(|id| {
+            broker
+                .core()
+                .state
+                .operation(id)
+                .is_some_and(|op| op.reference.is_some())
+        })
+    };
+    for _ in 0..200 {
+        if started(&broker) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert!(started(&broker), "the first broker started every provision");
+    broker.stop().await;
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+
+    let mut config = fast_config(300);
+    config.engine.scan_interval_ms = 60_000;
+    config.dispatcher.workers = Some(1);
+    config.dispatcher.queue_capacity = Some(2);
+    let broker = Broker::with_store(config, store).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let finished = |broker: &Broker| {
+        operations
+            .iter()
+            .filter(|id| {
+                broker
+                    .core()
+                    .state
+                    .operation(id)
+                    .is_some_and(|op| !op.in_progress())
+            })
+            .count()
+    };
+    while finished(&broker) < operations.len() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        finished(&broker),
+        operations.len(),
+        "every due operation went through the queue of 2 in the first pass"
+    );
+    broker.stop().await;
 }

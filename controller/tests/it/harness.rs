@@ -51,7 +51,7 @@ pub fn fast_config(delay_ms: u64) -> Config {
     config.engine.max_poll_interval_ms = 50;
     config.server.shutdown_grace_secs = 5;
     for plan in &mut config.services[0].plans {
-        if let Some(delay) = plan.settings.get_mut("delay_ms") {
+        if let Some(delay) = std::sync::Arc::make_mut(&mut plan.settings).get_mut("delay_ms") {
             *delay = json!(delay_ms);
         }
     }

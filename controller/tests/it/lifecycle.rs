@@ -142,7 +142,8 @@ async fn operations_fail_after_maximum_polling_duration() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn force_delete_unknown_instances_and_bindings() {
     let gone = |config: &mut skybroker_config::Config| {
-        config.services[0].plans[0].settings = json!({"mode": "sync", "missing_on_delete": true});
+        config.services[0].plans[0].settings =
+            json!({"mode": "sync", "missing_on_delete": true}).into();
     };
     let mut config = fast_config(100);
     gone(&mut config);
@@ -232,7 +233,7 @@ async fn operations_in_flight_resume_after_restart() {
 async fn failed_async_update_keeps_the_old_plan() {
     let mut config = fast_config(100);
     config.services[0].plans[1].settings =
-        json!({"mode": "async", "delay_ms": 100, "failure_rate": 1.0});
+        json!({"mode": "async", "delay_ms": 100, "failure_rate": 1.0}).into();
     let broker = Broker::with_config(config).await;
     broker.provision_sync("uf-1", SYNC).await;
     let (status, body) = broker

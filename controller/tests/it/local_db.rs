@@ -340,7 +340,7 @@ async fn postgres_update() {
         .iter_mut()
         .find(|s| s.id == PG_SERVICE)
         .unwrap();
-    pg.plans[1].settings = json!({"access": "read_only", "encoding": "LATIN1"});
+    pg.plans[1].settings = json!({"access": "read_only", "encoding": "LATIN1"}).into();
     let broker = Broker::with_config(config).await;
     let mut body = provision(PG_SERVICE, "limited");
     body["parameters"] = json!({"connection_limit": 7});
