@@ -205,10 +205,21 @@ impl Engine {
     }
 
     /// The delay before the next poll: the poll interval, growing by half with every attempt,
-    /// capped.
-    fn backoff(&self, attempts: u32) -> u64 {
+    /// capped, then shortened by up to a quarter (jitter). Without the jitter, operations
+    /// accepted together (a burst of provisions, a restart) would stay in step for their whole
+    /// life: every poll of theirs due in the same pass, and sent to the cloud's API at once.
+    /// The jitter is drawn from the operation and attempt, so it needs no random source.
+    fn backoff(&self, operation_id: &str, attempts: u32) -> u64 {
         let grown = self.config.poll_interval_ms as f64 * 1.5f64.powi(attempts.min(30) as i32 - 1);
-        (grown as u64).clamp(1, self.config.max_poll_interval_ms.max(1))
+        let delay = (grown as u64).clamp(1, self.config.max_poll_interval_ms.max(1));
+        // FNV-1a over the id and the attempt count.
+        let hash = operation_id
+            .bytes()
+            .chain(attempts.to_le_bytes())
+            .fold(0xcbf29ce484222325u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
+            });
+        (delay - delay * (hash % 1024) / 4096).max(1)
     }
 }
 
@@ -753,7 +764,7 @@ pub async fn apply(core: &Core, outcome: Outcome) {
                 finish_failed(core, operation, failure).await;
                 return;
             }
-            let delay = core.engine.backoff(operation.attempts);
+            let delay = core.engine.backoff(&operation.id, operation.attempts);
             let id = operation.id.clone();
             // A poll that learnt nothing new (same reference and description, no state)
             // changes only the attempt count, which need not survive a restart: the map
@@ -813,7 +824,7 @@ pub async fn apply(core: &Core, outcome: Outcome) {
                 && (!operation.sync || operation.attempts < SYNC_ATTEMPTS) =>
         {
             log::warn!("operation {operation_id}: {err}; retrying");
-            let delay = core.engine.backoff(operation.attempts);
+            let delay = core.engine.backoff(&operation.id, operation.attempts);
             let id = operation.id.clone();
             persist_then_schedule(core, &id, vec![Change::PutOperation(operation)], delay).await;
         }
@@ -1153,6 +1164,37 @@ pub async fn cleanup_once(core: &Core, now: UnixMillis) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn polls_back_off_capped_and_spread() {
+        let mut config = skybroker_config::Config::builtin().engine;
+        config.poll_interval_ms = 1_000;
+        config.max_poll_interval_ms = 30_000;
+        let engine = Engine::new(config);
+        let delays = |attempts| -> Vec<u64> {
+            (0..1000)
+                .map(|n| engine.backoff(&format!("op-{n}"), attempts))
+                .collect()
+        };
+        for (attempts, full) in [(1, 1_000), (2, 1_500), (3, 2_250), (20, 30_000)] {
+            let delays = delays(attempts);
+            let (min, max) = (delays.iter().min().unwrap(), delays.iter().max().unwrap());
+            assert!(
+                *min >= full * 3 / 4 && *max <= full,
+                "attempt {attempts}: {min}..{max} outside 3/4 of {full}..{full}"
+            );
+            // Spread over the quarter: operations accepted together drift apart.
+            assert!(max - min > full / 5, "attempt {attempts}: {min}..{max}");
+            let distinct: std::collections::HashSet<_> = delays.iter().collect();
+            assert!(
+                distinct.len() > 100,
+                "attempt {attempts}: {}",
+                distinct.len()
+            );
+        }
+        // The same operation and attempt always wait the same.
+        assert_eq!(engine.backoff("op-1", 4), engine.backoff("op-1", 4));
+    }
 
     #[test]
     fn the_schedule_hands_out_what_is_due_longest_due_first() {
