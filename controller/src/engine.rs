@@ -30,12 +30,12 @@ use std::time::Duration;
 
 use hashbrown::HashMap;
 use serde_json::Value;
-use skybroker_brokers::{BrokerError, Completion, OperationRequest, Progress};
+use skybroker_brokers::{BrokerError, Completion, Progress};
 use skybroker_config::EngineConfig;
 use skybroker_dispatcher::SubmitError;
 use skybroker_storage::{
-    now_millis, BindingState, Change, Failure, InstanceState, Operation, OperationKind,
-    OperationState, ServiceBinding, ServiceInstance, StoreError, UnixMillis,
+    now_millis, BindingState, Change, Failure, InstanceState, Operation, OperationBrief,
+    OperationKind, OperationState, Sealed, ServiceBinding, ServiceInstance, StoreError, UnixMillis,
 };
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 
@@ -369,11 +369,9 @@ struct Ready {
 async fn prepare(core: &Core, operation_id: &str) -> Option<Ready> {
     let instance_id = core.state.instance_of_operation_in_progress(operation_id)?;
     let _guard = core.locks.lock(&instance_id).await;
-    // Re-read under the lock: a request may have changed it meanwhile.
-    let operation = core
-        .state
-        .operation(operation_id)
-        .filter(Operation::in_progress)?;
+    // Re-read under the lock: a request may have changed it meanwhile. The record stays
+    // packed unless this step needs more than its brief.
+    let (brief, operation) = core.state.operation_to_dispatch(operation_id)?;
     let now = now_millis();
     let retry_soon = now + core.config.engine.scan_interval_ms.max(1);
     if lock(&core.engine.busy).contains_key(&instance_id) {
@@ -394,28 +392,31 @@ async fn prepare(core: &Core, operation_id: &str) -> Option<Ready> {
             return None;
         }
     }
-    if now > operation.deadline {
+    if now > brief.deadline {
+        let operation = operation.open();
         let failure = timeout_failure(&operation);
         finish_failed(core, operation, failure).await;
         return None;
     }
     // D-03: a deprovision first unbinds every binding, as operations of their own.
-    if operation.kind == OperationKind::Deprovision {
+    if brief.kind == OperationKind::Deprovision {
         let bindings = core.state.bindings_of(&instance_id);
-        if let Some(failure) = failed_cascade(core, &operation, &bindings) {
-            finish_failed(core, operation, failure).await;
-            return None;
-        }
-        if !bindings.is_empty() && unbinds_first(core, &operation) {
-            if let Err(err) = cascade_unbind(core, &operation, bindings).await {
-                log::warn!("cascading unbind for {operation_id} not persisted: {err}");
+        if !bindings.is_empty() {
+            let deprovision = operation.open();
+            if let Some(failure) = failed_cascade(core, &deprovision, &bindings) {
+                finish_failed(core, deprovision, failure).await;
+                return None;
             }
-            core.engine.schedule_at(operation_id, retry_soon);
-            return None;
+            if unbinds_first(core, &deprovision) {
+                if let Err(err) = cascade_unbind(core, &deprovision, bindings).await {
+                    log::warn!("cascading unbind for {operation_id} not persisted: {err}");
+                }
+                core.engine.schedule_at(operation_id, retry_soon);
+                return None;
+            }
         }
     }
-    let (kind, sync, created_at) = (operation.kind, operation.sync, operation.created_at);
-    let job = match build_job(core, operation) {
+    let job = match build_job(core, &brief, operation) {
         Ok(job) => job,
         Err(failed) => {
             let (operation, description) = *failed;
@@ -426,16 +427,16 @@ async fn prepare(core: &Core, operation_id: &str) -> Option<Ready> {
                 client_error: false,
                 unprocessable: false,
             };
-            finish_failed(core, operation, failure).await;
+            finish_failed(core, operation.open(), failure).await;
             return None;
         }
     };
     lock(&core.engine.busy).insert(instance_id, operation_id.to_owned());
     Some(Ready {
         job,
-        kind,
-        sync,
-        created_at,
+        kind: brief.kind,
+        sync: brief.sync,
+        created_at: brief.created_at,
         now,
     })
 }
@@ -579,17 +580,20 @@ async fn cascade_unbind(
     Ok(())
 }
 
-/// Builds the plugin call for an operation from the map, taking the operation's fields. The
-/// instance and binding go to the worker still packed (see [`SealedRequest`]); only the ids
-/// that choose the plan are read here, in place. When it cannot be built the operation comes
-/// back with the reason.
-fn build_job(core: &Core, operation: Operation) -> Result<Job, Box<(Operation, String)>> {
-    let Some(instance) = core.state.sealed_instance(&operation.instance_id) else {
-        let reason = format!("instance {} no longer exists", operation.instance_id);
+/// Builds the plugin call for an operation from the map. The operation, instance and binding
+/// go to the worker still packed (see [`SealedRequest`]); only the ids that choose the plan
+/// are read here, in place. When it cannot be built the operation comes back with the reason.
+fn build_job(
+    core: &Core,
+    brief: &OperationBrief,
+    operation: Sealed<Operation>,
+) -> Result<Job, Box<(Sealed<Operation>, String)>> {
+    let Some(instance) = core.state.sealed_instance(operation.instance_id()) else {
+        let reason = format!("instance {} no longer exists", operation.instance_id());
         return Err(Box::new((operation, reason)));
     };
-    let binding = match &operation.binding_id {
-        Some(id) if operation.kind.is_binding() => match core.state.sealed_binding(id) {
+    let binding = match operation.binding_id() {
+        Some(id) if brief.kind.is_binding() => match core.state.sealed_binding(id) {
             Some(binding) => Some(binding),
             None => {
                 let reason = format!("binding {id} no longer exists");
@@ -598,8 +602,13 @@ fn build_job(core: &Core, operation: Operation) -> Result<Job, Box<(Operation, S
         },
         _ => None,
     };
-    let plan_id = match (&operation.update, &binding) {
-        (Some(update), _) => update.plan_id.as_str(),
+    // An update names its plan in the record (rare enough to decode it for that).
+    let update_plan = brief
+        .updates
+        .then(|| operation.open().update.map(|update| update.plan_id))
+        .flatten();
+    let plan_id = match (&update_plan, &binding) {
+        (Some(plan_id), _) => plan_id.as_str(),
         (None, Some(binding)) => binding.plan_id(),
         (None, None) => instance.plan_id(),
     };
@@ -607,56 +616,19 @@ fn build_job(core: &Core, operation: Operation) -> Result<Job, Box<(Operation, S
         let reason = format!("plan {plan_id} is no longer in the catalog");
         return Err(Box::new((operation, reason)));
     };
-    let (broker, plan_settings) = (Arc::clone(plan.broker), Arc::clone(&plan.plan.settings));
-    let Operation {
-        id,
-        kind,
-        instance_id,
-        binding_id,
-        reference,
-        halted_reference,
-        update,
-        ..
-    } = operation;
-    let (call, reference) = match reference {
-        Some(reference) => (Call::Poll, Some(reference)),
-        // `Null` only marks "this delete halted a create" (D-17) that had no reference yet.
-        None => (Call::Start, halted_reference.filter(|r| !r.is_null())),
-    };
-    let from_update = update.is_some();
-    let mut base = OperationRequest {
-        kind: plugin_kind(kind),
-        operation_id: id,
-        instance_id,
-        binding_id,
-        // The ids, parameters, context and states come from the records, filled in by the
-        // worker; an update brings its own plan, parameters, context and version.
-        service_id: String::new(),
-        plan_id: String::new(),
-        previous_plan_id: None,
-        plan_settings,
-        parameters: Value::Null,
-        context: Value::Null,
-        maintenance_version: None,
-        instance_state: Value::Null,
-        binding_state: Value::Null,
-        reference,
-    };
-    if let Some(update) = update {
-        base.plan_id = update.plan_id;
-        base.previous_plan_id = Some(update.previous_plan_id);
-        base.parameters = update.parameters;
-        base.context = update.context;
-        base.maintenance_version = update.maintenance_version;
-    }
     Ok(Job {
-        call,
-        broker,
+        kind: plugin_kind(brief.kind),
+        call: if brief.started {
+            Call::Poll
+        } else {
+            Call::Start
+        },
+        broker: Arc::clone(plan.broker),
         request: SealedRequest {
-            base,
+            plan_settings: Arc::clone(&plan.plan.settings),
+            operation,
             instance,
             binding,
-            from_update,
         },
     })
 }

@@ -8,11 +8,13 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
+use serde_json::Value;
 use skybroker_brokers::{Broker, BrokerError, OperationKind, OperationRequest, Progress};
-use skybroker_storage::{Sealed, ServiceBinding, ServiceInstance};
+use skybroker_storage::{Operation, Sealed, ServiceBinding, ServiceInstance};
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 
+use crate::core::plugin_kind;
 use crate::metrics::Metrics;
 
 /// Which plugin method a job calls.
@@ -26,6 +28,8 @@ pub enum Call {
 
 /// One plugin call.
 pub struct Job {
+    /// Which operation.
+    pub kind: OperationKind,
     /// Start or poll.
     pub call: Call,
     /// The plugin.
@@ -34,55 +38,77 @@ pub struct Job {
     pub request: SealedRequest,
 }
 
-/// A job's request with the instance and binding it is built from still packed, as the map
-/// keeps them: the worker decodes them ([`SealedRequest::open`]). Decoding the records is most
-/// of what building a request costs, and jobs are built by the one scanner task while the
-/// workers are many.
+/// A job's request as the records it is built from, still packed as the map keeps them: the
+/// worker decodes them into the plugin's request ([`SealedRequest::open`]). Decoding the
+/// records is most of what building a request costs, and jobs are built by the one scanner
+/// task while the workers are many.
 pub struct SealedRequest {
-    /// The request, but for the fields `open` fills in from the records.
-    pub base: OperationRequest,
-    /// The instance (as the engine read it under the instance's lock).
+    /// The operation (as the engine read it under the instance's lock).
+    pub operation: Sealed<Operation>,
+    /// Its instance.
     pub instance: Sealed<ServiceInstance>,
-    /// The binding, for binding operations.
+    /// Its binding, for binding operations.
     pub binding: Option<Sealed<ServiceBinding>>,
-    /// Whether `base` already holds the parameters, context and maintenance version (an
-    /// update's come with its operation); else they come from the binding or the instance.
-    pub from_update: bool,
+    /// The settings of the plan the call works with.
+    pub plan_settings: Arc<Value>,
 }
 
 impl SealedRequest {
-    /// The full request.
+    /// The plugin's request: an update's plan, parameters, context and version come with its
+    /// operation; other operations take them from the binding, else the instance. A binding
+    /// sees its instance's state.
     pub fn open(self) -> OperationRequest {
-        let mut request = self.base;
+        let operation = self.operation.open();
         let instance = self.instance.open();
-        request.service_id = instance.service_id;
-        request.instance_state = instance.plugin_state;
-        let (plan_id, parameters, context) = match self.binding.map(Sealed::<ServiceBinding>::open)
-        {
-            Some(binding) => {
-                request.binding_state = binding.plugin_state;
-                (binding.plan_id, binding.parameters, binding.context)
-            }
-            None => (instance.plan_id, instance.parameters, instance.context),
+        let (binding_state, binding) = match self.binding.map(|binding| binding.open()) {
+            Some(mut binding) => (std::mem::take(&mut binding.plugin_state), Some(binding)),
+            None => (Value::Null, None),
         };
-        if !self.from_update {
-            request.plan_id = plan_id;
-            request.parameters = parameters;
-            request.context = context;
-            request.maintenance_version = instance.maintenance_version;
+        let (plan_id, parameters, context, maintenance_version, previous_plan_id) =
+            match (operation.update, binding) {
+                (Some(update), _) => (
+                    update.plan_id,
+                    update.parameters,
+                    update.context,
+                    update.maintenance_version,
+                    Some(update.previous_plan_id),
+                ),
+                (None, Some(binding)) => (
+                    binding.plan_id,
+                    binding.parameters,
+                    binding.context,
+                    instance.maintenance_version,
+                    None,
+                ),
+                (None, None) => (
+                    instance.plan_id,
+                    instance.parameters,
+                    instance.context,
+                    instance.maintenance_version,
+                    None,
+                ),
+            };
+        let reference = match operation.reference {
+            Some(reference) => Some(reference),
+            // `Null` only marks "this delete halted a create" (D-17) that had no reference yet.
+            None => operation.halted_reference.filter(|r| !r.is_null()),
+        };
+        OperationRequest {
+            kind: plugin_kind(operation.kind),
+            operation_id: operation.id,
+            instance_id: operation.instance_id,
+            binding_id: operation.binding_id,
+            service_id: instance.service_id,
+            plan_id,
+            previous_plan_id,
+            plan_settings: self.plan_settings,
+            parameters,
+            context,
+            maintenance_version,
+            instance_state: instance.plugin_state,
+            binding_state,
+            reference,
         }
-        request
-    }
-}
-
-impl std::fmt::Debug for Job {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Deliberately not the request: parameters and state may hold secrets.
-        f.debug_struct("Job")
-            .field("name", &self.name())
-            .field("operation_id", &self.operation_id())
-            .field("instance_id", &self.instance_id())
-            .finish()
     }
 }
 
@@ -100,17 +126,17 @@ pub fn kind_name(kind: OperationKind) -> &'static str {
 impl Job {
     /// The operation it advances.
     pub fn operation_id(&self) -> &str {
-        &self.request.base.operation_id
+        self.request.operation.id()
     }
 
     /// The instance the operation belongs to (the engine's per-instance busy mark).
     pub fn instance_id(&self) -> &str {
-        &self.request.base.instance_id
+        self.request.operation.instance_id()
     }
 
     /// A name for logs: `provision`, `poll-bind`, ...
     pub fn name(&self) -> String {
-        let kind = kind_name(self.request.base.kind);
+        let kind = kind_name(self.kind);
         match self.call {
             Call::Start => kind.to_owned(),
             Call::Poll => format!("poll-{kind}"),
@@ -185,10 +211,11 @@ pub fn run(job: Job, runtime: &Handle, outcomes: &mpsc::Sender<Outcome>, metrics
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::{json, Value};
+    use serde_json::json;
     use skybroker_storage::{Change, MemoryStore, StateMap};
 
-    async fn map() -> StateMap {
+    /// A map with an instance, a binding of it, and `operation` (in progress).
+    async fn map(operation: Value) -> StateMap {
         let state = StateMap::open(Arc::new(MemoryStore::new())).await.unwrap();
         let instance: ServiceInstance = serde_json::from_value(json!({
             "id": "i-1", "service_id": "svc", "plan_id": "small",
@@ -203,45 +230,45 @@ mod tests {
             "state": "binding", "plugin_state": {"user": "u-1"}, "created_at": 2
         }))
         .unwrap();
+        let mut record = json!({
+            "id": "op-1", "instance_id": "i-1", "state": "in_progress", "sync": false,
+            "created_at": 3, "deadline": 4
+        });
+        record
+            .as_object_mut()
+            .unwrap()
+            .extend(operation.as_object().unwrap().clone());
+        let operation: Operation = serde_json::from_value(record).unwrap();
         state
             .commit(vec![
                 Change::PutInstance(instance),
                 Change::PutBinding(binding),
+                Change::PutOperation(operation),
             ])
             .await
             .unwrap();
         state
     }
 
-    fn base(kind: OperationKind) -> OperationRequest {
-        OperationRequest {
-            kind,
-            operation_id: "op-1".into(),
-            instance_id: "i-1".into(),
-            binding_id: None,
-            service_id: String::new(),
-            plan_id: String::new(),
-            previous_plan_id: None,
+    fn sealed(state: &StateMap, binding: bool) -> SealedRequest {
+        let (_, operation) = state.operation_to_dispatch("op-1").unwrap();
+        SealedRequest {
+            operation,
+            instance: state.sealed_instance("i-1").unwrap(),
+            binding: binding.then(|| state.sealed_binding("b-1").unwrap()),
             plan_settings: Arc::new(json!({"mode": "async"})),
-            parameters: Value::Null,
-            context: Value::Null,
-            maintenance_version: None,
-            instance_state: Value::Null,
-            binding_state: Value::Null,
-            reference: Some(json!({"id": 7})),
         }
     }
 
     #[tokio::test]
     async fn an_instance_operation_gets_the_instance_fields() {
-        let state = map().await;
-        let request = SealedRequest {
-            base: base(OperationKind::Deprovision),
-            instance: state.sealed_instance("i-1").unwrap(),
-            binding: None,
-            from_update: false,
-        }
-        .open();
+        let state = map(json!({"kind": "deprovision", "reference": {"id": 7}})).await;
+        let request = sealed(&state, false).open();
+        assert_eq!(request.kind, OperationKind::Deprovision);
+        assert_eq!(
+            (request.operation_id.as_str(), request.instance_id.as_str()),
+            ("op-1", "i-1")
+        );
         assert_eq!(request.service_id, "svc");
         assert_eq!(request.plan_id, "small");
         assert_eq!(request.parameters, json!({"size": 1}));
@@ -249,25 +276,15 @@ mod tests {
         assert_eq!(request.maintenance_version.as_deref(), Some("1.0.0"));
         assert_eq!(request.instance_state, json!({"resource": "r-1"}));
         assert_eq!(request.binding_state, Value::Null);
-        assert_eq!(
-            request.reference,
-            Some(json!({"id": 7})),
-            "base fields stay"
-        );
+        assert_eq!(request.reference, Some(json!({"id": 7})));
+        assert_eq!(*request.plan_settings, json!({"mode": "async"}));
     }
 
     #[tokio::test]
     async fn a_binding_operation_gets_the_bindings_fields_and_its_instances_state() {
-        let state = map().await;
-        let mut base = base(OperationKind::Bind);
-        base.binding_id = Some("b-1".into());
-        let request = SealedRequest {
-            base,
-            instance: state.sealed_instance("i-1").unwrap(),
-            binding: state.sealed_binding("b-1"),
-            from_update: false,
-        }
-        .open();
+        let state = map(json!({"kind": "bind", "binding_id": "b-1"})).await;
+        let request = sealed(&state, true).open();
+        assert_eq!(request.binding_id.as_deref(), Some("b-1"));
         assert_eq!(request.service_id, "svc");
         assert_eq!(request.plan_id, "bindable");
         assert_eq!(request.parameters, json!({"role": "reader"}));
@@ -275,24 +292,17 @@ mod tests {
         assert_eq!(request.binding_state, json!({"user": "u-1"}));
         // A binding sees its instance's state.
         assert_eq!(request.instance_state, json!({"resource": "r-1"}));
+        assert_eq!(request.reference, None, "not started yet");
     }
 
     #[tokio::test]
     async fn an_update_keeps_what_it_brings() {
-        let state = map().await;
-        let mut base = base(OperationKind::Update);
-        base.plan_id = "large".into();
-        base.previous_plan_id = Some("small".into());
-        base.parameters = json!({"size": 2});
-        base.context = json!({"platform": "cloudfoundry", "space_guid": "s"});
-        base.maintenance_version = Some("2.0.0".into());
-        let request = SealedRequest {
-            base,
-            instance: state.sealed_instance("i-1").unwrap(),
-            binding: None,
-            from_update: true,
-        }
-        .open();
+        let state = map(json!({"kind": "update", "update": {
+            "plan_id": "large", "previous_plan_id": "small", "parameters": {"size": 2},
+            "context": {"space_guid": "s"}, "maintenance_version": "2.0.0"
+        }}))
+        .await;
+        let request = sealed(&state, false).open();
         assert_eq!(request.service_id, "svc");
         assert_eq!(
             (
@@ -302,7 +312,21 @@ mod tests {
             ("large", Some("small"))
         );
         assert_eq!(request.parameters, json!({"size": 2}));
+        assert_eq!(request.context, json!({"space_guid": "s"}));
         assert_eq!(request.maintenance_version.as_deref(), Some("2.0.0"));
         assert_eq!(request.instance_state, json!({"resource": "r-1"}));
+    }
+
+    #[tokio::test]
+    async fn a_halting_delete_carries_the_reference_of_the_create_it_halts() {
+        // D-17: the create's reference, unless it had none yet (`null`).
+        let state = map(json!({"kind": "deprovision", "halted_reference": {"id": 9}})).await;
+        assert_eq!(
+            sealed(&state, false).open().reference,
+            Some(json!({"id": 9}))
+        );
+        let state =
+            map(json!({"kind": "deprovision", "halted_reference": null, "halted": true})).await;
+        assert_eq!(sealed(&state, false).open().reference, None);
     }
 }

@@ -14,11 +14,14 @@
 //! costs under 1 KiB per instance with its latest operation (issue #5).
 
 use std::collections::HashMap;
+use std::num::NonZeroU64;
 use std::sync::{Arc, RwLock};
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
-use crate::model::{Operation, OperationState, ServiceBinding, ServiceInstance, UnixMillis};
+use crate::model::{
+    Operation, OperationKind, OperationState, ServiceBinding, ServiceInstance, UnixMillis,
+};
 use crate::packed::{Packed, Sealed, Slot, Table, OPERATION_INSTANCE_ID};
 use crate::store::{Entry, Expect, Revision, Store, StoreError, WatchEvent, Write};
 
@@ -105,22 +108,49 @@ impl Slot for Held {
 }
 
 /// The fields of an operation the map answers about without unpacking it (metrics, the
-/// clean-up's query, which operation of a target is the latest).
+/// clean-up's query, which operation of a target is the latest, what the engine decides a
+/// dispatch on).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct OperationStatus {
     state: OperationState,
-    created_at: UnixMillis,
-    finished_at: Option<UnixMillis>,
+    brief: OperationBrief,
+    /// `None` while running (8 bytes: no record finishes at the epoch).
+    finished_at: Option<NonZeroU64>,
 }
 
 impl OperationStatus {
     fn of(operation: &Operation) -> OperationStatus {
         OperationStatus {
             state: operation.state,
-            created_at: operation.created_at,
-            finished_at: operation.finished_at,
+            brief: OperationBrief {
+                kind: operation.kind,
+                sync: operation.sync,
+                started: operation.reference.is_some(),
+                updates: operation.update.is_some(),
+                created_at: operation.created_at,
+                deadline: operation.deadline,
+            },
+            finished_at: operation.finished_at.and_then(NonZeroU64::new),
         }
     }
+}
+
+/// What the engine decides an operation's next step on, read without decoding the record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OperationBrief {
+    /// Which operation.
+    pub kind: OperationKind,
+    /// Whether a request waits for it.
+    pub sync: bool,
+    /// Whether the plugin accepted the work (the record holds its reference): the next call
+    /// is a poll.
+    pub started: bool,
+    /// Whether it carries an update's target (plan, parameters).
+    pub updates: bool,
+    /// When it was accepted.
+    pub created_at: UnixMillis,
+    /// When it fails if it has not finished.
+    pub deadline: UnixMillis,
 }
 
 /// An operation record, its revision, and what is looked at often.
@@ -306,7 +336,8 @@ impl Maps {
             Some(current_id) => match self.operations.get(current_id) {
                 Some(current) => {
                     **current_id == *id
-                        || (status.created_at, id) >= (current.status.created_at, &**current_id)
+                        || (status.brief.created_at, id)
+                            >= (current.status.brief.created_at, &**current_id)
                 }
                 None => true,
             },
@@ -501,6 +532,17 @@ impl StateMap {
             .map(|held| Sealed::of(&held.packed))
     }
 
+    /// An operation in progress, for the engine to dispatch: what it decides on, and the
+    /// record still packed (the worker decodes it).
+    pub fn operation_to_dispatch(&self, id: &str) -> Option<(OperationBrief, Sealed<Operation>)> {
+        let maps = self.read();
+        let held = maps
+            .operations
+            .get(id)
+            .filter(|held| held.status.state == OperationState::InProgress)?;
+        Some((held.status.brief, Sealed::of(&held.packed)))
+    }
+
     /// The instance of an operation in progress, read without decoding the rest of the
     /// record (the engine takes the instance's lock before reading the operation itself).
     pub fn instance_of_operation_in_progress(&self, id: &str) -> Option<String> {
@@ -547,7 +589,7 @@ impl StateMap {
         let maps = self.read();
         maps.operations
             .iter()
-            .filter(|held| held.status.finished_at.is_some_and(|at| at <= cutoff))
+            .filter(|held| held.status.finished_at.is_some_and(|at| at.get() <= cutoff))
             .map(|held| held.packed.id().to_owned())
             .collect()
     }

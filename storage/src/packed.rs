@@ -41,6 +41,9 @@ impl Keyed for Operation {
     }
 }
 
+/// MessagePack's nil, as `None` packs.
+const NIL: u8 = 0xc0;
+
 /// Bytes of the id's length at the front of a [`Packed`].
 const LEN: usize = std::mem::size_of::<u32>();
 
@@ -88,6 +91,24 @@ impl Packed {
             .expect("a record the map packed unpacks");
         *record.id_mut() = self.id().to_owned();
         record
+    }
+
+    /// Optional string field `index` of the record, read in place as [`Packed::leading_str`]
+    /// reads a string (every field before it a string).
+    pub(crate) fn leading_opt_str(&self, index: usize) -> Option<&str> {
+        let mut body = &self.0[LEN + self.id_len()..];
+        let fields = rmp::decode::read_array_len(&mut body).expect("a packed record is an array");
+        assert!(index < fields as usize, "a packed record has field {index}");
+        for _ in 0..index {
+            (_, body) = rmp::decode::read_str_from_slice(body)
+                .expect("the leading fields of a packed record are strings");
+        }
+        if body.first() == Some(&NIL) {
+            return None;
+        }
+        let (field, _) = rmp::decode::read_str_from_slice(body)
+            .expect("an optional leading field is a string or nil");
+        Some(field)
     }
 
     /// String field `index` of the record (fields in declaration order, the id being field 0,
@@ -152,6 +173,25 @@ impl Sealed<ServiceInstance> {
 
     /// The instance, decoded.
     pub fn open(self) -> ServiceInstance {
+        self.packed.unpack()
+    }
+}
+
+const OPERATION_BINDING_ID: usize = 3;
+
+impl Sealed<Operation> {
+    /// The operation's instance, read without decoding the rest.
+    pub fn instance_id(&self) -> &str {
+        self.packed.leading_str(OPERATION_INSTANCE_ID)
+    }
+
+    /// The operation's binding, read without decoding the rest.
+    pub fn binding_id(&self) -> Option<&str> {
+        self.packed.leading_opt_str(OPERATION_BINDING_ID)
+    }
+
+    /// The operation, decoded.
+    pub fn open(&self) -> Operation {
         self.packed.unpack()
     }
 }
@@ -390,7 +430,18 @@ mod tests {
             deadline: 2,
             finished_at: None,
         };
-        let packed = Packed::pack(operation);
+        let packed = Packed::pack(operation.clone());
+        let sealed = Sealed::<Operation>::of(&packed);
+        assert_eq!(
+            (sealed.id(), sealed.instance_id(), sealed.binding_id()),
+            ("op", "instance-ü", Some("b-1"))
+        );
+        assert_eq!(sealed.open(), operation);
+        let unbound = Packed::pack(Operation {
+            binding_id: None,
+            ..operation
+        });
+        assert_eq!(Sealed::<Operation>::of(&unbound).binding_id(), None);
         assert_eq!(packed.leading_str(OPERATION_INSTANCE_ID), "instance-ü");
         assert_eq!(packed.leading_str(1), "bind", "the kind, by name");
         assert_eq!(packed.leading_str(0), "", "the id is packed apart");
