@@ -596,6 +596,14 @@ impl Store for MeteredStore {
     async fn release(&self, operation_id: &str) -> Result<(), StoreError> {
         self.inner.release(operation_id).await
     }
+
+    async fn revision(&self) -> Result<Option<Revision>, StoreError> {
+        self.inner.revision().await
+    }
+
+    fn request_progress(&self) {
+        self.inner.request_progress();
+    }
 }
 
 #[cfg(test)]

@@ -14,6 +14,10 @@
 //! - `load` reads the whole prefix in pages at one revision (a consistent snapshot, never one
 //!   giant response) and `watch` continues from exactly that revision; a compacted history
 //!   is reported as [`WatchEvent::Reset`] so the caller reloads.
+//! - The watch reports its progress ([`WatchEvent::Progress`]) when etcd says every change up
+//!   to a revision has been sent, and asks etcd for that on [`Store::request_progress`]: a
+//!   replica that misses a record can wait until it holds every change committed before it
+//!   looked, instead of answering 404 or 410 for what another replica has just created.
 //! - etcd being unreachable is [`StoreError::Unavailable`]; the client reconnects by itself
 //!   and the lease is granted again, so the broker recovers without a restart.
 
@@ -27,7 +31,7 @@ use etcd_client::{
     Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, PutOptions,
     SortOrder, SortTarget, TlsOptions, Txn, TxnOp, TxnOpResponse, WatchOptions,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 use tonic::Code;
 
@@ -158,6 +162,8 @@ pub struct EtcdStore {
     lease: Arc<AtomicI64>,
     /// The revision of the last `load`, where `watch` starts.
     loaded_at: AtomicI64,
+    /// Wakes the watch to ask etcd for a progress report.
+    progress_wanted: Arc<Notify>,
     /// How long a commit keeps retrying while etcd is unreachable.
     retry_budget: Duration,
     /// Keeps the lease alive; aborted on drop.
@@ -286,6 +292,7 @@ impl EtcdStore {
             replica: uuid::Uuid::new_v4().simple().to_string(),
             lease,
             loaded_at: AtomicI64::new(0),
+            progress_wanted: Arc::new(Notify::new()),
             retry_budget: options.request_timeout,
             keeper,
         })
@@ -505,6 +512,24 @@ impl Store for EtcdStore {
         "etcd"
     }
 
+    async fn revision(&self) -> Result<Option<Revision>, StoreError> {
+        // Any read answers with the cluster's current revision in its header (a linearizable
+        // read: it reflects every commit acknowledged before it).
+        let options = GetOptions::new().with_count_only();
+        let key = self.full_key("health");
+        let response = self
+            .endpoints
+            .call(|mut c| async move { c.get(key, Some(options)).await })
+            .await?;
+        Ok(Some(
+            response.header().map_or(0, |h| h.revision()) as Revision
+        ))
+    }
+
+    fn request_progress(&self) {
+        self.progress_wanted.notify_one();
+    }
+
     async fn watch(&self) -> Result<Option<mpsc::Receiver<WatchEvent>>, StoreError> {
         let (sender, receiver) = mpsc::channel(1024);
         let from = self.loaded_at.load(Ordering::SeqCst) + 1;
@@ -513,6 +538,7 @@ impl Store for EtcdStore {
             self.prefix.clone(),
             from,
             sender,
+            Arc::clone(&self.progress_wanted),
         ));
         Ok(Some(receiver))
     }
@@ -564,12 +590,14 @@ impl Store for EtcdStore {
 }
 
 /// Forwards every change under `prefix` from revision `from` on, reconnecting the watch when
-/// the stream breaks; a compacted history ends with [`WatchEvent::Reset`].
+/// the stream breaks; a compacted history ends with [`WatchEvent::Reset`]. Progress reports
+/// are forwarded as [`WatchEvent::Progress`]; `progress_wanted` asks etcd for one.
 async fn forward_changes(
     endpoints: Arc<Endpoints>,
     prefix: String,
     mut from: i64,
     sender: mpsc::Sender<WatchEvent>,
+    progress_wanted: Arc<Notify>,
 ) {
     loop {
         let options = WatchOptions::new()
@@ -577,8 +605,9 @@ async fn forward_changes(
             .with_start_revision(from)
             .with_progress_notify();
         let (index, mut client) = endpoints.client();
-        let mut stream = match client.watch(prefix.clone(), Some(options)).await {
-            Ok(stream) => stream,
+        let (mut requests, mut responses) = match client.watch(prefix.clone(), Some(options)).await
+        {
+            Ok(stream) => stream.split(),
             Err(err) => {
                 endpoints.failover(index).await;
                 log::warn!("etcd watch not started: {err}; retrying");
@@ -587,7 +616,18 @@ async fn forward_changes(
             }
         };
         loop {
-            let response = match stream.message().await {
+            let message = tokio::select! {
+                message = responses.message() => message,
+                () = progress_wanted.notified() => {
+                    // etcd answers with a response without events whose header holds its
+                    // current revision; whoever asked asks again if it gets lost.
+                    if requests.request_progress().await.is_err() {
+                        break;
+                    }
+                    continue;
+                }
+            };
+            let response = match message {
                 Ok(Some(response)) => response,
                 Ok(None) | Err(_) => break, // reconnect from `from`
             };
@@ -617,8 +657,18 @@ async fn forward_changes(
                 }
                 from = from.max(kv.mod_revision() + 1);
             }
-            if let Some(header) = response.header() {
+            // Only a response without events, other than the one confirming the watch, reports
+            // progress: the header of a response with events (or of the confirmation, before
+            // the history from `from` is sent) may name a revision whose events are still to
+            // come, while the watch catches up on history.
+            let progress =
+                response.events().is_empty() && !response.created() && !response.canceled();
+            if let Some(header) = response.header().filter(|_| progress) {
                 from = from.max(header.revision() + 1);
+                let revision = header.revision() as Revision;
+                if sender.send(WatchEvent::Progress(revision)).await.is_err() {
+                    return;
+                }
             }
             if response.canceled() {
                 log::warn!(

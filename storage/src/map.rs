@@ -10,12 +10,18 @@
 //! holds a per-instance lock around read-decide-commit. The CAS still guards against another
 //! process writing the same keys.
 //!
+//! Several replicas share an etcd store: each map follows the others' commits through the
+//! store's watch, a moment after they are made. A reader that does not find a record another
+//! replica may just have created asks [`StateMap::catch_up`] before answering that it does not
+//! exist (a platform may poll replica B for an operation replica A accepted a millisecond ago).
+//!
 //! Records are held packed (see `packed`): every reader gets its own decoded copy, and the map
 //! costs under 1 KiB per instance with its latest operation (issue #5).
 
 use std::collections::HashMap;
 use std::num::NonZeroU64;
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
@@ -184,7 +190,16 @@ struct Maps {
 pub struct StateMap {
     store: Arc<dyn Store>,
     maps: RwLock<Maps>,
+    /// The store revision up to which the map holds every change (the watch's progress
+    /// reports, see [`StateMap::catch_up`]).
+    watched: tokio::sync::watch::Sender<Revision>,
 }
+
+/// How long [`StateMap::catch_up`] waits for the watch before it gives up.
+const CATCH_UP_LIMIT: Duration = Duration::from_secs(5);
+
+/// How often [`StateMap::catch_up`] asks the watch for progress while it waits.
+const PROGRESS_EVERY: Duration = Duration::from_millis(100);
 
 fn instance_key(id: &str) -> String {
     format!("instances/{id}")
@@ -430,6 +445,7 @@ impl StateMap {
         Ok(StateMap {
             store,
             maps: RwLock::new(maps),
+            watched: tokio::sync::watch::Sender::new(0),
         })
     }
 
@@ -450,6 +466,7 @@ impl StateMap {
     pub fn apply_remote(&self, events: Vec<WatchEvent>) -> Vec<Operation> {
         let mut maps = self.maps.write().unwrap_or_else(|e| e.into_inner());
         let mut operations = Vec::new();
+        let mut progress = None;
         for event in events {
             match event {
                 WatchEvent::Put(entry) => {
@@ -475,10 +492,64 @@ impl StateMap {
                         maps.remove_key(&key);
                     }
                 }
+                WatchEvent::Progress(revision) => progress = Some(revision),
                 WatchEvent::Reset => {}
             }
         }
+        drop(maps);
+        if let Some(revision) = progress {
+            self.watched.send_if_modified(|watched| {
+                let newer = revision > *watched;
+                *watched = (*watched).max(revision);
+                newer
+            });
+        }
         operations
+    }
+
+    /// Waits until the map holds every change committed to the store before the call, by
+    /// this process or another; at once for a store only this process writes. Costs a store
+    /// round trip (and the watch's delay), so it is for misses: a record not found may be one
+    /// another replica has just created.
+    ///
+    /// # Errors
+    /// The store cannot tell its revision, or the watch did not get there within 5 s
+    /// ([`StoreError::Unavailable`]: the map cannot vouch for an absence).
+    pub async fn catch_up(&self) -> Result<(), StoreError> {
+        let Some(target) = self.store.revision().await? else {
+            return Ok(());
+        };
+        let mut watched = self.watched.subscribe();
+        let deadline = tokio::time::Instant::now() + CATCH_UP_LIMIT;
+        loop {
+            if *watched.borrow_and_update() >= target {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(StoreError::Unavailable(format!(
+                    "the watch has not reported revision {target} within {CATCH_UP_LIMIT:?}"
+                )));
+            }
+            // Asked again and again: etcd may drop a request while the watch catches up.
+            self.store.request_progress();
+            let _ = tokio::time::timeout(PROGRESS_EVERY, watched.changed()).await;
+        }
+    }
+
+    /// What `read` finds, after catching up with the store (see [`StateMap::catch_up`]) if it
+    /// finds nothing at first.
+    ///
+    /// # Errors
+    /// As [`StateMap::catch_up`], only when the first read found nothing.
+    pub async fn read_caught_up<T>(
+        &self,
+        read: impl Fn(&StateMap) -> Option<T>,
+    ) -> Result<Option<T>, StoreError> {
+        if let Some(found) = read(self) {
+            return Ok(Some(found));
+        }
+        self.catch_up().await?;
+        Ok(read(self))
     }
 
     /// The store underneath.
@@ -916,5 +987,76 @@ mod tests {
             .unwrap();
         assert_eq!(map.bindings_of("i1").len(), 1);
         assert!(map.binding("b1").is_none());
+    }
+
+    /// Two maps on one etcd key space, as two replicas. Replica B does not hold what A has
+    /// just committed until B's watch delivers it; `catch_up` waits for that (and for
+    /// nothing on a store only this process writes).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn catch_up_waits_until_another_replicas_commit_is_applied() {
+        let memory = StateMap::open(Arc::new(MemoryStore::new())).await.unwrap();
+        tokio::time::timeout(Duration::from_millis(100), memory.catch_up())
+            .await
+            .expect("a store only this process writes has nothing to wait for")
+            .unwrap();
+        let Some(endpoint) = crate::testing::etcd_endpoint() else {
+            return;
+        };
+        let options = crate::testing::etcd_options(&endpoint);
+        let connect = || crate::etcd::EtcdStore::connect(options.clone());
+        let a = StateMap::open(Arc::new(connect().await.unwrap()))
+            .await
+            .unwrap();
+        let b = Arc::new(
+            StateMap::open(Arc::new(connect().await.unwrap()))
+                .await
+                .unwrap(),
+        );
+        let mut changes = b.store().watch().await.unwrap().expect("etcd watches");
+        // B's follower, run by hand: applies what the watch delivers until `until` ends.
+        async fn follow<T>(
+            b: &StateMap,
+            changes: &mut tokio::sync::mpsc::Receiver<WatchEvent>,
+            until: tokio::task::JoinHandle<T>,
+        ) -> T {
+            let deadline = std::time::Instant::now() + Duration::from_secs(3);
+            while !until.is_finished() {
+                assert!(std::time::Instant::now() < deadline, "not caught up in 3 s");
+                let next = tokio::time::timeout(Duration::from_millis(20), changes.recv());
+                if let Ok(Some(event)) = next.await {
+                    b.apply_remote(vec![event]);
+                }
+            }
+            until.await.unwrap()
+        }
+        // Nothing changed yet: B is caught up once etcd reports the watch's progress, which
+        // it does only when asked.
+        let idle = {
+            let b = Arc::clone(&b);
+            tokio::spawn(async move { b.catch_up().await })
+        };
+        follow(&b, &mut changes, idle).await.unwrap();
+
+        a.commit(vec![Change::PutInstance(instance("fresh"))])
+            .await
+            .unwrap();
+        assert!(
+            b.instance("fresh").is_none(),
+            "B's watch is not applied yet"
+        );
+        let reader = {
+            let b = Arc::clone(&b);
+            tokio::spawn(async move { b.read_caught_up(|map| map.instance("fresh")).await })
+        };
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!reader.is_finished(), "the reader waits for the watch");
+        let found = follow(&b, &mut changes, reader).await.unwrap();
+        assert_eq!(found.map(|i| i.id), Some("fresh".to_owned()));
+        // Absent after catching up: absent in the store.
+        let never = {
+            let b = Arc::clone(&b);
+            tokio::spawn(async move { b.read_caught_up(|map| map.instance("never")).await })
+        };
+        assert!(follow(&b, &mut changes, never).await.unwrap().is_none());
     }
 }

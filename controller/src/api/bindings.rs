@@ -83,7 +83,8 @@ pub async fn put_binding(
     // D-04: binding to an unknown instance is 404.
     let instance = core
         .state
-        .instance(&instance_id)
+        .read_caught_up(|state| state.instance(&instance_id))
+        .await?
         .ok_or_else(|| ApiError::NotFound(format!("instance {instance_id} does not exist")))?;
     if service_id
         .as_ref()
@@ -219,8 +220,12 @@ pub async fn get_binding(
     let not_found = || ApiError::NotFound(format!("binding {binding_id} does not exist"));
     let binding = core
         .state
-        .binding(&binding_id)
-        .filter(|b| b.instance_id == instance_id)
+        .read_caught_up(|state| {
+            state
+                .binding(&binding_id)
+                .filter(|b| b.instance_id == instance_id)
+        })
+        .await?
         .ok_or_else(not_found)?;
     let retrievable = core
         .config
@@ -260,8 +265,12 @@ pub async fn delete_binding(
     let guard = core.locks.lock(&instance_id).await;
     let binding = core
         .state
-        .binding(&binding_id)
-        .filter(|b| b.instance_id == instance_id)
+        .read_caught_up(|state| {
+            state
+                .binding(&binding_id)
+                .filter(|b| b.instance_id == instance_id)
+        })
+        .await?
         .ok_or_else(|| ApiError::Gone(format!("binding {binding_id} does not exist")))?;
     if binding.service_id != service_id {
         return Err(ApiError::BadRequest(format!(

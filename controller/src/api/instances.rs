@@ -192,7 +192,11 @@ pub async fn get_instance(
     query.hint("service_id")?;
     query.hint("plan_id")?;
     let not_found = || ApiError::NotFound(format!("instance {instance_id} does not exist"));
-    let instance = core.state.instance(&instance_id).ok_or_else(not_found)?;
+    let instance = core
+        .state
+        .read_caught_up(|state| state.instance(&instance_id))
+        .await?
+        .ok_or_else(not_found)?;
     let retrievable = core
         .config
         .offering(&instance.service_id)
@@ -250,7 +254,8 @@ pub async fn patch_instance(
     let guard = core.locks.lock(&instance_id).await;
     let mut instance = core
         .state
-        .instance(&instance_id)
+        .read_caught_up(|state| state.instance(&instance_id))
+        .await?
         .ok_or_else(|| ApiError::NotFound(format!("instance {instance_id} does not exist")))?;
     if instance.service_id != service_id {
         return Err(ApiError::BadRequest(format!(
@@ -365,7 +370,8 @@ pub async fn delete_instance(
     let guard = core.locks.lock(&instance_id).await;
     let instance = core
         .state
-        .instance(&instance_id)
+        .read_caught_up(|state| state.instance(&instance_id))
+        .await?
         .ok_or_else(|| ApiError::Gone(format!("instance {instance_id} does not exist")))?;
     if instance.service_id != service_id {
         return Err(ApiError::BadRequest(format!(

@@ -153,31 +153,51 @@ pub async fn get_instance_last_operation(
 ) -> Result<Response, ApiError> {
     let instance_id = path(instance_id)?;
     let requested = poll_hints(uri.query())?;
-    let named = requested
-        .as_deref()
-        .and_then(|id| core.state.operation(id))
-        .filter(|op| op.instance_id == instance_id && !op.kind.is_binding());
-    let operation = named.or_else(|| {
-        core.state
-            .latest_operation(&Target::Instance(instance_id.clone()))
-    });
-    if let Some(operation) = operation {
-        return Ok(respond(&core, &operation));
+    let answer = |settled| instance_answer(&core, &instance_id, requested.as_deref(), settled);
+    if let Some(response) = answer(false) {
+        return Ok(response);
     }
-    // The records were cleaned up: answer from the instance itself.
-    let Some(instance) = core.state.instance(&instance_id) else {
-        return Err(without_record(
+    // Another replica may have accepted it a moment ago.
+    core.state.catch_up().await?;
+    answer(true).ok_or_else(|| {
+        without_record(
             &core,
             requested.as_deref(),
             &format!("instance {instance_id}"),
-        ));
-    };
+        )
+    })
+}
+
+/// The answer from the records this replica holds: `None` when it holds neither the instance
+/// nor any of its operations, or (unless `settled`: caught up with the store already) not the
+/// operation the platform named, which is then answered for by the latest one if any.
+fn instance_answer(
+    core: &Core,
+    instance_id: &str,
+    requested: Option<&str>,
+    settled: bool,
+) -> Option<Response> {
+    let named = requested
+        .and_then(|id| core.state.operation(id))
+        .filter(|op| op.instance_id == instance_id && !op.kind.is_binding());
+    if requested.is_some() && named.is_none() && !settled {
+        return None;
+    }
+    let operation = named.or_else(|| {
+        core.state
+            .latest_operation(&Target::Instance(instance_id.to_owned()))
+    });
+    if let Some(operation) = operation {
+        return Some(respond(core, &operation));
+    }
+    // The records were cleaned up: answer from the instance itself.
+    let instance = core.state.instance(instance_id)?;
     let state = match instance.state {
         InstanceState::Ready => "succeeded",
         InstanceState::ProvisionFailed => "failed",
         _ => "in progress",
     };
-    Ok((StatusCode::OK, axum::Json(LastOperationBody::state(state))).into_response())
+    Some((StatusCode::OK, axum::Json(LastOperationBody::state(state))).into_response())
 }
 
 /// `GET /v2/service_instances/:iid/service_bindings/:bid/last_operation`.
@@ -188,38 +208,62 @@ pub async fn get_binding_last_operation(
 ) -> Result<Response, ApiError> {
     let (instance_id, binding_id) = path(ids)?;
     let requested = poll_hints(uri.query())?;
-    let ours = |op: &Operation| {
-        op.instance_id == instance_id && op.binding_id.as_deref() == Some(binding_id.as_str())
-    };
-    let named = requested
-        .as_deref()
-        .and_then(|id| core.state.operation(id))
-        .filter(|op| ours(op));
-    let operation = named.or_else(|| {
-        core.state
-            .latest_operation(&Target::Binding(binding_id.clone()))
-            .filter(|op| ours(op))
-    });
-    if let Some(operation) = operation {
-        return Ok(respond(&core, &operation));
-    }
-    match core
-        .state
-        .binding(&binding_id)
-        .filter(|b| b.instance_id == instance_id)
-    {
-        Some(_) => Ok((
-            StatusCode::OK,
-            axum::Json(LastOperationBody::state("succeeded")),
+    let answer = |settled| {
+        binding_answer(
+            &core,
+            (&instance_id, &binding_id),
+            requested.as_deref(),
+            settled,
         )
-            .into_response()),
-        // D-10.
-        None => Err(without_record(
+    };
+    if let Some(response) = answer(false) {
+        return Ok(response);
+    }
+    core.state.catch_up().await?;
+    // D-10.
+    answer(true).ok_or_else(|| {
+        without_record(
             &core,
             requested.as_deref(),
             &format!("binding {binding_id}"),
-        )),
+        )
+    })
+}
+
+/// As [`instance_answer`], for a binding of an instance.
+fn binding_answer(
+    core: &Core,
+    (instance_id, binding_id): (&str, &str),
+    requested: Option<&str>,
+    settled: bool,
+) -> Option<Response> {
+    let ours = |op: &Operation| {
+        op.instance_id == instance_id && op.binding_id.as_deref() == Some(binding_id)
+    };
+    let named = requested
+        .and_then(|id| core.state.operation(id))
+        .filter(|op| ours(op));
+    if requested.is_some() && named.is_none() && !settled {
+        return None;
     }
+    let operation = named.or_else(|| {
+        core.state
+            .latest_operation(&Target::Binding(binding_id.to_owned()))
+            .filter(|op| ours(op))
+    });
+    if let Some(operation) = operation {
+        return Some(respond(core, &operation));
+    }
+    core.state
+        .binding(binding_id)
+        .filter(|b| b.instance_id == instance_id)?;
+    Some(
+        (
+            StatusCode::OK,
+            axum::Json(LastOperationBody::state("succeeded")),
+        )
+            .into_response(),
+    )
 }
 
 #[cfg(test)]

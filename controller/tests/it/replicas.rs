@@ -164,3 +164,73 @@ async fn a_replica_takes_over_the_operations_of_one_that_stopped() {
     }
     b.stop().await;
 }
+
+/// A TCP proxy to `target` on a free loopback port that hands on what `target` sends `delay`
+/// late (what the client sends goes through at once), in order: a replica far from etcd,
+/// whose watch delivers other replicas' changes that much later. Runs until the runtime ends.
+async fn lagging_proxy(target: &str, delay: Duration) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let target = target
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(server) = tokio::net::TcpStream::connect(&target).await else {
+                continue;
+            };
+            let (mut client_read, mut client_write) = client.into_split();
+            let (mut server_read, mut server_write) = server.into_split();
+            tokio::spawn(async move {
+                let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
+            });
+            let (chunks, mut delayed) = tokio::sync::mpsc::unbounded_channel();
+            tokio::spawn(async move {
+                let mut buffer = vec![0; 64 * 1024];
+                while let Ok(n @ 1..) = server_read.read(&mut buffer).await {
+                    let _ = chunks.send((Instant::now() + delay, buffer[..n].to_vec()));
+                }
+            });
+            tokio::spawn(async move {
+                while let Some((due, chunk)) = delayed.recv().await {
+                    tokio::time::sleep_until(due.into()).await;
+                    if client_write.write_all(&chunk).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    format!("http://{address}")
+}
+
+/// A platform may poll any replica the moment another has answered it: B (whose etcd answers
+/// reach it 150 ms late) answers for what A has just accepted or created instead of 410
+/// because its watch has not delivered the records yet: it catches up with the store on a
+/// miss.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lagging_replica_answers_for_what_another_just_accepted() {
+    let Some(endpoint) = etcd() else { return };
+    let prefix = prefix();
+    let far = lagging_proxy(&endpoint, Duration::from_millis(150)).await;
+    let a = Broker::with_config(replica(&endpoint, &prefix, 60_000)).await;
+    let b = Broker::with_config(replica(&far, &prefix, 60_000)).await;
+    for n in 0..3 {
+        let id = format!("rep-now-{n}");
+        let (status, body) = a.put_instance(&id, &provision_body(ASYNC), true).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        let operation = body["operation"].as_str().unwrap();
+        let (status, body) = b.last_operation(&id, Some(operation)).await;
+        assert_eq!(status, StatusCode::OK, "{id}: {body}");
+        assert_eq!(body["state"], "in progress", "{id}: {body}");
+
+        let id = format!("rep-now-sync-{n}");
+        a.provision_sync(&id, SYNC).await;
+        let (status, body) = b.delete_instance(&id, SYNC, false).await;
+        assert_eq!(status, StatusCode::OK, "{id}: {body}");
+    }
+    a.stop().await;
+    b.stop().await;
+}
