@@ -130,6 +130,7 @@ pub fn run(in_flight: usize, instances: usize, window: Duration) -> anyhow::Resu
         .thread_name("bench-engine")
         .build()?;
     let (core, outcomes) = runtime.block_on(core(in_flight, instances))?;
+    procfs::settle(crate::SETTLE_LIMIT);
     // Every in-flight operation due now, as after a restart.
     engine::resume(&core);
 

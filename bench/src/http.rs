@@ -321,6 +321,7 @@ pub async fn measure_with(
     warmup: Option<(Plan, Arc<dyn Workload>)>,
     workload: Arc<dyn Workload>,
 ) -> anyhow::Result<HttpResult> {
+    tokio::task::block_in_place(|| crate::procfs::settle(crate::SETTLE_LIMIT));
     if let Some((warmup_plan, warmup_workload)) = warmup {
         load::run(server.addr, warmup_plan, warmup_workload).await;
     }

@@ -42,6 +42,9 @@ use crate::load::{OsbHeaders, Plan, Workload};
 use crate::process::Server;
 use crate::report::Report;
 
+/// How long a scenario waits for the machine to be quiet before it starts (`procfs::settle`).
+const SETTLE_LIMIT: Duration = Duration::from_secs(15);
+
 /// Benchmarks and load tests for Skybroker, side by side with a minimal hyper server.
 #[derive(Debug, Parser)]
 #[command(name = "skybroker-bench", version)]

@@ -79,6 +79,56 @@ pub fn thread_cpu(thread_dir: &Path) -> anyhow::Result<Duration> {
     Ok(Duration::from_nanos(nanos))
 }
 
+/// The share of the machine's CPU time (all cores) that was busy over `window`, from
+/// `/proc/stat`; `None` where it cannot be read.
+fn busy_share(window: Duration) -> Option<f64> {
+    let sample = || -> Option<(u64, u64)> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let line = stat.lines().find(|line| line.starts_with("cpu "))?;
+        let ticks: Vec<u64> = line
+            .split_whitespace()
+            .skip(1)
+            .map(|field| field.parse().unwrap_or(0))
+            .collect();
+        // user nice system idle iowait irq softirq steal ...: idle and iowait are not busy.
+        let idle = ticks.get(3)? + ticks.get(4).copied().unwrap_or(0);
+        Some((ticks.iter().sum(), idle))
+    };
+    let (total_before, idle_before) = sample()?;
+    std::thread::sleep(window);
+    let (total_after, idle_after) = sample()?;
+    let total = total_after.saturating_sub(total_before);
+    let idle = idle_after.saturating_sub(idle_before);
+    (total > 0).then(|| total.saturating_sub(idle) as f64 / total as f64)
+}
+
+/// Busy share of the machine under which it counts as quiet.
+const QUIET: f64 = 0.10;
+
+/// Waits, at most `limit`, until the machine is quiet (under 10% of its CPU time busy over a
+/// quarter of a second), so that a scenario does not carry the tail of the one before it (a
+/// store still compacting, a stopped broker's last work); says so on stderr when it is not.
+/// On two cores a busy neighbour also slows the measured thread's own CPU time (the caches
+/// and the memory bus are shared), so this matters for CPU figures too.
+pub fn settle(limit: Duration) {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let Some(busy) = busy_share(Duration::from_millis(250)) else {
+            return;
+        };
+        if busy < QUIET {
+            return;
+        }
+        if std::time::Instant::now() >= deadline {
+            eprintln!(
+                "  the machine did not settle: {:.0}% of its CPU time busy",
+                busy * 100.0
+            );
+            return;
+        }
+    }
+}
+
 /// The load average line (`1 min, 5 min, 15 min`), printed with every set of figures: the
 /// machine is shared, and figures taken under load are not comparable.
 pub fn load_average() -> String {
