@@ -153,19 +153,28 @@ pub async fn get_instance_last_operation(
 ) -> Result<Response, ApiError> {
     let instance_id = path(instance_id)?;
     let requested = poll_hints(uri.query())?;
-    let answer = |settled| instance_answer(&core, &instance_id, requested.as_deref(), settled);
+    let requested = requested.as_deref();
+    answer_caught_up(&core, requested, ("instance", &instance_id), |settled| {
+        instance_answer(&core, &instance_id, requested, settled)
+    })
+    .await
+}
+
+/// `answer` from the records this replica holds; when it has none to answer with, `answer`
+/// again once the replica has caught up with the store (another replica may have accepted
+/// the operation a moment ago); else the answer for a resource without records (`what`:
+/// its kind and id).
+async fn answer_caught_up(
+    core: &Core,
+    requested: Option<&str>,
+    (kind, id): (&str, &str),
+    answer: impl Fn(bool) -> Option<Response>,
+) -> Result<Response, ApiError> {
     if let Some(response) = answer(false) {
         return Ok(response);
     }
-    // Another replica may have accepted it a moment ago.
     core.state.catch_up().await?;
-    answer(true).ok_or_else(|| {
-        without_record(
-            &core,
-            requested.as_deref(),
-            &format!("instance {instance_id}"),
-        )
-    })
+    answer(true).ok_or_else(|| without_record(core, requested, &format!("{kind} {id}")))
 }
 
 /// The answer from the records this replica holds: `None` when it holds neither the instance
@@ -208,26 +217,12 @@ pub async fn get_binding_last_operation(
 ) -> Result<Response, ApiError> {
     let (instance_id, binding_id) = path(ids)?;
     let requested = poll_hints(uri.query())?;
-    let answer = |settled| {
-        binding_answer(
-            &core,
-            (&instance_id, &binding_id),
-            requested.as_deref(),
-            settled,
-        )
-    };
-    if let Some(response) = answer(false) {
-        return Ok(response);
-    }
-    core.state.catch_up().await?;
-    // D-10.
-    answer(true).ok_or_else(|| {
-        without_record(
-            &core,
-            requested.as_deref(),
-            &format!("binding {binding_id}"),
-        )
+    let requested = requested.as_deref();
+    // D-10 when there is nothing to answer with.
+    answer_caught_up(&core, requested, ("binding", &binding_id), |settled| {
+        binding_answer(&core, (&instance_id, &binding_id), requested, settled)
     })
+    .await
 }
 
 /// As [`instance_answer`], for a binding of an instance.
