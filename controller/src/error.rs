@@ -14,7 +14,7 @@
 //! | `VersionMissing`, `VersionUnsupported` | 412 (D-01; 400 when configured) | – |
 //! | `PayloadTooLarge` | 413 | – |
 //! | `AsyncRequired` | 422 | `AsyncRequired` |
-//! | `Concurrency` | 422 | `ConcurrencyError` |
+//! | `Concurrency`, `StoreConflict` | 422 | `ConcurrencyError` |
 //! | `RequiresApp` | 422 | `RequiresApp` |
 //! | `MaintenanceInfoConflict` | 422 | `MaintenanceInfoConflict` |
 //! | `Unprocessable` | 422 | – |
@@ -74,6 +74,11 @@ pub enum ApiError {
     /// Another operation is running on the resource.
     #[error("{0}")]
     Concurrency(String),
+    /// Another replica changed the resource between this replica's read and its write (the
+    /// store refused the write); `api::request::decided` decides once more before a platform
+    /// sees it.
+    #[error("the resource was changed concurrently; retry the request")]
+    StoreConflict,
     /// `app_guid` is required.
     #[error("this service requires an app_guid")]
     RequiresApp,
@@ -123,6 +128,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::AsyncRequired
             | ApiError::Concurrency(_)
+            | ApiError::StoreConflict
             | ApiError::RequiresApp
             | ApiError::MaintenanceInfoConflict(_)
             | ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -137,7 +143,7 @@ impl ApiError {
     pub fn osb_code(&self) -> Option<&'static str> {
         match self {
             ApiError::AsyncRequired => Some("AsyncRequired"),
-            ApiError::Concurrency(_) => Some("ConcurrencyError"),
+            ApiError::Concurrency(_) | ApiError::StoreConflict => Some("ConcurrencyError"),
             ApiError::RequiresApp => Some("RequiresApp"),
             ApiError::MaintenanceInfoConflict(_) => Some("MaintenanceInfoConflict"),
             _ => None,
@@ -176,9 +182,7 @@ impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
             // Another replica changed the resource between our read and our write.
-            StoreError::Conflict { .. } => ApiError::Concurrency(
-                "the resource was changed concurrently; retry the request".to_owned(),
-            ),
+            StoreError::Conflict { .. } => ApiError::StoreConflict,
             StoreError::Unavailable(message) => {
                 log::warn!("store unavailable: {message}");
                 ApiError::StoreUnavailable

@@ -14,7 +14,9 @@ use skybroker_config::SchemaKind;
 use skybroker_storage::{BindingState, Change, InstanceState, OperationKind, ServiceBinding};
 
 use crate::api::instances::requested_plan;
-use crate::api::request::{json, path, repeat_of, respond, same_parameters, JsonBody, Query};
+use crate::api::request::{
+    decided, json, path, repeat_of, respond, same_parameters, JsonBody, Query,
+};
 use crate::api::{ApiVersion, Originator};
 use crate::core::Core;
 use crate::error::ApiError;
@@ -52,6 +54,38 @@ pub async fn put_binding(
     let (instance_id, binding_id) = path(ids)?;
     let accepts_incomplete = Query::parse(raw.as_deref()).accepts_incomplete()?;
     let body = JsonBody::read(&headers, bytes, core.config.server.max_body_bytes)?;
+    let request = BindRequest {
+        instance_id: &instance_id,
+        binding_id: &binding_id,
+        accepts_incomplete,
+        body: &body,
+        version,
+        requested_by: &originator.0,
+    };
+    let (core, request) = (&core, &request);
+    decided(core, move || bind(core, request)).await
+}
+
+/// A bind request as read from HTTP.
+struct BindRequest<'a> {
+    instance_id: &'a str,
+    binding_id: &'a str,
+    accepts_incomplete: bool,
+    body: &'a JsonBody,
+    version: ApiVersion,
+    requested_by: &'a Option<String>,
+}
+
+/// Binds (OSB-BIND) or rotates (OSB-ROT) under the instance lock, on what the map holds.
+async fn bind(core: &Core, request: &BindRequest<'_>) -> Result<Response, ApiError> {
+    let &BindRequest {
+        instance_id,
+        binding_id,
+        accepts_incomplete,
+        body,
+        version,
+        requested_by,
+    } = request;
     let predecessor_id = body.optional_str("predecessor_binding_id")?;
     // OSB-ROT-02: a rotation request may carry nothing but the predecessor.
     let (service_id, plan_id) = if predecessor_id.is_some() {
@@ -70,7 +104,7 @@ pub async fn put_binding(
     let context = body.optional_object("context")?;
     let mut parameters = body.optional_object("parameters")?;
     if let (Some(service_id), Some(plan_id)) = (&service_id, &plan_id) {
-        requested_plan(&core, service_id, plan_id)?;
+        requested_plan(core, service_id, plan_id)?;
     } else if let Some(service_id) = &service_id {
         if core.config.offering(service_id).is_none() {
             return Err(ApiError::BadRequest(format!(
@@ -79,11 +113,11 @@ pub async fn put_binding(
         }
     }
 
-    let guard = core.locks.lock(&instance_id).await;
+    let guard = core.locks.lock(instance_id).await;
     // D-04: binding to an unknown instance is 404.
     let instance = core
         .state
-        .read_caught_up(|state| state.instance(&instance_id))
+        .read_caught_up(|state| state.instance(instance_id))
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("instance {instance_id} does not exist")))?;
     if service_id
@@ -95,7 +129,7 @@ pub async fn put_binding(
             "service_id and plan_id must be those of instance {instance_id}"
         )));
     }
-    let plan = requested_plan(&core, &instance.service_id, &instance.plan_id)?;
+    let plan = requested_plan(core, &instance.service_id, &instance.plan_id)?;
     if !plan.plan.is_bindable(plan.offering) {
         return Err(ApiError::BadRequest(format!(
             "plan {} is not bindable",
@@ -146,7 +180,7 @@ pub async fn put_binding(
         return Err(ApiError::AsyncRequired);
     }
     let bind_resource = bind_resource.map_or(Value::Null, Value::Object);
-    if let Some(existing) = core.state.binding(&binding_id) {
+    if let Some(existing) = core.state.binding(binding_id) {
         let identical = existing.instance_id == instance_id
             && same_parameters(&existing.parameters, &parameters)
             && existing.bind_resource == bind_resource
@@ -164,7 +198,7 @@ pub async fn put_binding(
             }
             BindingState::Binding => {
                 let last = existing.last_operation.as_deref();
-                return repeat_of(&core, last, |_| true, busy("the binding is being created"));
+                return repeat_of(core, last, |_| true, busy("the binding is being created"));
             }
             BindingState::Unbinding => return Err(busy("the binding is being deleted")),
             BindingState::BindFailed => {}
@@ -172,15 +206,15 @@ pub async fn put_binding(
     }
     let operation = core.new_operation(
         OperationKind::Bind,
-        &instance_id,
-        Some(&binding_id),
+        instance_id,
+        Some(binding_id),
         plan.plan,
         sync,
-        originator.0,
+        requested_by.clone(),
     );
     let binding = ServiceBinding {
-        id: binding_id.clone(),
-        instance_id: instance_id.clone(),
+        id: binding_id.to_owned(),
+        instance_id: instance_id.to_owned(),
         service_id: instance.service_id.clone(),
         plan_id: instance.plan_id.clone(),
         parameters: Value::Object(parameters),

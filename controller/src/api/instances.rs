@@ -16,7 +16,7 @@ use skybroker_storage::{
 };
 
 use crate::api::request::{
-    check_maintenance, json, path, repeat_of, respond, same_parameters, JsonBody, Query,
+    check_maintenance, decided, json, path, repeat_of, respond, same_parameters, JsonBody, Query,
 };
 use crate::api::{ApiVersion, Originator};
 use crate::core::{Core, PlanRef};
@@ -111,44 +111,9 @@ pub async fn put_instance(
         return Err(ApiError::AsyncRequired);
     }
 
-    let guard = core.locks.lock(&instance_id).await;
-    if let Some(existing) = core.state.instance(&instance_id) {
-        let identical = existing.service_id == service_id
-            && existing.plan_id == plan_id
-            && same_parameters(&existing.parameters, &parameters)
-            && existing.organization_guid == organization_guid
-            && existing.space_guid == space_guid;
-        if !identical {
-            return Err(ApiError::Conflict(format!(
-                "instance {instance_id} already exists with different attributes"
-            )));
-        }
-        match existing.state {
-            // OSB-PROV-06: identical and provisioned.
-            InstanceState::Ready => {
-                return Ok(json(StatusCode::OK, instance_body(&existing, version)))
-            }
-            // OSB-PROV-08: identical and still provisioning: the same operation.
-            InstanceState::Provisioning => {
-                let last = existing.last_operation.as_deref();
-                return repeat_of(&core, last, |_| true, busy("being provisioned"));
-            }
-            InstanceState::Updating => return Err(busy("being updated")),
-            InstanceState::Deprovisioning => return Err(busy("being deprovisioned")),
-            // A failed provision repeated identically is tried again.
-            InstanceState::ProvisionFailed => {}
-        }
-    }
-    let operation = core.new_operation(
-        OperationKind::Provision,
-        &instance_id,
-        None,
-        plan.plan,
-        sync,
-        originator.0,
-    );
-    let instance = ServiceInstance {
-        id: instance_id.clone(),
+    // What the platform asks for; each attempt builds its records from it.
+    let requested = ServiceInstance {
+        id: instance_id,
         service_id,
         plan_id,
         parameters: Value::Object(parameters),
@@ -165,8 +130,77 @@ pub async fn put_instance(
         metadata: None,
         state: InstanceState::Provisioning,
         plugin_state: Value::Null,
+        last_operation: None,
+        created_at: 0,
+    };
+    let admission = Admission {
+        core: &core,
+        plan,
+        sync,
+        requested_by: &originator.0,
+    };
+    let (admission, requested) = (&admission, &requested);
+    decided(&core, move || provision(admission, requested, version)).await
+}
+
+/// What a provision attempt needs besides the requested instance.
+struct Admission<'a> {
+    core: &'a Core,
+    plan: PlanRef<'a>,
+    sync: bool,
+    requested_by: &'a Option<String>,
+}
+
+/// Provisions `requested` unless the instance exists: under the instance lock, on what the
+/// map holds.
+async fn provision(
+    admission: &Admission<'_>,
+    requested: &ServiceInstance,
+    version: ApiVersion,
+) -> Result<Response, ApiError> {
+    let core = admission.core;
+    let guard = core.locks.lock(&requested.id).await;
+    if let Some(existing) = core.state.instance(&requested.id) {
+        let identical = existing.service_id == requested.service_id
+            && existing.plan_id == requested.plan_id
+            && (requested.parameters.as_object())
+                .is_some_and(|sent| same_parameters(&existing.parameters, sent))
+            && existing.organization_guid == requested.organization_guid
+            && existing.space_guid == requested.space_guid;
+        if !identical {
+            return Err(ApiError::Conflict(format!(
+                "instance {} already exists with different attributes",
+                requested.id
+            )));
+        }
+        match existing.state {
+            // OSB-PROV-06: identical and provisioned.
+            InstanceState::Ready => {
+                return Ok(json(StatusCode::OK, instance_body(&existing, version)))
+            }
+            // OSB-PROV-08: identical and still provisioning: the same operation.
+            InstanceState::Provisioning => {
+                let last = existing.last_operation.as_deref();
+                return repeat_of(core, last, |_| true, busy("being provisioned"));
+            }
+            InstanceState::Updating => return Err(busy("being updated")),
+            InstanceState::Deprovisioning => return Err(busy("being deprovisioned")),
+            // A failed provision repeated identically is tried again.
+            InstanceState::ProvisionFailed => {}
+        }
+    }
+    let operation = core.new_operation(
+        OperationKind::Provision,
+        &requested.id,
+        None,
+        admission.plan.plan,
+        admission.sync,
+        admission.requested_by.clone(),
+    );
+    let instance = ServiceInstance {
         last_operation: Some(operation.id.clone()),
         created_at: operation.created_at,
+        ..requested.clone()
     };
     let changes = vec![
         Change::PutInstance(instance),

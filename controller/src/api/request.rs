@@ -2,6 +2,7 @@
 //! (OSB-GEN-05, OSB-GEN-10). Unknown fields are ignored (OSB-GEN-01).
 
 use std::collections::HashMap;
+use std::future::Future;
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
@@ -232,6 +233,27 @@ pub fn respond(
             success(&done).ok_or_else(|| failure_error(&done.operation))
         }
         Launched::Finished(done) => Err(failure_error(&done.operation)),
+    }
+}
+
+/// Runs `decide` (read the map, decide, commit under the instance lock) and, when its commit
+/// lost to another replica's change the map had not seen yet (a store conflict), catches up
+/// with the store and decides once more on what the map then holds: a platform retrying on
+/// another replica gets 200 or 409 for what the first one created, not a 422. A second
+/// conflict is the platform's 422 ConcurrencyError.
+pub async fn decided<F>(
+    core: &crate::core::Core,
+    decide: impl Fn() -> F,
+) -> Result<Response, ApiError>
+where
+    F: Future<Output = Result<Response, ApiError>>,
+{
+    match decide().await {
+        Err(ApiError::StoreConflict) => {
+            core.state.catch_up().await?;
+            decide().await
+        }
+        result => result,
     }
 }
 

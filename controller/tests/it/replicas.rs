@@ -209,7 +209,7 @@ async fn lagging_proxy(target: &str, delay: Duration) -> String {
 /// A platform may poll any replica the moment another has answered it: B (whose etcd answers
 /// reach it 150 ms late) answers for what A has just accepted or created instead of 410
 /// because its watch has not delivered the records yet: it catches up with the store on a
-/// miss.
+/// miss, and on a write that lost to a change it had not seen.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lagging_replica_answers_for_what_another_just_accepted() {
     let Some(endpoint) = etcd() else { return };
@@ -231,6 +231,27 @@ async fn a_lagging_replica_answers_for_what_another_just_accepted() {
         let (status, body) = b.delete_instance(&id, SYNC, false).await;
         assert_eq!(status, StatusCode::OK, "{id}: {body}");
     }
+    // A platform repeating on B what A has just done: B's first write conflicts with A's
+    // records, so B catches up and decides on them: 200 for an identical request, 409 for a
+    // different one, as A would answer (not 422).
+    a.provision_sync("rep-again", SYNC).await;
+    let (status, body) = b
+        .put_instance("rep-again", &provision_body(SYNC), false)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    a.provision_sync("rep-other", SYNC).await;
+    let (status, body) = b
+        .put_instance("rep-other", &provision_body(SIZED), false)
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let (status, body) = a
+        .put_binding("rep-again", "rep-bind", &bind_body(SYNC), false)
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = b
+        .put_binding("rep-again", "rep-bind", &bind_body(SYNC), false)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
     a.stop().await;
     b.stop().await;
 }
