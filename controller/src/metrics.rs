@@ -597,12 +597,8 @@ impl Store for MeteredStore {
         self.inner.release(operation_id).await
     }
 
-    async fn revision(&self) -> Result<Option<Revision>, StoreError> {
-        self.inner.revision().await
-    }
-
-    fn request_progress(&self) {
-        self.inner.request_progress();
+    async fn sync_point(&self) -> Result<Option<Revision>, StoreError> {
+        self.inner.sync_point().await
     }
 }
 

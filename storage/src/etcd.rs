@@ -14,10 +14,12 @@
 //! - `load` reads the whole prefix in pages at one revision (a consistent snapshot, never one
 //!   giant response) and `watch` continues from exactly that revision; a compacted history
 //!   is reported as [`WatchEvent::Reset`] so the caller reloads.
-//! - The watch reports its progress ([`WatchEvent::Progress`]) when etcd says every change up
-//!   to a revision has been sent, and asks etcd for that on [`Store::request_progress`]: a
-//!   replica that misses a record can wait until it holds every change committed before it
-//!   looked, instead of answering 404 or 410 for what another replica has just created.
+//! - [`Store::sync_point`] writes `sync/<replica id>` (on the replica's lease). Events of one
+//!   watch arrive in revision order, so when that put comes back through the watch (forwarded
+//!   as [`WatchEvent::Progress`]) every earlier change has arrived: a replica that misses a
+//!   record waits for that instead of answering 404 or 410 for what another replica has just
+//!   created. (Not etcd's progress requests: before 3.4.25 and 3.5.8 etcd could report a
+//!   revision whose events were still to be sent, etcd issue 15220; Debian 12 has 3.4.23.)
 //! - etcd being unreachable is [`StoreError::Unavailable`]; the client reconnects by itself
 //!   and the lease is granted again, so the broker recovers without a restart.
 
@@ -31,7 +33,7 @@ use etcd_client::{
     Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, PutOptions,
     SortOrder, SortTarget, TlsOptions, Txn, TxnOp, TxnOpResponse, WatchOptions,
 };
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tonic::Code;
 
@@ -46,6 +48,9 @@ const MIN_ATTEMPTS: u32 = 3;
 const RETRY_DELAY: Duration = Duration::from_millis(100);
 /// Where ownership keys live, under the prefix.
 const OWNERS: &str = "owners/";
+
+/// Prefix of the sync markers (see the module doc), under the store's prefix.
+const SYNC: &str = "sync/";
 
 /// How to reach etcd.
 #[derive(Clone)]
@@ -162,8 +167,6 @@ pub struct EtcdStore {
     lease: Arc<AtomicI64>,
     /// The revision of the last `load`, where `watch` starts.
     loaded_at: AtomicI64,
-    /// Wakes the watch to ask etcd for a progress report.
-    progress_wanted: Arc<Notify>,
     /// How long a commit keeps retrying while etcd is unreachable.
     retry_budget: Duration,
     /// Keeps the lease alive; aborted on drop.
@@ -292,7 +295,6 @@ impl EtcdStore {
             replica: uuid::Uuid::new_v4().simple().to_string(),
             lease,
             loaded_at: AtomicI64::new(0),
-            progress_wanted: Arc::new(Notify::new()),
             retry_budget: options.request_timeout,
             keeper,
         })
@@ -302,10 +304,17 @@ impl EtcdStore {
         format!("{}{key}", self.prefix)
     }
 
-    /// The store key of an etcd key under the prefix, unless it is an ownership key.
+    /// The store key of an etcd key under the prefix, unless it is an ownership key or a sync
+    /// marker.
     fn store_key(prefix: &str, key: &[u8]) -> Option<String> {
         let key = std::str::from_utf8(key).ok()?.strip_prefix(prefix)?;
-        (!key.starts_with(OWNERS)).then(|| key.to_owned())
+        (!key.starts_with(OWNERS) && !key.starts_with(SYNC)).then(|| key.to_owned())
+    }
+
+    /// Whether an etcd key is a sync marker under the prefix.
+    fn is_sync_marker(prefix: &str, key: &[u8]) -> bool {
+        key.strip_prefix(prefix.as_bytes())
+            .is_some_and(|key| key.starts_with(SYNC.as_bytes()))
     }
 
     /// One attempt at a commit: one transaction.
@@ -512,22 +521,22 @@ impl Store for EtcdStore {
         "etcd"
     }
 
-    async fn revision(&self) -> Result<Option<Revision>, StoreError> {
-        // Any read answers with the cluster's current revision in its header (a linearizable
-        // read: it reflects every commit acknowledged before it).
-        let options = GetOptions::new().with_count_only();
-        let key = self.full_key("health");
+    async fn sync_point(&self) -> Result<Option<Revision>, StoreError> {
+        // On the replica's lease, so the marker goes with the replica; before the lease is
+        // granted, without one (one small key per replica id).
+        let options = self
+            .current_lease()
+            .ok()
+            .map(|lease| PutOptions::new().with_lease(lease));
+        let key = self.full_key(&format!("{SYNC}{}", self.replica));
         let response = self
             .endpoints
-            .call(|mut c| async move { c.get(key, Some(options)).await })
+            .call(|mut c| async move { c.put(key, Vec::new(), options).await })
             .await?;
-        Ok(Some(
-            response.header().map_or(0, |h| h.revision()) as Revision
-        ))
-    }
-
-    fn request_progress(&self) {
-        self.progress_wanted.notify_one();
+        let header = response
+            .header()
+            .ok_or_else(|| StoreError::Backend("etcd answered a put without a header".into()))?;
+        Ok(Some(header.revision() as Revision))
     }
 
     async fn watch(&self) -> Result<Option<mpsc::Receiver<WatchEvent>>, StoreError> {
@@ -538,7 +547,6 @@ impl Store for EtcdStore {
             self.prefix.clone(),
             from,
             sender,
-            Arc::clone(&self.progress_wanted),
         ));
         Ok(Some(receiver))
     }
@@ -590,14 +598,13 @@ impl Store for EtcdStore {
 }
 
 /// Forwards every change under `prefix` from revision `from` on, reconnecting the watch when
-/// the stream breaks; a compacted history ends with [`WatchEvent::Reset`]. Progress reports
-/// are forwarded as [`WatchEvent::Progress`]; `progress_wanted` asks etcd for one.
+/// the stream breaks; a compacted history ends with [`WatchEvent::Reset`]. A sync marker's put
+/// is forwarded as [`WatchEvent::Progress`].
 async fn forward_changes(
     endpoints: Arc<Endpoints>,
     prefix: String,
     mut from: i64,
     sender: mpsc::Sender<WatchEvent>,
-    progress_wanted: Arc<Notify>,
 ) {
     loop {
         let options = WatchOptions::new()
@@ -605,9 +612,8 @@ async fn forward_changes(
             .with_start_revision(from)
             .with_progress_notify();
         let (index, mut client) = endpoints.client();
-        let (mut requests, mut responses) = match client.watch(prefix.clone(), Some(options)).await
-        {
-            Ok(stream) => stream.split(),
+        let mut stream = match client.watch(prefix.clone(), Some(options)).await {
+            Ok(stream) => stream,
             Err(err) => {
                 endpoints.failover(index).await;
                 log::warn!("etcd watch not started: {err}; retrying");
@@ -616,18 +622,7 @@ async fn forward_changes(
             }
         };
         loop {
-            let message = tokio::select! {
-                message = responses.message() => message,
-                () = progress_wanted.notified() => {
-                    // etcd answers with a response without events whose header holds its
-                    // current revision; whoever asked asks again if it gets lost.
-                    if requests.request_progress().await.is_err() {
-                        break;
-                    }
-                    continue;
-                }
-            };
-            let response = match message {
+            let response = match stream.message().await {
                 Ok(Some(response)) => response,
                 Ok(None) | Err(_) => break, // reconnect from `from`
             };
@@ -640,10 +635,18 @@ async fn forward_changes(
             }
             for event in response.events() {
                 let Some(kv) = event.kv() else { continue };
+                let revision = kv.mod_revision() as Revision;
+                if EtcdStore::is_sync_marker(&prefix, kv.key()) {
+                    let put = event.event_type() == etcd_client::EventType::Put;
+                    if put && sender.send(WatchEvent::Progress(revision)).await.is_err() {
+                        return;
+                    }
+                    from = from.max(kv.mod_revision() + 1);
+                    continue;
+                }
                 let Some(key) = EtcdStore::store_key(&prefix, kv.key()) else {
                     continue;
                 };
-                let revision = kv.mod_revision() as Revision;
                 let change = match event.event_type() {
                     etcd_client::EventType::Put => WatchEvent::Put(Entry {
                         key,
@@ -657,18 +660,15 @@ async fn forward_changes(
                 }
                 from = from.max(kv.mod_revision() + 1);
             }
-            // Only a response without events, other than the one confirming the watch, reports
-            // progress: the header of a response with events (or of the confirmation, before
-            // the history from `from` is sent) may name a revision whose events are still to
-            // come, while the watch catches up on history.
+            // A periodic progress notification (no events) moves `from` to its header: etcd
+            // sends those to a watch that has caught up. Not the header of the response that
+            // confirms the watch, nor of one with events: while the watch catches up on history
+            // they name revisions whose events are still to come, and a reconnect from there
+            // would skip them.
             let progress =
                 response.events().is_empty() && !response.created() && !response.canceled();
             if let Some(header) = response.header().filter(|_| progress) {
                 from = from.max(header.revision() + 1);
-                let revision = header.revision() as Revision;
-                if sender.send(WatchEvent::Progress(revision)).await.is_err() {
-                    return;
-                }
             }
             if response.canceled() {
                 log::warn!(
@@ -711,6 +711,10 @@ mod tests {
             Some("instances/a".into())
         );
         assert_eq!(EtcdStore::store_key("/p/", b"/p/owners/op-1"), None);
+        assert_eq!(EtcdStore::store_key("/p/", b"/p/sync/replica-1"), None);
+        assert!(EtcdStore::is_sync_marker("/p/", b"/p/sync/replica-1"));
+        assert!(!EtcdStore::is_sync_marker("/p/", b"/p/instances/sync/x"));
+        assert!(!EtcdStore::is_sync_marker("/p/", b"/q/sync/replica-1"));
         assert_eq!(EtcdStore::store_key("/p/", b"/q/instances/a"), None);
     }
 

@@ -190,16 +190,13 @@ struct Maps {
 pub struct StateMap {
     store: Arc<dyn Store>,
     maps: RwLock<Maps>,
-    /// The store revision up to which the map holds every change (the watch's progress
-    /// reports, see [`StateMap::catch_up`]).
+    /// The store revision up to which the map holds every change (the sync markers the watch
+    /// delivered, see [`StateMap::catch_up`]).
     watched: tokio::sync::watch::Sender<Revision>,
 }
 
 /// How long [`StateMap::catch_up`] waits for the watch before it gives up.
 const CATCH_UP_LIMIT: Duration = Duration::from_secs(5);
-
-/// How often [`StateMap::catch_up`] asks the watch for progress while it waits.
-const PROGRESS_EVERY: Duration = Duration::from_millis(100);
 
 fn instance_key(id: &str) -> String {
     format!("instances/{id}")
@@ -509,47 +506,46 @@ impl StateMap {
 
     /// Waits until the map holds every change committed to the store before the call, by
     /// this process or another; at once for a store only this process writes. Costs a store
-    /// round trip (and the watch's delay), so it is for misses: a record not found may be one
-    /// another replica has just created.
+    /// write (the sync marker, see [`Store::sync_point`]) and the watch's delay, so it is for
+    /// misses: a record not found may be one another replica has just created.
     ///
     /// # Errors
-    /// The store cannot tell its revision, or the watch did not get there within 5 s
+    /// The store cannot write its marker, or the watch did not deliver it within 5 s
     /// ([`StoreError::Unavailable`]: the map cannot vouch for an absence).
     pub async fn catch_up(&self) -> Result<(), StoreError> {
-        let Some(target) = self.store.revision().await? else {
+        let Some(target) = self.store.sync_point().await? else {
             return Ok(());
         };
         let mut watched = self.watched.subscribe();
-        let deadline = tokio::time::Instant::now() + CATCH_UP_LIMIT;
-        loop {
-            if *watched.borrow_and_update() >= target {
-                return Ok(());
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(StoreError::Unavailable(format!(
-                    "the watch has not reported revision {target} within {CATCH_UP_LIMIT:?}"
-                )));
-            }
-            // Asked again and again: etcd may drop a request while the watch catches up.
-            self.store.request_progress();
-            let _ = tokio::time::timeout(PROGRESS_EVERY, watched.changed()).await;
+        let reached = watched.wait_for(|watched| *watched >= target);
+        // (The sender lives as long as the map: `wait_for` cannot fail.)
+        let caught_up = matches!(
+            tokio::time::timeout(CATCH_UP_LIMIT, reached).await,
+            Ok(Ok(_))
+        );
+        if caught_up {
+            Ok(())
+        } else {
+            Err(StoreError::Unavailable(format!(
+                "the watch has not delivered revision {target} within {CATCH_UP_LIMIT:?}"
+            )))
         }
     }
 
-    /// What `read` finds, after catching up with the store (see [`StateMap::catch_up`]) if it
-    /// finds nothing at first.
+    /// [`StateMap::catch_up`] unless `present` finds what the caller looks for: a hit costs
+    /// nothing more. Call it before taking an instance lock (the engine waits for those), then
+    /// read under the lock.
     ///
     /// # Errors
-    /// As [`StateMap::catch_up`], only when the first read found nothing.
-    pub async fn read_caught_up<T>(
+    /// As [`StateMap::catch_up`], only when `present` found nothing.
+    pub async fn catch_up_unless(
         &self,
-        read: impl Fn(&StateMap) -> Option<T>,
-    ) -> Result<Option<T>, StoreError> {
-        if let Some(found) = read(self) {
-            return Ok(Some(found));
+        present: impl Fn(&StateMap) -> bool,
+    ) -> Result<(), StoreError> {
+        if present(self) {
+            return Ok(());
         }
-        self.catch_up().await?;
-        Ok(read(self))
+        self.catch_up().await
     }
 
     /// The store underneath.
@@ -569,6 +565,16 @@ impl StateMap {
             .instances
             .get(id)
             .map(|held| held.packed.unpack())
+    }
+
+    /// Whether the map holds an instance (nothing decoded).
+    pub fn has_instance(&self, id: &str) -> bool {
+        self.read().instances.get(id).is_some()
+    }
+
+    /// Whether the map holds a binding (nothing decoded).
+    pub fn has_binding(&self, id: &str) -> bool {
+        self.read().bindings.get(id).is_some()
     }
 
     /// A binding.
@@ -1029,8 +1035,7 @@ mod tests {
             }
             until.await.unwrap()
         }
-        // Nothing changed yet: B is caught up once etcd reports the watch's progress, which
-        // it does only when asked.
+        // Nothing changed yet: B is caught up once its sync marker comes back.
         let idle = {
             let b = Arc::clone(&b);
             tokio::spawn(async move { b.catch_up().await })
@@ -1046,7 +1051,10 @@ mod tests {
         );
         let reader = {
             let b = Arc::clone(&b);
-            tokio::spawn(async move { b.read_caught_up(|map| map.instance("fresh")).await })
+            tokio::spawn(async move {
+                b.catch_up_unless(|map| map.has_instance("fresh")).await?;
+                Ok::<_, StoreError>(b.instance("fresh"))
+            })
         };
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert!(!reader.is_finished(), "the reader waits for the watch");
@@ -1055,7 +1063,10 @@ mod tests {
         // Absent after catching up: absent in the store.
         let never = {
             let b = Arc::clone(&b);
-            tokio::spawn(async move { b.read_caught_up(|map| map.instance("never")).await })
+            tokio::spawn(async move {
+                b.catch_up_unless(|map| map.has_instance("never")).await?;
+                Ok::<_, StoreError>(b.instance("never"))
+            })
         };
         assert!(follow(&b, &mut changes, never).await.unwrap().is_none());
     }

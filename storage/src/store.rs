@@ -136,17 +136,13 @@ pub trait Store: std::fmt::Debug + Send + Sync + 'static {
         Ok(())
     }
 
-    /// The revision of the newest commit any process has made, for a store other processes
-    /// write; `None` for a store only this process writes (its map is never behind). A
-    /// reader that must see every change committed before it asked waits until the watch
-    /// has reported [`WatchEvent::Progress`] up to this revision (`StateMap::catch_up`).
-    async fn revision(&self) -> Result<Option<Revision>, StoreError> {
+    /// A point every change committed before the call precedes, for a reader that must see
+    /// them all: the store writes a marker that its watch delivers after every earlier change,
+    /// as [`WatchEvent::Progress`] with the revision returned here (`StateMap::catch_up` waits
+    /// for it). `None` for a store only this process writes: its map is never behind.
+    async fn sync_point(&self) -> Result<Option<Revision>, StoreError> {
         Ok(None)
     }
-
-    /// Asks the watch to report how far it has delivered (a [`WatchEvent::Progress`]) even
-    /// when nothing under the store's keys changes. A store without a watch ignores it.
-    fn request_progress(&self) {}
 }
 
 /// A change another process made, from [`Store::watch`].
@@ -163,7 +159,8 @@ pub enum WatchEvent {
     },
     /// Changes were lost (history compacted, watch broken beyond repair): load again.
     Reset,
-    /// Every change up to this revision has been delivered (the events before this one).
+    /// Every change up to this revision has been delivered (the events before this one): the
+    /// marker of a [`Store::sync_point`].
     Progress(Revision),
 }
 

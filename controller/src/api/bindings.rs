@@ -15,7 +15,7 @@ use skybroker_storage::{BindingState, Change, InstanceState, OperationKind, Serv
 
 use crate::api::instances::requested_plan;
 use crate::api::request::{
-    decided, json, path, repeat_of, respond, same_parameters, JsonBody, Query,
+    decided, json, path, repeat_of, respond, same_parameters, DeleteRequest, JsonBody, Query,
 };
 use crate::api::{ApiVersion, Originator};
 use crate::core::Core;
@@ -113,12 +113,16 @@ async fn bind(core: &Core, request: &BindRequest<'_>) -> Result<Response, ApiErr
         }
     }
 
+    // A miss may be another replica's fresh record: catch up first, outside the instance
+    // lock (the engine waits for it).
+    core.state
+        .catch_up_unless(|state| state.has_instance(instance_id))
+        .await?;
     let guard = core.locks.lock(instance_id).await;
     // D-04: binding to an unknown instance is 404.
     let instance = core
         .state
-        .read_caught_up(|state| state.instance(instance_id))
-        .await?
+        .instance(instance_id)
         .ok_or_else(|| ApiError::NotFound(format!("instance {instance_id} does not exist")))?;
     if service_id
         .as_ref()
@@ -252,14 +256,14 @@ pub async fn get_binding(
     query.hint("service_id")?;
     query.hint("plan_id")?;
     let not_found = || ApiError::NotFound(format!("binding {binding_id} does not exist"));
+    // A miss may be another replica's fresh record.
+    core.state
+        .catch_up_unless(|state| state.has_binding(&binding_id))
+        .await?;
     let binding = core
         .state
-        .read_caught_up(|state| {
-            state
-                .binding(&binding_id)
-                .filter(|b| b.instance_id == instance_id)
-        })
-        .await?
+        .binding(&binding_id)
+        .filter(|b| b.instance_id == instance_id)
         .ok_or_else(not_found)?;
     let retrievable = core
         .config
@@ -296,25 +300,52 @@ pub async fn delete_binding(
     let plan_id = query.required("plan_id")?;
     let accepts_incomplete = query.accepts_incomplete()?;
 
-    let guard = core.locks.lock(&instance_id).await;
+    // A repeat on a replica that has not seen the first request's records yet loses its
+    // write to them and is decided again on them (the same operation).
+    let request = DeleteRequest {
+        instance_id: &instance_id,
+        service_id: &service_id,
+        plan_id: &plan_id,
+        accepts_incomplete,
+        requested_by: &originator.0,
+    };
+    let (core, binding_id, request) = (&core, &binding_id, &request);
+    decided(core, move || unbind(core, binding_id, request)).await
+}
+
+/// Unbinds (OSB-UNB) under the instance lock, on what the map holds.
+async fn unbind(
+    core: &Core,
+    binding_id: &str,
+    request: &DeleteRequest<'_>,
+) -> Result<Response, ApiError> {
+    let &DeleteRequest {
+        instance_id,
+        service_id,
+        plan_id,
+        accepts_incomplete,
+        requested_by,
+    } = request;
+    // A miss may be another replica's fresh record: catch up first, outside the instance
+    // lock (the engine waits for it).
+    core.state
+        .catch_up_unless(|state| state.has_binding(binding_id))
+        .await?;
+    let guard = core.locks.lock(instance_id).await;
     let binding = core
         .state
-        .read_caught_up(|state| {
-            state
-                .binding(&binding_id)
-                .filter(|b| b.instance_id == instance_id)
-        })
-        .await?
+        .binding(binding_id)
+        .filter(|b| b.instance_id == instance_id)
         .ok_or_else(|| ApiError::Gone(format!("binding {binding_id} does not exist")))?;
     if binding.service_id != service_id {
         return Err(ApiError::BadRequest(format!(
             "service_id {service_id:?} is not the binding's service"
         )));
     }
-    requested_plan(&core, &service_id, &plan_id)?;
+    requested_plan(core, service_id, plan_id)?;
     let plan = core
         .plan(&binding.service_id, &binding.plan_id)
-        .map_or_else(|| requested_plan(&core, &service_id, &plan_id), Ok)?;
+        .map_or_else(|| requested_plan(core, service_id, plan_id), Ok)?;
     let sync = !plan
         .broker
         .is_async(&plan.plan.settings, PluginKind::Unbind);
@@ -329,7 +360,7 @@ pub async fn delete_binding(
         BindingState::Unbinding => {
             // OSB-UNB-05: a repeat gets the same operation.
             let last = binding.last_operation.as_deref();
-            return repeat_of(&core, last, |_| true, busy("the binding is being deleted"));
+            return repeat_of(core, last, |_| true, busy("the binding is being deleted"));
         }
         // D-17: an async bind is halted; a synchronous one has a request waiting.
         BindingState::Binding if running.as_ref().is_none_or(|op| op.sync) => {
@@ -338,7 +369,7 @@ pub async fn delete_binding(
         BindingState::Binding | BindingState::Bound | BindingState::BindFailed => {}
     }
     let (changes, operation) =
-        crate::lifecycle::begin_unbind(&core, &binding, plan.plan, sync, originator.0);
+        crate::lifecycle::begin_unbind(core, &binding, plan.plan, sync, requested_by.clone());
     let launched = core.admit(guard, changes, operation).await?;
     respond(launched, |_| Some(json(StatusCode::OK, json!({}))))
 }

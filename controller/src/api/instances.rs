@@ -16,7 +16,8 @@ use skybroker_storage::{
 };
 
 use crate::api::request::{
-    check_maintenance, decided, json, path, repeat_of, respond, same_parameters, JsonBody, Query,
+    check_maintenance, decided, json, path, repeat_of, respond, same_parameters, DeleteRequest,
+    JsonBody, Query,
 };
 use crate::api::{ApiVersion, Originator};
 use crate::core::{Core, PlanRef};
@@ -226,11 +227,11 @@ pub async fn get_instance(
     query.hint("service_id")?;
     query.hint("plan_id")?;
     let not_found = || ApiError::NotFound(format!("instance {instance_id} does not exist"));
-    let instance = core
-        .state
-        .read_caught_up(|state| state.instance(&instance_id))
-        .await?
-        .ok_or_else(not_found)?;
+    // A miss may be another replica's fresh record.
+    core.state
+        .catch_up_unless(|state| state.has_instance(&instance_id))
+        .await?;
+    let instance = core.state.instance(&instance_id).ok_or_else(not_found)?;
     let retrievable = core
         .config
         .offering(&instance.service_id)
@@ -285,11 +286,15 @@ pub async fn patch_instance(
         requested_plan(&core, &service_id, plan_id)?;
     }
 
+    // A miss may be another replica's fresh record: catch up first, outside the instance
+    // lock (the engine waits for it).
+    core.state
+        .catch_up_unless(|state| state.has_instance(&instance_id))
+        .await?;
     let guard = core.locks.lock(&instance_id).await;
     let mut instance = core
         .state
-        .read_caught_up(|state| state.instance(&instance_id))
-        .await?
+        .instance(&instance_id)
         .ok_or_else(|| ApiError::NotFound(format!("instance {instance_id} does not exist")))?;
     if instance.service_id != service_id {
         return Err(ApiError::BadRequest(format!(
@@ -401,22 +406,48 @@ pub async fn delete_instance(
     let plan_id = query.required("plan_id")?;
     let accepts_incomplete = query.accepts_incomplete()?;
 
-    let guard = core.locks.lock(&instance_id).await;
+    // A repeat on a replica that has not seen the first request's records yet loses its
+    // write to them and is decided again on them (the same operation: 202).
+    let request = DeleteRequest {
+        instance_id: &instance_id,
+        service_id: &service_id,
+        plan_id: &plan_id,
+        accepts_incomplete,
+        requested_by: &originator.0,
+    };
+    let (core, request) = (&core, &request);
+    decided(core, move || deprovision(core, request)).await
+}
+
+/// Deprovisions (OSB-DEPROV) under the instance lock, on what the map holds.
+async fn deprovision(core: &Core, request: &DeleteRequest<'_>) -> Result<Response, ApiError> {
+    let &DeleteRequest {
+        instance_id,
+        service_id,
+        plan_id,
+        accepts_incomplete,
+        requested_by,
+    } = request;
+    // A miss may be another replica's fresh record: catch up first, outside the instance
+    // lock (the engine waits for it).
+    core.state
+        .catch_up_unless(|state| state.has_instance(instance_id))
+        .await?;
+    let guard = core.locks.lock(instance_id).await;
     let instance = core
         .state
-        .read_caught_up(|state| state.instance(&instance_id))
-        .await?
+        .instance(instance_id)
         .ok_or_else(|| ApiError::Gone(format!("instance {instance_id} does not exist")))?;
     if instance.service_id != service_id {
         return Err(ApiError::BadRequest(format!(
             "service_id {service_id:?} is not the instance's service"
         )));
     }
-    requested_plan(&core, &service_id, &plan_id)?;
+    requested_plan(core, service_id, plan_id)?;
     // The instance's own plan decides how it is deleted; the platform may send a stale one.
     let plan = core
-        .plan(&service_id, &instance.plan_id)
-        .map_or_else(|| requested_plan(&core, &service_id, &plan_id), Ok)?;
+        .plan(service_id, &instance.plan_id)
+        .map_or_else(|| requested_plan(core, service_id, plan_id), Ok)?;
     let sync = !plan
         .broker
         .is_async(&plan.plan.settings, PluginKind::Deprovision);
@@ -431,7 +462,7 @@ pub async fn delete_instance(
         InstanceState::Deprovisioning => {
             // OSB-DEPROV-06: a repeat gets the same operation.
             let last = instance.last_operation.as_deref();
-            return repeat_of(&core, last, |_| true, busy("being deprovisioned"));
+            return repeat_of(core, last, |_| true, busy("being deprovisioned"));
         }
         InstanceState::Updating => return Err(busy("being updated")),
         // D-17: an async provision is halted and the instance deleted; a synchronous one
@@ -442,7 +473,7 @@ pub async fn delete_instance(
         InstanceState::Provisioning | InstanceState::Ready | InstanceState::ProvisionFailed => {}
     }
     let (changes, operation) =
-        crate::lifecycle::begin_deprovision(&core, &instance, plan.plan, sync, originator.0);
+        crate::lifecycle::begin_deprovision(core, &instance, plan.plan, sync, requested_by.clone());
     let launched = core.admit(guard, changes, operation).await?;
     respond(launched, |_| Some(json(StatusCode::OK, json!({}))))
 }

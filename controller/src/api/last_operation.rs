@@ -173,7 +173,11 @@ async fn answer_caught_up(
     if let Some(response) = answer(false) {
         return Ok(response);
     }
-    core.state.catch_up().await?;
+    if let Err(err) = core.state.catch_up().await {
+        // The store is away: what the map holds still answers (a cleaned-up operation's
+        // instance), only an absence cannot be vouched for.
+        return answer(true).ok_or_else(|| err.into());
+    }
     answer(true).ok_or_else(|| without_record(core, requested, &format!("{kind} {id}")))
 }
 

@@ -236,6 +236,20 @@ pub fn respond(
     }
 }
 
+/// A deprovision or unbind as read from HTTP.
+pub struct DeleteRequest<'a> {
+    /// The instance (of the binding).
+    pub instance_id: &'a str,
+    /// `service_id` from the query.
+    pub service_id: &'a str,
+    /// `plan_id` from the query.
+    pub plan_id: &'a str,
+    /// `accepts_incomplete` from the query.
+    pub accepts_incomplete: bool,
+    /// The originating identity, recorded with the operation.
+    pub requested_by: &'a Option<String>,
+}
+
 /// Runs `decide` (read the map, decide, commit under the instance lock) and, when its commit
 /// lost to another replica's change the map had not seen yet (a store conflict), catches up
 /// with the store and decides once more on what the map then holds: a platform retrying on

@@ -252,6 +252,17 @@ async fn a_lagging_replica_answers_for_what_another_just_accepted() {
         .put_binding("rep-again", "rep-bind", &bind_body(SYNC), false)
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    // B holds the binding and the instance now; A deletes them and the platform repeats each
+    // delete on B at once: B's view is stale, its write loses, and after catching up it says
+    // what A would say of a finished delete (410), not 422.
+    let (status, body) = a.delete_binding("rep-again", "rep-bind", SYNC, false).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = b.delete_binding("rep-again", "rep-bind", SYNC, false).await;
+    assert_eq!(status, StatusCode::GONE, "{body}");
+    let (status, body) = a.delete_instance("rep-again", SYNC, false).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = b.delete_instance("rep-again", SYNC, false).await;
+    assert_eq!(status, StatusCode::GONE, "{body}");
     a.stop().await;
     b.stop().await;
 }
