@@ -523,16 +523,25 @@ impl Store for EtcdStore {
 
     async fn sync_point(&self) -> Result<Option<Revision>, StoreError> {
         // On the replica's lease, so the marker goes with the replica; before the lease is
-        // granted, without one (one small key per replica id).
-        let options = self
-            .current_lease()
-            .ok()
-            .map(|lease| PutOptions::new().with_lease(lease));
+        // granted, or when etcd no longer knows it (lapsed in an outage, not renewed yet),
+        // without one (one small key per replica id).
         let key = self.full_key(&format!("{SYNC}{}", self.replica));
-        let response = self
-            .endpoints
-            .call(|mut c| async move { c.put(key, Vec::new(), options).await })
-            .await?;
+        let put = |lease: Option<i64>| {
+            let key = key.clone();
+            let options = lease.map(|lease| PutOptions::new().with_lease(lease));
+            self.endpoints
+                .call(|mut c| async move { c.put(key, Vec::new(), options).await })
+        };
+        let response = match self.current_lease() {
+            Ok(lease) => match put(Some(lease)).await {
+                Err(StoreError::Backend(message)) => {
+                    log::debug!("sync marker not written on lease {lease:x}: {message}");
+                    put(None).await?
+                }
+                result => result?,
+            },
+            Err(_) => put(None).await?,
+        };
         let header = response
             .header()
             .ok_or_else(|| StoreError::Backend("etcd answered a put without a header".into()))?;

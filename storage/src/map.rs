@@ -198,6 +198,9 @@ pub struct StateMap {
 /// How long [`StateMap::catch_up`] waits for the watch before it gives up.
 const CATCH_UP_LIMIT: Duration = Duration::from_secs(5);
 
+/// How long [`StateMap::catch_up`] waits for one marker before it writes another.
+const MARKER_AGAIN: Duration = Duration::from_secs(1);
+
 fn instance_key(id: &str) -> String {
     format!("instances/{id}")
 }
@@ -513,22 +516,27 @@ impl StateMap {
     /// The store cannot write its marker, or the watch did not deliver it within 5 s
     /// ([`StoreError::Unavailable`]: the map cannot vouch for an absence).
     pub async fn catch_up(&self) -> Result<(), StoreError> {
-        let Some(target) = self.store.sync_point().await? else {
-            return Ok(());
-        };
+        let deadline = tokio::time::Instant::now() + CATCH_UP_LIMIT;
         let mut watched = self.watched.subscribe();
-        let reached = watched.wait_for(|watched| *watched >= target);
-        // (The sender lives as long as the map: `wait_for` cannot fail.)
-        let caught_up = matches!(
-            tokio::time::timeout(CATCH_UP_LIMIT, reached).await,
-            Ok(Ok(_))
-        );
-        if caught_up {
-            Ok(())
-        } else {
-            Err(StoreError::Unavailable(format!(
-                "the watch has not delivered revision {target} within {CATCH_UP_LIMIT:?}"
-            )))
+        loop {
+            let Some(target) = self.store.sync_point().await? else {
+                return Ok(());
+            };
+            // A marker the watch will not deliver (it was restarted from a reload past the
+            // marker's revision) is followed by a new one a second later.
+            let wait = deadline
+                .saturating_duration_since(tokio::time::Instant::now())
+                .min(MARKER_AGAIN);
+            let reached = watched.wait_for(|watched| *watched >= target);
+            // (The sender lives as long as the map: `wait_for` cannot fail.)
+            if matches!(tokio::time::timeout(wait, reached).await, Ok(Ok(_))) {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(StoreError::Unavailable(format!(
+                    "the watch has not delivered revision {target} within {CATCH_UP_LIMIT:?}"
+                )));
+            }
         }
     }
 
@@ -1069,5 +1077,17 @@ mod tests {
             })
         };
         assert!(follow(&b, &mut changes, never).await.unwrap().is_none());
+
+        // A reload while a reader waits (after a watch reset): the new watch starts past the
+        // reader's marker and never delivers it, so the reader writes another.
+        let waiting = {
+            let b = Arc::clone(&b);
+            tokio::spawn(async move { b.catch_up().await })
+        };
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        b.reload().await.unwrap();
+        drop(changes);
+        let mut changes = b.store().watch().await.unwrap().expect("etcd watches");
+        follow(&b, &mut changes, waiting).await.unwrap();
     }
 }

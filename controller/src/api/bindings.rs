@@ -63,7 +63,7 @@ pub async fn put_binding(
         requested_by: &originator.0,
     };
     let (core, request) = (&core, &request);
-    decided(core, move || bind(core, request)).await
+    decided(core, move |caught_up| bind(core, request, caught_up)).await
 }
 
 /// A bind request as read from HTTP.
@@ -77,7 +77,11 @@ struct BindRequest<'a> {
 }
 
 /// Binds (OSB-BIND) or rotates (OSB-ROT) under the instance lock, on what the map holds.
-async fn bind(core: &Core, request: &BindRequest<'_>) -> Result<Response, ApiError> {
+async fn bind(
+    core: &Core,
+    request: &BindRequest<'_>,
+    caught_up: bool,
+) -> Result<Response, ApiError> {
     let &BindRequest {
         instance_id,
         binding_id,
@@ -115,9 +119,11 @@ async fn bind(core: &Core, request: &BindRequest<'_>) -> Result<Response, ApiErr
 
     // A miss may be another replica's fresh record: catch up first, outside the instance
     // lock (the engine waits for it).
-    core.state
-        .catch_up_unless(|state| state.has_instance(instance_id))
-        .await?;
+    if !caught_up {
+        core.state
+            .catch_up_unless(|state| state.has_instance(instance_id))
+            .await?;
+    }
     let guard = core.locks.lock(instance_id).await;
     // D-04: binding to an unknown instance is 404.
     let instance = core
@@ -310,7 +316,10 @@ pub async fn delete_binding(
         requested_by: &originator.0,
     };
     let (core, binding_id, request) = (&core, &binding_id, &request);
-    decided(core, move || unbind(core, binding_id, request)).await
+    decided(core, move |caught_up| {
+        unbind(core, binding_id, request, caught_up)
+    })
+    .await
 }
 
 /// Unbinds (OSB-UNB) under the instance lock, on what the map holds.
@@ -318,6 +327,7 @@ async fn unbind(
     core: &Core,
     binding_id: &str,
     request: &DeleteRequest<'_>,
+    caught_up: bool,
 ) -> Result<Response, ApiError> {
     let &DeleteRequest {
         instance_id,
@@ -328,9 +338,11 @@ async fn unbind(
     } = request;
     // A miss may be another replica's fresh record: catch up first, outside the instance
     // lock (the engine waits for it).
-    core.state
-        .catch_up_unless(|state| state.has_binding(binding_id))
-        .await?;
+    if !caught_up {
+        core.state
+            .catch_up_unless(|state| state.has_binding(binding_id))
+            .await?;
+    }
     let guard = core.locks.lock(instance_id).await;
     let binding = core
         .state

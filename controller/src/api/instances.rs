@@ -141,7 +141,7 @@ pub async fn put_instance(
         requested_by: &originator.0,
     };
     let (admission, requested) = (&admission, &requested);
-    decided(&core, move || provision(admission, requested, version)).await
+    decided(&core, move |_| provision(admission, requested, version)).await
 }
 
 /// What a provision attempt needs besides the requested instance.
@@ -416,11 +416,15 @@ pub async fn delete_instance(
         requested_by: &originator.0,
     };
     let (core, request) = (&core, &request);
-    decided(core, move || deprovision(core, request)).await
+    decided(core, move |caught_up| deprovision(core, request, caught_up)).await
 }
 
 /// Deprovisions (OSB-DEPROV) under the instance lock, on what the map holds.
-async fn deprovision(core: &Core, request: &DeleteRequest<'_>) -> Result<Response, ApiError> {
+async fn deprovision(
+    core: &Core,
+    request: &DeleteRequest<'_>,
+    caught_up: bool,
+) -> Result<Response, ApiError> {
     let &DeleteRequest {
         instance_id,
         service_id,
@@ -430,9 +434,11 @@ async fn deprovision(core: &Core, request: &DeleteRequest<'_>) -> Result<Respons
     } = request;
     // A miss may be another replica's fresh record: catch up first, outside the instance
     // lock (the engine waits for it).
-    core.state
-        .catch_up_unless(|state| state.has_instance(instance_id))
-        .await?;
+    if !caught_up {
+        core.state
+            .catch_up_unless(|state| state.has_instance(instance_id))
+            .await?;
+    }
     let guard = core.locks.lock(instance_id).await;
     let instance = core
         .state

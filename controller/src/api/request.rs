@@ -254,18 +254,19 @@ pub struct DeleteRequest<'a> {
 /// lost to another replica's change the map had not seen yet (a store conflict), catches up
 /// with the store and decides once more on what the map then holds: a platform retrying on
 /// another replica gets 200 or 409 for what the first one created, not a 422. A second
-/// conflict is the platform's 422 ConcurrencyError.
+/// conflict is the platform's 422 ConcurrencyError. `decide` is told whether the map has just
+/// caught up (so that a miss need not catch up again).
 pub async fn decided<F>(
     core: &crate::core::Core,
-    decide: impl Fn() -> F,
+    decide: impl Fn(bool) -> F,
 ) -> Result<Response, ApiError>
 where
     F: Future<Output = Result<Response, ApiError>>,
 {
-    match decide().await {
+    match decide(false).await {
         Err(ApiError::StoreConflict) => {
             core.state.catch_up().await?;
-            decide().await
+            decide(true).await
         }
         result => result,
     }
