@@ -193,6 +193,20 @@ pub struct StateMap {
     /// The store revision up to which the map holds every change (the sync markers the watch
     /// delivered, see [`StateMap::catch_up`]).
     watched: tokio::sync::watch::Sender<Revision>,
+    /// The sync markers this map has written, shared by concurrent catch-ups; one written at a
+    /// time.
+    markers: tokio::sync::Mutex<Markers>,
+}
+
+/// Sync markers written by [`StateMap::catch_up`]. A marker serves every catch-up that began
+/// before its write started, so a burst of misses costs the store one or two writes, not one
+/// each.
+#[derive(Debug, Default)]
+struct Markers {
+    /// How many marker writes have started (each gets the next number).
+    started: u64,
+    /// The latest marker written: its number and its revision.
+    written: Option<(u64, Revision)>,
 }
 
 /// How long [`StateMap::catch_up`] waits for the watch before it gives up.
@@ -446,6 +460,7 @@ impl StateMap {
             store,
             maps: RwLock::new(maps),
             watched: tokio::sync::watch::Sender::new(0),
+            markers: tokio::sync::Mutex::new(Markers::default()),
         })
     }
 
@@ -519,7 +534,9 @@ impl StateMap {
         let deadline = tokio::time::Instant::now() + CATCH_UP_LIMIT;
         let mut watched = self.watched.subscribe();
         loop {
-            let Some(target) = self.store.sync_point().await? else {
+            // Any marker whose write starts from now on will do.
+            let now = self.markers.lock().await.started;
+            let Some(target) = self.marker_after(now).await? else {
                 return Ok(());
             };
             // A marker the watch will not deliver (it was restarted from a reload past the
@@ -538,6 +555,24 @@ impl StateMap {
                 )));
             }
         }
+    }
+
+    /// The revision of a marker whose write started after `started` writes had: the latest
+    /// one if it did, else a new one. `None` for a store without markers.
+    async fn marker_after(&self, started: u64) -> Result<Option<Revision>, StoreError> {
+        let mut markers = self.markers.lock().await;
+        if let Some((number, revision)) = markers.written {
+            if number > started {
+                return Ok(Some(revision));
+            }
+        }
+        markers.started += 1;
+        let number = markers.started;
+        let revision = self.store.sync_point().await?;
+        if let Some(revision) = revision {
+            markers.written = Some((number, revision));
+        }
+        Ok(revision)
     }
 
     /// [`StateMap::catch_up`] unless `present` finds what the caller looks for: a hit costs
@@ -1077,6 +1112,28 @@ mod tests {
             })
         };
         assert!(follow(&b, &mut changes, never).await.unwrap().is_none());
+
+        // A burst of misses shares markers: 20 concurrent catch-ups write one or two.
+        let before = b.markers.lock().await.started;
+        let burst = {
+            let b = Arc::clone(&b);
+            tokio::spawn(async move {
+                let mut readers = tokio::task::JoinSet::new();
+                for _ in 0..20 {
+                    let b = Arc::clone(&b);
+                    readers.spawn(async move { b.catch_up().await });
+                }
+                readers.join_all().await
+            })
+        };
+        for result in follow(&b, &mut changes, burst).await {
+            result.unwrap();
+        }
+        let written = b.markers.lock().await.started - before;
+        assert!(
+            (1..=2).contains(&written),
+            "{written} markers for 20 readers"
+        );
 
         // A reload while a reader waits (after a watch reset): the new watch starts past the
         // reader's marker and never delivers it, so the reader writes another.
