@@ -121,7 +121,10 @@ async fn bind(
     // lock (the engine waits for it).
     if !caught_up {
         core.state
-            .catch_up_unless(|state| state.has_instance(instance_id))
+            .catch_up_unless(|state| {
+                state.has_instance(instance_id)
+                    && (predecessor_id.as_deref()).is_none_or(|id| state.has_binding(id))
+            })
             .await?;
     }
     let guard = core.locks.lock(instance_id).await;

@@ -271,6 +271,39 @@ pub async fn patch_instance(
     let instance_id = path(instance_id)?;
     let accepts_incomplete = Query::parse(raw.as_deref()).accepts_incomplete()?;
     let body = JsonBody::read(&headers, bytes, core.config.server.max_body_bytes)?;
+    let request = UpdateRequest {
+        instance_id: &instance_id,
+        accepts_incomplete,
+        body: &body,
+        version,
+        requested_by: &originator.0,
+    };
+    let (core, request) = (&core, &request);
+    decided(core, move |caught_up| update(core, request, caught_up)).await
+}
+
+/// An update request as read from HTTP.
+struct UpdateRequest<'a> {
+    instance_id: &'a str,
+    accepts_incomplete: bool,
+    body: &'a JsonBody,
+    version: ApiVersion,
+    requested_by: &'a Option<String>,
+}
+
+/// Updates (OSB-UPD) under the instance lock, on what the map holds.
+async fn update(
+    core: &Core,
+    request: &UpdateRequest<'_>,
+    caught_up: bool,
+) -> Result<Response, ApiError> {
+    let &UpdateRequest {
+        instance_id,
+        accepts_incomplete,
+        body,
+        version,
+        requested_by,
+    } = request;
     let service_id = body.required_str("service_id")?;
     let requested_plan_id = body.optional_str("plan_id")?;
     let parameters = body.optional_object("parameters")?;
@@ -283,18 +316,20 @@ pub async fn patch_instance(
         )));
     }
     if let Some(plan_id) = &requested_plan_id {
-        requested_plan(&core, &service_id, plan_id)?;
+        requested_plan(core, &service_id, plan_id)?;
     }
 
     // A miss may be another replica's fresh record: catch up first, outside the instance
     // lock (the engine waits for it).
-    core.state
-        .catch_up_unless(|state| state.has_instance(&instance_id))
-        .await?;
-    let guard = core.locks.lock(&instance_id).await;
+    if !caught_up {
+        core.state
+            .catch_up_unless(|state| state.has_instance(instance_id))
+            .await?;
+    }
+    let guard = core.locks.lock(instance_id).await;
     let mut instance = core
         .state
-        .instance(&instance_id)
+        .instance(instance_id)
         .ok_or_else(|| ApiError::NotFound(format!("instance {instance_id} does not exist")))?;
     if instance.service_id != service_id {
         return Err(ApiError::BadRequest(format!(
@@ -302,7 +337,7 @@ pub async fn patch_instance(
         )));
     }
     let target_plan_id = requested_plan_id.unwrap_or_else(|| instance.plan_id.clone());
-    let plan = requested_plan(&core, &service_id, &target_plan_id)?;
+    let plan = requested_plan(core, &service_id, &target_plan_id)?;
     let changes_plan = target_plan_id != instance.plan_id;
     if changes_plan {
         let current_updateable = core
@@ -342,7 +377,7 @@ pub async fn patch_instance(
             // OSB-UPD-08: the same update again gets the same operation.
             let last = instance.last_operation.as_deref();
             let same = |op: &Operation| op.update.as_ref() == Some(&target);
-            return repeat_of(&core, last, same, busy("being updated"));
+            return repeat_of(core, last, same, busy("being updated"));
         }
         InstanceState::Provisioning => return Err(busy("being provisioned")),
         InstanceState::Deprovisioning => return Err(busy("being deprovisioned")),
@@ -373,11 +408,11 @@ pub async fn patch_instance(
     }
     let mut operation = core.new_operation(
         OperationKind::Update,
-        &instance_id,
+        instance_id,
         None,
         plan.plan,
         sync,
-        originator.0,
+        requested_by.clone(),
     );
     operation.update = Some(target);
     instance.state = InstanceState::Updating;

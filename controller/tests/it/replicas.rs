@@ -252,6 +252,18 @@ async fn a_lagging_replica_answers_for_what_another_just_accepted() {
         .put_binding("rep-again", "rep-bind", &bind_body(SYNC), false)
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    // The same for an update: B's map still has the old parameters; after A's update B's
+    // identical one finds nothing left to do (200), not a lost write (422).
+    a.provision_sync("rep-sized", SIZED).await;
+    assert_eq!(b.get_instance("rep-sized").await.0, StatusCode::OK);
+    let resize = json!({"service_id": SERVICE, "parameters": {"size": 3}});
+    let (status, body) = a.patch_instance("rep-sized", &resize, false).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = b.patch_instance("rep-sized", &resize, false).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, instance) = b.get_instance("rep-sized").await;
+    assert_eq!(instance["parameters"], json!({"size": 3}));
+
     // B holds the binding and the instance now; A deletes them and the platform repeats each
     // delete on B at once: B's view is stale, its write loses, and after catching up it says
     // what A would say of a finished delete (410), not 422.
