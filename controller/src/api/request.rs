@@ -250,12 +250,14 @@ pub struct DeleteRequest<'a> {
     pub requested_by: &'a Option<String>,
 }
 
-/// Runs `decide` (read the map, decide, commit under the instance lock) and, when its commit
-/// lost to another replica's change the map had not seen yet (a store conflict), catches up
-/// with the store and decides once more on what the map then holds: a platform retrying on
-/// another replica gets 200 or 409 for what the first one created, not a 422. A second
-/// conflict is the platform's 422 ConcurrencyError. `decide` is told whether the map has just
-/// caught up (so that a miss need not catch up again).
+/// Runs `decide` (read the map, decide, commit under the instance lock) and, when it could
+/// not proceed on what the map held, catches up with the store and decides once more on what
+/// the map then holds: when its commit lost to another replica's change the map had not seen
+/// yet (a store conflict), or when it found the resource busy with an operation (which may
+/// have finished on another replica already). So a platform repeating on replica B what
+/// replica A has just done gets the answer A would give (200, 202, 409, 410), not a 422. What
+/// still stops it after catching up is the platform's 422 ConcurrencyError. `decide` is told
+/// whether the map has just caught up (so that a miss need not catch up again).
 pub async fn decided<F>(
     core: &crate::core::Core,
     decide: impl Fn(bool) -> F,
@@ -264,7 +266,7 @@ where
     F: Future<Output = Result<Response, ApiError>>,
 {
     match decide(false).await {
-        Err(ApiError::StoreConflict) => {
+        Err(ApiError::StoreConflict | ApiError::Concurrency(_)) => {
             core.state.catch_up().await?;
             decide(true).await
         }

@@ -101,8 +101,10 @@ async fn conflicting_provisions_across_replicas_create_one_instance() {
         })
         .collect();
     let mut created = 0;
-    for task in tasks {
+    let mut answers = Vec::new();
+    for (n, task) in tasks.into_iter().enumerate() {
         let (status, body) = task.await.unwrap();
+        answers.push(format!("{n}: {status} {body}"));
         match status {
             StatusCode::CREATED => created += 1,
             StatusCode::OK | StatusCode::CONFLICT => {}
@@ -110,7 +112,12 @@ async fn conflicting_provisions_across_replicas_create_one_instance() {
             other => panic!("unexpected {other}: {body}"),
         }
     }
-    assert_eq!(created, 1, "exactly one request created the instance");
+    assert_eq!(
+        created,
+        1,
+        "exactly one request created the instance:\n{}",
+        answers.join("\n")
+    );
     // The store holds one instance record and one provision operation.
     let store = EtcdStore::connect(skybroker_storage::EtcdOptions {
         prefix: prefix.clone(),
