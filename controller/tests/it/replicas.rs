@@ -112,12 +112,6 @@ async fn conflicting_provisions_across_replicas_create_one_instance() {
             other => panic!("unexpected {other}: {body}"),
         }
     }
-    assert_eq!(
-        created,
-        1,
-        "exactly one request created the instance:\n{}",
-        answers.join("\n")
-    );
     // The store holds one instance record and one provision operation.
     let store = EtcdStore::connect(skybroker_storage::EtcdOptions {
         prefix: prefix.clone(),
@@ -125,22 +119,25 @@ async fn conflicting_provisions_across_replicas_create_one_instance() {
     })
     .await
     .unwrap();
-    let keys: Vec<String> = store
-        .load()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.key)
+    let entries = store.load().await.unwrap();
+    let records: Vec<String> = entries
+        .iter()
+        .map(|e| {
+            format!(
+                "{} @{}: {}",
+                e.key,
+                e.revision,
+                String::from_utf8_lossy(&e.value)
+            )
+        })
         .collect();
+    let count = |kind: &str| entries.iter().filter(|e| e.key.starts_with(kind)).count();
     assert_eq!(
-        keys.iter().filter(|k| k.starts_with("instances/")).count(),
-        1,
-        "{keys:?}"
-    );
-    assert_eq!(
-        keys.iter().filter(|k| k.starts_with("operations/")).count(),
-        1,
-        "{keys:?}"
+        (created, count("instances/"), count("operations/")),
+        (1, 1, 1),
+        "exactly one request created the instance, with one operation:\n{}\n{}",
+        answers.join("\n"),
+        records.join("\n")
     );
 }
 
