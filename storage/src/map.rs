@@ -66,10 +66,17 @@ impl Target {
 pub enum Change {
     /// Create or replace an instance.
     PutInstance(ServiceInstance),
+    /// Create an instance the store must not hold yet, whatever the map holds when the change
+    /// is committed: a request that decided to create on not finding it must not overwrite one
+    /// another replica created meanwhile (the map follows other replicas without the instance
+    /// lock, so it may hold that one by the time of the commit).
+    CreateInstance(ServiceInstance),
     /// Remove an instance.
     DeleteInstance(String),
     /// Create or replace a binding.
     PutBinding(ServiceBinding),
+    /// Create a binding the store must not hold yet (as [`Change::CreateInstance`]).
+    CreateBinding(ServiceBinding),
     /// Remove a binding.
     DeleteBinding(String),
     /// Create or replace an operation.
@@ -269,8 +276,10 @@ enum Packing {
 impl From<Change> for Packing {
     fn from(change: Change) -> Packing {
         match change {
-            Change::PutInstance(instance) => Packing::Instance(Packed::pack(instance)),
-            Change::PutBinding(binding) => Packing::Binding {
+            Change::PutInstance(instance) | Change::CreateInstance(instance) => {
+                Packing::Instance(Packed::pack(instance))
+            }
+            Change::PutBinding(binding) | Change::CreateBinding(binding) => Packing::Binding {
                 instance_id: binding.instance_id.clone(),
                 packed: Packed::pack(binding),
             },
@@ -432,6 +441,12 @@ impl Maps {
 
     fn expect(&self, change: &Change) -> (String, Expect) {
         let (key, found) = match change {
+            Change::CreateInstance(ServiceInstance { id, .. }) => {
+                return (instance_key(id), Expect::Absent)
+            }
+            Change::CreateBinding(ServiceBinding { id, .. }) => {
+                return (binding_key(id), Expect::Absent)
+            }
             Change::PutInstance(ServiceInstance { id, .. }) | Change::DeleteInstance(id) => (
                 instance_key(id),
                 self.instances.get(id.as_str()).map(|held| held.revision),
@@ -774,8 +789,8 @@ impl StateMap {
                 .map(|change| {
                     let (key, expect) = maps.expect(change);
                     let value = match change {
-                        Change::PutInstance(i) => Some(encode(i)),
-                        Change::PutBinding(b) => Some(encode(b)),
+                        Change::PutInstance(i) | Change::CreateInstance(i) => Some(encode(i)),
+                        Change::PutBinding(b) | Change::CreateBinding(b) => Some(encode(b)),
                         Change::PutOperation(o) => Some(encode(o)),
                         Change::DeleteInstance(_)
                         | Change::DeleteBinding(_)
@@ -1001,6 +1016,41 @@ mod tests {
         let res = map.commit(vec![Change::PutInstance(mine)]).await;
         assert!(matches!(res, Err(StoreError::Conflict { .. })));
         assert_eq!(map.instance("i1").unwrap().plan_id, "p");
+    }
+
+    /// A create decided on a map without the instance fails if the instance appears before
+    /// the commit (another replica's, applied by the follower meanwhile), instead of
+    /// overwriting it as a put would.
+    #[tokio::test]
+    async fn a_create_never_overwrites_an_instance_that_appeared_meanwhile() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let map = StateMap::open(Arc::clone(&store)).await.unwrap();
+        let other = StateMap::open(Arc::clone(&store)).await.unwrap();
+        assert!(map.instance("i1").is_none(), "decided to create");
+        other
+            .commit(vec![Change::PutInstance(instance("i1"))])
+            .await
+            .unwrap();
+        // The follower applies the other replica's create to this map.
+        let stored = store.load().await.unwrap();
+        map.apply_remote(stored.into_iter().map(WatchEvent::Put).collect());
+        let mut mine = instance("i1");
+        mine.plan_id = "mine".into();
+        let result = map.commit(vec![Change::CreateInstance(mine)]).await;
+        assert!(
+            matches!(result, Err(StoreError::Conflict { .. })),
+            "{result:?}"
+        );
+        assert_eq!(
+            map.instance("i1").unwrap().plan_id,
+            "p",
+            "the other create stands"
+        );
+        // A put decided on the same read would have overwritten it (what a create prevents).
+        let mut put = instance("i1");
+        put.plan_id = "mine".into();
+        map.commit(vec![Change::PutInstance(put)]).await.unwrap();
+        assert_eq!(map.instance("i1").unwrap().plan_id, "mine");
     }
 
     #[tokio::test]

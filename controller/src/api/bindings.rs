@@ -193,6 +193,7 @@ async fn bind(
         return Err(ApiError::AsyncRequired);
     }
     let bind_resource = bind_resource.map_or(Value::Null, Value::Object);
+    let mut retried_failed = false;
     if let Some(existing) = core.state.binding(binding_id) {
         let identical = existing.instance_id == instance_id
             && same_parameters(&existing.parameters, &parameters)
@@ -214,7 +215,7 @@ async fn bind(
                 return repeat_of(core, last, |_| true, busy("the binding is being created"));
             }
             BindingState::Unbinding => return Err(busy("the binding is being deleted")),
-            BindingState::BindFailed => {}
+            BindingState::BindFailed => retried_failed = true,
         }
     }
     let operation = core.new_operation(
@@ -241,10 +242,14 @@ async fn bind(
         last_operation: Some(operation.id.clone()),
         created_at: operation.created_at,
     };
-    let changes = vec![
-        Change::PutBinding(binding),
-        Change::PutOperation(operation.clone()),
-    ];
+    // A new binding is created only if the store has none (another replica may have created
+    // it since the map was read); a failed one is replaced only as read.
+    let put = if retried_failed {
+        Change::PutBinding(binding)
+    } else {
+        Change::CreateBinding(binding)
+    };
+    let changes = vec![put, Change::PutOperation(operation.clone())];
     // OSB-BIND-09: a 202 never carries credentials.
     let launched = core.admit(guard, changes, operation).await?;
     respond(launched, |done| {

@@ -161,6 +161,7 @@ async fn provision(
 ) -> Result<Response, ApiError> {
     let core = admission.core;
     let guard = core.locks.lock(&requested.id).await;
+    let mut retried_failed = false;
     if let Some(existing) = core.state.instance(&requested.id) {
         let identical = existing.service_id == requested.service_id
             && existing.plan_id == requested.plan_id
@@ -187,7 +188,7 @@ async fn provision(
             InstanceState::Updating => return Err(busy("being updated")),
             InstanceState::Deprovisioning => return Err(busy("being deprovisioned")),
             // A failed provision repeated identically is tried again.
-            InstanceState::ProvisionFailed => {}
+            InstanceState::ProvisionFailed => retried_failed = true,
         }
     }
     let operation = core.new_operation(
@@ -203,10 +204,14 @@ async fn provision(
         created_at: operation.created_at,
         ..requested.clone()
     };
-    let changes = vec![
-        Change::PutInstance(instance),
-        Change::PutOperation(operation.clone()),
-    ];
+    // A new instance is created only if the store has none (another replica may have created
+    // it since the map was read); a failed one is replaced only as read.
+    let put = if retried_failed {
+        Change::PutInstance(instance)
+    } else {
+        Change::CreateInstance(instance)
+    };
+    let changes = vec![put, Change::PutOperation(operation.clone())];
     let launched = core.admit(guard, changes, operation).await?;
     respond(launched, |done| {
         let instance = done.instance.as_ref()?;
