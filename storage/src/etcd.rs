@@ -645,12 +645,12 @@ async fn forward_changes(
             for event in response.events() {
                 let Some(kv) = event.kv() else { continue };
                 let revision = kv.mod_revision() as Revision;
+                from = from.max(kv.mod_revision() + 1);
                 if EtcdStore::is_sync_marker(&prefix, kv.key()) {
                     let put = event.event_type() == etcd_client::EventType::Put;
                     if put && sender.send(WatchEvent::Progress(revision)).await.is_err() {
                         return;
                     }
-                    from = from.max(kv.mod_revision() + 1);
                     continue;
                 }
                 let Some(key) = EtcdStore::store_key(&prefix, kv.key()) else {
@@ -667,7 +667,6 @@ async fn forward_changes(
                 if sender.send(change).await.is_err() {
                     return; // nobody listens any more
                 }
-                from = from.max(kv.mod_revision() + 1);
             }
             // A periodic progress notification (no events) moves `from` to its header: etcd
             // sends those to a watch that has caught up. Not the header of the response that
