@@ -9,20 +9,17 @@
 //!
 //! The map holds `instances` instances, `in_flight` of which have a provision the plugin
 //! accepted and the engine polls. At the start every in-flight operation is due at once (as
-//! after a restart, [`skybroker::engine::resume`]): that first pass is the *burst*. Then the
+//! after a restart, [`skybroker::engine::Engine::resume`]): that first pass is the *burst*. Then the
 //! engine runs on its normal schedule for the measured window (*steady*).
 
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use skybroker::api::catalog::CatalogCache;
-use skybroker::core::Core;
-use skybroker::engine::{self, Engine};
+use skybroker::catalog::Catalog;
+use skybroker::engine::{self, Engine, Parts};
 use skybroker::locks::InstanceLocks;
-use skybroker::metrics::Metrics;
-use skybroker::schemas::SchemaCache;
-use skybroker_brokers::BrokerRegistry;
+use skybroker::metrics::{Live, Metrics};
 use skybroker_config::{Config, Secret, StorageBackend};
 use skybroker_dispatcher::Dispatcher;
 use skybroker_storage::{MemoryStore, StateMap, Store};
@@ -80,11 +77,11 @@ fn scan_totals(registry: &prometheus_client::registry::Registry) -> (u64, f64) {
     )
 }
 
-/// Builds the broker's shared state over a memory store filled as the scenario says.
-async fn core(
+/// Builds the engine over a memory store filled as the scenario says.
+async fn engine(
     in_flight: usize,
     instances: usize,
-) -> anyhow::Result<(Arc<Core>, mpsc::Receiver<skybroker::jobs::Outcome>)> {
+) -> anyhow::Result<(Arc<Engine>, mpsc::Receiver<skybroker::jobs::Outcome>)> {
     let mut config = Config::builtin();
     config.storage.backend = StorageBackend::Memory;
     config.server.password = Some(Secret::new("unused"));
@@ -93,9 +90,7 @@ async fn core(
             *delay = serde_json::json!(ASYNC_DELAY_MS);
         }
     }
-    let brokers = BrokerRegistry::from_config(&config.providers, &config.services)
-        .map_err(|problems| anyhow::anyhow!("{problems:?}"))?;
-    let schemas = SchemaCache::compile(&config).map_err(anyhow::Error::msg)?;
+    let catalog = Arc::new(Catalog::from_config(&config).map_err(anyhow::Error::msg)?);
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
     let state = StateMap::open(store).await?;
     records::fill(&state, instances, in_flight, 1, 1000).await?;
@@ -109,18 +104,15 @@ async fn core(
         config.dispatcher.capacity(),
         move |job| skybroker::jobs::run(job, &runtime, &outcome_sender, &job_metrics),
     );
-    let core = Arc::new(Core {
-        catalog: CatalogCache::new(&config.services),
-        schemas,
-        engine: Engine::new(config.engine.clone()),
-        brokers,
-        state,
-        locks: InstanceLocks::default(),
+    let engine = Arc::new(Engine::new(Parts {
+        config: config.engine.clone(),
+        catalog,
+        state: Arc::new(state),
+        locks: Arc::new(InstanceLocks::default()),
         dispatcher,
-        metrics,
-        config,
-    });
-    Ok((core, outcomes))
+        metrics: Arc::clone(&metrics),
+    }));
+    Ok((engine, outcomes))
 }
 
 /// Measures one configuration: the burst pass, then `window` of steady passes.
@@ -129,10 +121,10 @@ pub fn run(in_flight: usize, instances: usize, window: Duration) -> anyhow::Resu
         .enable_all()
         .thread_name("bench-engine")
         .build()?;
-    let (core, outcomes) = runtime.block_on(core(in_flight, instances))?;
+    let (core, outcomes) = runtime.block_on(engine(in_flight, instances))?;
     procfs::settle(crate::SETTLE_LIMIT);
     // Every in-flight operation due now, as after a restart.
-    engine::resume(&core);
+    core.resume();
 
     let (stop_scanner, scanner_stopped) = watch::channel(false);
     let (thread_sender, thread_dir) = std::sync::mpsc::channel();
@@ -166,7 +158,9 @@ pub fn run(in_flight: usize, instances: usize, window: Duration) -> anyhow::Resu
 
     // Only the broker's own metrics: a registry without the scrape-time collector, whose
     // per-state operation counts would walk the whole map at every sample.
-    let registry = core.metrics.registry(Weak::new());
+    let registry = core
+        .metrics()
+        .registry(Weak::<Engine>::new() as Weak<dyn Live>);
     let mut last_cpu = procfs::thread_cpu(&thread_dir)?;
     let (mut last_count, mut last_sum) = scan_totals(&registry);
     let burst_deadline = Instant::now() + Duration::from_secs(120);
@@ -176,7 +170,7 @@ pub fn run(in_flight: usize, instances: usize, window: Duration) -> anyhow::Resu
         let (count, sum) = scan_totals(&registry);
         if count > last_count {
             let cpu = procfs::thread_cpu(&thread_dir)?;
-            let stats = core.dispatcher.stats();
+            let stats = core.dispatcher().stats();
             let result = (
                 cpu.saturating_sub(last_cpu),
                 Duration::from_secs_f64((sum - last_sum).max(0.0)),
@@ -192,7 +186,7 @@ pub fn run(in_flight: usize, instances: usize, window: Duration) -> anyhow::Resu
     };
 
     // The steady window.
-    let completed_before = core.dispatcher.stats().completed;
+    let completed_before = core.dispatcher().stats().completed;
     let started = Instant::now();
     let (mut passes, mut cpu_total, mut cpu_max, mut wall_total) =
         (0u64, Duration::ZERO, Duration::ZERO, 0.0f64);
@@ -213,12 +207,12 @@ pub fn run(in_flight: usize, instances: usize, window: Duration) -> anyhow::Resu
         }
     }
     let elapsed = started.elapsed();
-    let completed = core.dispatcher.stats().completed - completed_before;
+    let completed = core.dispatcher().stats().completed - completed_before;
 
     // Orderly stop, as the server does it: scanner, workers, applier.
     let _ = stop_scanner.send(true);
     let _ = scanner.join();
-    core.dispatcher.shutdown();
+    core.dispatcher().shutdown();
     let _ = stop_applier.send(true);
     let _ = runtime.block_on(applier);
     drop(core);

@@ -34,21 +34,7 @@ use serde_json::Value;
 
 pub use registry::{BrokerKind, BrokerRegistry};
 
-/// Which operation a request is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OperationKind {
-    /// Create an instance.
-    Provision,
-    /// Change an instance.
-    Update,
-    /// Delete an instance.
-    Deprovision,
-    /// Create a binding.
-    Bind,
-    /// Delete a binding.
-    Unbind,
-}
+pub use skybroker_config::OperationKind;
 
 /// Everything a plugin gets for one call. Owned, so it can travel to a worker thread.
 ///

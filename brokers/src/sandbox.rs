@@ -131,7 +131,7 @@ impl Sandbox {
             let completion = done();
             return Ok(Progress::InProgress {
                 reference: json!({ "ready_at": ready_at }),
-                description: Some(format!("sandbox {} running", kind_name(request.kind))),
+                description: Some(format!("sandbox {} running", request.kind.name())),
                 state: completion.state,
             });
         }
@@ -215,16 +215,6 @@ fn short(id: &str) -> String {
         .collect()
 }
 
-fn kind_name(kind: OperationKind) -> &'static str {
-    match kind {
-        OperationKind::Provision => "provision",
-        OperationKind::Update => "update",
-        OperationKind::Deprovision => "deprovision",
-        OperationKind::Bind => "bind",
-        OperationKind::Unbind => "unbind",
-    }
-}
-
 #[async_trait]
 impl Broker for Sandbox {
     fn name(&self) -> &'static str {
@@ -292,7 +282,7 @@ impl Broker for Sandbox {
         if now_millis() < ready_at {
             return Ok(Progress::InProgress {
                 reference: json!({ "ready_at": ready_at }),
-                description: Some(format!("sandbox {} running", kind_name(request.kind))),
+                description: Some(format!("sandbox {} running", request.kind.name())),
                 state: None,
             });
         }

@@ -13,6 +13,7 @@
 
 pub mod catalog;
 pub mod validate;
+pub mod vocabulary;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -23,6 +24,7 @@ use serde::Deserialize;
 
 pub use catalog::{MaintenanceInfo, Plan, SchemaKind, ServiceOffering};
 pub use validate::{validate, Problem, Severity};
+pub use vocabulary::OperationKind;
 
 /// The built-in configuration `skybroker serve` uses without `--config`.
 pub const DEFAULT_CONFIG: &str = include_str!("../default.toml");
@@ -407,8 +409,10 @@ impl Config {
 
     /// Applies the `SKYBROKER_*` overrides from `env`, then reads `password_file`.
     ///
-    /// `env` is passed in (main hands over `std::env::vars()`) so nothing below `main`
-    /// reads the process environment.
+    /// `env` is passed in (main hands over `std::env::vars()`): the configuration itself
+    /// reads no process environment below `main`. The cloud providers' credential chains are
+    /// the exception, as in their SDKs: the AWS SDK and the Alibaba provider read their
+    /// standard variables (`AWS_*`, `ALIBABA_CLOUD_*`) when a plan needs credentials.
     pub fn apply_env(&mut self, env: &HashMap<String, String>) -> Result<(), ConfigError> {
         if let Some(listen) = env.get("SKYBROKER_LISTEN") {
             self.server.listen = listen.parse().map_err(|err| ConfigError::Env {

@@ -187,12 +187,12 @@ pub async fn readiness(core: &Core, stopping: bool) -> Readiness {
         Ok(Err(err)) => Check::Failed(err.to_string()),
         Err(_) => Check::Failed(format!("no answer within {STORE_CHECK_TIMEOUT:?}")),
     };
-    let catalog = if core.config.services.is_empty() {
+    let catalog = if core.catalog.services().is_empty() {
         Check::Failed("the catalog has no offering".to_owned())
     } else {
         Check::Ok
     };
-    let dispatcher = if core.dispatcher.is_running() {
+    let dispatcher = if core.engine.dispatcher().is_running() {
         Check::Ok
     } else {
         Check::Failed("the worker pool is stopped".to_owned())

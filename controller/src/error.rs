@@ -27,7 +27,7 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
-use skybroker_storage::StoreError;
+use skybroker_storage::{Operation, OperationKind, StoreError};
 
 /// Seconds a client should wait after a 503.
 const RETRY_AFTER_SECS: &str = "1";
@@ -75,7 +75,7 @@ pub enum ApiError {
     #[error("{0}")]
     Concurrency(String),
     /// Another replica changed the resource between this replica's read and its write (the
-    /// store refused the write); `api::request::decided` decides once more before a platform
+    /// store refused the write); `admission::decided` decides once more before a platform
     /// sees it.
     #[error("the resource was changed concurrently; retry the request")]
     StoreConflict,
@@ -110,6 +110,38 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// The error a failed synchronous operation answers with: a client error as 400 or 422,
+    /// anything else as the OSB failure, with the flags the spec allows for its kind
+    /// (OSB-ERR-02: both for an update, `instance_usable` for a deprovision).
+    pub fn from_failed(operation: &Operation) -> Self {
+        let Some(failure) = &operation.failure else {
+            return ApiError::Internal(format!(
+                "operation {} failed without a reason",
+                operation.id
+            ));
+        };
+        if failure.client_error {
+            return if failure.unprocessable {
+                ApiError::Unprocessable(failure.description.clone())
+            } else {
+                ApiError::BadRequest(failure.description.clone())
+            };
+        }
+        let (instance_usable, update_repeatable) = match operation.kind {
+            OperationKind::Update => (
+                Some(failure.instance_usable.unwrap_or(true)),
+                Some(failure.update_repeatable.unwrap_or(true)),
+            ),
+            OperationKind::Deprovision => (Some(failure.instance_usable.unwrap_or(true)), None),
+            _ => (None, None),
+        };
+        ApiError::OperationFailed {
+            description: failure.description.clone(),
+            instance_usable,
+            update_repeatable,
+        }
+    }
+
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         match self {

@@ -14,7 +14,6 @@ use skybroker_storage::{Operation, Sealed, ServiceBinding, ServiceInstance};
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 
-use crate::core::plugin_kind;
 use crate::metrics::Metrics;
 
 /// Which plugin method a job calls.
@@ -24,6 +23,16 @@ pub enum Call {
     Start,
     /// Poll work the plugin reported in progress.
     Poll,
+}
+
+impl Call {
+    /// The `call` label of the provider metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            Call::Start => "start",
+            Call::Poll => "poll",
+        }
+    }
 }
 
 /// One plugin call.
@@ -94,7 +103,7 @@ impl SealedRequest {
             None => operation.halted_reference.filter(|r| !r.is_null()),
         };
         OperationRequest {
-            kind: plugin_kind(operation.kind),
+            kind: operation.kind,
             operation_id: operation.id,
             instance_id: operation.instance_id,
             binding_id: operation.binding_id,
@@ -112,17 +121,6 @@ impl SealedRequest {
     }
 }
 
-/// The name of a plugin operation kind, for logs and metric labels.
-pub fn kind_name(kind: OperationKind) -> &'static str {
-    match kind {
-        OperationKind::Provision => "provision",
-        OperationKind::Update => "update",
-        OperationKind::Deprovision => "deprovision",
-        OperationKind::Bind => "bind",
-        OperationKind::Unbind => "unbind",
-    }
-}
-
 impl Job {
     /// The operation it advances.
     pub fn operation_id(&self) -> &str {
@@ -136,7 +134,7 @@ impl Job {
 
     /// A name for logs: `provision`, `poll-bind`, ...
     pub fn name(&self) -> String {
-        let kind = kind_name(self.kind);
+        let kind = self.kind.name();
         match self.call {
             Call::Start => kind.to_owned(),
             Call::Poll => format!("poll-{kind}"),
@@ -190,7 +188,7 @@ pub fn run(job: Job, runtime: &Handle, outcomes: &mpsc::Sender<Outcome>, metrics
         })
     });
     let elapsed = started.elapsed();
-    metrics.observe_plugin_call(broker.name(), request.kind, call, elapsed, &result);
+    metrics.observe_plugin_call(broker.name(), request.kind, call.label(), elapsed, &result);
     log::debug!(
         "{name} of operation {} by {} took {elapsed:?}",
         request.operation_id,

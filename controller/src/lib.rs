@@ -2,12 +2,20 @@
 //! clouds.
 //!
 //! # Layout
-//! - [`api`]: the HTTP routes and layers (auth, version, request identity, logging).
-//! - [`error`]: `ApiError`, the one mapping from failures to OSB error responses.
-//! - [`core`]: the state shared by handlers and engine.
-//! - [`lifecycle`]: starting deletions that may halt a running create (D-17) or cascade (D-03).
-//! - [`engine`]: the status-scanning engine (schedule, dispatch, apply, clean-up).
+//! A request goes one way: [`api`] → [`admission`] → store commit → [`engine`] →
+//! dispatcher → plugin ([`jobs`]). Modules import only those to their right in that chain
+//! and the leaves below; `tests/architecture.rs` checks there is no import circle.
+//!
+//! - [`api`]: HTTP only: routes and layers (auth, version, request identity, access log),
+//!   parsing into typed requests, rendering answers for the client's version.
+//! - [`admission`]: a request checked against the catalog and the state map, and decided:
+//!   identical repeats, conflicts, operations running, what to commit.
+//! - [`core`]: the plain struct of handles the request path is given.
+//! - [`engine`]: the status-scanning engine (schedule, scan, apply, pure transitions,
+//!   clean-up).
 //! - [`jobs`]: the plugin calls the dispatcher runs.
+//! - [`catalog`]: offerings, plans, their plugins and parameter checks.
+//! - [`error`]: `ApiError`, the one mapping from failures to OSB error responses.
 //! - [`locks`]: per-instance locks for read-decide-commit.
 //! - [`replicas`]: following other replicas' changes on a shared store (etcd).
 //! - [`schemas`]: compiled parameter schemas.
@@ -23,12 +31,13 @@
 #![warn(missing_docs)]
 
 pub mod admin;
+pub mod admission;
 pub mod api;
+pub mod catalog;
 pub mod core;
 pub mod engine;
 pub mod error;
 pub mod jobs;
-pub mod lifecycle;
 pub mod locks;
 pub mod logging;
 pub mod metrics;

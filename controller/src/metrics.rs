@@ -44,11 +44,11 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
-use skybroker_brokers::{BrokerError, OperationKind as PluginKind, Progress};
-use skybroker_storage::{Change, OperationKind, Revision, Store, StoreError, Write};
-
-use crate::core::Core;
-use crate::jobs::Call;
+use skybroker_brokers::{BrokerError, Progress};
+use skybroker_dispatcher::Stats;
+use skybroker_storage::{
+    Change, Counts, OperationCounts, OperationKind, Revision, Store, StoreError, Write,
+};
 
 /// Every metric name starts with this.
 pub const PREFIX: &str = "skybroker";
@@ -132,7 +132,7 @@ struct StateLabels {
 
 /// How an operation ended, as the `outcome` label says it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub enum EndedAs {
     /// It succeeded.
     Succeeded,
     /// It failed (the provider said so, an error, or its deadline).
@@ -143,13 +143,13 @@ pub enum Outcome {
     QueueFull,
 }
 
-impl Outcome {
+impl EndedAs {
     fn label(self) -> &'static str {
         match self {
-            Outcome::Succeeded => "succeeded",
-            Outcome::Failed => "failed",
-            Outcome::Halted => "halted",
-            Outcome::QueueFull => "queue_full",
+            EndedAs::Succeeded => "succeeded",
+            EndedAs::Failed => "failed",
+            EndedAs::Halted => "halted",
+            EndedAs::QueueFull => "queue_full",
         }
     }
 }
@@ -224,9 +224,9 @@ impl Metrics {
         }
     }
 
-    /// A registry exposing these metrics and the scrape-time values of `core` (held weakly:
+    /// A registry exposing these metrics and the scrape-time values of `live` (held weakly:
     /// the registry never keeps a broker that shut down alive).
-    pub fn registry(&self, core: Weak<Core>) -> Registry {
+    pub fn registry(&self, live: Weak<dyn Live>) -> Registry {
         let mut registry = Registry::with_prefix(PREFIX);
         registry.register(
             "http_request_duration_seconds",
@@ -278,7 +278,7 @@ impl Metrics {
             "The running build",
             Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
         );
-        registry.register_collector(Box::new(ScrapeTime { core }));
+        registry.register_collector(Box::new(ScrapeTime { live }));
         registry
     }
 
@@ -316,16 +316,12 @@ impl Metrics {
     pub fn observe_plugin_call(
         &self,
         provider: &'static str,
-        kind: PluginKind,
-        call: Call,
+        kind: OperationKind,
+        call: &'static str,
         elapsed: Duration,
         result: &Result<Progress, BrokerError>,
     ) {
-        let operation = crate::jobs::kind_name(kind);
-        let call = match call {
-            Call::Start => "start",
-            Call::Poll => "poll",
-        };
+        let operation = kind.name();
         self.provider_calls
             .get_or_create(&CallLabels {
                 provider,
@@ -365,7 +361,7 @@ impl Metrics {
             if started {
                 self.operation_started(kind);
             } else {
-                self.operation_finished(kind, Outcome::Halted);
+                self.operation_finished(kind, EndedAs::Halted);
             }
         }
     }
@@ -380,7 +376,7 @@ impl Metrics {
     }
 
     /// Records an operation ended.
-    pub fn operation_finished(&self, kind: OperationKind, outcome: Outcome) {
+    pub fn operation_finished(&self, kind: OperationKind, outcome: EndedAs) {
         self.finished
             .get_or_create(&OutcomeLabels {
                 operation: kind.name(),
@@ -431,10 +427,35 @@ fn broker_error_label(err: &BrokerError) -> &'static str {
     }
 }
 
+/// What the running broker reports at each scrape (the engine, which holds the dispatcher
+/// and the map, implements it).
+pub trait Live: Send + Sync {
+    /// The values of this moment.
+    fn sample(&self) -> Sample;
+}
+
+/// One scrape's values.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    /// The dispatcher's queue and workers.
+    pub dispatcher: Stats,
+    /// Operations the engine drives (scheduled or on a worker).
+    pub in_flight: usize,
+    /// Records in the map.
+    pub counts: Counts,
+    /// Operation records by state.
+    pub operations: OperationCounts,
+}
+
 /// The values read from the broker at each scrape.
-#[derive(Debug)]
 struct ScrapeTime {
-    core: Weak<Core>,
+    live: Weak<dyn Live>,
+}
+
+impl std::fmt::Debug for ScrapeTime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ScrapeTime")
+    }
 }
 
 /// Writes one unlabelled gauge.
@@ -461,10 +482,15 @@ fn to_i64(value: usize) -> i64 {
 impl Collector for ScrapeTime {
     fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
         // Gone only while the broker shuts down: report nothing rather than zeros.
-        let Some(core) = self.core.upgrade() else {
+        let Some(live) = self.live.upgrade() else {
             return Ok(());
         };
-        let stats = core.dispatcher.stats();
+        let Sample {
+            dispatcher: stats,
+            in_flight,
+            counts,
+            operations,
+        } = live.sample();
         let e = &mut encoder;
         gauge(
             e,
@@ -507,9 +533,8 @@ impl Collector for ScrapeTime {
             e,
             "engine_in_flight_operations",
             "Operations in progress the engine drives (scheduled or on a worker).",
-            to_i64(core.engine.in_flight()),
+            to_i64(in_flight),
         )?;
-        let counts = core.state.counts();
         gauge(
             e,
             "instances",
@@ -522,7 +547,6 @@ impl Collector for ScrapeTime {
             "Service bindings in the state map.",
             to_i64(counts.bindings),
         )?;
-        let operations = core.state.operation_counts();
         let mut family = encoder.encode_descriptor(
             "operations",
             "Operation records in the state map by state (finished ones are kept for the retention).",
@@ -606,8 +630,16 @@ impl Store for MeteredStore {
 mod tests {
     use super::*;
 
+    /// A `Live` that is never there (a registry without the scrape-time values).
+    struct Nothing;
+    impl Live for Nothing {
+        fn sample(&self) -> Sample {
+            unreachable!("never upgraded")
+        }
+    }
+
     fn exposition(metrics: &Metrics) -> String {
-        let registry = metrics.registry(Weak::new());
+        let registry = metrics.registry(Weak::<Nothing>::new());
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
         text
@@ -637,12 +669,12 @@ mod tests {
         );
         metrics.observe_plugin_call(
             "sandbox",
-            PluginKind::Provision,
-            Call::Poll,
+            OperationKind::Provision,
+            "poll",
             Duration::from_millis(1),
             &Err(BrokerError::Transient("throttled for account 1234".into())),
         );
-        metrics.operation_finished(OperationKind::Bind, Outcome::QueueFull);
+        metrics.operation_finished(OperationKind::Bind, EndedAs::QueueFull);
         let text = exposition(&metrics);
         for expected in [
             r#"skybroker_http_request_duration_seconds_count{method="PUT",route="/v2/service_instances/{instance_id}",status="202"} 1"#,

@@ -17,7 +17,6 @@ use skybroker_storage::{now_millis, WatchEvent};
 use tokio::sync::{mpsc, watch};
 
 use crate::core::Core;
-use crate::engine;
 
 /// Changes applied in one go.
 const BATCH: usize = 256;
@@ -64,7 +63,7 @@ pub async fn follow(
                     .schedule_at(&operation.id, now_millis() + STANDBY_MS);
             } else {
                 // Another replica finished it: a request here may be waiting for it.
-                engine::finished_elsewhere(&core, operation);
+                core.engine.finished(operation);
             }
         }
         if reset {
@@ -88,7 +87,7 @@ async fn resync(
         };
         match attempt.await {
             Ok(Some(changes)) => {
-                engine::resume(core);
+                core.engine.resume();
                 log::info!("state reloaded from the store; following changes again");
                 return Some(changes);
             }

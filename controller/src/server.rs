@@ -25,11 +25,11 @@ use skybroker_storage::{EmbeddedStore, EtcdOptions, EtcdStore, MemoryStore, Stat
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::api::catalog::CatalogCache;
+use crate::catalog::Catalog;
 use crate::core::Core;
-use crate::engine::{self, Engine};
+use crate::engine::{self, Engine, Parts};
 use crate::locks::InstanceLocks;
-use crate::metrics::{MeteredStore, Metrics};
+use crate::metrics::{Live, MeteredStore, Metrics};
 use crate::schemas::SchemaCache;
 
 /// Outcomes in flight between the workers and the applier.
@@ -196,9 +196,7 @@ async fn start_on(config: Config, store: Option<Arc<dyn Store>>) -> anyhow::Resu
     if config.server.password.is_none() {
         bail!("no password configured (call ensure_password first)");
     }
-    let brokers = BrokerRegistry::from_config(&config.providers, &config.services)
-        .map_err(|problems| anyhow::anyhow!("{problems:?}"))?;
-    let schemas = SchemaCache::compile(&config).map_err(anyhow::Error::msg)?;
+    let catalog = Arc::new(Catalog::from_config(&config).map_err(anyhow::Error::msg)?);
     let metrics = Arc::new(Metrics::new());
     let store = match store {
         Some(store) => store,
@@ -207,6 +205,7 @@ async fn start_on(config: Config, store: Option<Arc<dyn Store>>) -> anyhow::Resu
     let state = StateMap::open(MeteredStore::wrap(store, Arc::clone(&metrics)))
         .await
         .context("loading state from the store")?;
+    let state = Arc::new(state);
     let counts = state.counts();
     log::info!(
         "loaded {} instance(s), {} binding(s), {} operation record(s)",
@@ -229,18 +228,24 @@ async fn start_on(config: Config, store: Option<Arc<dyn Store>>) -> anyhow::Resu
         "{workers} worker(s), queue capacity {}",
         config.dispatcher.capacity()
     );
-    let core = Arc::new(Core {
-        catalog: CatalogCache::new(&config.services),
-        schemas,
-        engine: Engine::new(config.engine.clone()),
-        config,
-        brokers,
-        state,
-        locks: InstanceLocks::default(),
+    let locks = Arc::new(InstanceLocks::default());
+    let engine = Arc::new(Engine::new(Parts {
+        config: config.engine.clone(),
+        catalog: Arc::clone(&catalog),
+        state: Arc::clone(&state),
+        locks: Arc::clone(&locks),
         dispatcher,
+        metrics: Arc::clone(&metrics),
+    }));
+    let core = Arc::new(Core {
+        config,
+        catalog,
+        state,
+        locks,
+        engine: Arc::clone(&engine),
         metrics,
     });
-    engine::resume(&core);
+    engine.resume();
 
     // Both listeners are bound before any task starts, so a taken port fails the start
     // without leaving tasks behind.
@@ -255,12 +260,12 @@ async fn start_on(config: Config, store: Option<Arc<dyn Store>>) -> anyhow::Resu
     let (stop_engine, engine_stopped) = watch::channel(false);
     let (stop_applier, applier_stopped) = watch::channel(false);
     let scanner = tokio::spawn(engine::run_scanner(
-        Arc::clone(&core),
+        Arc::clone(&engine),
         engine_stopped.clone(),
     ));
-    let cleanup = tokio::spawn(engine::run_cleanup(Arc::clone(&core), engine_stopped));
+    let cleanup = tokio::spawn(engine::run_cleanup(Arc::clone(&engine), engine_stopped));
     let applier = tokio::spawn(engine::run_applier(
-        Arc::clone(&core),
+        Arc::clone(&engine),
         outcomes,
         applier_stopped,
     ));
@@ -301,9 +306,9 @@ async fn start_on(config: Config, store: Option<Arc<dyn Store>>) -> anyhow::Resu
         if let Some(follower) = follower {
             let _ = follower.await;
         }
-        let dispatcher_core = Arc::clone(&drain_core);
+        let dispatcher_engine = Arc::clone(&drain_core.engine);
         let handed_back =
-            tokio::task::spawn_blocking(move || dispatcher_core.dispatcher.shutdown())
+            tokio::task::spawn_blocking(move || dispatcher_engine.dispatcher().shutdown())
                 .await
                 .map_or(0, |jobs| jobs.len());
         if handed_back > 0 {
@@ -352,7 +357,8 @@ async fn start_admin(core: &Arc<Core>, stopping: watch::Receiver<bool>) -> anyho
         .await
         .with_context(|| format!("binding the metrics listener {listen}"))?;
     let addr = listener.local_addr()?;
-    let registry = core.metrics.registry(Arc::downgrade(core));
+    let live: Arc<dyn Live> = Arc::clone(&core.engine) as Arc<dyn Live>;
+    let registry = core.metrics.registry(Arc::downgrade(&live));
     let app = crate::admin::router(Arc::clone(core), registry, stopping);
     let task = tokio::spawn(async move {
         let signal = async move {

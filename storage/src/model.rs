@@ -160,39 +160,7 @@ pub struct ServiceBinding {
     pub created_at: UnixMillis,
 }
 
-/// The kind of an operation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OperationKind {
-    /// Create an instance.
-    Provision,
-    /// Change an instance.
-    Update,
-    /// Delete an instance.
-    Deprovision,
-    /// Create a binding.
-    Bind,
-    /// Delete a binding.
-    Unbind,
-}
-
-impl OperationKind {
-    /// Whether the operation acts on a binding.
-    pub fn is_binding(self) -> bool {
-        matches!(self, OperationKind::Bind | OperationKind::Unbind)
-    }
-
-    /// The lowercase name, for logs and ids.
-    pub fn name(self) -> &'static str {
-        match self {
-            OperationKind::Provision => "provision",
-            OperationKind::Update => "update",
-            OperationKind::Deprovision => "deprovision",
-            OperationKind::Bind => "bind",
-            OperationKind::Unbind => "unbind",
-        }
-    }
-}
+pub use skybroker_config::OperationKind;
 
 /// The OSB state of an operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -242,6 +210,40 @@ pub struct Failure {
     /// or the provider's limits (422 rather than 400).
     #[serde(default)]
     pub unprocessable: bool,
+}
+
+impl Failure {
+    /// A failure with only a description: the provider's or the engine's, not the request's
+    /// fault, and no statement about the instance. The one place a `Failure` is built; the
+    /// setters below add what a particular failure knows.
+    pub fn new(description: impl Into<String>) -> Self {
+        Failure {
+            description: description.into(),
+            instance_usable: None,
+            update_repeatable: None,
+            client_error: false,
+            unprocessable: false,
+        }
+    }
+
+    /// Says whether the instance is still usable.
+    pub fn instance_usable(mut self, usable: Option<bool>) -> Self {
+        self.instance_usable = usable;
+        self
+    }
+
+    /// Says whether the update may be repeated.
+    pub fn update_repeatable(mut self, repeatable: Option<bool>) -> Self {
+        self.update_repeatable = repeatable;
+        self
+    }
+
+    /// Marks the request itself as at fault (4xx); `unprocessable` picks 422 over 400.
+    pub fn client_error(mut self, unprocessable: bool) -> Self {
+        self.client_error = true;
+        self.unprocessable = unprocessable;
+        self
+    }
 }
 
 /// One provision, update, deprovision, bind or unbind, synchronous or asynchronous.

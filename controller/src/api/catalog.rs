@@ -2,10 +2,8 @@
 //! API-version tier (D-14 leaves out fields a 2.13/2.14 client does not know), with an ETag
 //! so platforms can revalidate cheaply (OSB-HDR-11).
 
-use std::sync::Arc;
-
 use axum::body::{Body, Bytes};
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
@@ -13,7 +11,6 @@ use serde_json::Value;
 use skybroker_config::catalog::Catalog;
 
 use crate::api::ApiVersion;
-use crate::core::Core;
 
 /// The catalog body for each version tier.
 #[derive(Debug, Clone)]
@@ -102,12 +99,12 @@ impl CatalogCache {
 
 /// `GET /v2/catalog`. Takes the request itself rather than a `HeaderMap`, which the
 /// extractor would copy, to read one header.
-pub async fn get_catalog(
-    State(core): State<Arc<Core>>,
+pub fn get_catalog(
+    catalog: &CatalogCache,
     Extension(version): Extension<ApiVersion>,
     request: Request,
 ) -> Response {
-    let rendered = core.catalog.for_version(version);
+    let rendered = catalog.for_version(version);
     let etag = rendered.etag.clone();
     let matches = request
         .headers()

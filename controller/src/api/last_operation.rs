@@ -82,7 +82,7 @@ fn poll_hints(raw: Option<&str>) -> Result<Option<Cow<'_, str>>, ApiError> {
 /// Whether `id` has the shape of an operation id this broker issues (`kind-<32 hex>`).
 fn looks_issued(id: &str) -> bool {
     id.split_once('-').is_some_and(|(kind, hex)| {
-        ["provision", "update", "deprovision", "bind", "unbind"].contains(&kind)
+        OperationKind::from_name(kind).is_some()
             && hex.len() == 32
             && hex.bytes().all(|b| b.is_ascii_hexdigit())
     })

@@ -83,8 +83,14 @@ pub struct Originator(pub Option<String>);
 /// Builds the router over `core`.
 pub fn router(core: Arc<Core>) -> Router {
     let body_limit = core.config.server.max_body_bytes;
+    // Rendered once: the catalog never changes while the process runs.
+    let rendered = Arc::new(catalog::CatalogCache::new(core.catalog.services()));
+    let get_catalog = move |version, request| {
+        let rendered = Arc::clone(&rendered);
+        async move { catalog::get_catalog(&rendered, version, request) }
+    };
     Router::new()
-        .route(ROUTE_CATALOG, get(catalog::get_catalog))
+        .route(ROUTE_CATALOG, get(get_catalog))
         .route(
             ROUTE_INSTANCE,
             get(instances::get_instance)

@@ -2,18 +2,14 @@
 //! (OSB-GEN-05, OSB-GEN-10). Unknown fields are ignored (OSB-GEN-01).
 
 use std::collections::HashMap;
-use std::future::Future;
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value};
-use skybroker_config::{MaintenanceInfo, Plan};
-use skybroker_storage::{Operation, OperationKind};
 
-use crate::core::Launched;
-use crate::engine::Finished;
+use crate::admission::{Answer, Caller};
 use crate::error::ApiError;
 
 /// A JSON object body.
@@ -153,51 +149,6 @@ pub fn path<T>(path: Result<axum::extract::Path<T>, PathRejection>) -> Result<T,
         .map_err(|err| ApiError::BadRequest(format!("bad path: {}", err.body_text())))
 }
 
-/// OSB-PROV-12, OSB-MI-03, D-05: a requested version must equal the plan's.
-pub fn check_maintenance(plan: &Plan, requested: Option<&str>) -> Result<(), ApiError> {
-    match (requested, &plan.maintenance_info) {
-        (None, _) => Ok(()),
-        (Some(v), Some(MaintenanceInfo { version, .. })) if v == version => Ok(()),
-        (Some(v), Some(MaintenanceInfo { version, .. })) => Err(ApiError::MaintenanceInfoConflict(
-            format!("maintenance_info.version {v} does not match the plan's version {version}"),
-        )),
-        (Some(v), None) => Err(ApiError::MaintenanceInfoConflict(format!(
-            "maintenance_info.version {v} was sent, but the plan has no maintenance_info"
-        ))),
-    }
-}
-
-/// The error a failed synchronous operation answers with.
-pub fn failure_error(operation: &Operation) -> ApiError {
-    let Some(failure) = &operation.failure else {
-        return ApiError::Internal(format!(
-            "operation {} failed without a reason",
-            operation.id
-        ));
-    };
-    if failure.client_error {
-        return if failure.unprocessable {
-            ApiError::Unprocessable(failure.description.clone())
-        } else {
-            ApiError::BadRequest(failure.description.clone())
-        };
-    }
-    // OSB-ERR-02: the flags only for failed update (both) and deprovision (usable).
-    let (instance_usable, update_repeatable) = match operation.kind {
-        OperationKind::Update => (
-            Some(failure.instance_usable.unwrap_or(true)),
-            Some(failure.update_repeatable.unwrap_or(true)),
-        ),
-        OperationKind::Deprovision => (Some(failure.instance_usable.unwrap_or(true)), None),
-        _ => (None, None),
-    };
-    ApiError::OperationFailed {
-        description: failure.description.clone(),
-        instance_usable,
-        update_repeatable,
-    }
-}
-
 /// A JSON response.
 pub fn json(status: StatusCode, body: Value) -> Response {
     (status, axum::Json(body)).into_response()
@@ -211,81 +162,26 @@ pub fn accepted(operation_id: &str) -> Response {
     )
 }
 
-/// Whether the parameters as sent equal the stored ones (absent and `{}` are the same).
-pub fn same_parameters(stored: &Value, sent: &Map<String, Value>) -> bool {
-    match stored {
-        Value::Object(map) => map == sent,
-        Value::Null => sent.is_empty(),
-        _ => false,
+/// The response to an admitted request: `existing` and `done` render the records with their
+/// status (`done_status`: 201 for a create, 200 otherwise), an accepted operation is 202
+/// with its id.
+pub fn render<T>(
+    answer: Answer<T>,
+    done_status: StatusCode,
+    body: impl FnOnce(&T) -> Value,
+) -> Response {
+    match answer {
+        Answer::Existing(record) => json(StatusCode::OK, body(&record)),
+        Answer::Done(record) => json(done_status, body(&record)),
+        Answer::Accepted(operation_id) => accepted(&operation_id),
     }
 }
 
-/// The response to a launched operation: 202 with its id when asynchronous; `success`'s
-/// response when it finished well (`None` if the record it needs is gone); the failure's error
-/// otherwise.
-pub fn respond(
-    launched: Launched,
-    success: impl FnOnce(&Finished) -> Option<Response>,
-) -> Result<Response, ApiError> {
-    match launched {
-        Launched::Async(operation_id) => Ok(accepted(&operation_id)),
-        Launched::Finished(done) if done.operation.failure.is_none() => {
-            success(&done).ok_or_else(|| failure_error(&done.operation))
-        }
-        Launched::Finished(done) => Err(failure_error(&done.operation)),
-    }
-}
-
-/// A deprovision or unbind as read from HTTP.
-pub struct DeleteRequest<'a> {
-    /// The instance (of the binding).
-    pub instance_id: &'a str,
-    /// `service_id` from the query.
-    pub service_id: &'a str,
-    /// `plan_id` from the query.
-    pub plan_id: &'a str,
-    /// `accepts_incomplete` from the query.
-    pub accepts_incomplete: bool,
-    /// The originating identity, recorded with the operation.
-    pub requested_by: &'a Option<String>,
-}
-
-/// Runs `decide` (read the map, decide, commit under the instance lock) and, when it could
-/// not proceed on what the map held, catches up with the store and decides once more on what
-/// the map then holds: when its commit lost to another replica's change the map had not seen
-/// yet (a store conflict), or when it found the resource busy with an operation (which may
-/// have finished on another replica already). So a platform repeating on replica B what
-/// replica A has just done gets the answer A would give (200, 202, 409, 410), not a 422. What
-/// still stops it after catching up is the platform's 422 ConcurrencyError. `decide` is told
-/// whether the map has just caught up (so that a miss need not catch up again).
-pub async fn decided<F>(
-    core: &crate::core::Core,
-    decide: impl Fn(bool) -> F,
-) -> Result<Response, ApiError>
-where
-    F: Future<Output = Result<Response, ApiError>>,
-{
-    match decide(false).await {
-        Err(ApiError::StoreConflict | ApiError::Concurrency(_)) => {
-            core.state.catch_up().await?;
-            decide(true).await
-        }
-        result => result,
-    }
-}
-
-/// The answer to a request repeating the operation that runs on a resource: 202 with the
-/// same operation while it runs asynchronously and `same` holds (OSB-PROV-08, OSB-UPD-08,
-/// OSB-DEPROV-06, OSB-BIND-09, OSB-UNB-05); otherwise `busy`, a 422 ConcurrencyError (a
-/// synchronous operation has a request waiting for it and cannot be joined).
-pub fn repeat_of(
-    core: &crate::core::Core,
-    last_operation: Option<&str>,
-    same: impl Fn(&Operation) -> bool,
-    busy: ApiError,
-) -> Result<Response, ApiError> {
-    match last_operation.and_then(|id| core.state.operation(id)) {
-        Some(op) if !op.sync && op.in_progress() && same(&op) => Ok(accepted(&op.id)),
-        _ => Err(busy),
-    }
+/// The caller of a changing request: `accepts_incomplete` from the query (400 unless
+/// `true`/`false`) and the originating identity.
+pub fn caller(query: &Query, requested_by: Option<String>) -> Result<Caller, ApiError> {
+    Ok(Caller {
+        accepts_incomplete: query.accepts_incomplete()?,
+        requested_by,
+    })
 }

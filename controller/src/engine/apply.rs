@@ -1,0 +1,242 @@
+//! The applier: carries out what each plugin answer means for its operation.
+//!
+//! An outcome is applied under its instance's lock: the records are read, the pure
+//! [`transitions`](super::transitions) say what changes, and this module persists it, then
+//! reschedules (with back-off) or finishes the operation and wakes a synchronous request
+//! waiting for it.
+//!
+//! Outcomes of one instance never race: a worker holds at most one job per instance (busy
+//! marks), and an apply holds the instance lock that the next dispatch of that instance
+//! waits for.
+
+use std::sync::Arc;
+
+use skybroker_brokers::BrokerError;
+use skybroker_storage::{now_millis, Change, Failure, Operation, OperationKind, StoreError};
+use tokio::sync::{mpsc, watch};
+
+use super::transitions::{self, Ending, Policy, Step, Subject};
+use super::{lock, scan, Engine};
+use crate::jobs::Outcome;
+use crate::metrics::EndedAs;
+
+/// Outcomes the applier applies at once. Each apply holds its instance's lock and waits for
+/// its commit; applying outcomes of different instances together lets the store batch their
+/// commits (group commit) instead of paying one durable write after another.
+const APPLYING_AT_ONCE: usize = 64;
+
+/// The applier task: applies outcomes until stopped, then drains what is left and waits for
+/// every apply under way.
+pub async fn run_applier(
+    engine: Arc<Engine>,
+    mut outcomes: mpsc::Receiver<Outcome>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut applying = tokio::task::JoinSet::new();
+    let spawn = |applying: &mut tokio::task::JoinSet<()>, outcome| {
+        let engine = Arc::clone(&engine);
+        applying.spawn(async move { apply(&engine, outcome).await });
+    };
+    loop {
+        if applying.len() >= APPLYING_AT_ONCE {
+            reap(applying.join_next().await);
+            continue;
+        }
+        tokio::select! {
+            outcome = outcomes.recv() => match outcome {
+                Some(outcome) => {
+                    scan::job_finished(&engine);
+                    spawn(&mut applying, outcome);
+                }
+                None => break,
+            },
+            done = applying.join_next(), if !applying.is_empty() => reap(done),
+            _ = stop.changed() => {
+                while let Ok(outcome) = outcomes.try_recv() {
+                    spawn(&mut applying, outcome);
+                }
+                break;
+            }
+        }
+    }
+    while let Some(done) = applying.join_next().await {
+        reap(Some(done));
+    }
+    log::debug!("applier stopped");
+}
+
+/// Logs an apply that panicked (a bug): its operation stays in progress and is resumed at
+/// the next start.
+fn reap(done: Option<Result<(), tokio::task::JoinError>>) {
+    if let Some(Err(err)) = done {
+        log::error!("applying an outcome failed: {err}");
+    }
+}
+
+/// The records `operation` works on, read from the map (the caller holds the instance lock).
+pub(super) fn subject(engine: &Engine, operation: Operation) -> Subject {
+    let instance = engine.state.instance(&operation.instance_id);
+    let binding = (operation.binding_id.as_deref())
+        .filter(|_| operation.kind.is_binding())
+        .and_then(|id| engine.state.binding(id));
+    let bindings = if operation.kind == OperationKind::Deprovision {
+        let bindings = engine.state.bindings_of(&operation.instance_id);
+        bindings.into_iter().map(|binding| binding.id).collect()
+    } else {
+        Vec::new()
+    };
+    Subject {
+        operation,
+        instance,
+        binding,
+        bindings,
+    }
+}
+
+/// Applies one plugin outcome to its operation.
+pub async fn apply(engine: &Engine, outcome: Outcome) {
+    let Outcome {
+        operation_id,
+        instance_id,
+        result,
+    } = outcome;
+    let _guard = engine.locks.lock(&instance_id).await;
+    lock(&engine.busy).remove(&instance_id);
+    let Some(mut operation) = engine.state.operation(&operation_id) else {
+        return;
+    };
+    match &result {
+        // The cause may name internals: logged here, once; the platform gets a summary.
+        Err(err @ BrokerError::Provider { .. }) => {
+            log::error!("operation {operation_id} failed: {err}")
+        }
+        Err(err) if err.is_transient() => {
+            log::warn!("operation {operation_id}: {err}; retrying if there is time")
+        }
+        _ => {}
+    }
+    let policy = Policy {
+        force_delete_unknown_instances: engine.config.force_delete_unknown_instances,
+        force_delete_unknown_bindings: engine.config.force_delete_unknown_bindings,
+    };
+    let forced = matches!(result, Err(BrokerError::NotFound(_)));
+    match transitions::advance(&mut operation, result, policy, now_millis()) {
+        Step::Succeed(completion) => {
+            if forced {
+                log::info!(
+                    "operation {operation_id}: the provider does not know the resource; \
+                     removing the record (force_delete_unknown)"
+                );
+            }
+            let ending =
+                transitions::succeeded(subject(engine, operation), *completion, now_millis());
+            carry_out(engine, ending).await;
+        }
+        Step::Fail(failure) => finish_failed(engine, operation, failure).await,
+        Step::Unchanged => {
+            let delay = engine.backoff(&operation.id, operation.attempts);
+            // (Not in the map any more: nothing is left to drive.)
+            if engine.state.update_unpersisted(operation) {
+                engine.schedule_at(&operation_id, now_millis() + delay);
+            }
+        }
+        Step::Persist { state } => {
+            let delay = engine.backoff(&operation.id, operation.attempts);
+            let mut changes = Vec::new();
+            if let Some(state) = state {
+                let subject = subject(engine, operation.clone());
+                changes.extend(transitions::plugin_state(subject, state));
+            }
+            changes.push(Change::PutOperation(operation));
+            persist_then_schedule(engine, &operation_id, changes, delay).await;
+        }
+        Step::Retry => {
+            let delay = engine.backoff(&operation.id, operation.attempts);
+            let changes = vec![Change::PutOperation(operation)];
+            persist_then_schedule(engine, &operation_id, changes, delay).await;
+        }
+        Step::Halted { state: Some(state) } => {
+            // Halted meanwhile (D-17): keep what the plugin learnt about the resource, so the
+            // deprovision that halted it can find it.
+            if let Some(change) = transitions::plugin_state(subject(engine, operation), state) {
+                if let Err(err) = engine.state.commit(vec![change]).await {
+                    log::warn!("plugin state of halted {operation_id} not persisted: {err}");
+                }
+            }
+        }
+        Step::Halted { state: None } => {}
+    }
+}
+
+async fn persist_then_schedule(
+    engine: &Engine,
+    operation_id: &str,
+    changes: Vec<Change>,
+    delay: u64,
+) {
+    match engine.state.commit(changes).await {
+        Ok(()) => engine.schedule_at(operation_id, now_millis() + delay),
+        Err(err) => {
+            // Not persisted: the plugin will simply be asked again.
+            log::warn!("operation {operation_id}: progress not persisted ({err}); retrying");
+            engine.schedule_at(operation_id, now_millis() + delay.max(1000));
+        }
+    }
+}
+
+/// Fails `operation` (the caller holds its instance's lock).
+pub(super) async fn finish_failed(engine: &Engine, operation: Operation, failure: Failure) {
+    log::info!(
+        "operation {} ({} of {}) failed: {}",
+        operation.id,
+        operation.kind.name(),
+        operation
+            .binding_id
+            .as_deref()
+            .unwrap_or(&operation.instance_id),
+        failure.description
+    );
+    let ending = transitions::failed(subject(engine, operation), failure, now_millis());
+    carry_out(engine, ending).await;
+}
+
+/// Persists an ending, counts it, releases the operation's claim and wakes a request waiting
+/// for it; an ending that cannot be persisted is retried.
+async fn carry_out(engine: &Engine, ending: Ending) {
+    let (operation, changes, reverted) = match ending {
+        Ending::Finish { operation, changes } => (operation, changes, false),
+        Ending::Revert { operation, changes } => (operation, changes, true),
+    };
+    if let Err(err) = engine.state.commit(changes).await {
+        retry_later(engine, &operation.id, err);
+        return;
+    }
+    let succeeded = operation.failure.is_none();
+    if !reverted {
+        log::info!(
+            "operation {} ({} of {}) {}",
+            operation.id,
+            operation.kind.name(),
+            operation
+                .binding_id
+                .as_deref()
+                .unwrap_or(&operation.instance_id),
+            if succeeded { "succeeded" } else { "failed" }
+        );
+        engine.release(&operation.id).await;
+    }
+    let outcome = if succeeded {
+        EndedAs::Succeeded
+    } else {
+        EndedAs::Failed
+    };
+    engine.metrics.operation_finished(operation.kind, outcome);
+    engine.finished(operation);
+}
+
+fn retry_later(engine: &Engine, operation_id: &str, err: StoreError) {
+    // The transition was not persisted, so the operation is still in progress in the store
+    // and the map: poll it again (the plugin call is idempotent).
+    log::warn!("operation {operation_id}: final state not persisted ({err}); retrying");
+    engine.schedule_at(operation_id, now_millis() + 1000);
+}
