@@ -28,6 +28,7 @@ use skybroker_brokers::names::{cloud_name, resource_name};
 use skybroker_config::{Config, ProviderConfig, Secret, ServiceOffering};
 
 use crate::harness::*;
+use crate::servers::*;
 
 const MYSQL_SERVICE: &str = "ali-rds-mysql";
 const PG_SERVICE: &str = "ali-rds-pg";
@@ -378,25 +379,6 @@ async fn wait_no_instances(cloud: &Cloud) {
     }
 }
 
-/// Another test server this test needs (`host:port`).
-fn server(variable: &str) -> Option<String> {
-    match std::env::var(variable) {
-        Ok(address) if !address.is_empty() => Some(address),
-        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("{variable} is not set under CI")
-        }
-        _ => {
-            eprintln!("SKIPPED: set {variable}=host:port to run this test (./test.sh does)");
-            None
-        }
-    }
-}
-
-fn split(address: &str) -> (String, u16) {
-    let (host, port) = address.rsplit_once(':').expect("host:port");
-    (host.to_owned(), port.parse().expect("port"))
-}
-
 // ===== databases =====
 
 /// A MySQL session with a binding's credentials.
@@ -411,19 +393,6 @@ async fn mysql_login(credentials: &Value) -> Result<mysql_async::Conn, String> {
     mysql_async::Conn::new(options)
         .await
         .map_err(|err| err.to_string())
-}
-
-/// An administrator's session on the MySQL server.
-async fn mysql_admin(address: &str) -> mysql_async::Conn {
-    let (host, port) = split(address);
-    let options = mysql_async::OptsBuilder::default()
-        .ip_or_hostname(host)
-        .tcp_port(port)
-        .user(Some("root"))
-        .prefer_socket(false);
-    mysql_async::Conn::new(options)
-        .await
-        .expect("the MySQL admin connects")
 }
 
 async fn mysql_count(admin: &mut mysql_async::Conn, sql: &str, name: &str) -> u64 {
@@ -482,20 +451,6 @@ async fn pg_login(credentials: &Value) -> Result<tokio_postgres::Client, String>
         })?;
     tokio::spawn(connection);
     Ok(client)
-}
-
-async fn pg_admin(address: &str) -> tokio_postgres::Client {
-    let (host, port) = split(address);
-    let (client, connection) = tokio_postgres::Config::new()
-        .host(&host)
-        .port(port)
-        .user("postgres")
-        .dbname("postgres")
-        .connect(tokio_postgres::NoTls)
-        .await
-        .expect("the PostgreSQL admin connects");
-    tokio::spawn(connection);
-    client
 }
 
 async fn pg_count(admin: &tokio_postgres::Client, sql: &str, name: &str) -> i64 {
@@ -816,7 +771,7 @@ async fn alibaba_rds_postgres_lifecycle() {
     let cloud = Cloud::start(|config| config.postgres = Some(address.clone())).await;
     let plans = [("small", rds_plan("postgresql", "pg.n2.small.1", 20, false))];
     let broker = Broker::with_config(config_with(&cloud, vec![offering(PG_SERVICE, &plans)])).await;
-    let admin = pg_admin(&address).await;
+    let admin = pg_admin(&address, "postgres").await;
 
     let id = new_id("ali-pg");
     let (_, last) = provision_async(&broker, &id, &provision(PG_SERVICE, "small", json!({}))).await;

@@ -19,6 +19,7 @@ use skybroker_brokers::aws::{AwsBuilder, AwsClients};
 use skybroker_config::{Config, ProviderConfig, Secret, ServiceOffering};
 
 use crate::harness::*;
+use crate::servers::*;
 
 const S3_SERVICE: &str = "aws-s3-service";
 const RDS_SERVICE: &str = "aws-rds-service";
@@ -54,20 +55,6 @@ fn moto() -> Option<Moto> {
                  administrator's SKYBROKER_TEST_AWS_ACCESS_KEY_ID/_SECRET_ACCESS_KEY to run \
                  this test (./test.sh does)"
             );
-            None
-        }
-    }
-}
-
-/// Another test server this test needs too (`host:port`).
-fn server(variable: &str) -> Option<String> {
-    match std::env::var(variable) {
-        Ok(address) if !address.is_empty() => Some(address),
-        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("{variable} is not set under CI")
-        }
-        _ => {
-            eprintln!("SKIPPED: set {variable}=host:port to run this test (./test.sh does)");
             None
         }
     }
@@ -543,11 +530,6 @@ enum StandIn {
     Mysql(String),
 }
 
-fn split(address: &str) -> (String, u16) {
-    let (host, port) = address.rsplit_once(':').expect("host:port");
-    (host.to_owned(), port.parse().expect("port"))
-}
-
 impl StandIn {
     fn engine(&self) -> &'static str {
         match self {
@@ -562,42 +544,16 @@ impl StandIn {
         }
     }
 
-    async fn pg_admin(address: &str) -> tokio_postgres::Client {
-        let (host, port) = split(address);
-        let (client, connection) = tokio_postgres::Config::new()
-            .host(&host)
-            .port(port)
-            .user("postgres")
-            .dbname("postgres")
-            .connect(tokio_postgres::NoTls)
-            .await
-            .expect("the PostgreSQL admin connects");
-        tokio::spawn(connection);
-        client
-    }
-
-    async fn my_admin(address: &str) -> mysql_async::Conn {
-        let (host, port) = split(address);
-        let options = mysql_async::OptsBuilder::default()
-            .ip_or_hostname(host)
-            .tcp_port(port)
-            .user(Some("root"))
-            .prefer_socket(false);
-        mysql_async::Conn::new(options)
-            .await
-            .expect("the MySQL admin connects")
-    }
-
     /// Runs an administrator's statement (names and passwords here are generated hex).
     async fn admin(&self, sql: &str) {
         use mysql_async::prelude::Queryable;
         match self {
-            StandIn::Postgres(address) => Self::pg_admin(address)
+            StandIn::Postgres(address) => pg_admin(address, "postgres")
                 .await
                 .batch_execute(sql)
                 .await
                 .unwrap_or_else(|err| panic!("{sql}: {err:?}")),
-            StandIn::Mysql(address) => Self::my_admin(address)
+            StandIn::Mysql(address) => mysql_admin(address)
                 .await
                 .query_drop(sql)
                 .await

@@ -10,28 +10,10 @@ use serde_json::{json, Value};
 use skybroker_config::{Config, ProviderConfig, ServiceOffering};
 
 use crate::harness::*;
+use crate::servers::*;
 
 const PG_SERVICE: &str = "local-pg-service";
 const MY_SERVICE: &str = "local-mysql-service";
-
-/// `host:port` of a test server, or `None` (test skipped, or failed under CI).
-fn server(variable: &str) -> Option<String> {
-    match std::env::var(variable) {
-        Ok(address) if !address.is_empty() => Some(address),
-        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("{variable} is not set under CI: the README test command must start the server")
-        }
-        _ => {
-            eprintln!("SKIPPED: set {variable}=host:port to run this test (./test.sh does)");
-            None
-        }
-    }
-}
-
-fn split(address: &str) -> (String, u16) {
-    let (host, port) = address.rsplit_once(':').expect("host:port");
-    (host.to_owned(), port.parse().expect("port"))
-}
 
 /// An offering served by provider `provider` with plans `rw`, `ro` and `limited`.
 fn offering(id: &str, provider: &str, extensions: Value) -> ServiceOffering {
@@ -137,22 +119,6 @@ async fn pg_connect(credentials: &Value) -> Result<tokio_postgres::Client, tokio
     let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
     tokio::spawn(connection);
     Ok(client)
-}
-
-async fn pg_admin(address: &str, database: &str) -> tokio_postgres::Client {
-    let (host, port) = split(address);
-    let mut config = tokio_postgres::Config::new();
-    config
-        .host(&host)
-        .port(port)
-        .user("postgres")
-        .dbname(database);
-    let (client, connection) = config
-        .connect(tokio_postgres::NoTls)
-        .await
-        .expect("admin connects");
-    tokio::spawn(connection);
-    client
 }
 
 async fn pg_databases(address: &str) -> Vec<String> {

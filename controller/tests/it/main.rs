@@ -15,3 +15,4 @@ mod lifecycle;
 mod local_db;
 mod metrics;
 mod replicas;
+mod servers;
