@@ -309,6 +309,12 @@ impl Operation {
         self.state == OperationState::InProgress
     }
 
+    /// `kind of resource` for logs: `provision of i-1`, `bind of b-1`.
+    pub fn describe(&self) -> String {
+        let resource = self.binding_id.as_deref().unwrap_or(&self.instance_id);
+        format!("{} of {resource}", self.kind.name())
+    }
+
     /// Whether this delete halted a running create (D-17); records written before `halted`
     /// existed carry only the reference.
     pub fn halted_a_create(&self) -> bool {

@@ -187,13 +187,9 @@ async fn persist_then_schedule(
 /// Fails `operation` (the caller holds its instance's lock).
 pub(super) async fn finish_failed(engine: &Engine, operation: Operation, failure: Failure) {
     log::info!(
-        "operation {} ({} of {}) failed: {}",
+        "operation {} ({}) failed: {}",
         operation.id,
-        operation.kind.name(),
-        operation
-            .binding_id
-            .as_deref()
-            .unwrap_or(&operation.instance_id),
+        operation.describe(),
         failure.description
     );
     let ending = transitions::failed(subject(engine, operation), failure, now_millis());
@@ -214,13 +210,9 @@ async fn carry_out(engine: &Engine, ending: Ending) {
     let succeeded = operation.failure.is_none();
     if !reverted {
         log::info!(
-            "operation {} ({} of {}) {}",
+            "operation {} ({}) {}",
             operation.id,
-            operation.kind.name(),
-            operation
-                .binding_id
-                .as_deref()
-                .unwrap_or(&operation.instance_id),
+            operation.describe(),
             if succeeded { "succeeded" } else { "failed" }
         );
         engine.release(&operation.id).await;

@@ -281,13 +281,9 @@ impl Engine {
         drop(guard);
         self.metrics.record_admitted(admitted);
         log::info!(
-            "operation {} ({} of {}) accepted",
+            "operation {} ({}) accepted",
             operation.id,
-            operation.kind.name(),
-            operation
-                .binding_id
-                .as_deref()
-                .unwrap_or(&operation.instance_id)
+            operation.describe(),
         );
         self.launch(operation).await
     }
