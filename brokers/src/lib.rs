@@ -25,6 +25,8 @@ pub mod local;
 pub mod names;
 pub mod registry;
 pub mod sandbox;
+#[cfg(any(test, feature = "test-util"))]
+pub mod testing;
 
 use std::sync::Arc;
 

@@ -1622,3 +1622,33 @@ async fn alibaba_oss_plan_region() {
     assert!(cloud.bucket(&cloud_name("skybroker", &other)).is_none());
     broker.stop().await;
 }
+
+// Issue #17: the Alibaba Cloud provider's OSS plans keep the contract every provider keeps
+// (`skybroker_brokers::testing`), against the fake that checks signatures and RAM policies,
+// and leave no bucket behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alibaba_oss_keeps_the_provider_contract() {
+    let cloud = Cloud::start(|_| {}).await;
+    let plugin = skybroker_brokers::registry::build_broker(
+        skybroker_brokers::BrokerKind::Alibaba,
+        Some(&cloud.provider()),
+    )
+    .expect("the provider builds");
+    let subject = skybroker_brokers::testing::Subject {
+        broker: plugin,
+        service_id: "alibaba-oss-contract".into(),
+        plan_id: "alibaba-oss-contract-rw".into(),
+        plan_settings: std::sync::Arc::new(oss_plan(false, "empty")),
+        parameters: json!({}),
+        bad_parameters: None,
+        bindable: true,
+        patience: Duration::from_secs(30),
+        prefix: "contract-oss".into(),
+    };
+    let report = skybroker_brokers::testing::run(&subject).await;
+    let bucket = report.instance_state["bucket"]
+        .as_str()
+        .expect("the bucket is in the instance state");
+    assert_eq!(cloud.bucket(bucket), None, "{bucket} was left behind");
+    assert!(report.credentials["access_key_id"].is_string());
+}

@@ -1211,3 +1211,40 @@ async fn aws_outage_fails_or_retries_cleanly() {
     outage.down().await;
     broker.stop().await;
 }
+
+// Issue #17: the AWS provider's S3 plans keep the contract every provider keeps
+// (`skybroker_brokers::testing`), signing with a key that holds only the documented
+// policies, and leave no bucket behind.
+#[tokio::test]
+async fn aws_s3_keeps_the_provider_contract() {
+    let Some(moto) = moto() else {
+        return;
+    };
+    let key = moto.broker_key().await;
+    let plugin = skybroker_brokers::registry::build_broker(
+        skybroker_brokers::BrokerKind::Aws,
+        Some(&provider(&moto.endpoint, &key, json!({}))),
+    )
+    .expect("the provider builds");
+    let subject = skybroker_brokers::testing::Subject {
+        broker: plugin,
+        service_id: S3_SERVICE.into(),
+        plan_id: format!("{S3_SERVICE}-contract"),
+        plan_settings: std::sync::Arc::new(json!({"service": "s3", "on_deprovision": "empty"})),
+        parameters: json!({}),
+        bad_parameters: None,
+        bindable: true,
+        patience: Duration::from_secs(60),
+        prefix: "contract-s3".into(),
+    };
+    let report = skybroker_brokers::testing::run(&subject).await;
+    let bucket = report.instance_state["bucket"]
+        .as_str()
+        .expect("the bucket is in the instance state")
+        .to_owned();
+    let admin = moto.admin().await;
+    assert!(
+        admin.s3.head_bucket().bucket(&bucket).send().await.is_err(),
+        "{bucket} was left behind"
+    );
+}

@@ -5,8 +5,14 @@
 //! README test command starts the servers and sets both. Without them a test says loudly that
 //! it is skipped — and fails under CI, where nothing may be skipped.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+use skybroker_brokers::names::resource_name;
+use skybroker_brokers::registry::build_broker;
+use skybroker_brokers::testing as contract;
 use skybroker_config::{Config, ProviderConfig, ServiceOffering};
 
 use crate::harness::*;
@@ -625,4 +631,56 @@ async fn postgres_over_tls() {
         "{description}"
     );
     broker.stop().await;
+}
+
+/// The local providers on the real servers, for the provider contract.
+fn contract_subject(kind: &str, address: &str, admin: &str) -> contract::Subject {
+    let broker = build_broker(
+        kind.parse().expect("a provider kind"),
+        Some(&provider(kind, address, admin)),
+    )
+    .expect("the provider builds");
+    contract::Subject {
+        broker,
+        service_id: format!("contract-{kind}"),
+        plan_id: format!("contract-{kind}-rw"),
+        plan_settings: Arc::new(json!({"access": "read_write"})),
+        parameters: json!({"connection_limit": 3}),
+        bad_parameters: Some(json!({"connection_limit": "many"})),
+        bindable: true,
+        patience: Duration::from_secs(30),
+        prefix: format!("contract-{kind}"),
+    }
+}
+
+// Issue #17: both local providers keep the contract every provider keeps
+// (`skybroker_brokers::testing`), and leave nothing behind on their servers.
+#[tokio::test]
+async fn local_databases_keep_the_provider_contract() {
+    let (Some(pg), Some(my)) = (
+        server("SKYBROKER_TEST_POSTGRES"),
+        server("SKYBROKER_TEST_MYSQL"),
+    ) else {
+        return;
+    };
+    let report = contract::run(&contract_subject("postgres", &pg, "postgres")).await;
+    let database = resource_name("sbi", &report.instance_id);
+    assert!(
+        !pg_databases(&pg).await.contains(&database),
+        "{database} was left behind"
+    );
+    let report = contract::run(&contract_subject("mysql", &my, "root")).await;
+    let database = resource_name("sbi", &report.instance_id);
+    let mut admin = mysql_admin(&my).await;
+    let left: Option<String> = {
+        use mysql_async::prelude::Queryable;
+        admin
+            .exec_first(
+                "SELECT schema_name FROM information_schema.schemata WHERE schema_name = ?",
+                (database.clone(),),
+            )
+            .await
+            .expect("the schemata are readable")
+    };
+    assert_eq!(left, None, "{database} was left behind");
 }
