@@ -25,6 +25,7 @@ pub mod local;
 pub mod names;
 pub mod registry;
 pub mod sandbox;
+pub mod sql;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;
 

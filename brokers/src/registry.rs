@@ -12,8 +12,6 @@ use std::collections::BTreeMap;
 
 use skybroker_config::{Problem, ProviderConfig, ServiceOffering, Severity};
 
-use crate::local::mysql::LocalMysql;
-use crate::local::postgres::LocalPostgres;
 use crate::sandbox::Sandbox;
 use crate::Broker;
 
@@ -73,10 +71,12 @@ pub fn build_broker(
     let needs_config = || "this kind needs a [providers.<name>] section".to_owned();
     Ok(match kind {
         BrokerKind::Sandbox => Arc::new(Sandbox::new()),
-        BrokerKind::Postgres => Arc::new(LocalPostgres::from_config(
-            config.ok_or_else(needs_config)?,
-        )?),
-        BrokerKind::Mysql => Arc::new(LocalMysql::from_config(config.ok_or_else(needs_config)?)?),
+        BrokerKind::Postgres => Arc::new(
+            crate::local::postgres(config.ok_or_else(needs_config)?).map_err(|e| e.to_string())?,
+        ),
+        BrokerKind::Mysql => Arc::new(
+            crate::local::mysql(config.ok_or_else(needs_config)?).map_err(|e| e.to_string())?,
+        ),
         #[cfg(feature = "aws")]
         BrokerKind::Aws => Arc::new(crate::aws::Aws::from_config(
             config.ok_or_else(needs_config)?,

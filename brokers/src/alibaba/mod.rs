@@ -6,7 +6,7 @@
 //! (see [`rds`] and [`oss`]). The folder has the shape every cloud provider shares:
 //!
 //! - `mod.rs` (this file): [`Alibaba`], the [`Broker`] implementation, dispatching on the plan;
-//! - [`builder`]: the settings, from the configuration file or code, checked at start;
+//! - [`config`]: the settings, from the configuration file or code, checked at start;
 //! - [`credential`]: the AccessKey and the two signatures (ACS3 for RPC, OSS4 for OSS);
 //! - [`client`]: one HTTP client: signing, retries with back-off and jitter, timeouts,
 //!   request ids;
@@ -25,8 +25,8 @@
 //! - **No secret in a log.** The AccessKey secret is a [`skybroker_config::Secret`]; binding
 //!   passwords and keys travel only in credentials and are never formatted into messages.
 
-pub mod builder;
 pub mod client;
+pub mod config;
 pub mod credential;
 pub mod error;
 pub mod oss;
@@ -38,8 +38,8 @@ use serde::Deserialize;
 use serde_json::Value;
 use skybroker_config::ProviderConfig;
 
-pub use builder::{AlibabaBuilder, AlibabaSettings, BuildError};
 pub use client::AlibabaClient;
+pub use config::{AlibabaBuilder, AlibabaSettings, BuildError};
 use oss::{AlibabaOss, OssPlan};
 use rds::{AlibabaRds, RdsPlan};
 

@@ -93,7 +93,7 @@ impl OssPlan {
     pub fn check(&self) -> Result<(), String> {
         self.region
             .as_deref()
-            .map_or(Ok(()), super::builder::check_region)
+            .map_or(Ok(()), super::config::check_region)
     }
 
     /// Whether `kind` answers only asynchronously: a deprovision that refuses answers at

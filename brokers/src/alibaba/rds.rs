@@ -24,8 +24,8 @@ use serde_json::{json, Value};
 
 use super::client::{AlibabaClient, Product};
 use super::error::AlibabaError;
-use crate::local::{database_credentials, state_str};
 use crate::names::{cloud_name, resource_name};
+use crate::sql::{database_credentials, state_str};
 use crate::{BrokerError, Completion, OperationKind, OperationRequest, Progress};
 
 /// A database engine.

@@ -12,7 +12,7 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_s3::config::{Credentials, SharedHttpClient};
 use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
 
-use super::builder::AwsSettings;
+use super::config::AwsSettings;
 
 /// The SDK behaviour the broker was written and tested against. Pinned, so that a dependency
 /// update cannot change defaults (retries, checksums) silently.

@@ -6,7 +6,7 @@
 //! what each does). The folder has the shape every cloud provider shares:
 //!
 //! - `mod.rs` (this file): [`Aws`], the [`Broker`] implementation, dispatching on the plan;
-//! - [`builder`]: the settings, from the configuration file or code, checked at start;
+//! - [`config`]: the settings, from the configuration file or code, checked at start;
 //! - [`client`]: the SDK clients (credentials through the standard AWS chain);
 //! - [`error`]: what AWS errors mean in OSB terms, decided in one table;
 //! - [`s3`], [`rds`]: the products.
@@ -27,8 +27,8 @@
 //! - **Lazy clients.** Building the provider (at start and in `check-config`) touches no
 //!   network; the SDK clients are made on the first call, on a worker.
 
-pub mod builder;
 pub mod client;
+pub mod config;
 pub mod error;
 pub mod rds;
 pub mod s3;
@@ -39,8 +39,8 @@ use serde_json::Value;
 use skybroker_config::ProviderConfig;
 use tokio::sync::OnceCell;
 
-pub use builder::{AwsBuilder, AwsSettings, BuildError, StaticCredentials};
 pub use client::AwsClients;
+pub use config::{AwsBuilder, AwsSettings, BuildError, StaticCredentials};
 use rds::{AwsRds, RdsPlan};
 use s3::{AwsS3, S3Plan};
 

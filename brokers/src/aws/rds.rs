@@ -10,7 +10,7 @@
 //!   has; an adopted instance whose tag differs (a failed provision repeated) gets the stored
 //!   password set again. The password never leaves the stored state.
 //! - **Bind** connects to the instance's endpoint as the master user and runs the local
-//!   provider (`crate::local`): the instance's database and roles are created when missing
+//!   provider (`crate::sql`): the instance's database and roles are created when missing
 //!   (idempotent), then a per-binding user with read-write or read-only grants. Roles and
 //!   grants thus have one implementation for servers the operator runs and for RDS.
 //! - **Unbind** drops that user, again through the local provider.
@@ -27,10 +27,10 @@ use skybroker_config::Secret;
 use super::client::AwsClients;
 use super::error::{broker_error, classify, Kind};
 use super::{reference_field, AwsSettings};
-use crate::local::mysql::LocalMysql;
-use crate::local::postgres::LocalPostgres;
-use crate::local::{PlanSettings, ServerSettings};
 use crate::names::{cloud_name, new_password};
+use crate::sql::mysql::MysqlServer;
+use crate::sql::postgres::PostgresServer;
+use crate::sql::{PlanSettings, ServerSettings};
 use crate::{Broker, BrokerError, Completion, OperationKind, OperationRequest, Progress};
 
 /// The tag naming the operation whose master password an instance has.
@@ -253,7 +253,7 @@ fn master_password() -> String {
 
 /// A string of the instance state.
 fn state_str<'a>(request: &'a OperationRequest, key: &str) -> Result<&'a str, BrokerError> {
-    crate::local::state_str(&request.instance_state, key)
+    crate::sql::state_str(&request.instance_state, key)
 }
 
 /// The RDS half of the AWS provider.
@@ -713,8 +713,8 @@ impl AwsRds<'_> {
     ) -> Result<Progress, BrokerError> {
         let (engine, server) = self.server(request)?;
         let local: Box<dyn Broker> = match engine {
-            Engine::Postgres => Box::new(LocalPostgres::with_server(server)),
-            Engine::Mysql | Engine::Mariadb => Box::new(LocalMysql::with_server(server)),
+            Engine::Postgres => Box::new(PostgresServer::with_server(server)),
+            Engine::Mysql | Engine::Mariadb => Box::new(MysqlServer::with_server(server)),
         };
         let provision = Self::local_request(request, OperationKind::Provision, plan, Value::Null)?;
         let database_state = match local.provision(&provision).await? {
@@ -741,14 +741,14 @@ impl AwsRds<'_> {
         match engine {
             Engine::Postgres => {
                 let state =
-                    LocalPostgres::state_of(&request.instance_id, &plan.database_settings()?);
+                    PostgresServer::state_of(&request.instance_id, &plan.database_settings()?);
                 let unbind = Self::local_request(request, OperationKind::Unbind, plan, state)?;
-                LocalPostgres::with_server(server).unbind(&unbind).await
+                PostgresServer::with_server(server).unbind(&unbind).await
             }
             Engine::Mysql | Engine::Mariadb => {
                 let unbind =
                     Self::local_request(request, OperationKind::Unbind, plan, Value::Null)?;
-                LocalMysql::with_server(server).unbind(&unbind).await
+                MysqlServer::with_server(server).unbind(&unbind).await
             }
         }
     }

@@ -30,8 +30,8 @@ use serde_json::{json, Value};
 use super::client::AwsClients;
 use super::error::{broker_error, classify, Kind};
 use super::{reference_field, AwsSettings};
-use crate::local::Access;
 use crate::names::cloud_name;
+use crate::sql::Access;
 use crate::{BindingResult, BrokerError, Completion, OperationRequest, Progress};
 
 /// Name of the inline policy a binding's user gets.

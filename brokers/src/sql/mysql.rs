@@ -8,7 +8,6 @@ use async_trait::async_trait;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, OptsBuilder};
 use serde_json::{json, Value};
-use skybroker_config::ProviderConfig;
 
 use super::{
     credentials, new_password, resource_name, state_str, Access, PlanSettings, ServerSettings,
@@ -20,7 +19,7 @@ const BROKER: &str = "mysql";
 
 /// The MySQL/MariaDB provider.
 #[derive(Debug)]
-pub struct LocalMysql {
+pub struct MysqlServer {
     server: ServerSettings,
 }
 
@@ -57,19 +56,12 @@ fn map_error(err: mysql_async::Error) -> BrokerError {
     }
 }
 
-impl LocalMysql {
-    /// Builds the provider from `[providers.<name>]` (no connection is made yet).
-    pub fn from_config(config: &ProviderConfig) -> Result<Self, String> {
-        Ok(LocalMysql {
-            server: ServerSettings::from_config(config, 3306, "mysql")?,
-        })
-    }
-
+impl MysqlServer {
     /// The provider on a server found some other way: a cloud database instance whose
     /// endpoint and master user the cloud provider knows (AWS RDS binds through this, so roles
     /// and grants have one implementation).
     pub fn with_server(server: ServerSettings) -> Self {
-        LocalMysql { server }
+        MysqlServer { server }
     }
 
     async fn connect(&self) -> Result<Conn, BrokerError> {
@@ -147,7 +139,7 @@ impl LocalMysql {
 }
 
 #[async_trait]
-impl Broker for LocalMysql {
+impl Broker for MysqlServer {
     fn name(&self) -> &'static str {
         BROKER
     }

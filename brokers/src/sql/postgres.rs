@@ -8,7 +8,6 @@
 
 use async_trait::async_trait;
 use serde_json::{json, Value};
-use skybroker_config::ProviderConfig;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, NoTls};
 
@@ -21,7 +20,7 @@ const BROKER: &str = "postgres";
 
 /// The PostgreSQL provider.
 #[derive(Debug)]
-pub struct LocalPostgres {
+pub struct PostgresServer {
     server: ServerSettings,
 }
 
@@ -61,19 +60,12 @@ fn map_error(err: tokio_postgres::Error) -> BrokerError {
     }
 }
 
-impl LocalPostgres {
-    /// Builds the provider from `[providers.<name>]` (no connection is made yet).
-    pub fn from_config(config: &ProviderConfig) -> Result<Self, String> {
-        Ok(LocalPostgres {
-            server: ServerSettings::from_config(config, 5432, "postgres")?,
-        })
-    }
-
+impl PostgresServer {
     /// The provider on a server found some other way: a cloud database instance whose
     /// endpoint and master user the cloud provider knows (AWS RDS binds through this, so roles
     /// and grants have one implementation).
     pub fn with_server(server: ServerSettings) -> Self {
-        LocalPostgres { server }
+        PostgresServer { server }
     }
 
     /// Connects as administrator to `database` (the admin database when `None`).
@@ -201,7 +193,7 @@ impl LocalPostgres {
 }
 
 #[async_trait]
-impl Broker for LocalPostgres {
+impl Broker for PostgresServer {
     fn name(&self) -> &'static str {
         BROKER
     }

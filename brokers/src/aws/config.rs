@@ -19,8 +19,8 @@ use serde::Deserialize;
 use serde_json::Value;
 use skybroker_config::{ProviderConfig, Secret};
 
-use crate::local::TlsMode;
 use crate::names::check_cloud_prefix;
+use crate::sql::TlsMode;
 
 /// Everything the AWS provider needs to know about its account, checked.
 #[derive(Debug, Clone)]
