@@ -32,44 +32,6 @@ fn tls_default() -> TlsMode {
     TlsMode::Disable
 }
 
-impl ServerSettings {
-    /// Reads a provider's settings; `default_port` and `default_admin_db` are the engine's.
-    pub fn from_config(
-        config: &ProviderConfig,
-        default_port: u16,
-        default_admin_db: &str,
-    ) -> Result<Self, String> {
-        let raw: RawServerSettings = serde_json::from_value(Value::Object(config.settings.clone()))
-            .map_err(|err| err.to_string())?;
-        let ca_pem = match (&raw.ca_file, raw.tls) {
-            (Some(path), _) => Some(
-                std::fs::read(path).map_err(|err| format!("ca_file {}: {err}", path.display()))?,
-            ),
-            (None, TlsMode::VerifyFull) => return Err(
-                "tls = \"verify_full\" needs ca_file (the CA that signed the server's certificate)"
-                    .to_owned(),
-            ),
-            (None, _) => None,
-        };
-        let port = raw.port.unwrap_or(default_port);
-        Ok(ServerSettings {
-            public_host: raw.public_host.unwrap_or_else(|| raw.host.clone()),
-            public_port: raw.public_port.unwrap_or(port),
-            host: raw.host,
-            port,
-            admin_user: raw.admin_user,
-            admin_password: config.password.clone(),
-            admin_database: raw
-                .admin_database
-                .unwrap_or_else(|| default_admin_db.to_owned()),
-            tls: raw.tls,
-            ca_pem,
-            connect_timeout: Duration::from_secs(raw.connect_timeout_secs.unwrap_or(10)),
-            user_host: raw.user_host.unwrap_or_else(|| "%".to_owned()),
-        })
-    }
-}
-
 /// Reads a provider's settings; `default_port` and `default_admin_db` are the engine's.
 pub fn server_settings(
     config: &ProviderConfig,
