@@ -4,7 +4,7 @@
 //! # Layout
 //! - [`Broker`]: the plugin trait, with [`OperationRequest`] in and [`Progress`] out.
 //! - [`BrokerError`]: what a plugin call can fail with, in semantic variants.
-//! - [`registry`]: `BrokerKind` (a closed enum, one arm per provider) and `BrokerRegistry`.
+//! - [`registry`]: `PROVIDERS` (one line per provider) and `BrokerRegistry`.
 //! - [`sandbox`]: the built-in sandbox plugin.
 //! - [`local`]: databases on operator-run PostgreSQL and MySQL/MariaDB servers.
 //! - [`aws`] (cargo feature `aws`, on by default): RDS databases and S3 buckets on AWS.
@@ -35,7 +35,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-pub use registry::{BrokerKind, BrokerRegistry};
+pub use registry::{build_broker, BrokerRegistry, PROVIDERS};
 
 pub use skybroker_config::OperationKind;
 

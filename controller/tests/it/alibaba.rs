@@ -1629,11 +1629,8 @@ async fn alibaba_oss_plan_region() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alibaba_oss_keeps_the_provider_contract() {
     let cloud = Cloud::start(|_| {}).await;
-    let plugin = skybroker_brokers::registry::build_broker(
-        skybroker_brokers::BrokerKind::Alibaba,
-        Some(&cloud.provider()),
-    )
-    .expect("the provider builds");
+    let plugin = skybroker_brokers::registry::build_broker("alibaba", Some(&cloud.provider()))
+        .expect("the provider builds");
     let subject = skybroker_brokers::testing::Subject {
         broker: plugin,
         service_id: "alibaba-oss-contract".into(),

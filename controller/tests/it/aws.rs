@@ -1222,7 +1222,7 @@ async fn aws_s3_keeps_the_provider_contract() {
     };
     let key = moto.broker_key().await;
     let plugin = skybroker_brokers::registry::build_broker(
-        skybroker_brokers::BrokerKind::Aws,
+        "aws",
         Some(&provider(&moto.endpoint, &key, json!({}))),
     )
     .expect("the provider builds");

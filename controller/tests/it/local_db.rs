@@ -635,11 +635,8 @@ async fn postgres_over_tls() {
 
 /// The local providers on the real servers, for the provider contract.
 fn contract_subject(kind: &str, address: &str, admin: &str) -> contract::Subject {
-    let broker = build_broker(
-        kind.parse().expect("a provider kind"),
-        Some(&provider(kind, address, admin)),
-    )
-    .expect("the provider builds");
+    let broker =
+        build_broker(kind, Some(&provider(kind, address, admin))).expect("the provider builds");
     contract::Subject {
         broker,
         service_id: format!("contract-{kind}"),
