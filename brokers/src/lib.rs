@@ -141,6 +141,44 @@ pub enum Progress {
     },
 }
 
+/// Why a provider's section, a plan's settings or a request's parameters are refused: what
+/// `check-config` prints for the operator, or the 400 a platform gets. Found offline, before
+/// anything is sent to a cloud.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SettingsError {
+    /// The keys do not have the expected shape: missing, unknown, or of the wrong type.
+    #[error("{0}")]
+    Shape(#[from] serde_json::Error),
+    /// A file a setting names cannot be read.
+    #[error("{setting} {}: {source}", path.display())]
+    File {
+        /// The setting that names it, e.g. `ca_file`.
+        setting: &'static str,
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why it cannot be read.
+        source: std::io::Error,
+    },
+    /// A value that cannot work, and why.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl SettingsError {
+    /// A value that cannot work, and why.
+    pub fn invalid(why: impl Into<String>) -> Self {
+        SettingsError::Invalid(why.into())
+    }
+}
+
+/// Settings a call finds wrong are the request's mistake (400).
+impl From<SettingsError> for BrokerError {
+    fn from(err: SettingsError) -> Self {
+        BrokerError::InvalidParameters(err.to_string())
+    }
+}
+
 /// Why a plugin call failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -211,8 +249,8 @@ pub trait Broker: std::fmt::Debug + Send + Sync + 'static {
     /// the call and answers synchronously.
     fn is_async(&self, plan_settings: &Value, kind: OperationKind) -> bool;
 
-    /// Checks a plan's `settings` at start-up; the message explains what is wrong.
-    fn check_plan_settings(&self, plan_settings: &Value) -> Result<(), String>;
+    /// Checks a plan's `settings` at start-up; the error says what is wrong.
+    fn check_plan_settings(&self, plan_settings: &Value) -> Result<(), SettingsError>;
 
     /// Whether a deprovision on this plan unbinds the instance's bindings first (D-03), the
     /// default. A plugin answers false when it must see the deprovision before anything is
@@ -233,7 +271,7 @@ pub trait Broker: std::fmt::Debug + Send + Sync + 'static {
         _plan_settings: &Value,
         _kind: OperationKind,
         _parameters: &Value,
-    ) -> Result<(), String> {
+    ) -> Result<(), SettingsError> {
         Ok(())
     }
 

@@ -10,6 +10,7 @@
 //! Secrets a plugin generates (passwords, and keys a cloud hands out) travel in
 //! [`skybroker_config::Secret`], whose `Debug` prints `******`, so no `{:?}` can leak them.
 
+use crate::SettingsError;
 use sha2::{Digest, Sha256};
 
 /// Hex digits of the id's SHA-256 that a name carries (80 bits: collisions are not a concern
@@ -45,7 +46,7 @@ pub const MAX_CLOUD_PREFIX: usize = 30;
 
 /// Checks a prefix for [`cloud_name`]: a lowercase letter, then lowercase letters, digits
 /// and single hyphens, at most [`MAX_CLOUD_PREFIX`] characters, not ending in a hyphen.
-pub fn check_cloud_prefix(prefix: &str) -> Result<(), String> {
+pub fn check_cloud_prefix(prefix: &str) -> Result<(), SettingsError> {
     let valid = prefix.len() <= MAX_CLOUD_PREFIX
         && prefix
             .bytes()
@@ -59,10 +60,10 @@ pub fn check_cloud_prefix(prefix: &str) -> Result<(), String> {
     if valid {
         Ok(())
     } else {
-        Err(format!(
+        Err(SettingsError::invalid(format!(
             "name prefix {prefix:?} must start with a lowercase letter and hold only lowercase \
              letters, digits and single hyphens, at most {MAX_CLOUD_PREFIX} characters"
-        ))
+        )))
     }
 }
 

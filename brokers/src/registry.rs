@@ -42,7 +42,9 @@ fn section(config: Option<&ProviderConfig>) -> Result<&ProviderConfig, String> {
 /// RDS databases and S3 buckets on AWS (the cargo feature `aws`, on by default).
 fn aws(config: Option<&ProviderConfig>) -> Result<Arc<dyn Broker>, String> {
     #[cfg(feature = "aws")]
-    return Ok(Arc::new(crate::aws::Aws::from_config(section(config)?)?));
+    return Ok(Arc::new(
+        crate::aws::Aws::from_config(section(config)?).map_err(|e| e.to_string())?,
+    ));
     #[cfg(not(feature = "aws"))]
     {
         let _ = config;
@@ -54,9 +56,9 @@ fn aws(config: Option<&ProviderConfig>) -> Result<Arc<dyn Broker>, String> {
 /// `alibaba`, on by default).
 fn alibaba(config: Option<&ProviderConfig>) -> Result<Arc<dyn Broker>, String> {
     #[cfg(feature = "alibaba")]
-    return Ok(Arc::new(crate::alibaba::Alibaba::from_config(section(
-        config,
-    )?)?));
+    return Ok(Arc::new(
+        crate::alibaba::Alibaba::from_config(section(config)?).map_err(|e| e.to_string())?,
+    ));
     #[cfg(not(feature = "alibaba"))]
     {
         let _ = config;
@@ -140,7 +142,7 @@ impl BrokerRegistry {
                 if let Err(message) = broker.check_plan_settings(&plan.settings) {
                     problems.push(error(
                         format!("services[{}].plans[{}].settings", offering.name, plan.name),
-                        message,
+                        message.to_string(),
                     ));
                 }
             }

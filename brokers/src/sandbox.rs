@@ -22,6 +22,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::SettingsError;
 use crate::{
     BindingResult, Broker, BrokerError, Completion, OperationKind, OperationRequest, Progress,
 };
@@ -51,14 +52,13 @@ struct Settings {
 }
 
 impl Settings {
-    fn parse(value: &Value) -> Result<Settings, String> {
-        let settings: Settings =
-            serde_json::from_value(value.clone()).map_err(|e| e.to_string())?;
+    fn parse(value: &Value) -> Result<Settings, SettingsError> {
+        let settings: Settings = serde_json::from_value(value.clone())?;
         if !(0.0..=1.0).contains(&settings.failure_rate) {
-            return Err(format!(
+            return Err(SettingsError::invalid(format!(
                 "failure_rate {} is not within 0.0..=1.0",
                 settings.failure_rate
-            ));
+            )));
         }
         Ok(settings)
     }
@@ -123,8 +123,7 @@ impl Sandbox {
         request: &OperationRequest,
         done: impl FnOnce() -> Completion,
     ) -> Result<Progress, BrokerError> {
-        let settings =
-            Settings::parse(&request.plan_settings).map_err(BrokerError::InvalidParameters)?;
+        let settings = Settings::parse(&request.plan_settings)?;
         let delay = settings.delay(request.kind);
         if settings.is_async(request.kind) {
             let ready_at = now_millis() + delay.as_millis() as u64;
@@ -187,8 +186,7 @@ impl Sandbox {
     }
 
     fn check_delete(request: &OperationRequest) -> Result<(), BrokerError> {
-        let settings =
-            Settings::parse(&request.plan_settings).map_err(BrokerError::InvalidParameters)?;
+        let settings = Settings::parse(&request.plan_settings)?;
         if settings.missing_on_delete {
             return Err(BrokerError::NotFound(format!(
                 "sandbox resource of {} is already gone",
@@ -225,7 +223,7 @@ impl Broker for Sandbox {
         Settings::parse(plan_settings).is_ok_and(|s| s.is_async(kind))
     }
 
-    fn check_plan_settings(&self, plan_settings: &Value) -> Result<(), String> {
+    fn check_plan_settings(&self, plan_settings: &Value) -> Result<(), SettingsError> {
         Settings::parse(plan_settings).map(|_| ())
     }
 
@@ -234,8 +232,7 @@ impl Broker for Sandbox {
             return Err(BrokerError::InvalidParameters(reason.to_owned()));
         }
         let state = Self::instance_state(request);
-        let settings =
-            Settings::parse(&request.plan_settings).map_err(BrokerError::InvalidParameters)?;
+        let settings = Settings::parse(&request.plan_settings)?;
         let dashboard_url = (!settings.is_async(request.kind))
             .then(|| format!("https://sandbox.invalid/dashboard/{}", request.instance_id));
         self.start(request, || Completion {
@@ -271,8 +268,7 @@ impl Broker for Sandbox {
     }
 
     async fn poll(&self, request: &OperationRequest) -> Result<Progress, BrokerError> {
-        let settings =
-            Settings::parse(&request.plan_settings).map_err(BrokerError::InvalidParameters)?;
+        let settings = Settings::parse(&request.plan_settings)?;
         let ready_at = request
             .reference
             .as_ref()

@@ -125,7 +125,7 @@ impl Catalog {
         if let Some(kind) = plugin {
             plan.broker
                 .check_parameters(&plan.plan.settings, plugin_kind(kind), parameters)
-                .map_err(ApiError::BadRequest)?;
+                .map_err(|err| ApiError::BadRequest(err.to_string()))?;
         }
         Ok(())
     }

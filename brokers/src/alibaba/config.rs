@@ -20,6 +20,7 @@ use skybroker_config::{ProviderConfig, Secret};
 use super::client::ClientConfig;
 use super::credential::AccessKey;
 use crate::names::check_cloud_prefix;
+use crate::SettingsError;
 
 /// The environment variable Alibaba Cloud's tools read the AccessKey id from.
 pub const ACCESS_KEY_ID_ENV: &str = "ALIBABA_CLOUD_ACCESS_KEY_ID";
@@ -57,7 +58,7 @@ pub enum BuildError {
 }
 
 /// Checks a region id such as `cn-hangzhou` (it becomes part of host names and signatures).
-pub fn check_region(region: &str) -> Result<(), String> {
+pub fn check_region(region: &str) -> Result<(), SettingsError> {
     let valid = !region.is_empty()
         && region
             .bytes()
@@ -65,9 +66,9 @@ pub fn check_region(region: &str) -> Result<(), String> {
     if valid {
         Ok(())
     } else {
-        Err(format!(
+        Err(SettingsError::invalid(format!(
             "region {region:?} is not a region id like cn-hangzhou"
-        ))
+        )))
     }
 }
 
@@ -115,9 +116,8 @@ impl AlibabaBuilder {
     ///
     /// # Errors
     /// Unknown keys, values of the wrong type.
-    pub fn from_config(config: &ProviderConfig) -> Result<Self, String> {
-        let raw: RawSettings = serde_json::from_value(Value::Object(config.settings.clone()))
-            .map_err(|err| err.to_string())?;
+    pub fn from_config(config: &ProviderConfig) -> Result<Self, SettingsError> {
+        let raw: RawSettings = serde_json::from_value(Value::Object(config.settings.clone()))?;
         let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         Ok(AlibabaBuilder {
             region: raw.region,
@@ -185,12 +185,12 @@ impl AlibabaBuilder {
     /// A missing region or key pair, an invalid prefix, endpoint or count.
     pub fn build(self) -> Result<AlibabaSettings, BuildError> {
         let region = self.region.ok_or(BuildError::MissingRegion)?;
-        check_region(&region).map_err(BuildError::Invalid)?;
+        check_region(&region).map_err(|err| BuildError::Invalid(err.to_string()))?;
         let (Some(id), Some(secret)) = (self.access_key_id, self.access_key_secret) else {
             return Err(BuildError::MissingAccessKey);
         };
         let name_prefix = self.name_prefix.unwrap_or_else(|| "skybroker".to_owned());
-        check_cloud_prefix(&name_prefix).map_err(BuildError::Invalid)?;
+        check_cloud_prefix(&name_prefix).map_err(|err| BuildError::Invalid(err.to_string()))?;
         let oss_endpoint_overridden = self.oss_endpoint.is_some();
         let mut client = ClientConfig::new(AccessKey { id, secret }, region);
         for (name, value, slot) in [
@@ -294,6 +294,7 @@ mod tests {
         );
         assert!(AlibabaBuilder::from_config(&unknown)
             .unwrap_err()
+            .to_string()
             .contains("unknown field"));
     }
 }

@@ -43,6 +43,7 @@ pub use config::{AlibabaBuilder, AlibabaSettings, BuildError};
 use oss::{AlibabaOss, OssPlan};
 use rds::{AlibabaRds, RdsPlan};
 
+use crate::SettingsError;
 use crate::{Broker, BrokerError, OperationKind, OperationRequest, Progress};
 
 /// The plugin's name, for logs, metrics and errors.
@@ -60,9 +61,11 @@ pub enum AlibabaPlan {
 
 impl AlibabaPlan {
     /// Parses and checks a plan's settings.
-    pub fn parse(settings: &Value) -> Result<AlibabaPlan, String> {
+    pub fn parse(settings: &Value) -> Result<AlibabaPlan, SettingsError> {
         let plan: AlibabaPlan = serde_json::from_value(settings.clone()).map_err(|err| {
-            format!("{err} (an alibaba plan needs service = \"rds\" or service = \"oss\")")
+            SettingsError::invalid(format!(
+                "{err} (an alibaba plan needs service = \"rds\" or service = \"oss\")"
+            ))
         })?;
         match &plan {
             AlibabaPlan::Rds(rds) => rds.check()?,
@@ -72,7 +75,7 @@ impl AlibabaPlan {
     }
 
     fn of(request: &OperationRequest) -> Result<AlibabaPlan, BrokerError> {
-        AlibabaPlan::parse(&request.plan_settings).map_err(BrokerError::InvalidParameters)
+        AlibabaPlan::parse(&request.plan_settings).map_err(BrokerError::from)
     }
 
     fn service(&self) -> &'static str {
@@ -98,11 +101,11 @@ impl Alibaba {
     ///
     /// # Errors
     /// Every setting problem [`AlibabaBuilder::build`] finds.
-    pub fn from_config(config: &ProviderConfig) -> Result<Self, String> {
+    pub fn from_config(config: &ProviderConfig) -> Result<Self, SettingsError> {
         let settings = AlibabaBuilder::from_config(config)?
             .build()
-            .map_err(|err| err.to_string())?;
-        Alibaba::new(settings).map_err(|err| err.to_string())
+            .map_err(|err| SettingsError::invalid(err.to_string()))?;
+        Alibaba::new(settings).map_err(|err| SettingsError::invalid(err.to_string()))
     }
 
     /// The provider for settings built in code.
@@ -170,7 +173,7 @@ impl Broker for Alibaba {
         }
     }
 
-    fn check_plan_settings(&self, plan_settings: &Value) -> Result<(), String> {
+    fn check_plan_settings(&self, plan_settings: &Value) -> Result<(), SettingsError> {
         AlibabaPlan::parse(plan_settings).map(|_| ())
     }
 
@@ -184,14 +187,14 @@ impl Broker for Alibaba {
         plan_settings: &Value,
         _kind: OperationKind,
         parameters: &Value,
-    ) -> Result<(), String> {
+    ) -> Result<(), SettingsError> {
         let checked = match AlibabaPlan::parse(plan_settings)? {
             AlibabaPlan::Rds(plan) => plan.security_ips(parameters).map(|_| ()),
             AlibabaPlan::Oss(_) => oss::refuse_parameters(parameters),
         };
         checked.map_err(|err| match err {
-            BrokerError::InvalidParameters(message) => message,
-            other => other.to_string(),
+            BrokerError::InvalidParameters(message) => SettingsError::Invalid(message),
+            other => SettingsError::invalid(other.to_string()),
         })
     }
 
@@ -293,7 +296,7 @@ mod tests {
                 "read_only",
             ),
         ] {
-            let err = AlibabaPlan::parse(&settings).unwrap_err();
+            let err = AlibabaPlan::parse(&settings).unwrap_err().to_string();
             assert!(err.contains(needle), "{settings}: {err}");
         }
     }

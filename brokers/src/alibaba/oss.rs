@@ -20,6 +20,7 @@ use serde_json::{json, Value};
 use super::client::{AlibabaClient, OssRequest};
 use super::ram::Ram;
 use crate::names::cloud_name;
+use crate::SettingsError;
 use crate::{BindingResult, BrokerError, Completion, OperationRequest, Progress};
 
 /// A bucket's storage class (fixed at creation).
@@ -90,7 +91,7 @@ pub struct OssPlan {
 
 impl OssPlan {
     /// Checks the settings.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), SettingsError> {
         self.region
             .as_deref()
             .map_or(Ok(()), super::config::check_region)

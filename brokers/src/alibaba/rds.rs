@@ -26,6 +26,7 @@ use super::client::{AlibabaClient, Product};
 use super::error::AlibabaError;
 use crate::names::{cloud_name, resource_name};
 use crate::sql::{database_credentials, state_str};
+use crate::SettingsError;
 use crate::{BrokerError, Completion, OperationKind, OperationRequest, Progress};
 
 /// A database engine.
@@ -120,12 +121,16 @@ fn default_security_ips() -> Vec<String> {
 const MAX_SECURITY_IPS: usize = 1000;
 
 /// Checks one allow-list entry: an IPv4 address or CIDR block.
-fn check_security_ip(entry: &str) -> Result<(), String> {
+fn check_security_ip(entry: &str) -> Result<(), SettingsError> {
     let (address, prefix) = match entry.split_once('/') {
         Some((address, prefix)) => (address, Some(prefix)),
         None => (entry, None),
     };
-    let invalid = || format!("security_ips entry {entry:?} is not an IPv4 address or CIDR block");
+    let invalid = || {
+        SettingsError::invalid(format!(
+            "security_ips entry {entry:?} is not an IPv4 address or CIDR block"
+        ))
+    };
     address
         .parse::<std::net::Ipv4Addr>()
         .map_err(|_| invalid())?;
@@ -135,18 +140,20 @@ fn check_security_ip(entry: &str) -> Result<(), String> {
     }
 }
 
-fn check_security_ips(entries: &[String]) -> Result<(), String> {
+fn check_security_ips(entries: &[String]) -> Result<(), SettingsError> {
     if entries.is_empty() || entries.len() > MAX_SECURITY_IPS {
-        return Err(format!(
+        return Err(SettingsError::invalid(format!(
             "security_ips needs 1 to {MAX_SECURITY_IPS} entries, not {}",
             entries.len()
-        ));
+        )));
     }
     let mut seen = std::collections::HashSet::new();
     for entry in entries {
         check_security_ip(entry)?;
         if !seen.insert(entry) {
-            return Err(format!("security_ips lists {entry:?} twice"));
+            return Err(SettingsError::invalid(format!(
+                "security_ips lists {entry:?} twice"
+            )));
         }
     }
     Ok(())
@@ -154,7 +161,7 @@ fn check_security_ips(entries: &[String]) -> Result<(), String> {
 
 impl RdsPlan {
     /// Checks the settings.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), SettingsError> {
         let simple = |value: &str| {
             !value.is_empty()
                 && value
@@ -170,21 +177,22 @@ impl RdsPlan {
             ("vswitch_id", self.vswitch_id.as_ref()),
         ] {
             if value.is_some_and(|v| !simple(v)) {
-                return Err(format!("{name} {value:?} is not a plain RDS identifier"));
+                return Err(SettingsError::invalid(format!(
+                    "{name} {value:?} is not a plain RDS identifier"
+                )));
             }
         }
         if self.read_only && self.engine == Engine::Postgresql {
-            return Err(
+            return Err(SettingsError::invalid(
                 "read_only is not available for PostgreSQL: RDS grants PostgreSQL \
-                        accounts only DBOwner on a database"
-                    .to_owned(),
-            );
+                        accounts only DBOwner on a database",
+            ));
         }
         if !(5..=32_000).contains(&self.storage_gb) || !self.storage_gb.is_multiple_of(5) {
-            return Err(format!(
+            return Err(SettingsError::invalid(format!(
                 "storage_gb {} must be a multiple of 5 from 5 to 32000 (RDS sells storage in                  steps of 5 GB)",
                 self.storage_gb
-            ));
+            )));
         }
         check_security_ips(&self.security_ips)
     }
@@ -207,7 +215,7 @@ impl RdsPlan {
                 let entries: Vec<String> = serde_json::from_value(value.clone()).map_err(|_| {
                     invalid("security_ips must be an array of IP addresses or CIDR blocks".into())
                 })?;
-                check_security_ips(&entries).map_err(invalid)?;
+                check_security_ips(&entries)?;
                 Ok(entries.join(","))
             }
         }
@@ -757,7 +765,11 @@ mod tests {
         for storage_gb in [1, 21, 32_005] {
             let mut bad = plan();
             bad.storage_gb = storage_gb;
-            assert!(bad.check().unwrap_err().contains("multiple of 5"));
+            assert!(bad
+                .check()
+                .unwrap_err()
+                .to_string()
+                .contains("multiple of 5"));
         }
         assert!(serde_json::from_value::<RdsPlan>(json!({"engine": "oracle",
             "engine_version": "19", "instance_class": "x", "storage_gb": 20}))

@@ -21,6 +21,7 @@ use skybroker_config::{ProviderConfig, Secret};
 
 use crate::names::check_cloud_prefix;
 use crate::sql::TlsMode;
+use crate::SettingsError;
 
 /// Everything the AWS provider needs to know about its account, checked.
 #[derive(Debug, Clone)]
@@ -124,14 +125,14 @@ impl AwsBuilder {
     ///
     /// # Errors
     /// Unknown keys, values of the wrong type, an unreadable `database_ca_file`.
-    pub fn from_config(config: &ProviderConfig) -> Result<Self, String> {
-        let raw: RawSettings = serde_json::from_value(Value::Object(config.settings.clone()))
-            .map_err(|err| err.to_string())?;
+    pub fn from_config(config: &ProviderConfig) -> Result<Self, SettingsError> {
+        let raw: RawSettings = serde_json::from_value(Value::Object(config.settings.clone()))?;
         let database_ca_pem = match &raw.database_ca_file {
-            Some(path) => Some(
-                std::fs::read(path)
-                    .map_err(|err| format!("database_ca_file {}: {err}", path.display()))?,
-            ),
+            Some(path) => Some(std::fs::read(path).map_err(|source| SettingsError::File {
+                setting: "database_ca_file",
+                path: path.clone(),
+                source,
+            })?),
             None => None,
         };
         Ok(AwsBuilder {
@@ -247,7 +248,7 @@ impl AwsBuilder {
             }
         }
         let name_prefix = self.name_prefix.unwrap_or_else(|| "skybroker".to_owned());
-        check_cloud_prefix(&name_prefix).map_err(BuildError::Invalid)?;
+        check_cloud_prefix(&name_prefix).map_err(|err| BuildError::Invalid(err.to_string()))?;
         let iam_path = self.iam_path.unwrap_or_else(|| "/skybroker/".to_owned());
         let path_ok = iam_path.starts_with('/')
             && iam_path.ends_with('/')
@@ -361,7 +362,7 @@ mod tests {
         ] {
             let err = match AwsBuilder::from_config(&provider(settings.clone())) {
                 Ok(builder) => builder.build().unwrap_err().to_string(),
-                Err(err) => err,
+                Err(err) => err.to_string(),
             };
             assert!(err.contains(needle), "{settings}: {err}");
         }

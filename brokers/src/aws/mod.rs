@@ -44,6 +44,7 @@ pub use config::{AwsBuilder, AwsSettings, BuildError, StaticCredentials};
 use rds::{AwsRds, RdsPlan};
 use s3::{AwsS3, S3Plan};
 
+use crate::SettingsError;
 use crate::{Broker, BrokerError, OperationKind, OperationRequest, Progress};
 
 /// The SDK crates the provider is built on, re-exported so tests and embedding applications
@@ -70,9 +71,11 @@ pub enum AwsPlan {
 
 impl AwsPlan {
     /// Parses and checks a plan's settings.
-    pub fn parse(settings: &Value) -> Result<AwsPlan, String> {
+    pub fn parse(settings: &Value) -> Result<AwsPlan, SettingsError> {
         let plan: AwsPlan = serde_json::from_value(settings.clone()).map_err(|err| {
-            format!("{err} (an aws plan needs service = \"s3\" or service = \"rds\")")
+            SettingsError::invalid(format!(
+                "{err} (an aws plan needs service = \"s3\" or service = \"rds\")"
+            ))
         })?;
         match &plan {
             AwsPlan::S3(s3) => s3.check()?,
@@ -82,7 +85,7 @@ impl AwsPlan {
     }
 
     fn of(request: &OperationRequest) -> Result<AwsPlan, BrokerError> {
-        AwsPlan::parse(&request.plan_settings).map_err(BrokerError::InvalidParameters)
+        AwsPlan::parse(&request.plan_settings).map_err(BrokerError::from)
     }
 
     fn service(&self) -> &'static str {
@@ -112,10 +115,10 @@ impl Aws {
     ///
     /// # Errors
     /// Every setting problem [`AwsBuilder::build`] finds.
-    pub fn from_config(config: &ProviderConfig) -> Result<Self, String> {
+    pub fn from_config(config: &ProviderConfig) -> Result<Self, SettingsError> {
         let settings = AwsBuilder::from_config(config)?
             .build()
-            .map_err(|err| err.to_string())?;
+            .map_err(|err| SettingsError::invalid(err.to_string()))?;
         Ok(Aws::new(settings))
     }
 
@@ -160,7 +163,7 @@ impl Broker for Aws {
         !matches!(kind, OperationKind::Bind | OperationKind::Unbind)
     }
 
-    fn check_plan_settings(&self, plan_settings: &Value) -> Result<(), String> {
+    fn check_plan_settings(&self, plan_settings: &Value) -> Result<(), SettingsError> {
         AwsPlan::parse(plan_settings).map(|_| ())
     }
 
@@ -257,7 +260,7 @@ mod tests {
                 "unknown variant",
             ),
         ] {
-            let err = AwsPlan::parse(&settings).unwrap_err();
+            let err = AwsPlan::parse(&settings).unwrap_err().to_string();
             assert!(err.contains(needle), "{settings}: {err}");
         }
     }

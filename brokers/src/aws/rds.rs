@@ -31,6 +31,7 @@ use crate::names::{cloud_name, new_password};
 use crate::sql::mysql::MysqlServer;
 use crate::sql::postgres::PostgresServer;
 use crate::sql::{PlanSettings, ServerSettings};
+use crate::SettingsError;
 use crate::{Broker, BrokerError, Completion, OperationKind, OperationRequest, Progress};
 
 /// The tag naming the operation whose master password an instance has.
@@ -131,22 +132,31 @@ impl RdsPlan {
     }
 
     /// Checks what cannot be expressed in types.
-    pub fn check(&self) -> Result<(), String> {
-        let database = self.database_settings().map_err(|err| err.to_string())?;
+    pub fn check(&self) -> Result<(), SettingsError> {
+        let database =
+            (self.database_settings()).map_err(|err| SettingsError::invalid(err.to_string()))?;
         if self.engine != Engine::Postgres && !database.extensions.is_empty() {
-            return Err("database.extensions are a PostgreSQL setting".to_owned());
+            return Err(SettingsError::invalid(
+                "database.extensions are a PostgreSQL setting",
+            ));
         }
         if !(0..=35).contains(&self.backup_retention_days) {
-            return Err("backup_retention_days must be between 0 and 35".to_owned());
+            return Err(SettingsError::invalid(
+                "backup_retention_days must be between 0 and 35",
+            ));
         }
         if self.allocated_storage_gb < 5 {
-            return Err("allocated_storage_gb must be at least 5".to_owned());
+            return Err(SettingsError::invalid(
+                "allocated_storage_gb must be at least 5",
+            ));
         }
         if self
             .max_allocated_storage_gb
             .is_some_and(|max| max < self.allocated_storage_gb)
         {
-            return Err("max_allocated_storage_gb is below allocated_storage_gb".to_owned());
+            return Err(SettingsError::invalid(
+                "max_allocated_storage_gb is below allocated_storage_gb",
+            ));
         }
         let name_ok = self.master_username.len() <= 16
             && self
@@ -159,10 +169,9 @@ impl RdsPlan {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'_');
         if !name_ok {
-            return Err(
-                "master_username must be a letter then letters, digits or _ (at most 16)"
-                    .to_owned(),
-            );
+            return Err(SettingsError::invalid(
+                "master_username must be a letter then letters, digits or _ (at most 16)",
+            ));
         }
         Ok(())
     }
@@ -798,7 +807,7 @@ mod tests {
         let mut bad = plan();
         bad.engine = Engine::Mysql;
         bad.database = json!({"extensions": ["pgcrypto"]});
-        assert!(bad.check().unwrap_err().contains("PostgreSQL"));
+        assert!(bad.check().unwrap_err().to_string().contains("PostgreSQL"));
         let mut bad = plan();
         bad.master_username = "1admin".into();
         assert!(bad.check().is_err());

@@ -32,6 +32,7 @@ use super::error::{broker_error, classify, Kind};
 use super::{reference_field, AwsSettings};
 use crate::names::cloud_name;
 use crate::sql::Access;
+use crate::SettingsError;
 use crate::{BindingResult, BrokerError, Completion, OperationRequest, Progress};
 
 /// Name of the inline policy a binding's user gets.
@@ -93,9 +94,11 @@ fn yes() -> bool {
 
 impl S3Plan {
     /// Checks what cannot be expressed in types.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), SettingsError> {
         if self.kms_key_id.is_some() && self.encryption != Encryption::Kms {
-            return Err("kms_key_id needs encryption = \"aws:kms\"".to_owned());
+            return Err(SettingsError::invalid(
+                "kms_key_id needs encryption = \"aws:kms\"",
+            ));
         }
         Ok(())
     }

@@ -30,6 +30,7 @@ use skybroker_config::Secret;
 
 // Naming and passwords are shared with the cloud providers (one rule for every plugin).
 pub use crate::names::{new_password, resource_name};
+use crate::SettingsError;
 use crate::{BindingResult, BrokerError};
 
 /// How a provider connects to its server as administrator, from `[providers.<name>]`.
@@ -134,18 +135,18 @@ impl PlanSettings {
                 })?;
             settings.connection_limit = Some(limit);
         }
-        settings.check().map_err(BrokerError::InvalidParameters)?;
+        settings.check()?;
         Ok(settings)
     }
 
     /// Checks the values that end up in SQL.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), SettingsError> {
         if let Some(encoding) = &self.encoding {
             if !ENCODINGS.contains(&encoding.as_str()) {
-                return Err(format!(
+                return Err(SettingsError::invalid(format!(
                     "encoding {encoding:?} is not allowed (options are: {})",
                     ENCODINGS.join(", ")
-                ));
+                )));
             }
         }
         for extension in &self.extensions {
@@ -155,13 +156,13 @@ impl PlanSettings {
                     .bytes()
                     .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
             if !valid {
-                return Err(format!(
+                return Err(SettingsError::invalid(format!(
                     "extension name {extension:?} is not a plain identifier"
-                ));
+                )));
             }
         }
         if self.connection_limit.is_some_and(|n| n < -1) {
-            return Err("connection_limit must be ≥ -1".to_owned());
+            return Err(SettingsError::invalid("connection_limit must be ≥ -1"));
         }
         Ok(())
     }

@@ -13,6 +13,7 @@ use super::{
     credentials, new_password, resource_name, state_str, Access, PlanSettings, ServerSettings,
     TlsMode,
 };
+use crate::SettingsError;
 use crate::{Broker, BrokerError, Completion, OperationKind, OperationRequest, Progress};
 
 const BROKER: &str = "mysql";
@@ -148,11 +149,13 @@ impl Broker for MysqlServer {
         false
     }
 
-    fn check_plan_settings(&self, plan_settings: &Value) -> Result<(), String> {
-        let settings =
-            PlanSettings::effective(plan_settings, &Value::Null).map_err(|e| e.to_string())?;
+    fn check_plan_settings(&self, plan_settings: &Value) -> Result<(), SettingsError> {
+        let settings = PlanSettings::effective(plan_settings, &Value::Null)
+            .map_err(|e| SettingsError::invalid(e.to_string()))?;
         if !settings.extensions.is_empty() {
-            return Err("extensions are a PostgreSQL setting".to_owned());
+            return Err(SettingsError::invalid(
+                "extensions are a PostgreSQL setting",
+            ));
         }
         Ok(())
     }

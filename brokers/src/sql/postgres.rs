@@ -14,6 +14,7 @@ use tokio_postgres::{Client, NoTls};
 use super::{
     credentials, new_password, resource_name, state_str, Access, PlanSettings, ServerSettings,
 };
+use crate::SettingsError;
 use crate::{Broker, BrokerError, Completion, OperationKind, OperationRequest, Progress};
 
 const BROKER: &str = "postgres";
@@ -202,10 +203,10 @@ impl Broker for PostgresServer {
         false
     }
 
-    fn check_plan_settings(&self, plan_settings: &Value) -> Result<(), String> {
+    fn check_plan_settings(&self, plan_settings: &Value) -> Result<(), SettingsError> {
         PlanSettings::effective(plan_settings, &Value::Null)
             .map(|_| ())
-            .map_err(|err| err.to_string())
+            .map_err(|err| SettingsError::invalid(err.to_string()))
     }
 
     async fn provision(&self, request: &OperationRequest) -> Result<Progress, BrokerError> {
