@@ -17,30 +17,31 @@
 //!
 //! Records are held packed (see `packed`): every reader gets its own decoded copy, and the map
 //! costs under 1 KiB per instance with its latest operation (issue #5).
+//!
+//! # Layout
+//! - here: [`StateMap`] and its public API (reads, [`StateMap::commit`], following other
+//!   replicas with [`StateMap::apply_remote`]), the [`Change`]s a commit is made of, and
+//!   the tables the map holds;
+//! - `codec`: the stored form of a record (a versioned JSON envelope) and the store key of
+//!   each kind of record;
+//! - `catch_up`: [`StateMap::catch_up`] and [`StateMap::catch_up_unless`], which wait for
+//!   the watch to deliver a sync marker before a miss is answered.
 
 use std::collections::HashMap;
 use std::num::NonZeroU64;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
-
-use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::model::{
     Operation, OperationKind, OperationState, ServiceBinding, ServiceInstance, UnixMillis,
 };
 use crate::packed::{Packed, Sealed, Slot, Table, OPERATION_INSTANCE_ID};
-use crate::store::{Entry, Expect, Revision, Store, StoreError, WatchEvent, Write};
+use crate::store::{Expect, Revision, Store, StoreError, WatchEvent, Write};
 
-/// The version of the record envelope written today.
-const RECORD_VERSION: u32 = 1;
+mod catch_up;
+mod codec;
 
-/// Stored form of every record: a schema version around the record, so later versions can
-/// migrate old data instead of failing on it.
-#[derive(Serialize, Deserialize)]
-struct Envelope<T> {
-    v: u32,
-    record: T,
-}
+use catch_up::Markers;
+use codec::{binding_key, decode_entry, encode, instance_key, operation_key};
 
 /// What an operation record reports on: an instance or a binding.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -205,56 +206,6 @@ pub struct StateMap {
     markers: tokio::sync::Mutex<Markers>,
 }
 
-/// Sync markers written by [`StateMap::catch_up`]. A marker serves every catch-up that began
-/// before its write started, so a burst of misses costs the store one or two writes, not one
-/// each.
-#[derive(Debug, Default)]
-struct Markers {
-    /// How many marker writes have started (each gets the next number).
-    started: u64,
-    /// The latest marker written: its number and its revision.
-    written: Option<(u64, Revision)>,
-}
-
-/// How long [`StateMap::catch_up`] waits for the watch before it gives up.
-const CATCH_UP_LIMIT: Duration = Duration::from_secs(5);
-
-/// How long [`StateMap::catch_up`] waits for one marker before it writes another.
-const MARKER_AGAIN: Duration = Duration::from_secs(1);
-
-fn instance_key(id: &str) -> String {
-    format!("instances/{id}")
-}
-fn binding_key(id: &str) -> String {
-    format!("bindings/{id}")
-}
-fn operation_key(id: &str) -> String {
-    format!("operations/{id}")
-}
-
-fn encode<T: Serialize>(record: &T) -> Vec<u8> {
-    let envelope = Envelope {
-        v: RECORD_VERSION,
-        record,
-    };
-    serde_json::to_vec(&envelope).expect("records serialize to JSON")
-}
-
-fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, StoreError> {
-    let envelope: Envelope<T> =
-        serde_json::from_slice(bytes).map_err(|err| StoreError::Corrupt {
-            key: key.to_owned(),
-            message: err.to_string(),
-        })?;
-    if envelope.v > RECORD_VERSION {
-        return Err(StoreError::Corrupt {
-            key: key.to_owned(),
-            message: format!("record version {} is newer than this build", envelope.v),
-        });
-    }
-    Ok(envelope.record)
-}
-
 /// A [`Change`] with its record packed: commits pack before they take the map's write lock,
 /// so readers wait only for the table updates.
 enum Packing {
@@ -293,23 +244,6 @@ impl From<Change> for Packing {
             Change::DeleteOperation(id) => Packing::DeleteOperation(id),
         }
     }
-}
-
-/// The change a stored entry makes (none for a key this build does not know).
-fn decode_entry(entry: &Entry) -> Result<Option<Change>, StoreError> {
-    let (kind, _) = entry
-        .key
-        .split_once('/')
-        .unwrap_or((entry.key.as_str(), ""));
-    Ok(Some(match kind {
-        "instances" => Change::PutInstance(decode(&entry.key, &entry.value)?),
-        "bindings" => Change::PutBinding(decode(&entry.key, &entry.value)?),
-        "operations" => Change::PutOperation(decode(&entry.key, &entry.value)?),
-        _ => {
-            log::warn!("ignoring unknown store key {:?}", entry.key);
-            return Ok(None);
-        }
-    }))
 }
 
 impl Maps {
@@ -537,75 +471,6 @@ impl StateMap {
         operations
     }
 
-    /// Waits until the map holds every change committed to the store before the call, by
-    /// this process or another; at once for a store only this process writes. Costs a store
-    /// write (the sync marker, see [`Store::sync_point`]) and the watch's delay, so it is for
-    /// misses: a record not found may be one another replica has just created.
-    ///
-    /// # Errors
-    /// The store cannot write its marker, or the watch did not deliver it within 5 s
-    /// ([`StoreError::Unavailable`]: the map cannot vouch for an absence).
-    pub async fn catch_up(&self) -> Result<(), StoreError> {
-        let deadline = tokio::time::Instant::now() + CATCH_UP_LIMIT;
-        let mut watched = self.watched.subscribe();
-        loop {
-            // Any marker whose write starts from now on will do.
-            let now = self.markers.lock().await.started;
-            let Some(target) = self.marker_after(now).await? else {
-                return Ok(());
-            };
-            // A marker the watch will not deliver (it was restarted from a reload past the
-            // marker's revision) is followed by a new one a second later.
-            let wait = deadline
-                .saturating_duration_since(tokio::time::Instant::now())
-                .min(MARKER_AGAIN);
-            let reached = watched.wait_for(|watched| *watched >= target);
-            // (The sender lives as long as the map: `wait_for` cannot fail.)
-            if matches!(tokio::time::timeout(wait, reached).await, Ok(Ok(_))) {
-                return Ok(());
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(StoreError::Unavailable(format!(
-                    "the watch has not delivered revision {target} within {CATCH_UP_LIMIT:?}"
-                )));
-            }
-        }
-    }
-
-    /// The revision of a marker whose write started after `started` writes had: the latest
-    /// one if it did, else a new one. `None` for a store without markers.
-    async fn marker_after(&self, started: u64) -> Result<Option<Revision>, StoreError> {
-        let mut markers = self.markers.lock().await;
-        if let Some((number, revision)) = markers.written {
-            if number > started {
-                return Ok(Some(revision));
-            }
-        }
-        markers.started += 1;
-        let number = markers.started;
-        let revision = self.store.sync_point().await?;
-        if let Some(revision) = revision {
-            markers.written = Some((number, revision));
-        }
-        Ok(revision)
-    }
-
-    /// [`StateMap::catch_up`] unless `present` finds what the caller looks for: a hit costs
-    /// nothing more. Call it before taking an instance lock (the engine waits for those), then
-    /// read under the lock.
-    ///
-    /// # Errors
-    /// As [`StateMap::catch_up`], only when `present` found nothing.
-    pub async fn catch_up_unless(
-        &self,
-        present: impl Fn(&StateMap) -> bool,
-    ) -> Result<(), StoreError> {
-        if present(self) {
-            return Ok(());
-        }
-        self.catch_up().await
-    }
-
     /// The store underneath.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
@@ -817,7 +682,7 @@ mod tests {
     use crate::model::*;
     use serde_json::json;
 
-    fn instance(id: &str) -> ServiceInstance {
+    pub(super) fn instance(id: &str) -> ServiceInstance {
         ServiceInstance {
             id: id.into(),
             service_id: "s".into(),
@@ -1086,115 +951,5 @@ mod tests {
             .unwrap();
         assert_eq!(map.bindings_of("i1").len(), 1);
         assert!(map.binding("b1").is_none());
-    }
-
-    /// Two maps on one etcd key space, as two replicas. Replica B does not hold what A has
-    /// just committed until B's watch delivers it; `catch_up` waits for that (and for
-    /// nothing on a store only this process writes).
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn catch_up_waits_until_another_replicas_commit_is_applied() {
-        let memory = StateMap::open(Arc::new(MemoryStore::new())).await.unwrap();
-        tokio::time::timeout(Duration::from_millis(100), memory.catch_up())
-            .await
-            .expect("a store only this process writes has nothing to wait for")
-            .unwrap();
-        let Some(endpoint) = crate::testing::etcd_endpoint() else {
-            return;
-        };
-        let options = crate::testing::etcd_options(&endpoint);
-        let connect = || crate::etcd::EtcdStore::connect(options.clone());
-        let a = StateMap::open(Arc::new(connect().await.unwrap()))
-            .await
-            .unwrap();
-        let b = Arc::new(
-            StateMap::open(Arc::new(connect().await.unwrap()))
-                .await
-                .unwrap(),
-        );
-        let mut changes = b.store().watch().await.unwrap().expect("etcd watches");
-        // B's follower, run by hand: applies what the watch delivers until `until` ends.
-        async fn follow<T>(
-            b: &StateMap,
-            changes: &mut tokio::sync::mpsc::Receiver<WatchEvent>,
-            until: tokio::task::JoinHandle<T>,
-        ) -> T {
-            let deadline = std::time::Instant::now() + Duration::from_secs(3);
-            while !until.is_finished() {
-                assert!(std::time::Instant::now() < deadline, "not caught up in 3 s");
-                let next = tokio::time::timeout(Duration::from_millis(20), changes.recv());
-                if let Ok(Some(event)) = next.await {
-                    b.apply_remote(vec![event]);
-                }
-            }
-            until.await.unwrap()
-        }
-        // Nothing changed yet: B is caught up once its sync marker comes back.
-        let idle = {
-            let b = Arc::clone(&b);
-            tokio::spawn(async move { b.catch_up().await })
-        };
-        follow(&b, &mut changes, idle).await.unwrap();
-
-        a.commit(vec![Change::PutInstance(instance("fresh"))])
-            .await
-            .unwrap();
-        assert!(
-            b.instance("fresh").is_none(),
-            "B's watch is not applied yet"
-        );
-        let reader = {
-            let b = Arc::clone(&b);
-            tokio::spawn(async move {
-                b.catch_up_unless(|map| map.has_instance("fresh")).await?;
-                Ok::<_, StoreError>(b.instance("fresh"))
-            })
-        };
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        assert!(!reader.is_finished(), "the reader waits for the watch");
-        let found = follow(&b, &mut changes, reader).await.unwrap();
-        assert_eq!(found.map(|i| i.id), Some("fresh".to_owned()));
-        // Absent after catching up: absent in the store.
-        let never = {
-            let b = Arc::clone(&b);
-            tokio::spawn(async move {
-                b.catch_up_unless(|map| map.has_instance("never")).await?;
-                Ok::<_, StoreError>(b.instance("never"))
-            })
-        };
-        assert!(follow(&b, &mut changes, never).await.unwrap().is_none());
-
-        // A burst of misses shares markers: 20 concurrent catch-ups write one or two.
-        let before = b.markers.lock().await.started;
-        let burst = {
-            let b = Arc::clone(&b);
-            tokio::spawn(async move {
-                let mut readers = tokio::task::JoinSet::new();
-                for _ in 0..20 {
-                    let b = Arc::clone(&b);
-                    readers.spawn(async move { b.catch_up().await });
-                }
-                readers.join_all().await
-            })
-        };
-        for result in follow(&b, &mut changes, burst).await {
-            result.unwrap();
-        }
-        let written = b.markers.lock().await.started - before;
-        assert!(
-            (1..=2).contains(&written),
-            "{written} markers for 20 readers"
-        );
-
-        // A reload while a reader waits (after a watch reset): the new watch starts past the
-        // reader's marker and never delivers it, so the reader writes another.
-        let waiting = {
-            let b = Arc::clone(&b);
-            tokio::spawn(async move { b.catch_up().await })
-        };
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        b.reload().await.unwrap();
-        drop(changes);
-        let mut changes = b.store().watch().await.unwrap().expect("etcd watches");
-        follow(&b, &mut changes, waiting).await.unwrap();
     }
 }
