@@ -10,10 +10,12 @@
 //! [`crate::engine::transitions`].
 //!
 //! One module per resource, as the API: [`instances`] (provision, fetch, update,
-//! deprovision) and [`bindings`] (bind, fetch, unbind).
+//! deprovision), [`bindings`] (bind, fetch, unbind) and [`last_operation`] (which operation a
+//! poll answers with, D-13).
 
 pub mod bindings;
 pub mod instances;
+pub mod last_operation;
 
 use std::future::Future;
 

@@ -1,9 +1,6 @@
-//! Polling: instance last_operation (E6, OSB-LOI) and binding last_operation (E10, OSB-LOB).
-//!
-//! Answered from the map only. Which operation answers (D-13): the one named by `operation`
-//! if this broker issued it for this resource and still retains it, else the newest one.
-//! After an async delete, the retained record answers `succeeded`; once it is cleaned up, a
-//! poll naming one of our operation ids answers 410 (D-08), and anything else 404.
+//! Polling over HTTP: instance last_operation (E6, OSB-LOI) and binding last_operation (E10,
+//! OSB-LOB). [`crate::admission::last_operation`] decides which operation answers (D-13) and
+//! when nothing does (404/410); this module reads the hints and writes the body.
 //!
 //! Platforms poll this endpoint more than any other (every in-flight operation, every few
 //! seconds), so it reads its query hints without copying them (from the request's `Uri`,
@@ -18,10 +15,9 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use skybroker_storage::{
-    now_millis, InstanceState, Operation, OperationKind, OperationState, Target,
-};
+use skybroker_storage::{now_millis, OperationKind, OperationState};
 
+use crate::admission::last_operation::{self, Polled, PolledOperation};
 use crate::api::request::path;
 use crate::core::Core;
 use crate::error::ApiError;
@@ -79,15 +75,6 @@ fn poll_hints(raw: Option<&str>) -> Result<Option<Cow<'_, str>>, ApiError> {
     Ok(operation)
 }
 
-/// Whether `id` has the shape of an operation id this broker issues (`kind-<32 hex>`).
-fn looks_issued(id: &str) -> bool {
-    id.split_once('-').is_some_and(|(kind, hex)| {
-        OperationKind::from_name(kind).is_some()
-            && hex.len() == 32
-            && hex.bytes().all(|b| b.is_ascii_hexdigit())
-    })
-}
-
 fn state_name(state: OperationState) -> &'static str {
     match state {
         OperationState::InProgress => "in progress",
@@ -96,8 +83,19 @@ fn state_name(state: OperationState) -> &'static str {
     }
 }
 
-/// The last_operation response for an operation record.
-fn respond(core: &Core, operation: &Operation) -> Response {
+/// The last_operation response for what admission found.
+fn respond(polled: Polled) -> Response {
+    let operation = match polled {
+        Polled::Operation(operation) => operation,
+        Polled::State(state) => {
+            let body = LastOperationBody::state(state_name(state));
+            return (StatusCode::OK, axum::Json(body)).into_response();
+        }
+    };
+    let PolledOperation {
+        operation,
+        next_poll,
+    } = *operation;
     let description = match (&operation.failure, &operation.description) {
         (Some(failure), _) => Some(failure.description.as_str()),
         (None, Some(text)) => Some(text.as_str()),
@@ -122,27 +120,17 @@ fn respond(core: &Core, operation: &Operation) -> Response {
     let mut response = (StatusCode::OK, axum::Json(body)).into_response();
     if operation.in_progress() {
         // OSB-LOI-08: seconds until the engine next polls the provider.
-        let due = core
-            .engine
-            .next_due(&operation.id)
-            .unwrap_or_else(now_millis);
-        let seconds = due.saturating_sub(now_millis()).div_ceil(1000).max(1);
+        let now = now_millis();
+        let seconds = next_poll
+            .unwrap_or(now)
+            .saturating_sub(now)
+            .div_ceil(1000)
+            .max(1);
         response
             .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
     }
     response
-}
-
-/// The answer when no operation record of the resource is left: 410 when the platform polls
-/// an operation id we issued and no longer hold (it was deleted, D-08), 404 otherwise.
-fn without_record(core: &Core, operation: Option<&str>, what: &str) -> ApiError {
-    match operation {
-        Some(id) if looks_issued(id) && core.state.operation(id).is_none() => {
-            ApiError::Gone(format!("{what} no longer exists"))
-        }
-        _ => ApiError::NotFound(format!("{what} does not exist")),
-    }
 }
 
 /// `GET /v2/service_instances/:instance_id/last_operation`.
@@ -153,64 +141,8 @@ pub async fn get_instance_last_operation(
 ) -> Result<Response, ApiError> {
     let instance_id = path(instance_id)?;
     let requested = poll_hints(uri.query())?;
-    let requested = requested.as_deref();
-    answer_caught_up(&core, requested, ("instance", &instance_id), |settled| {
-        instance_answer(&core, &instance_id, requested, settled)
-    })
-    .await
-}
-
-/// `answer` from the records this replica holds; when it has none to answer with, `answer`
-/// again once the replica has caught up with the store (another replica may have accepted
-/// the operation a moment ago); else the answer for a resource without records (`what`:
-/// its kind and id).
-async fn answer_caught_up(
-    core: &Core,
-    requested: Option<&str>,
-    (kind, id): (&str, &str),
-    answer: impl Fn(bool) -> Option<Response>,
-) -> Result<Response, ApiError> {
-    if let Some(response) = answer(false) {
-        return Ok(response);
-    }
-    if let Err(err) = core.state.catch_up().await {
-        // The store is away: what the map holds still answers (a cleaned-up operation's
-        // instance), only an absence cannot be vouched for.
-        return answer(true).ok_or_else(|| err.into());
-    }
-    answer(true).ok_or_else(|| without_record(core, requested, &format!("{kind} {id}")))
-}
-
-/// The answer from the records this replica holds: `None` when it holds neither the instance
-/// nor any of its operations, or (unless `settled`: caught up with the store already) not the
-/// operation the platform named, which is then answered for by the latest one if any.
-fn instance_answer(
-    core: &Core,
-    instance_id: &str,
-    requested: Option<&str>,
-    settled: bool,
-) -> Option<Response> {
-    let named = requested
-        .and_then(|id| core.state.operation(id))
-        .filter(|op| op.instance_id == instance_id && !op.kind.is_binding());
-    if requested.is_some() && named.is_none() && !settled {
-        return None;
-    }
-    let operation = named.or_else(|| {
-        core.state
-            .latest_operation(&Target::Instance(instance_id.to_owned()))
-    });
-    if let Some(operation) = operation {
-        return Some(respond(core, &operation));
-    }
-    // The records were cleaned up: answer from the instance itself.
-    let instance = core.state.instance(instance_id)?;
-    let state = match instance.state {
-        InstanceState::Ready => "succeeded",
-        InstanceState::ProvisionFailed => "failed",
-        _ => "in progress",
-    };
-    Some((StatusCode::OK, axum::Json(LastOperationBody::state(state))).into_response())
+    let polled = last_operation::instance(&core, &instance_id, requested.as_deref()).await?;
+    Ok(respond(polled))
 }
 
 /// `GET /v2/service_instances/:iid/service_bindings/:bid/last_operation`.
@@ -221,53 +153,14 @@ pub async fn get_binding_last_operation(
 ) -> Result<Response, ApiError> {
     let (instance_id, binding_id) = path(ids)?;
     let requested = poll_hints(uri.query())?;
-    let requested = requested.as_deref();
-    // D-10 when there is nothing to answer with.
-    answer_caught_up(&core, requested, ("binding", &binding_id), |settled| {
-        binding_answer(&core, (&instance_id, &binding_id), requested, settled)
-    })
-    .await
-}
-
-/// As [`instance_answer`], for a binding of an instance.
-fn binding_answer(
-    core: &Core,
-    (instance_id, binding_id): (&str, &str),
-    requested: Option<&str>,
-    settled: bool,
-) -> Option<Response> {
-    let ours = |op: &Operation| {
-        op.instance_id == instance_id && op.binding_id.as_deref() == Some(binding_id)
-    };
-    let named = requested
-        .and_then(|id| core.state.operation(id))
-        .filter(|op| ours(op));
-    if requested.is_some() && named.is_none() && !settled {
-        return None;
-    }
-    let operation = named.or_else(|| {
-        core.state
-            .latest_operation(&Target::Binding(binding_id.to_owned()))
-            .filter(|op| ours(op))
-    });
-    if let Some(operation) = operation {
-        return Some(respond(core, &operation));
-    }
-    core.state
-        .binding(binding_id)
-        .filter(|b| b.instance_id == instance_id)?;
-    Some(
-        (
-            StatusCode::OK,
-            axum::Json(LastOperationBody::state("succeeded")),
-        )
-            .into_response(),
-    )
+    let polled =
+        last_operation::binding(&core, (&instance_id, &binding_id), requested.as_deref()).await?;
+    Ok(respond(polled))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{looks_issued, poll_hints, LastOperationBody};
+    use super::{poll_hints, LastOperationBody};
     use crate::error::ApiError;
 
     #[test]
@@ -316,13 +209,5 @@ mod tests {
             serde_json::to_string(&LastOperationBody::state("in progress")).unwrap(),
             r#"{"state":"in progress"}"#
         );
-    }
-
-    #[test]
-    fn issued_operation_ids_are_recognised() {
-        assert!(looks_issued("deprovision-0123456789abcdef0123456789abcdef"));
-        assert!(!looks_issued("provision"));
-        assert!(!looks_issued("deprovision-xyz"));
-        assert!(!looks_issued("delete-0123456789abcdef0123456789abcdef"));
     }
 }
