@@ -50,9 +50,9 @@ pub fn provisioned(index: usize, in_flight: bool, attempts: u32, now: UnixMillis
         now
     };
     let instance = ServiceInstance {
-        id: instance_id.clone(),
-        service_id: SERVICE.to_owned(),
-        plan_id: ASYNC_PLAN.to_owned(),
+        id: instance_id.clone().into(),
+        service_id: SERVICE.to_owned().into(),
+        plan_id: ASYNC_PLAN.to_owned().into(),
         parameters: json!({}),
         context: context(index),
         organization_guid: Some(format!("org-{:08}", index % 1000)),
@@ -70,13 +70,13 @@ pub fn provisioned(index: usize, in_flight: bool, attempts: u32, now: UnixMillis
             "resource": format!("sandbox-{instance_id}"),
             "plan_id": ASYNC_PLAN,
         }),
-        last_operation: Some(operation_id.clone()),
+        last_operation: Some(operation_id.clone().into()),
         created_at,
     };
     let operation = Operation {
-        id: operation_id,
+        id: operation_id.into(),
         kind: OperationKind::Provision,
-        instance_id,
+        instance_id: instance_id.into(),
         binding_id: None,
         state: if in_flight {
             OperationState::InProgress

@@ -37,7 +37,7 @@ use serde_json::Value;
 
 pub use registry::{build_broker, BrokerRegistry, PROVIDERS};
 
-pub use skybroker_config::OperationKind;
+pub use skybroker_config::{BindingId, InstanceId, OperationId, OperationKind, PlanId, ServiceId};
 
 /// Everything a plugin gets for one call. Owned, so it can travel to a worker thread.
 ///
@@ -49,17 +49,17 @@ pub struct OperationRequest {
     /// Which operation.
     pub kind: OperationKind,
     /// The controller's operation id: stable across repeats of the same operation.
-    pub operation_id: String,
+    pub operation_id: OperationId,
     /// The instance (for bind and unbind, the instance bound).
-    pub instance_id: String,
+    pub instance_id: InstanceId,
     /// The binding, for bind and unbind.
-    pub binding_id: Option<String>,
+    pub binding_id: Option<BindingId>,
     /// The offering.
-    pub service_id: String,
+    pub service_id: ServiceId,
     /// The plan the operation works with (for an update, the plan after it).
-    pub plan_id: String,
+    pub plan_id: PlanId,
     /// The plan before an update.
-    pub previous_plan_id: Option<String>,
+    pub previous_plan_id: Option<PlanId>,
     /// The plan's `settings` from the configuration (shared with the catalog).
     pub plan_settings: Arc<Value>,
     /// The request's parameters (for an update, the full parameters after it).

@@ -375,7 +375,7 @@ mod tests {
         let mut failures = 0;
         for n in 0..200 {
             let mut req = request(OperationKind::Provision, json!({}));
-            req.operation_id = format!("op-{n}");
+            req.operation_id = format!("op-{n}").into();
             let first = settings.fails(&req);
             assert_eq!(first, settings.fails(&req), "repeats agree");
             failures += usize::from(first);

@@ -62,11 +62,11 @@ impl Subject {
     fn request(&self, kind: OperationKind, instance_id: &str) -> OperationRequest {
         OperationRequest {
             kind,
-            operation_id: format!("{}-{}", kind.name(), uuid::Uuid::new_v4().simple()),
-            instance_id: instance_id.to_owned(),
+            operation_id: format!("{}-{}", kind.name(), uuid::Uuid::new_v4().simple()).into(),
+            instance_id: instance_id.into(),
             binding_id: None,
-            service_id: self.service_id.clone(),
-            plan_id: self.plan_id.clone(),
+            service_id: self.service_id.as_str().into(),
+            plan_id: self.plan_id.as_str().into(),
             previous_plan_id: None,
             plan_settings: Arc::clone(&self.plan_settings),
             parameters: self.parameters.clone(),
@@ -203,7 +203,7 @@ pub async fn run(subject: &Subject) -> Report {
     if subject.bindable {
         let binding_id = format!("{}-b-{}", subject.prefix, &suffix[..12]);
         let mut bind = subject.request(OperationKind::Bind, &instance_id);
-        bind.binding_id = Some(binding_id.clone());
+        bind.binding_id = Some(binding_id.as_str().into());
         bind.parameters = json!({});
         bind.instance_state = instance_state.clone();
         let bound = subject
@@ -226,7 +226,7 @@ pub async fn run(subject: &Subject) -> Report {
             .unwrap_or_else(|err| panic!("contract: repeated bind {binding_id}: {err}"));
         let binding_state = rebound.state.or(bound.state).unwrap_or(Value::Null);
         let mut unbind = subject.request(OperationKind::Unbind, &instance_id);
-        unbind.binding_id = Some(binding_id.clone());
+        unbind.binding_id = Some(binding_id.as_str().into());
         unbind.instance_state = instance_state.clone();
         unbind.binding_state = binding_state;
         subject
@@ -254,7 +254,7 @@ pub async fn run(subject: &Subject) -> Report {
         .await;
     if subject.bindable {
         let mut unbind = subject.request(OperationKind::Unbind, &unknown);
-        unbind.binding_id = Some(format!("{unknown}-b"));
+        unbind.binding_id = Some(format!("{unknown}-b").into());
         subject.delete(unbind, &mut report).await;
     }
     report

@@ -24,7 +24,7 @@ use serde::Deserialize;
 
 pub use catalog::{MaintenanceInfo, Plan, SchemaKind, ServiceOffering};
 pub use validate::{validate, Problem, Severity};
-pub use vocabulary::OperationKind;
+pub use vocabulary::{BindingId, InstanceId, OperationId, OperationKind, PlanId, ServiceId};
 
 /// The built-in configuration `skybroker serve` uses without `--config`.
 pub const DEFAULT_CONFIG: &str = include_str!("../default.toml");

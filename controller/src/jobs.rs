@@ -9,7 +9,9 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
 use serde_json::Value;
-use skybroker_brokers::{Broker, BrokerError, OperationKind, OperationRequest, Progress};
+use skybroker_brokers::{
+    Broker, BrokerError, InstanceId, OperationId, OperationKind, OperationRequest, Progress,
+};
 use skybroker_storage::{Operation, Sealed, ServiceBinding, ServiceInstance};
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
@@ -146,9 +148,9 @@ impl Job {
 #[derive(Debug)]
 pub struct Outcome {
     /// The operation.
-    pub operation_id: String,
+    pub operation_id: OperationId,
     /// Its instance.
-    pub instance_id: String,
+    pub instance_id: InstanceId,
     /// The plugin's answer (a panic becomes a provider error).
     pub result: Result<Progress, BrokerError>,
 }

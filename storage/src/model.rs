@@ -66,11 +66,11 @@ pub enum InstanceState {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ServiceInstance {
     /// The platform's id.
-    pub id: String,
+    pub id: InstanceId,
     /// Offering id.
-    pub service_id: String,
+    pub service_id: ServiceId,
     /// Current plan id.
-    pub plan_id: String,
+    pub plan_id: PlanId,
     /// Current parameters (an object).
     #[serde(default)]
     pub parameters: Value,
@@ -99,7 +99,7 @@ pub struct ServiceInstance {
     pub plugin_state: Value,
     /// The operation that last changed this instance.
     #[serde(default)]
-    pub last_operation: Option<String>,
+    pub last_operation: Option<OperationId>,
     /// When the instance was first accepted.
     pub created_at: UnixMillis,
 }
@@ -122,13 +122,13 @@ pub enum BindingState {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ServiceBinding {
     /// The platform's id.
-    pub id: String,
+    pub id: BindingId,
     /// The instance bound.
-    pub instance_id: String,
+    pub instance_id: InstanceId,
     /// Offering id sent with the bind.
-    pub service_id: String,
+    pub service_id: ServiceId,
     /// Plan id sent with the bind.
-    pub plan_id: String,
+    pub plan_id: PlanId,
     /// Bind parameters (an object).
     #[serde(default)]
     pub parameters: Value,
@@ -143,7 +143,7 @@ pub struct ServiceBinding {
     pub context: Value,
     /// The binding this one rotated (OSB-ROT).
     #[serde(default)]
-    pub predecessor_binding_id: Option<String>,
+    pub predecessor_binding_id: Option<BindingId>,
     /// Lifecycle state.
     pub state: BindingState,
     /// What the plugin returned for the platform: credentials, endpoints, ... (see
@@ -155,12 +155,12 @@ pub struct ServiceBinding {
     pub plugin_state: Value,
     /// The operation that last changed this binding.
     #[serde(default)]
-    pub last_operation: Option<String>,
+    pub last_operation: Option<OperationId>,
     /// When the binding was first accepted.
     pub created_at: UnixMillis,
 }
 
-pub use skybroker_config::OperationKind;
+pub use skybroker_config::{BindingId, InstanceId, OperationId, OperationKind, PlanId, ServiceId};
 
 /// The OSB state of an operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -178,7 +178,7 @@ pub enum OperationState {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UpdateTarget {
     /// The plan after the update.
-    pub plan_id: String,
+    pub plan_id: PlanId,
     /// The full parameters after the update.
     pub parameters: Value,
     /// The maintenance version after the update.
@@ -188,7 +188,7 @@ pub struct UpdateTarget {
     #[serde(default)]
     pub context: Value,
     /// The plan before the update (platforms poll with it, OSB-UPD-15).
-    pub previous_plan_id: String,
+    pub previous_plan_id: PlanId,
 }
 
 /// A failed operation's error, as the platform will read it.
@@ -253,14 +253,14 @@ impl Failure {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Operation {
     /// The id returned to the platform as `operation` (URL-safe, D-16).
-    pub id: String,
+    pub id: OperationId,
     /// What it does.
     pub kind: OperationKind,
     /// The instance it acts on (or whose binding it acts on).
-    pub instance_id: String,
+    pub instance_id: InstanceId,
     /// The binding, for bind and unbind.
     #[serde(default)]
-    pub binding_id: Option<String>,
+    pub binding_id: Option<BindingId>,
     /// OSB state.
     pub state: OperationState,
     /// Whether a request is waiting for it synchronously.

@@ -19,25 +19,39 @@ use crate::model::{Operation, ServiceBinding, ServiceInstance};
 
 /// A record the map holds, keyed by its id.
 pub(crate) trait Keyed: Serialize + DeserializeOwned {
-    /// The record's id.
-    fn id_mut(&mut self) -> &mut String;
+    /// Takes the record's id out (it is packed apart from the record).
+    fn take_id(&mut self) -> String;
+    /// Puts the id back.
+    fn set_id(&mut self, id: String);
 }
 
 impl Keyed for ServiceInstance {
-    fn id_mut(&mut self) -> &mut String {
-        &mut self.id
+    fn take_id(&mut self) -> String {
+        std::mem::take(&mut self.id).into_string()
+    }
+
+    fn set_id(&mut self, id: String) {
+        self.id = id.into();
     }
 }
 
 impl Keyed for ServiceBinding {
-    fn id_mut(&mut self) -> &mut String {
-        &mut self.id
+    fn take_id(&mut self) -> String {
+        std::mem::take(&mut self.id).into_string()
+    }
+
+    fn set_id(&mut self, id: String) {
+        self.id = id.into();
     }
 }
 
 impl Keyed for Operation {
-    fn id_mut(&mut self) -> &mut String {
-        &mut self.id
+    fn take_id(&mut self) -> String {
+        std::mem::take(&mut self.id).into_string()
+    }
+
+    fn set_id(&mut self, id: String) {
+        self.id = id.into();
     }
 }
 
@@ -55,7 +69,7 @@ pub(crate) struct Packed(Box<[u8]>);
 impl Packed {
     /// Packs `record`.
     pub(crate) fn pack<T: Keyed>(mut record: T) -> Packed {
-        let id = std::mem::take(record.id_mut());
+        let id = record.take_id();
         let id_len = u32::try_from(id.len()).expect("ids are far shorter than 4 GiB");
         // Serializing a record into a Vec cannot fail: every field is a plain value or JSON.
         let body = rmp_serde::to_vec(&record).expect("records serialize to MessagePack");
@@ -89,7 +103,7 @@ impl Packed {
         // The bytes were packed from a `T` by this process: a failure is a bug, not data.
         let mut record: T = rmp_serde::from_slice(&self.0[LEN + self.id_len()..])
             .expect("a record the map packed unpacks");
-        *record.id_mut() = self.id().to_owned();
+        record.set_id(self.id().to_owned());
         record
     }
 

@@ -4,7 +4,7 @@
 use serde_json::{Map, Value};
 use skybroker_config::SchemaKind;
 use skybroker_storage::{
-    now_millis, BindingState, Change, InstanceState, OperationKind, ServiceBinding,
+    now_millis, BindingId, BindingState, Change, InstanceState, OperationKind, ServiceBinding,
 };
 
 use super::{
@@ -26,7 +26,7 @@ pub struct BindRequest {
     /// `plan_id` (optional only in a rotation).
     pub plan_id: Option<String>,
     /// `predecessor_binding_id`: a rotation of that binding.
-    pub predecessor_id: Option<String>,
+    pub predecessor_id: Option<BindingId>,
     /// `app_guid`.
     pub app_guid: Option<String>,
     /// `bind_resource`.
@@ -170,8 +170,8 @@ async fn bind_once(
         request.caller.requested_by.clone(),
     );
     let binding = ServiceBinding {
-        id: binding_id.to_owned(),
-        instance_id: instance_id.to_owned(),
+        id: binding_id.into(),
+        instance_id: instance_id.into(),
         service_id: instance.service_id.clone(),
         plan_id: instance.plan_id.clone(),
         parameters: Value::Object(parameters),

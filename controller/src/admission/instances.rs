@@ -86,9 +86,9 @@ pub async fn provision(
     check_async(sync, &request.caller)?;
     // What the platform asks for; each attempt builds its records from it.
     let requested = ServiceInstance {
-        id: request.instance_id,
-        service_id: request.service_id,
-        plan_id: request.plan_id,
+        id: request.instance_id.into(),
+        service_id: request.service_id.into(),
+        plan_id: request.plan_id.into(),
         parameters,
         context: request.context.map_or(Value::Null, Value::Object),
         organization_guid: request.organization_guid,
@@ -241,7 +241,7 @@ async fn update_once(
             "service_id {service_id:?} is not the instance's service"
         )));
     }
-    let target_plan_id = (request.plan_id.clone()).unwrap_or_else(|| instance.plan_id.clone());
+    let target_plan_id = (request.plan_id.clone()).unwrap_or_else(|| instance.plan_id.to_string());
     let plan = core.catalog.requested_plan(service_id, &target_plan_id)?;
     if target_plan_id != instance.plan_id {
         let current_updateable = core
@@ -267,7 +267,7 @@ async fn update_once(
     core.catalog
         .check_parameters(plan, None, Some(OperationKind::Update), &merged)?;
     let target = UpdateTarget {
-        plan_id: target_plan_id,
+        plan_id: target_plan_id.into(),
         parameters: merged,
         maintenance_version: (request.maintenance_version.clone())
             .or_else(|| instance.maintenance_version.clone()),

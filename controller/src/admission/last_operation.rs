@@ -113,7 +113,7 @@ fn instance_answer(
     }
     let operation = named.or_else(|| {
         core.state
-            .latest_operation(&Target::Instance(instance_id.to_owned()))
+            .latest_operation(&Target::Instance(instance_id.into()))
     });
     if let Some(operation) = operation {
         return Some(polled(core, operation));
@@ -158,7 +158,7 @@ fn binding_answer(
     }
     let operation = named.or_else(|| {
         core.state
-            .latest_operation(&Target::Binding(binding_id.to_owned()))
+            .latest_operation(&Target::Binding(binding_id.into()))
             .filter(|op| ours(op))
     });
     if let Some(operation) = operation {

@@ -20,7 +20,7 @@ pub mod last_operation;
 use std::future::Future;
 
 use serde_json::{Map, Value};
-use skybroker_storage::Operation;
+use skybroker_storage::{Operation, OperationId};
 
 use crate::core::Core;
 use crate::engine::{Finished, Launched};
@@ -35,7 +35,7 @@ pub enum Answer<T> {
     /// Done synchronously (201 for a create, 200 otherwise).
     Done(T),
     /// Accepted asynchronously: the platform polls this operation (202).
-    Accepted(String),
+    Accepted(OperationId),
 }
 
 /// Who asked and how: the parts every changing request carries.

@@ -68,7 +68,7 @@ pub async fn put_binding(
         binding_id,
         service_id,
         plan_id,
-        predecessor_id,
+        predecessor_id: predecessor_id.map(Into::into),
         app_guid: body.optional_str("app_guid")?,
         bind_resource: body.optional_object("bind_resource")?,
         context: body.optional_object("context")?,

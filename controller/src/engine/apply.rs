@@ -101,7 +101,7 @@ pub async fn apply(engine: &Engine, outcome: Outcome) {
         result,
     } = outcome;
     let _guard = engine.locks.lock(&instance_id).await;
-    lock(&engine.busy).remove(&instance_id);
+    lock(&engine.busy).remove(instance_id.as_str());
     let Some(mut operation) = engine.state.operation(&operation_id) else {
         return;
     };

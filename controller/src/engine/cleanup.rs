@@ -42,7 +42,7 @@ pub async fn cleanup_once(engine: &Engine, now: UnixMillis) -> usize {
         {
             match engine
                 .state
-                .commit(vec![Change::DeleteOperation(id.clone())])
+                .commit(vec![Change::DeleteOperation(id.as_str().into())])
                 .await
             {
                 Ok(()) => removed += 1,

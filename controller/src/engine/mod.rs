@@ -41,8 +41,8 @@ use hashbrown::HashMap;
 use skybroker_config::{EngineConfig, Plan};
 use skybroker_dispatcher::Dispatcher;
 use skybroker_storage::{
-    now_millis, Change, Operation, OperationKind, ServiceBinding, ServiceInstance, StateMap,
-    UnixMillis,
+    now_millis, Change, Operation, OperationId, OperationKind, ServiceBinding, ServiceInstance,
+    StateMap, UnixMillis,
 };
 use tokio::sync::{oneshot, MutexGuard, Notify};
 
@@ -81,7 +81,7 @@ pub enum SyncOutcome {
 #[derive(Debug)]
 pub enum Launched {
     /// Asynchronous: the platform polls this operation id.
-    Async(String),
+    Async(OperationId),
     /// Synchronous: finished, with the records as they were right after.
     Finished(Box<Finished>),
 }

@@ -16,8 +16,8 @@
 use serde_json::Value;
 use skybroker_brokers::{BrokerError, Completion, Progress};
 use skybroker_storage::{
-    BindingState, Change, Failure, InstanceState, Operation, OperationKind, OperationState,
-    ServiceBinding, ServiceInstance, UnixMillis,
+    BindingId, BindingState, Change, Failure, InstanceState, Operation, OperationKind,
+    OperationState, ServiceBinding, ServiceInstance, UnixMillis,
 };
 
 /// Plugin calls a synchronous operation gets when they fail transiently: its caller waits.
@@ -35,10 +35,10 @@ pub fn new_operation(
 ) -> Operation {
     Operation {
         // D-16: short, URL-safe; the kind prefix helps people reading logs.
-        id: format!("{}-{}", kind.name(), uuid::Uuid::new_v4().simple()),
+        id: format!("{}-{}", kind.name(), uuid::Uuid::new_v4().simple()).into(),
         kind,
-        instance_id: instance_id.to_owned(),
-        binding_id: binding_id.map(str::to_owned),
+        instance_id: instance_id.into(),
+        binding_id: binding_id.map(Into::into),
         state: OperationState::InProgress,
         sync,
         description: None,
@@ -65,7 +65,7 @@ pub struct Subject {
     /// Its binding (binding operations), if it still exists.
     pub binding: Option<ServiceBinding>,
     /// The ids of the instance's bindings (read for a deprovision only: they go with it).
-    pub bindings: Vec<String>,
+    pub bindings: Vec<BindingId>,
 }
 
 /// How a finished operation is recorded.

@@ -175,7 +175,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert!(!reader.is_finished(), "the reader waits for the watch");
         let found = follow(&b, &mut changes, reader).await.unwrap();
-        assert_eq!(found.map(|i| i.id), Some("fresh".to_owned()));
+        assert_eq!(found.map(|i| i.id.into_string()), Some("fresh".to_owned()));
         // Absent after catching up: absent in the store.
         let never = {
             let b = Arc::clone(&b);

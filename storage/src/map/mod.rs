@@ -32,7 +32,8 @@ use std::num::NonZeroU64;
 use std::sync::{Arc, RwLock};
 
 use crate::model::{
-    Operation, OperationKind, OperationState, ServiceBinding, ServiceInstance, UnixMillis,
+    BindingId, InstanceId, Operation, OperationId, OperationKind, OperationState, ServiceBinding,
+    ServiceInstance, UnixMillis,
 };
 use crate::packed::{Packed, Sealed, Slot, Table, OPERATION_INSTANCE_ID};
 use crate::store::{Expect, Revision, Store, StoreError, WatchEvent, Write};
@@ -47,9 +48,9 @@ use codec::{binding_key, decode_entry, encode, instance_key, operation_key};
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Target {
     /// An instance id.
-    Instance(String),
+    Instance(InstanceId),
     /// A binding id.
-    Binding(String),
+    Binding(BindingId),
 }
 
 impl Target {
@@ -73,17 +74,17 @@ pub enum Change {
     /// lock, so it may hold that one by the time of the commit).
     CreateInstance(ServiceInstance),
     /// Remove an instance.
-    DeleteInstance(String),
+    DeleteInstance(InstanceId),
     /// Create or replace a binding.
     PutBinding(ServiceBinding),
     /// Create a binding the store must not hold yet (as [`Change::CreateInstance`]).
     CreateBinding(ServiceBinding),
     /// Remove a binding.
-    DeleteBinding(String),
+    DeleteBinding(BindingId),
     /// Create or replace an operation.
     PutOperation(Operation),
     /// Remove an operation record.
-    DeleteOperation(String),
+    DeleteOperation(OperationId),
 }
 
 /// Counts of what the map holds.
@@ -231,7 +232,7 @@ impl From<Change> for Packing {
                 Packing::Instance(Packed::pack(instance))
             }
             Change::PutBinding(binding) | Change::CreateBinding(binding) => Packing::Binding {
-                instance_id: binding.instance_id.clone(),
+                instance_id: binding.instance_id.to_string(),
                 packed: Packed::pack(binding),
             },
             Change::PutOperation(operation) => Packing::Operation {
@@ -239,9 +240,9 @@ impl From<Change> for Packing {
                 status: OperationStatus::of(&operation),
                 packed: Packed::pack(operation),
             },
-            Change::DeleteInstance(id) => Packing::DeleteInstance(id),
-            Change::DeleteBinding(id) => Packing::DeleteBinding(id),
-            Change::DeleteOperation(id) => Packing::DeleteOperation(id),
+            Change::DeleteInstance(id) => Packing::DeleteInstance(id.into_string()),
+            Change::DeleteBinding(id) => Packing::DeleteBinding(id.into_string()),
+            Change::DeleteOperation(id) => Packing::DeleteOperation(id.into_string()),
         }
     }
 }
