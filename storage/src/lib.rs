@@ -24,7 +24,7 @@ pub mod testing;
 
 pub use embedded::EmbeddedStore;
 pub use etcd::{EtcdOptions, EtcdStore};
-pub use map::{Change, Counts, OperationBrief, OperationCounts, StateMap, Target};
+pub use map::{Basis, Change, Counts, OperationBrief, OperationCounts, Read, StateMap, Target};
 pub use memory::MemoryStore;
 pub use model::*;
 pub use packed::Sealed;

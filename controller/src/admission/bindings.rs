@@ -4,7 +4,7 @@
 use serde_json::{Map, Value};
 use skybroker_config::SchemaKind;
 use skybroker_storage::{
-    now_millis, BindingId, BindingState, Change, InstanceState, OperationKind, ServiceBinding,
+    now_millis, BindingId, BindingState, Change, InstanceState, OperationKind, Read, ServiceBinding,
 };
 
 use super::{
@@ -74,6 +74,13 @@ async fn bind_once(
             .await?;
     }
     let guard = core.locks.lock(instance_id).await;
+    // The decision rests on the instance (its state), the binding and a predecessor: a
+    // change to any of them on another replica before the commit fails it (issue #16).
+    let mut reads = vec![Read::Instance(instance_id), Read::Binding(binding_id)];
+    if let Some(predecessor_id) = predecessor_id {
+        reads.push(Read::Binding(predecessor_id));
+    }
+    let basis = core.state.basis(&reads);
     // D-04: binding to an unknown instance is 404.
     let instance = core
         .state
@@ -194,7 +201,7 @@ async fn bind_once(
     };
     let changes = vec![put, Change::PutOperation(operation.clone())];
     // OSB-BIND-09: a 202 never carries credentials.
-    let launched = core.engine.submit(guard, changes, operation).await?;
+    let launched = core.engine.submit(guard, basis, changes, operation).await?;
     answer(launched, |done| done.binding)
 }
 
@@ -269,6 +276,9 @@ async fn unbind_once(
             .await?;
     }
     let guard = core.locks.lock(instance_id).await;
+    let mut basis = core
+        .state
+        .basis(&[Read::Instance(instance_id), Read::Binding(binding_id)]);
     let binding = core
         .state
         .binding(binding_id)
@@ -286,6 +296,10 @@ async fn unbind_once(
     };
     let sync = plan.is_sync(OperationKind::Unbind);
     check_async(sync, caller)?;
+    // The bind an unbind may halt is written too (D-17): read on the basis as well.
+    if let Some(id) = binding.last_operation.as_deref() {
+        basis.extend(core.state.basis(&[Read::Operation(id)]));
+    }
     let running = binding
         .last_operation
         .as_deref()
@@ -302,6 +316,12 @@ async fn unbind_once(
         }
         BindingState::Binding | BindingState::Bound | BindingState::BindFailed => {}
     }
+    // An instance being deleted unbinds its bindings itself (D-03); a platform's unbind
+    // meanwhile would race its cascade.
+    let instance = core.state.instance(instance_id);
+    if instance.is_some_and(|i| i.state == InstanceState::Deprovisioning) {
+        return Err(busy("the instance is being deprovisioned"));
+    }
     let operation = core.engine.new_operation(
         OperationKind::Unbind,
         (instance_id, Some(binding_id)),
@@ -311,6 +331,6 @@ async fn unbind_once(
     );
     let (changes, operation) =
         transitions::begin_unbind(&binding, running, operation, now_millis());
-    let launched = core.engine.submit(guard, changes, operation).await?;
+    let launched = core.engine.submit(guard, basis, changes, operation).await?;
     answer(launched, |_| Some(()))
 }

@@ -4,7 +4,8 @@
 use serde_json::{Map, Value};
 use skybroker_config::SchemaKind;
 use skybroker_storage::{
-    now_millis, Change, InstanceState, Operation, OperationKind, ServiceInstance, UpdateTarget,
+    now_millis, Change, InstanceState, Operation, OperationKind, Read, ServiceInstance,
+    UpdateTarget,
 };
 
 use super::{
@@ -118,6 +119,7 @@ async fn provision_once(
     caller: &Caller,
 ) -> Result<Answer<ServiceInstance>, ApiError> {
     let guard = core.locks.lock(&requested.id).await;
+    let basis = core.state.basis(&[Read::Instance(&requested.id)]);
     let mut retried_failed = false;
     if let Some(existing) = core.state.instance(&requested.id) {
         let identical = existing.service_id == requested.service_id
@@ -170,7 +172,7 @@ async fn provision_once(
         Change::CreateInstance(instance)
     };
     let changes = vec![put, Change::PutOperation(operation.clone())];
-    let launched = core.engine.submit(guard, changes, operation).await?;
+    let launched = core.engine.submit(guard, basis, changes, operation).await?;
     answer(launched, |done| done.instance)
 }
 
@@ -232,6 +234,7 @@ async fn update_once(
             .await?;
     }
     let guard = core.locks.lock(instance_id).await;
+    let basis = core.state.basis(&[Read::Instance(instance_id)]);
     let mut instance = core
         .state
         .instance(instance_id)
@@ -298,7 +301,7 @@ async fn update_once(
         if target.context != instance.context {
             instance.context = target.context;
             core.state
-                .commit(vec![Change::PutInstance(instance.clone())])
+                .commit_on(&basis, vec![Change::PutInstance(instance.clone())])
                 .await?;
         }
         return Ok(Answer::Existing(instance));
@@ -319,7 +322,7 @@ async fn update_once(
         Change::PutInstance(instance),
         Change::PutOperation(operation.clone()),
     ];
-    let launched = core.engine.submit(guard, changes, operation).await?;
+    let launched = core.engine.submit(guard, basis, changes, operation).await?;
     answer(launched, |done| done.instance)
 }
 
@@ -354,6 +357,7 @@ async fn deprovision_once(
             .await?;
     }
     let guard = core.locks.lock(instance_id).await;
+    let mut basis = core.state.basis(&[Read::Instance(instance_id)]);
     let instance = core
         .state
         .instance(instance_id)
@@ -371,6 +375,10 @@ async fn deprovision_once(
     };
     let sync = plan.is_sync(OperationKind::Deprovision);
     check_async(sync, caller)?;
+    // The create a delete may halt is written too (D-17): read on the basis as well.
+    if let Some(id) = instance.last_operation.as_deref() {
+        basis.extend(core.state.basis(&[Read::Operation(id)]));
+    }
     let running = instance
         .last_operation
         .as_deref()
@@ -398,6 +406,6 @@ async fn deprovision_once(
     );
     let (changes, operation) =
         transitions::begin_deprovision(&instance, running, operation, now_millis());
-    let launched = core.engine.submit(guard, changes, operation).await?;
+    let launched = core.engine.submit(guard, basis, changes, operation).await?;
     answer(launched, |_| Some(()))
 }

@@ -12,7 +12,9 @@
 use std::sync::Arc;
 
 use skybroker_brokers::BrokerError;
-use skybroker_storage::{now_millis, Change, Failure, Operation, OperationKind, StoreError};
+use skybroker_storage::{
+    now_millis, Basis, Change, Failure, Operation, OperationKind, Read, StoreError,
+};
 use tokio::sync::{mpsc, watch};
 
 use super::transitions::{self, Ending, Policy, Step, Subject};
@@ -73,6 +75,24 @@ fn reap(done: Option<Result<(), tokio::task::JoinError>>) {
     }
 }
 
+/// What the engine's steps for `operation_id` rest on, taken under the instance lock before
+/// its records are read: the operation, its instance and (see [`with_binding`]) its
+/// binding. Only what a step writes is conditioned on it (another replica's change to one
+/// of them since fails the commit, and the step is retried on what the map then holds).
+pub(super) fn basis(engine: &Engine, operation_id: &str, instance_id: &str) -> Basis {
+    (engine.state)
+        .basis(&[Read::Operation(operation_id), Read::Instance(instance_id)])
+        .written_only()
+}
+
+/// `basis` with the binding of `operation`, if it has one.
+pub(super) fn with_binding(engine: &Engine, mut basis: Basis, operation: &Operation) -> Basis {
+    if let Some(binding_id) = operation.binding_id.as_deref() {
+        basis.extend(engine.state.basis(&[Read::Binding(binding_id)]));
+    }
+    basis
+}
+
 /// The records `operation` works on, read from the map (the caller holds the instance lock).
 pub(super) fn subject(engine: &Engine, operation: Operation) -> Subject {
     let instance = engine.state.instance(&operation.instance_id);
@@ -102,9 +122,11 @@ pub async fn apply(engine: &Engine, outcome: Outcome) {
     } = outcome;
     let _guard = engine.locks.lock(&instance_id).await;
     lock(&engine.busy).remove(instance_id.as_str());
+    let basis = basis(engine, &operation_id, &instance_id);
     let Some(mut operation) = engine.state.operation(&operation_id) else {
         return;
     };
+    let basis = with_binding(engine, basis, &operation);
     match &result {
         // The cause may name internals: logged here, once; the platform gets a summary.
         Err(err @ BrokerError::Provider { .. }) => {
@@ -130,9 +152,9 @@ pub async fn apply(engine: &Engine, outcome: Outcome) {
             }
             let ending =
                 transitions::succeeded(subject(engine, operation), *completion, now_millis());
-            carry_out(engine, ending).await;
+            carry_out(engine, &basis, ending).await;
         }
-        Step::Fail(failure) => finish_failed(engine, operation, failure).await,
+        Step::Fail(failure) => finish_failed(engine, &basis, operation, failure).await,
         Step::Unchanged => {
             let delay = engine.backoff(&operation.id, operation.attempts);
             // (Not in the map any more: nothing is left to drive.)
@@ -148,18 +170,18 @@ pub async fn apply(engine: &Engine, outcome: Outcome) {
                 changes.extend(transitions::plugin_state(subject, state));
             }
             changes.push(Change::PutOperation(operation));
-            persist_then_schedule(engine, &operation_id, changes, delay).await;
+            persist_then_schedule(engine, &basis, &operation_id, changes, delay).await;
         }
         Step::Retry => {
             let delay = engine.backoff(&operation.id, operation.attempts);
             let changes = vec![Change::PutOperation(operation)];
-            persist_then_schedule(engine, &operation_id, changes, delay).await;
+            persist_then_schedule(engine, &basis, &operation_id, changes, delay).await;
         }
         Step::Halted { state: Some(state) } => {
             // Halted meanwhile (D-17): keep what the plugin learnt about the resource, so the
             // deprovision that halted it can find it.
             if let Some(change) = transitions::plugin_state(subject(engine, operation), state) {
-                if let Err(err) = engine.state.commit(vec![change]).await {
+                if let Err(err) = engine.state.commit_on(&basis, vec![change]).await {
                     log::warn!("plugin state of halted {operation_id} not persisted: {err}");
                 }
             }
@@ -170,11 +192,12 @@ pub async fn apply(engine: &Engine, outcome: Outcome) {
 
 async fn persist_then_schedule(
     engine: &Engine,
+    basis: &Basis,
     operation_id: &str,
     changes: Vec<Change>,
     delay: u64,
 ) {
-    match engine.state.commit(changes).await {
+    match engine.state.commit_on(basis, changes).await {
         Ok(()) => engine.schedule_at(operation_id, now_millis() + delay),
         Err(err) => {
             // Not persisted: the plugin will simply be asked again.
@@ -184,8 +207,13 @@ async fn persist_then_schedule(
     }
 }
 
-/// Fails `operation` (the caller holds its instance's lock).
-pub(super) async fn finish_failed(engine: &Engine, operation: Operation, failure: Failure) {
+/// Fails `operation` on `basis` (the caller holds its instance's lock).
+pub(super) async fn finish_failed(
+    engine: &Engine,
+    basis: &Basis,
+    operation: Operation,
+    failure: Failure,
+) {
     log::info!(
         "operation {} ({}) failed: {}",
         operation.id,
@@ -193,17 +221,17 @@ pub(super) async fn finish_failed(engine: &Engine, operation: Operation, failure
         failure.description
     );
     let ending = transitions::failed(subject(engine, operation), failure, now_millis());
-    carry_out(engine, ending).await;
+    carry_out(engine, basis, ending).await;
 }
 
 /// Persists an ending, counts it, releases the operation's claim and wakes a request waiting
 /// for it; an ending that cannot be persisted is retried.
-async fn carry_out(engine: &Engine, ending: Ending) {
+async fn carry_out(engine: &Engine, basis: &Basis, ending: Ending) {
     let (operation, changes, reverted) = match ending {
         Ending::Finish { operation, changes } => (operation, changes, false),
         Ending::Revert { operation, changes } => (operation, changes, true),
     };
-    if let Err(err) = engine.state.commit(changes).await {
+    if let Err(err) = engine.state.commit_on(basis, changes).await {
         retry_later(engine, &operation.id, err);
         return;
     }

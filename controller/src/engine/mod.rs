@@ -41,8 +41,8 @@ use hashbrown::HashMap;
 use skybroker_config::{EngineConfig, Plan};
 use skybroker_dispatcher::Dispatcher;
 use skybroker_storage::{
-    now_millis, Change, Operation, OperationId, OperationKind, ServiceBinding, ServiceInstance,
-    StateMap, UnixMillis,
+    now_millis, Basis, Change, Operation, OperationId, OperationKind, ServiceBinding,
+    ServiceInstance, StateMap, UnixMillis,
 };
 use tokio::sync::{oneshot, MutexGuard, Notify};
 
@@ -268,16 +268,18 @@ impl Engine {
         self.wake.notify_one();
     }
 
-    /// Persists an admitted operation with its changes, releases the instance lock, and
-    /// launches it: the one way a request starts work.
+    /// Persists an admitted operation with its changes on the `basis` the decision read
+    /// (a record changed since fails it: [`ApiError::StoreConflict`], decided again),
+    /// releases the instance lock, and launches it: the one way a request starts work.
     pub async fn submit(
         &self,
         guard: MutexGuard<'_, ()>,
+        basis: Basis,
         changes: Vec<Change>,
         operation: Operation,
     ) -> Result<Launched, ApiError> {
         let admitted = Admitted::of(&changes);
-        self.state.commit(changes).await?;
+        self.state.commit_on(&basis, changes).await?;
         drop(guard);
         self.metrics.record_admitted(admitted);
         log::info!(

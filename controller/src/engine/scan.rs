@@ -149,6 +149,7 @@ async fn prepare(engine: &Engine, operation_id: &str) -> Option<Ready> {
         .state
         .instance_of_operation_in_progress(operation_id)?;
     let _guard = engine.locks.lock(&instance_id).await;
+    let basis = apply::basis(engine, operation_id, &instance_id);
     // Re-read under the lock: a request may have changed it meanwhile. The record stays
     // packed unless this step needs more than its brief.
     let (brief, operation) = engine.state.operation_to_dispatch(operation_id)?;
@@ -175,7 +176,8 @@ async fn prepare(engine: &Engine, operation_id: &str) -> Option<Ready> {
     if now > brief.deadline {
         let operation = operation.open();
         let failure = transitions::timeout_failure(operation.kind);
-        apply::finish_failed(engine, operation, failure).await;
+        let basis = apply::with_binding(engine, basis, &operation);
+        apply::finish_failed(engine, &basis, operation, failure).await;
         return None;
     }
     // D-03: a deprovision first unbinds every binding, as operations of their own.
@@ -192,7 +194,7 @@ async fn prepare(engine: &Engine, operation_id: &str) -> Option<Ready> {
                 })
                 .collect();
             if let Some(failure) = transitions::failed_cascade(&deprovision, &unbinds) {
-                apply::finish_failed(engine, deprovision, failure).await;
+                apply::finish_failed(engine, &basis, deprovision, failure).await;
                 return None;
             }
             if unbinds_first(engine, &deprovision) {
@@ -209,7 +211,9 @@ async fn prepare(engine: &Engine, operation_id: &str) -> Option<Ready> {
         Ok(job) => job,
         Err(failed) => {
             let (operation, description) = *failed;
-            apply::finish_failed(engine, operation.open(), Failure::new(description)).await;
+            let operation = operation.open();
+            let basis = apply::with_binding(engine, basis, &operation);
+            apply::finish_failed(engine, &basis, operation, Failure::new(description)).await;
             return None;
         }
     };

@@ -639,21 +639,73 @@ impl StateMap {
         }
     }
 
+    /// The revisions the map holds now for `records`: what a decision rests on. Taken under
+    /// the instance lock *before* the records are read, and handed to
+    /// [`StateMap::commit_on`] with the decision: the commit then holds only if none of them
+    /// changed in the store since (another replica's write the follower applied between the
+    /// read and the commit included), so two replicas that decided on the same state never
+    /// both succeed (issue #16).
+    pub fn basis(&self, records: &[Read<'_>]) -> Basis {
+        let maps = self.read();
+        let read = records
+            .iter()
+            .map(|record| {
+                let (key, revision) = match record {
+                    Read::Instance(id) => (
+                        instance_key(id),
+                        maps.instances.get(id).map(|held| held.revision),
+                    ),
+                    Read::Binding(id) => (
+                        binding_key(id),
+                        maps.bindings.get(id).map(|held| held.revision),
+                    ),
+                    Read::Operation(id) => (
+                        operation_key(id),
+                        maps.operations.get(id).map(|held| held.revision),
+                    ),
+                };
+                (key, revision, record.owned())
+            })
+            .collect();
+        Basis {
+            read,
+            written_only: false,
+        }
+    }
+
     /// Persists `changes` atomically, then applies them to the map.
     ///
     /// # Errors
     /// [`StoreError::Conflict`] when another writer changed one of the keys (nothing is
     /// applied), or the store's failure; in every error case the map is unchanged.
     pub async fn commit(&self, changes: Vec<Change>) -> Result<(), StoreError> {
+        self.commit_on(&Basis::default(), changes).await
+    }
+
+    /// Persists `changes` on `basis` (see [`StateMap::basis`]): each write to a record the
+    /// decision read expects the revision it was read at, and each record it read but does
+    /// not change is written again as it is with that expectation, so that a change to it
+    /// since the read fails the commit too. Other writes expect what the map holds.
+    ///
+    /// # Errors
+    /// As [`StateMap::commit`]; [`StoreError::Conflict`] also when a record of the basis
+    /// changed since it was taken.
+    pub async fn commit_on(&self, basis: &Basis, changes: Vec<Change>) -> Result<(), StoreError> {
+        let mut changes = changes;
         if changes.is_empty() {
             return Ok(());
         }
         let writes: Vec<Write> = {
             let maps = self.read();
-            changes
+            let mut writes: Vec<Write> = changes
                 .iter()
                 .map(|change| {
-                    let (key, expect) = maps.expect(change);
+                    let (key, mut expect) = maps.expect(change);
+                    let created =
+                        matches!(change, Change::CreateInstance(_) | Change::CreateBinding(_));
+                    if let (Some(read), false) = (basis.revision_of(&key), created) {
+                        expect = read.map_or(Expect::Absent, Expect::Revision);
+                    }
                     let value = match change {
                         Change::PutInstance(i) | Change::CreateInstance(i) => Some(encode(i)),
                         Change::PutBinding(b) | Change::CreateBinding(b) => Some(encode(b)),
@@ -664,7 +716,48 @@ impl StateMap {
                     };
                     Write { key, value, expect }
                 })
-                .collect()
+                .collect();
+            // Records read and left as they are: written again, conditioned on the read.
+            for (key, revision, record) in &basis.read {
+                let (Some(revision), false) = (revision, writes.iter().any(|w| w.key == *key))
+                else {
+                    continue;
+                };
+                if basis.written_only {
+                    continue;
+                }
+                let again = match record {
+                    Record::Instance(id) => maps
+                        .instances
+                        .get(id.as_str())
+                        .map(|held| Change::PutInstance(held.packed.unpack())),
+                    Record::Binding(id) => maps
+                        .bindings
+                        .get(id.as_str())
+                        .map(|held| Change::PutBinding(held.packed.unpack())),
+                    Record::Operation(id) => maps
+                        .operations
+                        .get(id.as_str())
+                        .map(|held| Change::PutOperation(held.packed.unpack())),
+                };
+                let Some(again) = again else {
+                    // Gone from the map since the read: the store moved on.
+                    return Err(StoreError::Conflict { key: key.clone() });
+                };
+                let value = match &again {
+                    Change::PutInstance(i) => encode(i),
+                    Change::PutBinding(b) => encode(b),
+                    Change::PutOperation(o) => encode(o),
+                    _ => unreachable!("only puts are written again"),
+                };
+                writes.push(Write {
+                    key: key.clone(),
+                    value: Some(value),
+                    expect: Expect::Revision(*revision),
+                });
+                changes.push(again);
+            }
+            writes
         };
         let revision = self.store.commit(writes).await?;
         let packed: Vec<Packing> = changes.into_iter().map(Packing::from).collect();
@@ -673,6 +766,68 @@ impl StateMap {
             maps.apply(revision, change);
         }
         Ok(())
+    }
+}
+
+/// A record a decision reads (see [`StateMap::basis`]).
+#[derive(Debug, Clone, Copy)]
+pub enum Read<'a> {
+    /// An instance.
+    Instance(&'a str),
+    /// A binding.
+    Binding(&'a str),
+    /// An operation.
+    Operation(&'a str),
+}
+
+impl Read<'_> {
+    fn owned(&self) -> Record {
+        match self {
+            Read::Instance(id) => Record::Instance((*id).to_owned()),
+            Read::Binding(id) => Record::Binding((*id).to_owned()),
+            Read::Operation(id) => Record::Operation((*id).to_owned()),
+        }
+    }
+}
+
+/// A record of a basis, owned.
+#[derive(Debug, Clone)]
+enum Record {
+    Instance(String),
+    Binding(String),
+    Operation(String),
+}
+
+/// The store revisions of the records a decision read, `None` for a record that did not
+/// exist (see [`StateMap::basis`]). The default is empty: a commit on it expects what the
+/// map holds at commit time.
+#[derive(Debug, Clone, Default)]
+pub struct Basis {
+    read: Vec<(String, Option<Revision>, Record)>,
+    /// Only the records written are conditioned (none is written again).
+    written_only: bool,
+}
+
+impl Basis {
+    /// Adds what `more` read (taken later, for records found through the first ones).
+    pub fn extend(&mut self, more: Basis) {
+        self.read.extend(more.read);
+    }
+
+    /// This basis for a commit that conditions only the records it writes: a step that does
+    /// not rest on the others (the engine's progress of an operation it owns) and should not
+    /// write them again.
+    pub fn written_only(mut self) -> Basis {
+        self.written_only = true;
+        self
+    }
+
+    /// The revision `key` was read at, if the basis holds it (`Some(None)`: read absent).
+    fn revision_of(&self, key: &str) -> Option<Option<Revision>> {
+        self.read
+            .iter()
+            .find(|(read, _, _)| read == key)
+            .map(|(_, revision, _)| *revision)
     }
 }
 
@@ -917,6 +1072,88 @@ mod tests {
         put.plan_id = "mine".into();
         map.commit(vec![Change::PutInstance(put)]).await.unwrap();
         assert_eq!(map.instance("i1").unwrap().plan_id, "mine");
+    }
+
+    /// Issue #16: a decision on an existing record, committed on the basis it was read at,
+    /// fails when another replica's change to that record was applied between the read and
+    /// the commit, whether the decision writes the record (update vs update) or only read it
+    /// (a bind reads the instance a deprovision changes).
+    #[tokio::test]
+    async fn a_decision_on_a_record_that_changed_since_it_was_read_fails() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let map = StateMap::open(Arc::clone(&store)).await.unwrap();
+        let other = StateMap::open(Arc::clone(&store)).await.unwrap();
+        map.commit(vec![Change::PutInstance(instance("i1"))])
+            .await
+            .unwrap();
+        other.reload().await.unwrap();
+        async fn follow(map: &StateMap, store: &Arc<dyn Store>) {
+            let stored = store.load().await.unwrap();
+            map.apply_remote(stored.into_iter().map(WatchEvent::Put).collect());
+        }
+
+        // Update vs update: both read plan p; the other commits first.
+        let basis = map.basis(&[Read::Instance("i1")]);
+        let read = map.instance("i1").unwrap();
+        let mut theirs = other.instance("i1").unwrap();
+        theirs.plan_id = "theirs".into();
+        other
+            .commit(vec![Change::PutInstance(theirs)])
+            .await
+            .unwrap();
+        follow(&map, &store).await;
+        let mut mine = read.clone();
+        mine.plan_id = "mine".into();
+        let result = map
+            .commit_on(&basis, vec![Change::PutInstance(mine.clone())])
+            .await;
+        assert!(
+            matches!(result, Err(StoreError::Conflict { .. })),
+            "{result:?}"
+        );
+        assert_eq!(map.instance("i1").unwrap().plan_id, "theirs");
+        // Without the basis the map's revision at commit time would have let it through.
+        let fresh = map.basis(&[Read::Instance("i1")]);
+        map.commit_on(&fresh, vec![Change::PutInstance(mine)])
+            .await
+            .unwrap();
+        assert_eq!(map.instance("i1").unwrap().plan_id, "mine");
+
+        // A record only read: a bind's decision rests on the instance, which the other
+        // replica changes; the bind writes only its binding, and still fails.
+        other.reload().await.unwrap();
+        let basis = map.basis(&[Read::Instance("i1"), Read::Binding("b1")]);
+        let mut deleting = other.instance("i1").unwrap();
+        deleting.state = InstanceState::Deprovisioning;
+        other
+            .commit(vec![Change::PutInstance(deleting)])
+            .await
+            .unwrap();
+        follow(&map, &store).await;
+        let binding: ServiceBinding = serde_json::from_value(json!({
+            "id": "b1", "instance_id": "i1", "service_id": "s", "plan_id": "p",
+            "parameters": {}, "context": null, "state": "binding", "plugin_state": null,
+            "created_at": 1
+        }))
+        .unwrap();
+        let result = map
+            .commit_on(&basis, vec![Change::CreateBinding(binding.clone())])
+            .await;
+        assert!(
+            matches!(result, Err(StoreError::Conflict { .. })),
+            "{result:?}"
+        );
+        assert!(map.binding("b1").is_none(), "nothing applied");
+        // On an unchanged basis the read record is written again as it is.
+        let basis = map.basis(&[Read::Instance("i1"), Read::Binding("b1")]);
+        map.commit_on(&basis, vec![Change::CreateBinding(binding)])
+            .await
+            .unwrap();
+        assert_eq!(
+            map.instance("i1").unwrap().state,
+            InstanceState::Deprovisioning
+        );
+        assert!(map.binding("b1").is_some());
     }
 
     #[tokio::test]
