@@ -282,3 +282,192 @@ async fn a_lagging_replica_answers_for_what_another_just_accepted() {
     a.stop().await;
     b.stop().await;
 }
+
+/// Issue #16, the lost update between replicas: `replicas` replicas on one etcd, `ids`
+/// instances, and for each instance 16 conflicting requests spread over the replicas at the
+/// same moment (`request(n, broker, id)` sends the n-th). Returns, per instance, the answers.
+async fn conflicting(
+    replicas: usize,
+    ids: usize,
+    prepare: impl Fn(Arc<Broker>, String) -> tokio::task::JoinHandle<()>,
+    request: impl Fn(
+        usize,
+        Arc<Broker>,
+        String,
+    ) -> tokio::task::JoinHandle<(StatusCode, serde_json::Value)>,
+) -> Option<(
+    Vec<Arc<Broker>>,
+    Vec<(String, Vec<(StatusCode, serde_json::Value)>)>,
+)> {
+    let endpoint = etcd()?;
+    let prefix = prefix();
+    let mut brokers = Vec::new();
+    for _ in 0..replicas {
+        brokers.push(Arc::new(
+            Broker::with_config(replica(&endpoint, &prefix, 400)).await,
+        ));
+    }
+    let ids: Vec<String> = (0..ids).map(|n| new_id(&format!("lost-{n}"))).collect();
+    let prepared: Vec<_> = ids
+        .iter()
+        .enumerate()
+        .map(|(n, id)| prepare(Arc::clone(&brokers[n % replicas]), id.clone()))
+        .collect();
+    for task in prepared {
+        task.await.unwrap();
+    }
+    // Every replica sees every instance before the race starts.
+    for broker in &brokers {
+        for id in &ids {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while broker.core().state.instance(id).is_none() {
+                assert!(Instant::now() < deadline, "{id} never reached a replica");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+    let mut results = Vec::new();
+    // Ten instances at a time, each with its 16 requests at once.
+    for chunk in ids.chunks(10) {
+        let tasks: Vec<(String, Vec<_>)> = chunk
+            .iter()
+            .map(|id| {
+                let requests = (0..16)
+                    .map(|n| request(n, Arc::clone(&brokers[n % replicas]), id.clone()))
+                    .collect();
+                (id.clone(), requests)
+            })
+            .collect();
+        for (id, requests) in tasks {
+            let mut answers = Vec::new();
+            for task in requests {
+                answers.push(task.await.unwrap());
+            }
+            results.push((id, answers));
+        }
+    }
+    Some((brokers, results))
+}
+
+/// Issue #16: 16 different updates of each of 50 instances at once, over two and three
+/// replicas: exactly one is accepted per instance (the others see it running: 422
+/// ConcurrencyError), and after it the instance has the accepted update's parameters on every
+/// replica. Without deciding on the revisions read, two replicas that read the same `ready`
+/// instance could both accept theirs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn conflicting_updates_across_replicas_have_one_winner() {
+    for replicas in [2, 3] {
+        let Some((brokers, results)) = conflicting(
+            replicas,
+            50,
+            |broker, id| {
+                tokio::spawn(async move {
+                    let (status, body) =
+                        broker.put_instance(&id, &provision_body(SYNC), false).await;
+                    assert_eq!(status, StatusCode::CREATED, "{body}");
+                })
+            },
+            |n, broker, id| {
+                tokio::spawn(async move {
+                    let body = json!({
+                        "service_id": SERVICE, "plan_id": ASYNC, "parameters": {"attempt": n}
+                    });
+                    broker.patch_instance(&id, &body, true).await
+                })
+            },
+        )
+        .await
+        else {
+            return;
+        };
+        let mut tried = 0;
+        for (id, answers) in &results {
+            tried += answers.len();
+            let winners: Vec<_> = answers
+                .iter()
+                .enumerate()
+                .filter(|(_, (status, _))| *status == StatusCode::ACCEPTED)
+                .collect();
+            for (status, body) in answers {
+                assert!(
+                    [StatusCode::ACCEPTED, StatusCode::UNPROCESSABLE_ENTITY].contains(status),
+                    "{id}: {status} {body}"
+                );
+            }
+            assert_eq!(winners.len(), 1, "{replicas} replicas, {id}: {answers:?}");
+            let (attempt, (_, accepted)) = winners[0];
+            let operation = accepted["operation"].as_str().unwrap();
+            let last = brokers[0].wait_instance(id, operation).await;
+            assert_eq!(last["state"], "succeeded", "{last}");
+            // The accepted update is what every replica shows.
+            for broker in &brokers {
+                let deadline = Instant::now() + Duration::from_secs(10);
+                loop {
+                    let (status, fetched) = broker.get_instance(id).await;
+                    if status == StatusCode::OK && fetched["parameters"]["attempt"] == attempt {
+                        assert_eq!(fetched["plan_id"], ASYNC);
+                        break;
+                    }
+                    assert!(Instant::now() < deadline, "{id}: {status} {fetched}");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }
+        eprintln!(
+            "{replicas} replicas: {tried} conflicting updates over {} instances, one winner each",
+            results.len()
+        );
+    }
+}
+
+/// Issue #16: 16 repeats of a failed provision at once, over two and three replicas: one new
+/// provision starts per instance (the repeats that find it running join it: the same
+/// operation), never two.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn repeated_provisions_of_a_failed_instance_across_replicas_start_one() {
+    for replicas in [2, 3] {
+        let Some((_, results)) = conflicting(
+            replicas,
+            50,
+            |broker, id| {
+                tokio::spawn(async move {
+                    let (status, body) =
+                        broker.put_instance(&id, &provision_body(FAIL), true).await;
+                    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+                    let last = broker
+                        .wait_instance(&id, body["operation"].as_str().unwrap())
+                        .await;
+                    assert_eq!(last["state"], "failed", "{last}");
+                })
+            },
+            |_, broker, id| {
+                tokio::spawn(
+                    async move { broker.put_instance(&id, &provision_body(FAIL), true).await },
+                )
+            },
+        )
+        .await
+        else {
+            return;
+        };
+        for (id, answers) in &results {
+            let mut operations = std::collections::BTreeSet::new();
+            for (status, body) in answers {
+                match *status {
+                    StatusCode::ACCEPTED => {
+                        operations.insert(body["operation"].as_str().unwrap().to_owned());
+                    }
+                    StatusCode::UNPROCESSABLE_ENTITY => {
+                        assert_eq!(body["error"], "ConcurrencyError", "{id}: {body}")
+                    }
+                    other => panic!("{id}: {other} {body}"),
+                }
+            }
+            assert_eq!(
+                operations.len(),
+                1,
+                "{replicas} replicas, {id}: {answers:?}"
+            );
+        }
+    }
+}
