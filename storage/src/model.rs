@@ -279,7 +279,9 @@ pub struct Operation {
     /// reference, handed to the plugin so it can cancel or find the resource.
     #[serde(default, with = "null_aware")]
     pub halted_reference: Option<Value>,
-    /// For deprovision and unbind: it halted a running create (D-17), with or without a
+    /// For deprovision and unbind: the resource's create never succeeded (it deletes a failed
+    /// create, or halted a running one, D-17): the resource is not fetchable meanwhile, and a
+    /// failed delete leaves it failed. For a halted create, with or without a
     /// reference. Should it fail, the resource is left failed, not usable. (Stored on its own:
     /// JSON cannot tell a `null` reference from none, so the reference alone did not survive a
     /// restart as the marker.)

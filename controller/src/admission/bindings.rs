@@ -236,6 +236,12 @@ pub async fn fetch(
     match binding.state {
         // OSB-GETB-04: not there until the bind finished.
         BindingState::Binding | BindingState::BindFailed => Err(not_found()),
+        // Deleted before it ever existed (a halted or failed bind): still not there.
+        BindingState::Unbinding
+            if super::instances::deletes_what_never_existed(core, &binding.last_operation) =>
+        {
+            Err(not_found())
+        }
         BindingState::Bound | BindingState::Unbinding => Ok(binding),
     }
 }

@@ -4,8 +4,8 @@
 use serde_json::{Map, Value};
 use skybroker_config::SchemaKind;
 use skybroker_storage::{
-    now_millis, Change, InstanceState, Operation, OperationKind, Read, ServiceInstance,
-    UpdateTarget,
+    now_millis, Change, InstanceState, Operation, OperationId, OperationKind, Read,
+    ServiceInstance, UpdateTarget,
 };
 
 use super::{
@@ -201,8 +201,25 @@ pub async fn fetch(core: &Core, instance_id: &str) -> Result<ServiceInstance, Ap
     match instance.state {
         InstanceState::Provisioning | InstanceState::ProvisionFailed => Err(not_found(instance_id)),
         InstanceState::Updating => Err(instance_busy("being updated")),
+        // Deleted before it ever existed (a halted or failed provision): still not there.
+        InstanceState::Deprovisioning
+            if deletes_what_never_existed(core, &instance.last_operation) =>
+        {
+            Err(not_found(instance_id))
+        }
         InstanceState::Ready | InstanceState::Deprovisioning => Ok(instance),
     }
+}
+
+/// Whether the delete `last_operation` names removes a resource whose create never
+/// succeeded (see `Operation::halted`).
+pub(super) fn deletes_what_never_existed(
+    core: &Core,
+    last_operation: &Option<OperationId>,
+) -> bool {
+    (last_operation.as_deref())
+        .and_then(|id| core.state.operation(id))
+        .is_some_and(|delete| delete.halted_a_create())
 }
 
 /// Updates (OSB-UPD): a new plan, parameters merged key by key, maintenance or context.

@@ -405,15 +405,20 @@ fn halt(create: Option<Operation>, by: &Operation, now: UnixMillis) -> Option<(O
 
 /// The changes that start deleting a resource with `operation`: when its create still runs
 /// (`creating`, with that create's operation `create`), the create is halted and its
-/// reference handed to the delete (D-17). Returns the changes and the operation as
-/// started.
+/// reference handed to the delete (D-17); when its create failed (`failed`), the delete is
+/// marked the same way, without a reference. Either way the resource never existed for the
+/// platform: it cannot be fetched while it is deleted (issue #16), and a delete that fails
+/// leaves it failed, not ready. Returns the changes and the operation as started.
 fn begin_delete(
     mut operation: Operation,
-    creating: bool,
+    (creating, failed): (bool, bool),
     create: Option<Operation>,
     now: UnixMillis,
 ) -> (Vec<Change>, Operation) {
     let mut changes = Vec::new();
+    if failed {
+        operation.halted = true;
+    }
     if creating {
         operation.halted = true;
         // `Null` marks a create that had no reference yet (see `Operation::halted`).
@@ -436,8 +441,11 @@ pub fn begin_unbind(
     operation: Operation,
     now: UnixMillis,
 ) -> (Vec<Change>, Operation) {
-    let creating = binding.state == BindingState::Binding;
-    let (mut changes, operation) = begin_delete(operation, creating, create, now);
+    let never_created = (
+        binding.state == BindingState::Binding,
+        binding.state == BindingState::BindFailed,
+    );
+    let (mut changes, operation) = begin_delete(operation, never_created, create, now);
     let mut binding = binding.clone();
     binding.state = BindingState::Unbinding;
     binding.last_operation = Some(operation.id.clone());
@@ -454,8 +462,11 @@ pub fn begin_deprovision(
     operation: Operation,
     now: UnixMillis,
 ) -> (Vec<Change>, Operation) {
-    let creating = instance.state == InstanceState::Provisioning;
-    let (mut changes, operation) = begin_delete(operation, creating, create, now);
+    let never_created = (
+        instance.state == InstanceState::Provisioning,
+        instance.state == InstanceState::ProvisionFailed,
+    );
+    let (mut changes, operation) = begin_delete(operation, never_created, create, now);
     let mut instance = instance.clone();
     instance.state = InstanceState::Deprovisioning;
     instance.last_operation = Some(operation.id.clone());
@@ -893,6 +904,23 @@ mod tests {
         assert_eq!(unbind.halted_reference, Some(Value::Null));
         assert!(unbind.halted_a_create());
         assert_eq!(changes.len(), 3, "{changes:?}");
+
+        // Deleting a failed create is marked too: a failed delete leaves it failed.
+        let (changes, delete) = begin_deprovision(
+            &instance(InstanceState::ProvisionFailed),
+            None,
+            operation(OperationKind::Deprovision, false),
+            NOW,
+        );
+        assert!(delete.halted_a_create() && delete.halted_reference.is_none());
+        assert_eq!(changes.len(), 2);
+        let mut subject = subject(OperationKind::Deprovision, false);
+        subject.operation = delete;
+        let ending = failed(subject, Failure::new("no"), NOW);
+        assert_eq!(
+            summary(&ending).0,
+            "instance ProvisionFailed, operation Failed"
+        );
 
         // Deleting a ready resource halts nothing.
         let (changes, delete) = begin_deprovision(

@@ -19,6 +19,10 @@ async fn delete_halts_a_running_provision() {
     let (status, body) = broker.delete_instance("h-1", ASYNC, true).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     let deprovision = body["operation"].as_str().unwrap().to_owned();
+    // Issue #16: an instance whose provision never succeeded is not fetchable while it is
+    // deleted either.
+    let (status, fetched) = broker.get_instance("h-1").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{fetched}");
     let (_, halted) = broker.last_operation("h-1", Some(&provision)).await;
     assert_eq!(halted["state"], "failed");
     assert!(
@@ -54,6 +58,9 @@ async fn unbind_halts_a_running_bind() {
     let (status, body) = broker.delete_binding("h-2", "b-h", ASYNC, true).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     let unbind = body["operation"].as_str().unwrap().to_owned();
+    // Issue #16: nor is a binding whose bind never succeeded, while it is deleted.
+    let (status, fetched) = broker.get_binding("h-2", "b-h").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{fetched}");
     assert_eq!(
         broker
             .binding_last_operation("h-2", "b-h", Some(&bind))
