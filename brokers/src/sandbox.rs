@@ -49,6 +49,10 @@ struct Settings {
     failure_message: Option<String>,
     #[serde(default)]
     missing_on_delete: bool,
+    /// Bindings expire this long after they are made (`metadata.expires_at`, with
+    /// `renew_before` at half the time), as short-lived credentials do.
+    #[serde(default)]
+    binding_ttl_secs: Option<u64>,
 }
 
 impl Settings {
@@ -155,6 +159,20 @@ impl Sandbox {
         state
     }
 
+    /// OSB-BIND-12 binding metadata for a plan whose bindings expire.
+    fn binding_metadata(request: &OperationRequest) -> Option<Value> {
+        let ttl = Settings::parse(&request.plan_settings)
+            .ok()?
+            .binding_ttl_secs?;
+        let now = time::OffsetDateTime::now_utc();
+        let at = |seconds: u64| {
+            let when = now + time::Duration::seconds(i64::try_from(seconds).unwrap_or(i64::MAX));
+            when.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        };
+        Some(json!({ "expires_at": at(ttl)?, "renew_before": at(ttl / 2)? }))
+    }
+
     fn binding_completion(request: &OperationRequest) -> Completion {
         // The binding sees its instance's state: the resource name comes from provision.
         let resource = request
@@ -179,6 +197,7 @@ impl Sandbox {
                     "resource": resource,
                 })),
                 endpoints: Some(json!([{ "host": host, "ports": ["5432"], "protocol": "tcp" }])),
+                metadata: Self::binding_metadata(request),
                 ..BindingResult::default()
             }),
             ..Completion::default()

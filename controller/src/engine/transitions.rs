@@ -143,7 +143,13 @@ pub fn advance(
     }
     operation.attempts += 1;
     match answer {
-        Ok(Progress::Done(completion)) => Step::Succeed(Box::new(completion)),
+        Ok(Progress::Done(completion)) => match binding_metadata_problem(&completion) {
+            // What would reach the platform as a broken binding fails instead.
+            Some(problem) => Step::Fail(Failure::new(format!(
+                "the provider returned invalid binding metadata: {problem}"
+            ))),
+            None => Step::Succeed(Box::new(completion)),
+        },
         Ok(Progress::Failed {
             description,
             instance_usable,
@@ -218,6 +224,36 @@ pub fn advance(
                 failure
             })
         }
+    }
+}
+
+/// OSB-BIND-12: a binding's `metadata` is an object whose `expires_at` and `renew_before`,
+/// when present, are ISO-8601 UTC times (`yyyy-mm-ddThh:mm:ss.sZ`), `renew_before` no later
+/// than `expires_at`. What is wrong with a completion's, if anything.
+pub fn binding_metadata_problem(completion: &Completion) -> Option<String> {
+    let metadata = completion.binding.as_ref()?.metadata.as_ref()?;
+    let Value::Object(fields) = metadata else {
+        return Some("metadata must be an object".to_owned());
+    };
+    let time = |field: &str| -> Result<Option<time::OffsetDateTime>, String> {
+        let Some(value) = fields.get(field) else {
+            return Ok(None);
+        };
+        let text = value
+            .as_str()
+            .filter(|text| text.ends_with('Z'))
+            .ok_or_else(|| format!("{field} must be a UTC time like 2026-01-31T12:00:00.0Z"))?;
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+            .map(Some)
+            .map_err(|err| format!("{field} {text:?} is not an ISO-8601 time: {err}"))
+    };
+    match (time("expires_at"), time("renew_before")) {
+        (Err(problem), _) | (_, Err(problem)) => Some(problem),
+        (Ok(Some(expires)), Ok(Some(renew))) if renew > expires => {
+            Some("renew_before is later than expires_at".to_owned())
+        }
+        (Ok(None), Ok(Some(_))) => Some("renew_before without expires_at".to_owned()),
+        _ => None,
     }
 }
 
@@ -786,6 +822,63 @@ mod tests {
         }
         // For a create it is an ordinary error.
         assert!(matches!(step(Provision, false, unknown()), Step::Fail(_)));
+    }
+
+    // OSB-BIND-12: binding metadata a plugin returns is checked before a platform sees it.
+    #[test]
+    fn binding_metadata_is_checked() {
+        let done = |metadata: Value| {
+            Ok(Progress::Done(Completion {
+                binding: Some(BindingResult {
+                    credentials: Some(json!({"password": "p"})),
+                    metadata: Some(metadata),
+                    ..BindingResult::default()
+                }),
+                ..Completion::default()
+            }))
+        };
+        for good in [
+            json!({}),
+            json!({"expires_at": "2026-12-31T23:59:59.0Z"}),
+            json!({"expires_at": "2026-12-31T23:59:59Z", "renew_before": "2026-12-30T00:00:00.5Z"}),
+        ] {
+            assert!(
+                matches!(
+                    step(OperationKind::Bind, false, done(good.clone())),
+                    Step::Succeed(_)
+                ),
+                "{good}"
+            );
+        }
+        for (bad, why) in [
+            (json!("soon"), "must be an object"),
+            (json!({"expires_at": "tomorrow"}), "UTC time"),
+            (
+                json!({"expires_at": "2026-12-31T23:59:59+02:00"}),
+                "UTC time",
+            ),
+            (
+                json!({"expires_at": "2026-13-31T23:59:59Z"}),
+                "not an ISO-8601 time",
+            ),
+            (
+                json!({"expires_at": "2026-12-30T00:00:00Z", "renew_before": "2026-12-31T00:00:00Z"}),
+                "later than expires_at",
+            ),
+            (
+                json!({"renew_before": "2026-12-31T00:00:00Z"}),
+                "without expires_at",
+            ),
+        ] {
+            match step(OperationKind::Bind, false, done(bad.clone())) {
+                Step::Fail(failure) => assert!(
+                    failure.description.contains(why),
+                    "{bad}: {}",
+                    failure.description
+                ),
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
     }
 
     #[test]

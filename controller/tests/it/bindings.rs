@@ -359,3 +359,47 @@ async fn bind_response_follows_the_clients_version() {
     assert!(current["endpoints"].is_array());
     broker.stop().await;
 }
+
+/// Issue #16, OSB-BIND-12: a plan whose bindings expire gives each binding `metadata` with
+/// `expires_at` and an earlier `renew_before` (ISO-8601 UTC), in the bind's answer and on
+/// fetch, to clients of 2.16 and later only (D-14).
+#[tokio::test]
+async fn expiring_bindings_carry_their_metadata() {
+    let mut config = fast_config(100);
+    let plan = config.services[0]
+        .plans
+        .iter_mut()
+        .find(|plan| plan.id == SYNC)
+        .unwrap();
+    std::sync::Arc::make_mut(&mut plan.settings)["binding_ttl_secs"] = json!(3600);
+    let broker = Broker::with_config(config).await;
+    broker.provision_sync("exp-1", SYNC).await;
+    let (status, bound) = broker
+        .put_binding("exp-1", "exp-b1", &bind_body(SYNC), false)
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{bound}");
+    let time = |value: &Value| {
+        let text = value.as_str().unwrap_or_else(|| panic!("{bound}"));
+        assert!(text.ends_with('Z'), "{text}");
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).unwrap()
+    };
+    let expires = time(&bound["metadata"]["expires_at"]);
+    let renew = time(&bound["metadata"]["renew_before"]);
+    let now = time::OffsetDateTime::now_utc();
+    assert!(renew < expires, "{bound}");
+    assert!(
+        expires > now + time::Duration::minutes(59) && expires < now + time::Duration::minutes(61),
+        "{bound}"
+    );
+    let (_, fetched) = broker.get_binding("exp-1", "exp-b1").await;
+    assert_eq!(fetched["metadata"], bound["metadata"]);
+    let (_, old) = broker
+        .send(broker.request_as(
+            "2.15",
+            reqwest::Method::GET,
+            "/v2/service_instances/exp-1/service_bindings/exp-b1",
+        ))
+        .await;
+    assert!(old.get("metadata").is_none(), "{old}");
+    broker.stop().await;
+}
