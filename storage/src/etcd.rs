@@ -52,6 +52,10 @@ const OWNERS: &str = "owners/";
 /// Prefix of the sync markers (see the module doc), under the store's prefix.
 const SYNC: &str = "sync/";
 
+/// Operations etcd takes in one transaction (its `--max-txn-ops`, 128 unless the cluster
+/// was started with more): a commit of more writes is refused before it is sent.
+pub const MAX_TXN_OPS: usize = 128;
+
 /// How to reach etcd.
 #[derive(Clone)]
 pub struct EtcdOptions {
@@ -481,6 +485,13 @@ impl Store for EtcdStore {
     }
 
     async fn commit(&self, writes: Vec<Write>) -> Result<Revision, StoreError> {
+        // etcd refuses larger transactions with an opaque error; say it plainly instead.
+        if writes.len() > MAX_TXN_OPS {
+            return Err(StoreError::TooManyWrites {
+                writes: writes.len(),
+                limit: MAX_TXN_OPS,
+            });
+        }
         let mut delay = RETRY_DELAY;
         let mut attempt = 1;
         let give_up = tokio::time::Instant::now() + self.retry_budget;
@@ -795,6 +806,36 @@ mod tests {
             .await
             .unwrap();
         crate::testing::conformance(&store).await;
+    }
+
+    /// Issue #16: a commit above etcd's 128 operations is refused plainly, before it is sent,
+    /// and applies nothing; 128 go through.
+    #[tokio::test]
+    async fn commits_above_the_transaction_limit_are_refused_plainly() {
+        let Some(endpoint) = crate::testing::etcd_endpoint() else {
+            return;
+        };
+        let store = EtcdStore::connect(crate::testing::etcd_options(&endpoint))
+            .await
+            .unwrap();
+        let writes = |count: usize, tag: &str| -> Vec<Write> {
+            (0..count)
+                .map(|n| Write {
+                    key: format!("instances/{tag}-{n:04}"),
+                    value: Some(vec![1]),
+                    expect: Expect::Absent,
+                })
+                .collect()
+        };
+        match store.commit(writes(MAX_TXN_OPS + 1, "over")).await {
+            Err(StoreError::TooManyWrites { writes, limit }) => {
+                assert_eq!((writes, limit), (129, 128))
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(store.load().await.unwrap().is_empty(), "nothing applied");
+        store.commit(writes(MAX_TXN_OPS, "at")).await.unwrap();
+        assert_eq!(store.load().await.unwrap().len(), MAX_TXN_OPS);
     }
 
     #[tokio::test]

@@ -23,7 +23,7 @@ pub mod store;
 pub mod testing;
 
 pub use embedded::EmbeddedStore;
-pub use etcd::{EtcdOptions, EtcdStore};
+pub use etcd::{EtcdOptions, EtcdStore, MAX_TXN_OPS};
 pub use map::{Basis, Change, Counts, OperationBrief, OperationCounts, Read, StateMap, Target};
 pub use memory::MemoryStore;
 pub use model::*;

@@ -68,6 +68,15 @@ pub enum StoreError {
     /// Any other backend failure.
     #[error("store failure: {0}")]
     Backend(String),
+    /// A commit larger than the store takes in one transaction (etcd: `--max-txn-ops`,
+    /// 128 by default); nothing was applied. Callers keep their commits smaller.
+    #[error("a commit of {writes} writes is more than the store takes at once ({limit})")]
+    TooManyWrites {
+        /// The writes of the commit.
+        writes: usize,
+        /// What the store takes.
+        limit: usize,
+    },
 }
 
 /// What [`Store::load_pages`] hands each page of entries to; an error stops the load.

@@ -17,6 +17,7 @@ use skybroker_storage::{
 };
 use tokio::sync::{mpsc, watch};
 
+use super::scan::MAX_CHANGES;
 use super::transitions::{self, Ending, Policy, Step, Subject};
 use super::{lock, scan, Engine};
 use crate::jobs::Outcome;
@@ -227,10 +228,28 @@ pub(super) async fn finish_failed(
 /// Persists an ending, counts it, releases the operation's claim and wakes a request waiting
 /// for it; an ending that cannot be persisted is retried.
 async fn carry_out(engine: &Engine, basis: &Basis, ending: Ending) {
-    let (operation, changes, reverted) = match ending {
+    let (operation, mut changes, reverted) = match ending {
         Ending::Finish { operation, changes } => (operation, changes, false),
         Ending::Revert { operation, changes } => (operation, changes, true),
     };
+    // A deprovision of an instance with many bindings deletes them ahead, in commits etcd
+    // takes; the instance and the operation go last, together.
+    while changes.len() > MAX_CHANGES {
+        let ahead: Vec<Change> = changes
+            .iter()
+            .filter(|change| matches!(change, Change::DeleteBinding(_)))
+            .take(MAX_CHANGES)
+            .cloned()
+            .collect();
+        if ahead.is_empty() {
+            break;
+        }
+        changes.retain(|change| !ahead.iter().any(|a| same_binding_delete(a, change)));
+        if let Err(err) = engine.state.commit(ahead).await {
+            retry_later(engine, &operation.id, err);
+            return;
+        }
+    }
     if let Err(err) = engine.state.commit_on(basis, changes).await {
         retry_later(engine, &operation.id, err);
         return;
@@ -252,6 +271,11 @@ async fn carry_out(engine: &Engine, basis: &Basis, ending: Ending) {
     };
     engine.metrics.operation_finished(operation.kind, outcome);
     engine.finished(operation);
+}
+
+/// Whether two changes delete the same binding.
+fn same_binding_delete(a: &Change, b: &Change) -> bool {
+    matches!((a, b), (Change::DeleteBinding(x), Change::DeleteBinding(y)) if x == y)
 }
 
 fn retry_later(engine: &Engine, operation_id: &str, err: StoreError) {

@@ -28,6 +28,11 @@ use super::{apply, lock, Engine, SyncOutcome};
 use crate::jobs::{Call, Job, SealedRequest};
 use crate::metrics::{Admitted, EndedAs};
 
+/// The most changes one commit carries when a step touches many records (a deprovision's
+/// bindings): etcd takes 128 operations per transaction (`MAX_TXN_OPS`), and a basis may add
+/// a few of its own.
+pub(super) const MAX_CHANGES: usize = 100;
+
 /// How often a replica tries to claim an operation another replica drives.
 const CLAIM_RETRY_MS: u64 = 1000;
 
@@ -303,7 +308,11 @@ async fn cascade_unbind(
     deprovision: &Operation,
     bindings: Vec<ServiceBinding>,
 ) -> Result<(), StoreError> {
-    let mut changes = Vec::new();
+    // One group of changes a binding, committed in batches etcd takes (a group is never
+    // split: a binding must not point at an operation that was not stored with it). Each
+    // batch starts unbinds of its own, so a failure part way leaves the rest for the next
+    // pass.
+    let mut groups: Vec<Vec<Change>> = Vec::new();
     let mut started = Vec::new();
     for binding in bindings {
         if binding.state == BindingState::Unbinding {
@@ -311,7 +320,7 @@ async fn cascade_unbind(
         }
         let Some(plan) = engine.catalog.plan(&binding.service_id, &binding.plan_id) else {
             // The plan left the catalog: nothing can unbind it; drop the record.
-            changes.push(Change::DeleteBinding(binding.id.clone()));
+            groups.push(vec![Change::DeleteBinding(binding.id.clone())]);
             continue;
         };
         let operation = engine.new_operation(
@@ -325,14 +334,24 @@ async fn cascade_unbind(
             .then_some(binding.last_operation.as_deref())
             .flatten()
             .and_then(|id| engine.state.operation(id));
-        let (mut unbind_changes, operation) =
+        let (unbind_changes, operation) =
             transitions::begin_unbind(&binding, create, operation, now_millis());
-        changes.append(&mut unbind_changes);
+        groups.push(unbind_changes);
         started.push(operation.id);
     }
-    let admitted = Admitted::of(&changes);
-    engine.state.commit(changes).await?;
-    engine.metrics.record_admitted(admitted);
+    let mut batch: Vec<Change> = Vec::new();
+    let mut groups = groups.into_iter().peekable();
+    while let Some(group) = groups.next() {
+        batch.extend(group);
+        let full = groups
+            .peek()
+            .is_none_or(|next| batch.len() + next.len() > MAX_CHANGES);
+        if full {
+            let admitted = Admitted::of(&batch);
+            engine.state.commit(std::mem::take(&mut batch)).await?;
+            engine.metrics.record_admitted(admitted);
+        }
+    }
     for id in started {
         log::info!("operation {id}: unbind cascaded from {}", deprovision.id);
         engine.schedule_now(&id);

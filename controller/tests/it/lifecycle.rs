@@ -260,3 +260,38 @@ async fn failed_async_update_keeps_the_old_plan() {
     assert_eq!(broker.get_instance("uf-1").await.1["plan_id"], SYNC);
     broker.stop().await;
 }
+
+/// Issue #16, D-03: a deprovision cascades to more bindings than one etcd transaction takes
+/// (128 operations, two a binding): its commits are cut to size, every binding is unbound and
+/// nothing is left (run on etcd by the suite's second pass).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deprovision_cascades_to_more_bindings_than_one_transaction_takes() {
+    let broker = std::sync::Arc::new(Broker::start().await);
+    broker.provision_sync("many-1", SYNC).await;
+    for chunk in 0..13 {
+        let binds: Vec<_> = (0..10)
+            .map(|n| {
+                let broker = std::sync::Arc::clone(&broker);
+                tokio::spawn(async move {
+                    let id = format!("many-b{chunk:02}{n}");
+                    broker
+                        .put_binding("many-1", &id, &bind_body(SYNC), false)
+                        .await
+                })
+            })
+            .collect();
+        for bind in binds {
+            let (status, body) = bind.await.unwrap();
+            assert_eq!(status, StatusCode::CREATED, "{body}");
+        }
+    }
+    assert_eq!(broker.core().state.counts().bindings, 130);
+    let (status, body) = broker.delete_instance("many-1", SYNC, false).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(broker.core().state.instance("many-1").is_none());
+    assert_eq!(broker.core().state.counts().bindings, 0);
+    assert_eq!(
+        broker.get_binding("many-1", "many-b000").await.0,
+        StatusCode::NOT_FOUND
+    );
+}
