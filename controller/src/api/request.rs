@@ -143,10 +143,53 @@ impl Query {
     }
 }
 
-/// Turns a path extraction failure into a 400.
-pub fn path<T>(path: Result<axum::extract::Path<T>, PathRejection>) -> Result<T, ApiError> {
-    path.map(|p| p.0)
-        .map_err(|err| ApiError::BadRequest(format!("bad path: {}", err.body_text())))
+/// The most characters an instance or binding id may have (OSB-GEN-09's 255; platforms send
+/// GUIDs of 36).
+pub const MAX_ID_CHARS: usize = 255;
+
+/// The ids of a route: checked before anything else looks at them.
+pub trait PathIds {
+    /// Refuses ids no platform sends: longer than [`MAX_ID_CHARS`], or with control
+    /// characters (a NUL, a newline) that would end up in store keys and log lines.
+    fn check(&self) -> Result<(), ApiError>;
+}
+
+fn check_id(name: &str, id: &str) -> Result<(), ApiError> {
+    if id.chars().count() > MAX_ID_CHARS {
+        return Err(ApiError::BadRequest(format!(
+            "{name} is longer than {MAX_ID_CHARS} characters"
+        )));
+    }
+    if id.chars().any(char::is_control) {
+        return Err(ApiError::BadRequest(format!(
+            "{name} must not contain control characters"
+        )));
+    }
+    Ok(())
+}
+
+impl PathIds for String {
+    fn check(&self) -> Result<(), ApiError> {
+        check_id("instance_id", self)
+    }
+}
+
+impl PathIds for (String, String) {
+    fn check(&self) -> Result<(), ApiError> {
+        check_id("instance_id", &self.0)?;
+        check_id("binding_id", &self.1)
+    }
+}
+
+/// The route's ids, checked ([`PathIds`]); a path extraction failure is a 400.
+pub fn path<T: PathIds>(
+    path: Result<axum::extract::Path<T>, PathRejection>,
+) -> Result<T, ApiError> {
+    let ids = path
+        .map(|p| p.0)
+        .map_err(|err| ApiError::BadRequest(format!("bad path: {}", err.body_text())))?;
+    ids.check()?;
+    Ok(ids)
 }
 
 /// A JSON response.
@@ -184,4 +227,33 @@ pub fn caller(query: &Query, requested_by: Option<String>) -> Result<Caller, Api
         accepts_incomplete: query.accepts_incomplete()?,
         requested_by,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_no_platform_sends_are_refused() {
+        assert!("5c7e4d1b-7b44-4a0e-9a6a-5a1d1c0f0001"
+            .to_owned()
+            .check()
+            .is_ok());
+        assert!(
+            "a/b c ../..".to_owned().check().is_ok(),
+            "reserved characters round-trip"
+        );
+        assert!("é".repeat(255).check().is_ok(), "characters, not bytes");
+        for bad in ["x".repeat(256), "a\0b".to_owned(), "line\nbreak".to_owned()] {
+            assert!(
+                matches!(bad.check(), Err(ApiError::BadRequest(_))),
+                "{bad:?}"
+            );
+        }
+        let binding = ("i-1".to_owned(), "b\u{7f}".to_owned());
+        match binding.check() {
+            Err(ApiError::BadRequest(message)) => assert!(message.starts_with("binding_id")),
+            other => panic!("{other:?}"),
+        }
+    }
 }

@@ -9,6 +9,7 @@ mod catalog;
 mod concurrency;
 mod harness;
 mod headers;
+mod hostile;
 mod instances;
 mod last_operation;
 mod lifecycle;

@@ -304,7 +304,10 @@ async fn conflicting(
     let mut brokers = Vec::new();
     for _ in 0..replicas {
         brokers.push(Arc::new(
-            Broker::with_config(replica(&endpoint, &prefix, 400)).await,
+            // Operations take 3 s: every request of the race arrives while the winner's
+            // operation runs, even on a loaded machine (one that arrived after it ended would
+            // rightly start another).
+            Broker::with_config(replica(&endpoint, &prefix, 3000)).await,
         ));
     }
     let ids: Vec<String> = (0..ids).map(|n| new_id(&format!("lost-{n}"))).collect();

@@ -1,0 +1,177 @@
+//! Hostile input (issue #16): whatever a client sends, the answer is a 4xx with an OSB error
+//! body (`{"error"?, "description"}`), never a 5xx, a panic or a plain-text error, and nothing
+//! is created by a refused request.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::harness::*;
+
+/// A refusal: the status, and an OSB error body that says why.
+fn refused(status: StatusCode, body: &Value, expected: StatusCode, what: &str) {
+    assert_eq!(status, expected, "{what}: {body}");
+    assert!(
+        body["description"].as_str().is_some_and(|d| !d.is_empty()),
+        "{what}: an OSB error body: {body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_deep_and_broken_bodies_are_refused() {
+    let broker = Broker::start().await;
+    let put = |body: Vec<u8>| {
+        broker
+            .request(Method::PUT, "/v2/service_instances/hostile-1")
+            .header("Content-Type", "application/json")
+            .body(body)
+    };
+    // 10 MB: more than the configured limit.
+    let mut huge = serde_json::to_vec(&provision_body(SYNC)).unwrap();
+    huge.truncate(huge.len() - 1);
+    huge.extend_from_slice(b", \"padding\": \"");
+    huge.extend(std::iter::repeat_n(b'x', 10 * 1024 * 1024));
+    huge.extend_from_slice(b"\"}");
+    let (status, body) = broker.send(put(huge)).await;
+    refused(status, &body, StatusCode::PAYLOAD_TOO_LARGE, "10 MB body");
+    // 10,000 levels of nesting.
+    let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+    let (status, body) = broker.send(put(deep.into_bytes())).await;
+    refused(status, &body, StatusCode::BAD_REQUEST, "10k-deep JSON");
+    // Not UTF-8.
+    let (status, body) = broker
+        .send(put(b"{\"service_id\": \"\xff\xfe\"}".to_vec()))
+        .await;
+    refused(status, &body, StatusCode::BAD_REQUEST, "invalid UTF-8");
+    // Not an object, empty, truncated.
+    for garbage in [&b"[]"[..], b"", b"{\"service_id\": ", b"null", b"\0\0\0"] {
+        let (status, body) = broker.send(put(garbage.to_vec())).await;
+        refused(
+            status,
+            &body,
+            StatusCode::BAD_REQUEST,
+            &String::from_utf8_lossy(garbage),
+        );
+    }
+    assert!(broker.core().state.instance("hostile-1").is_none());
+    broker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_field_of_the_wrong_type_is_refused_by_name() {
+    let broker = Broker::start().await;
+    for (field, value) in [
+        ("service_id", json!(5)),
+        ("plan_id", json!(["x"])),
+        ("parameters", json!("size=1")),
+        ("context", json!([])),
+        ("organization_guid", json!({})),
+        ("space_guid", json!(true)),
+        ("maintenance_info", json!(3)),
+        ("service_id", json!("")),
+    ] {
+        let mut body = provision_body(SYNC);
+        body[field] = value.clone();
+        let (status, answer) = broker.put_instance("typed-1", &body, false).await;
+        refused(status, &answer, StatusCode::BAD_REQUEST, field);
+        assert!(
+            answer["description"].as_str().unwrap().contains(field),
+            "{field} {value}: {answer}"
+        );
+    }
+    for query in ["accepts_incomplete=yes", "accepts_incomplete="] {
+        let (status, answer) = broker
+            .send(
+                broker
+                    .request(
+                        Method::PUT,
+                        &format!("/v2/service_instances/typed-1?{query}"),
+                    )
+                    .json(&provision_body(SYNC)),
+            )
+            .await;
+        refused(status, &answer, StatusCode::BAD_REQUEST, query);
+    }
+    assert!(broker.core().state.instance("typed-1").is_none());
+    broker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ids_no_platform_sends_are_refused_and_odd_ones_stay_ids() {
+    let broker = Broker::start().await;
+    let long = "i".repeat(10 * 1024);
+    for id in ["nul%00id", "line%0Abreak", long.as_str()] {
+        let (status, body) = broker.put_instance(id, &provision_body(SYNC), false).await;
+        refused(
+            status,
+            &body,
+            StatusCode::BAD_REQUEST,
+            &id[..id.len().min(20)],
+        );
+        let (status, body) = broker
+            .put_binding("some-instance", id, &bind_body(SYNC), false)
+            .await;
+        refused(status, &body, StatusCode::BAD_REQUEST, "binding id");
+    }
+    assert_eq!(broker.core().state.counts().instances, 0);
+    // A path traversal is only an id: stored and fetched as one, nothing else is touched.
+    let traversal = "..%2F..%2Fetc%2Fpasswd";
+    let (status, body) = broker
+        .put_instance(traversal, &provision_body(SYNC), false)
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert!(broker.core().state.instance("../../etc/passwd").is_some());
+    assert_eq!(broker.get_instance(traversal).await.0, StatusCode::OK);
+    broker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_credentials_are_401_with_an_osb_body() {
+    let broker = Broker::start().await;
+    for authorization in [
+        "Bearer ",
+        "Bearer %%%",
+        "Bearer token-abc-but-longer",
+        "Basic ===",
+        "Basic cGxhdGZvcm0=",
+        "Digest username=platform",
+        "bearer token-abc",
+    ] {
+        let response = broker
+            .client
+            .get(format!("{}/v2/catalog", broker.url))
+            .header("X-Broker-API-Version", "2.17")
+            .header("Authorization", authorization)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        refused(status, &body, StatusCode::UNAUTHORIZED, authorization);
+    }
+    broker.stop().await;
+}
+
+/// Duplicate keys in a body are not an error (JSON leaves them to the reader); the last one
+/// counts, as in most JSON parsers, and the request is answered as such.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicate_keys_take_the_last_value() {
+    let broker = Broker::start().await;
+    let body = format!(
+        r#"{{"service_id": "nonsense", "service_id": "{SERVICE}", "plan_id": "{SYNC}",
+            "organization_guid": "o", "space_guid": "s"}}"#
+    );
+    let (status, answer) = broker
+        .send(
+            broker
+                .request(Method::PUT, "/v2/service_instances/dup-1")
+                .header("Content-Type", "application/json")
+                .body(body),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    assert_eq!(
+        broker.core().state.instance("dup-1").unwrap().service_id,
+        SERVICE
+    );
+    broker.stop().await;
+}
