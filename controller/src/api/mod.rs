@@ -396,3 +396,42 @@ mod tests {
         }
     }
 }
+
+/// Hostile input (issue #16): whatever a client puts in the headers and the query, parsing
+/// answers a value or a 4xx; it never panics and never accepts what it should refuse.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+        #[test]
+        fn versions_parse_or_are_refused(text in ".{0,40}") {
+            let Ok(header) = HeaderValue::from_str(&text) else { return Ok(()); };
+            match parse_version(Some(&header), false) {
+                Ok(version) => {
+                    prop_assert!(text.trim().starts_with("2."));
+                    prop_assert!(version.minor >= MIN_MINOR);
+                }
+                Err(err) => prop_assert!(err.status().is_client_error(), "{err:?}"),
+            }
+        }
+
+        #[test]
+        fn originating_identities_parse_or_are_refused(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let Ok(header) = HeaderValue::from_bytes(&bytes) else { return Ok(()); };
+            match parse_originating_identity(Some(&header)) {
+                Ok(Originator(Some(who))) => prop_assert!(who.contains(' ')),
+                Ok(Originator(None)) => prop_assert!(false, "a header present names someone"),
+                Err(err) => prop_assert!(err.status().is_client_error(), "{err:?}"),
+            }
+        }
+
+        #[test]
+        fn basic_credentials_never_match_by_accident(encoded in ".{0,100}") {
+            prop_assert!(!basic_credentials_match(&encoded, "platform", "s3cret-password-x"));
+        }
+    }
+}

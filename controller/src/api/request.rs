@@ -257,3 +257,73 @@ mod tests {
         }
     }
 }
+
+/// Hostile input (issue #16): bodies, queries and ids of any shape parse into values or
+/// 400s, never a panic, and only what the rules allow is accepted.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+        #[test]
+        fn bodies_parse_to_objects_or_are_refused(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            match JsonBody::parse(&HeaderMap::new(), &bytes) {
+                Ok(body) => {
+                    let value: Value = serde_json::from_slice(&bytes).unwrap();
+                    prop_assert!(value.is_object());
+                    // Field readers answer a value or a 400, whatever the field holds.
+                    for field in ["service_id", "plan_id", "parameters", "context"] {
+                        let _ = body.optional_str(field);
+                        let _ = body.optional_object(field);
+                    }
+                    let _ = body.maintenance_version();
+                }
+                Err(err) => prop_assert!(matches!(err, ApiError::BadRequest(_))),
+            }
+        }
+
+        #[test]
+        fn json_objects_of_any_shape_are_read_field_by_field(
+            fields in proptest::collection::btree_map("[a-z_]{1,12}", any::<Option<i32>>(), 0..8),
+            text in ".{0,20}",
+        ) {
+            let mut object = Map::new();
+            for (key, value) in fields {
+                object.insert(key, value.map_or(Value::String(text.clone()), Value::from));
+            }
+            let bytes = serde_json::to_vec(&Value::Object(object)).unwrap();
+            let body = JsonBody::parse(&HeaderMap::new(), &bytes).unwrap();
+            for field in ["service_id", "plan_id", "organization_guid"] {
+                match body.optional_str(field) {
+                    Ok(Some(value)) => prop_assert!(!value.is_empty()),
+                    Ok(None) => {}
+                    Err(err) => prop_assert!(matches!(err, ApiError::BadRequest(_))),
+                }
+            }
+        }
+
+        #[test]
+        fn queries_parse_and_only_true_or_false_is_accepted(raw in ".{0,80}") {
+            let query = Query::parse(Some(&raw));
+            match query.accepts_incomplete() {
+                Ok(_) => {
+                    let value = query.0.get("accepts_incomplete").map(String::as_str);
+                    prop_assert!(matches!(value, None | Some("true") | Some("false")));
+                }
+                Err(err) => prop_assert!(matches!(err, ApiError::BadRequest(_))),
+            }
+            if let Ok(Some(hint)) = query.hint("service_id") {
+                prop_assert!(!hint.is_empty());
+            }
+        }
+
+        #[test]
+        fn ids_are_accepted_exactly_when_a_platform_could_send_them(id in "\\PC{0,300}|.{0,40}") {
+            let allowed = id.chars().count() <= MAX_ID_CHARS && !id.chars().any(char::is_control);
+            prop_assert_eq!(id.clone().check().is_ok(), allowed);
+        }
+    }
+}
