@@ -1872,3 +1872,104 @@ impl Drop for Withholder {
         self.task.abort();
     }
 }
+
+/// Issue #16, crash durability on the embedded store: 200 async provisions sent at once,
+/// `kill -9` while they are still arriving and running, a restart on the same data
+/// directory: every provision that was acknowledged (202) succeeds with the operation it was
+/// given, and is fetchable once; the ones the kill cut off either never happened (404) or,
+/// when the commit landed before the answer was lost, finish as well. Nothing acknowledged is
+/// lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_provisions_survive_kill_9_on_the_embedded_store() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let data = dir.path().join("data");
+    let config = write_config(dir.path(), 2_000, 0);
+    let mut broker = serve(&data, Some(&config), &[]).await;
+    // Requests the kill cuts off fail to send or lose their answer: no status.
+    let requests: Vec<_> = (0..200)
+        .map(|n| {
+            let api = broker.api.clone();
+            tokio::spawn(async move {
+                let id = format!("crash-{n:03}");
+                let body = json!({
+                    "service_id": SERVICE_ID, "plan_id": ASYNC_PLAN,
+                    "organization_guid": "org", "space_guid": "space",
+                });
+                let response = api
+                    .client
+                    .put(format!("{}/v2/service_instances/{id}", api.base))
+                    .query(&[("accepts_incomplete", "true")])
+                    .header("X-Broker-API-Version", "2.17")
+                    .basic_auth(USERNAME, Some(PASSWORD))
+                    .json(&body)
+                    .send()
+                    .await;
+                let answer = match response {
+                    Ok(response) => {
+                        let status = response.status();
+                        match response.json::<Value>().await {
+                            Ok(body) => Some((status, body)),
+                            Err(_) => None,
+                        }
+                    }
+                    Err(_) => None,
+                };
+                (id, answer)
+            })
+        })
+        .collect();
+    // Kill once a quarter have been answered, while the rest are in flight or just answered
+    // and every operation runs.
+    let mut answered = Vec::new();
+    let mut requests = requests.into_iter();
+    for task in requests.by_ref().take(50) {
+        answered.push(task.await.unwrap());
+    }
+    broker.process.kill9();
+    drop(broker);
+    for task in requests {
+        answered.push(task.await.unwrap());
+    }
+    let acknowledged: Vec<(String, String)> = answered
+        .iter()
+        .filter_map(|(id, answer)| match answer {
+            Some((StatusCode::ACCEPTED, body)) => Some((id.clone(), operation_of(body))),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        acknowledged.len() >= 50,
+        "at least those answered before the kill: {}",
+        acknowledged.len()
+    );
+
+    let broker = serve(&data, Some(&config), &[]).await;
+    for (id, operation) in &acknowledged {
+        let state = broker
+            .api
+            .await_operation(id, operation, Duration::from_secs(60))
+            .await;
+        assert_eq!(state, "succeeded", "{id} ({operation})");
+        let (status, body) = broker.api.get_instance(id).await;
+        assert_eq!(status, StatusCode::OK, "{id}: {body}");
+    }
+    // The unanswered ones: gone, or carried through.
+    let cut_off = answered
+        .iter()
+        .filter(|(_, answer)| answer.is_none())
+        .count();
+    for (id, answer) in &answered {
+        if matches!(answer, Some((StatusCode::ACCEPTED, _))) {
+            continue;
+        }
+        let (fetched, body) = broker.api.get_instance(id).await;
+        assert!(
+            fetched == StatusCode::NOT_FOUND || fetched == StatusCode::OK,
+            "{id}: {fetched} {body}"
+        );
+    }
+    eprintln!(
+        "kill -9 during 200 provisions: {} acknowledged, all succeeded after the restart; {cut_off} cut off",
+        acknowledged.len()
+    );
+}
