@@ -4,11 +4,13 @@
 use serde_json::{Map, Value};
 use skybroker_config::SchemaKind;
 use skybroker_storage::{
-    now_millis, BindingId, BindingState, Change, InstanceState, OperationKind, Read, ServiceBinding,
+    now_millis, BindingId, BindingState, Change, InstanceState, OperationKind, Read,
+    ServiceBinding, StateMap,
 };
 
 use super::{
-    answer, busy, check_async, decided, repeat_of, same_parameters, Answer, Caller, DeleteRequest,
+    answer, busy, check_async, decided, lock_and_read, repeat_of, same_parameters, Answer, Caller,
+    DeleteRequest,
 };
 use crate::core::Core;
 use crate::engine::transitions;
@@ -63,24 +65,17 @@ async fn bind_once(
     let instance_id = request.instance_id.as_str();
     let binding_id = request.binding_id.as_str();
     let predecessor_id = &request.predecessor_id;
-    // A miss may be another replica's fresh record: catch up first, outside the instance
-    // lock (the engine waits for it).
-    if !caught_up {
-        core.state
-            .catch_up_unless(|state| {
-                state.has_instance(instance_id)
-                    && (predecessor_id.as_deref()).is_none_or(|id| state.has_binding(id))
-            })
-            .await?;
-    }
-    let guard = core.locks.lock(instance_id).await;
+    let present = |state: &StateMap| {
+        state.has_instance(instance_id)
+            && (predecessor_id.as_deref()).is_none_or(|id| state.has_binding(id))
+    };
     // The decision rests on the instance (its state), the binding and a predecessor: a
     // change to any of them on another replica before the commit fails it (issue #16).
     let mut reads = vec![Read::Instance(instance_id), Read::Binding(binding_id)];
     if let Some(predecessor_id) = predecessor_id {
         reads.push(Read::Binding(predecessor_id));
     }
-    let basis = core.state.basis(&reads);
+    let (guard, basis) = lock_and_read(core, instance_id, caught_up, present, &reads).await?;
     // D-04: binding to an unknown instance is 404.
     let instance = core
         .state
@@ -274,17 +269,9 @@ async fn unbind_once(
         plan_id,
         caller,
     } = request;
-    // A miss may be another replica's fresh record: catch up first, outside the instance
-    // lock (the engine waits for it).
-    if !caught_up {
-        core.state
-            .catch_up_unless(|state| state.has_binding(binding_id))
-            .await?;
-    }
-    let guard = core.locks.lock(instance_id).await;
-    let mut basis = core
-        .state
-        .basis(&[Read::Instance(instance_id), Read::Binding(binding_id)]);
+    let present = |state: &StateMap| state.has_binding(binding_id);
+    let reads = [Read::Instance(instance_id), Read::Binding(binding_id)];
+    let (guard, mut basis) = lock_and_read(core, instance_id, caught_up, present, &reads).await?;
     let binding = core
         .state
         .binding(binding_id)

@@ -5,11 +5,12 @@ use serde_json::{Map, Value};
 use skybroker_config::SchemaKind;
 use skybroker_storage::{
     now_millis, Change, InstanceState, Operation, OperationId, OperationKind, Read,
-    ServiceInstance, UpdateTarget,
+    ServiceInstance, StateMap, UpdateTarget,
 };
 
 use super::{
-    answer, busy, check_async, decided, repeat_of, same_parameters, Answer, Caller, DeleteRequest,
+    answer, busy, check_async, decided, lock_and_read, repeat_of, same_parameters, Answer, Caller,
+    DeleteRequest,
 };
 use crate::catalog::check_maintenance;
 use crate::core::Core;
@@ -243,15 +244,9 @@ async fn update_once(
 ) -> Result<Answer<ServiceInstance>, ApiError> {
     let instance_id = request.instance_id.as_str();
     let service_id = request.service_id.as_str();
-    // A miss may be another replica's fresh record: catch up first, outside the instance
-    // lock (the engine waits for it).
-    if !caught_up {
-        core.state
-            .catch_up_unless(|state| state.has_instance(instance_id))
-            .await?;
-    }
-    let guard = core.locks.lock(instance_id).await;
-    let basis = core.state.basis(&[Read::Instance(instance_id)]);
+    let present = |state: &StateMap| state.has_instance(instance_id);
+    let reads = [Read::Instance(instance_id)];
+    let (guard, basis) = lock_and_read(core, instance_id, caught_up, present, &reads).await?;
     let mut instance = core
         .state
         .instance(instance_id)
@@ -366,15 +361,9 @@ async fn deprovision_once(
         plan_id,
         caller,
     } = request;
-    // A miss may be another replica's fresh record: catch up first, outside the instance
-    // lock (the engine waits for it).
-    if !caught_up {
-        core.state
-            .catch_up_unless(|state| state.has_instance(instance_id))
-            .await?;
-    }
-    let guard = core.locks.lock(instance_id).await;
-    let mut basis = core.state.basis(&[Read::Instance(instance_id)]);
+    let present = |state: &StateMap| state.has_instance(instance_id);
+    let reads = [Read::Instance(instance_id)];
+    let (guard, mut basis) = lock_and_read(core, instance_id, caught_up, present, &reads).await?;
     let instance = core
         .state
         .instance(instance_id)

@@ -20,7 +20,8 @@ pub mod last_operation;
 use std::future::Future;
 
 use serde_json::{Map, Value};
-use skybroker_storage::{Operation, OperationId};
+use skybroker_storage::{Basis, Operation, OperationId, Read, StateMap};
+use tokio::sync::MutexGuard;
 
 use crate::core::Core;
 use crate::engine::{Finished, Launched};
@@ -79,6 +80,24 @@ where
         }
         result => result,
     }
+}
+
+/// The opening of a decision on records that should exist: unless the map has just caught up,
+/// catch up when `present` does not hold (a miss may be another replica's fresh record; done
+/// outside the instance lock, which the engine waits for); then the instance lock, and the
+/// basis of `reads` taken under it before anything is read (issue #16).
+async fn lock_and_read<'a>(
+    core: &'a Core,
+    instance_id: &str,
+    caught_up: bool,
+    present: impl Fn(&StateMap) -> bool,
+    reads: &[Read<'_>],
+) -> Result<(MutexGuard<'a, ()>, Basis), ApiError> {
+    if !caught_up {
+        core.state.catch_up_unless(present).await?;
+    }
+    let guard = core.locks.lock(instance_id).await;
+    Ok((guard, core.state.basis(reads)))
 }
 
 /// The answer to a request repeating the operation that runs on a resource: the same
