@@ -9,8 +9,8 @@ use skybroker_storage::{
 };
 
 use super::{
-    answer, busy, check_async, decided, lock_and_read, repeat_of, same_parameters, Answer, Caller,
-    DeleteRequest,
+    answer, busy, check_async, decided, delete_plan, last_operation_of, lock_and_read, repeat_of,
+    same_parameters, Answer, Caller, DeleteRequest,
 };
 use crate::core::Core;
 use crate::engine::transitions;
@@ -282,21 +282,11 @@ async fn unbind_once(
             "service_id {service_id:?} is not the binding's service"
         )));
     }
-    core.catalog.requested_plan(service_id, plan_id)?;
-    let plan = match core.catalog.plan(&binding.service_id, &binding.plan_id) {
-        Some(plan) => plan,
-        None => core.catalog.requested_plan(service_id, plan_id)?,
-    };
+    let own = (binding.service_id.as_str(), binding.plan_id.as_str());
+    let plan = delete_plan(core, (service_id, plan_id), own)?;
     let sync = plan.is_sync(OperationKind::Unbind);
     check_async(sync, caller)?;
-    // The bind an unbind may halt is written too (D-17): read on the basis as well.
-    if let Some(id) = binding.last_operation.as_deref() {
-        basis.extend(core.state.basis(&[Read::Operation(id)]));
-    }
-    let running = binding
-        .last_operation
-        .as_deref()
-        .and_then(|id| core.state.operation(id));
+    let running = last_operation_of(core, &mut basis, binding.last_operation.as_deref());
     match binding.state {
         BindingState::Unbinding => {
             // OSB-UNB-05: a repeat gets the same operation.

@@ -9,8 +9,8 @@ use skybroker_storage::{
 };
 
 use super::{
-    answer, busy, check_async, decided, lock_and_read, repeat_of, same_parameters, Answer, Caller,
-    DeleteRequest,
+    answer, busy, check_async, decided, delete_plan, last_operation_of, lock_and_read, repeat_of,
+    same_parameters, Answer, Caller, DeleteRequest,
 };
 use crate::catalog::check_maintenance;
 use crate::core::Core;
@@ -373,22 +373,11 @@ async fn deprovision_once(
             "service_id {service_id:?} is not the instance's service"
         )));
     }
-    core.catalog.requested_plan(service_id, plan_id)?;
     // The instance's own plan decides how it is deleted; the platform may send a stale one.
-    let plan = match core.catalog.plan(service_id, &instance.plan_id) {
-        Some(plan) => plan,
-        None => core.catalog.requested_plan(service_id, plan_id)?,
-    };
+    let plan = delete_plan(core, (service_id, plan_id), (service_id, &instance.plan_id))?;
     let sync = plan.is_sync(OperationKind::Deprovision);
     check_async(sync, caller)?;
-    // The create a delete may halt is written too (D-17): read on the basis as well.
-    if let Some(id) = instance.last_operation.as_deref() {
-        basis.extend(core.state.basis(&[Read::Operation(id)]));
-    }
-    let running = instance
-        .last_operation
-        .as_deref()
-        .and_then(|id| core.state.operation(id));
+    let running = last_operation_of(core, &mut basis, instance.last_operation.as_deref());
     match instance.state {
         InstanceState::Deprovisioning => {
             // OSB-DEPROV-06: a repeat gets the same operation.

@@ -23,6 +23,7 @@ use serde_json::{Map, Value};
 use skybroker_storage::{Basis, Operation, OperationId, Read, StateMap};
 use tokio::sync::MutexGuard;
 
+use crate::catalog::PlanRef;
 use crate::core::Core;
 use crate::engine::{Finished, Launched};
 use crate::error::ApiError;
@@ -98,6 +99,32 @@ async fn lock_and_read<'a>(
     }
     let guard = core.locks.lock(instance_id).await;
     Ok((guard, core.state.basis(reads)))
+}
+
+/// The plan a delete runs with: the resource's own (`own`: its offering and plan), the
+/// platform's query naming a plan of the catalog (400 otherwise) but possibly a stale one.
+fn delete_plan<'c>(
+    core: &'c Core,
+    (service_id, plan_id): (&str, &str),
+    own: (&str, &str),
+) -> Result<PlanRef<'c>, ApiError> {
+    core.catalog.requested_plan(service_id, plan_id)?;
+    match core.catalog.plan(own.0, own.1) {
+        Some(plan) => Ok(plan),
+        None => core.catalog.requested_plan(service_id, plan_id),
+    }
+}
+
+/// The last operation of a resource being deleted, which the delete halts if it is a
+/// running create (D-17): it is written too, so it joins the decision's basis.
+fn last_operation_of(
+    core: &Core,
+    basis: &mut Basis,
+    last_operation: Option<&str>,
+) -> Option<Operation> {
+    let id = last_operation?;
+    basis.extend(core.state.basis(&[Read::Operation(id)]));
+    core.state.operation(id)
 }
 
 /// The answer to a request repeating the operation that runs on a resource: the same
