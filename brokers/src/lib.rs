@@ -35,7 +35,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-pub use registry::{build_broker, BrokerRegistry, PROVIDERS};
+pub use registry::{build_broker, BrokerRegistry, ProviderError, PROVIDERS};
 
 pub use skybroker_config::{BindingId, InstanceId, OperationId, OperationKind, PlanId, ServiceId};
 

@@ -11,58 +11,90 @@ use std::sync::Arc;
 
 use skybroker_config::{Problem, ProviderConfig, ServiceOffering, Severity};
 
-use crate::Broker;
+use crate::{Broker, SettingsError};
+
+/// Why a provider's plugin cannot be built: said at start-up and by `check-config`, with
+/// the section's location.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProviderError {
+    /// No provider has this kind.
+    #[error("unknown broker {kind:?} (options are: {options})")]
+    UnknownKind {
+        /// The kind named.
+        kind: String,
+        /// The kinds this build knows, comma-separated.
+        options: String,
+    },
+    /// The kind needs a `[providers.<name>]` section and was named without one.
+    #[error("this kind needs a [providers.<name>] section")]
+    NeedsSection,
+    /// The kind's cargo feature is off in this build.
+    #[error("this build has no {provider} support (cargo feature `{feature}`)")]
+    NotBuilt {
+        /// The provider, for people.
+        provider: &'static str,
+        /// The cargo feature that brings it.
+        feature: &'static str,
+    },
+    /// The section's settings are wrong.
+    #[error("{0}")]
+    Settings(#[from] SettingsError),
+    /// A local provider's section is wrong.
+    #[error("{0}")]
+    Local(#[from] crate::local::ConfigError),
+}
 
 /// Builds a provider's plugin from its `[providers.<name>]` section, or as a built-in
 /// without one (`None`, when an offering names the kind itself).
-pub type Build = fn(Option<&ProviderConfig>) -> Result<Arc<dyn Broker>, String>;
+pub type Build = fn(Option<&ProviderConfig>) -> Result<Arc<dyn Broker>, ProviderError>;
 
 /// Every provider this build knows: its `kind`, and how its plugin is built.
 pub const PROVIDERS: [(&str, Build); 5] = [
     ("sandbox", |_| Ok(Arc::new(crate::sandbox::Sandbox::new()))),
     ("postgres", |config| {
-        Ok(Arc::new(
-            crate::local::postgres(section(config)?).map_err(|e| e.to_string())?,
-        ))
+        Ok(Arc::new(crate::local::postgres(section(config)?)?))
     }),
     ("mysql", |config| {
-        Ok(Arc::new(
-            crate::local::mysql(section(config)?).map_err(|e| e.to_string())?,
-        ))
+        Ok(Arc::new(crate::local::mysql(section(config)?)?))
     }),
     ("aws", aws),
     ("alibaba", alibaba),
 ];
 
 /// The section a provider needs.
-fn section(config: Option<&ProviderConfig>) -> Result<&ProviderConfig, String> {
-    config.ok_or_else(|| "this kind needs a [providers.<name>] section".to_owned())
+fn section(config: Option<&ProviderConfig>) -> Result<&ProviderConfig, ProviderError> {
+    config.ok_or(ProviderError::NeedsSection)
 }
 
 /// RDS databases and S3 buckets on AWS (the cargo feature `aws`, on by default).
-fn aws(config: Option<&ProviderConfig>) -> Result<Arc<dyn Broker>, String> {
+fn aws(config: Option<&ProviderConfig>) -> Result<Arc<dyn Broker>, ProviderError> {
     #[cfg(feature = "aws")]
-    return Ok(Arc::new(
-        crate::aws::Aws::from_config(section(config)?).map_err(|e| e.to_string())?,
-    ));
+    return Ok(Arc::new(crate::aws::Aws::from_config(section(config)?)?));
     #[cfg(not(feature = "aws"))]
     {
         let _ = config;
-        Err("this build has no AWS support (cargo feature `aws`)".to_owned())
+        Err(ProviderError::NotBuilt {
+            provider: "AWS",
+            feature: "aws",
+        })
     }
 }
 
 /// RDS databases, OSS buckets and RAM credentials on Alibaba Cloud (the cargo feature
 /// `alibaba`, on by default).
-fn alibaba(config: Option<&ProviderConfig>) -> Result<Arc<dyn Broker>, String> {
+fn alibaba(config: Option<&ProviderConfig>) -> Result<Arc<dyn Broker>, ProviderError> {
     #[cfg(feature = "alibaba")]
-    return Ok(Arc::new(
-        crate::alibaba::Alibaba::from_config(section(config)?).map_err(|e| e.to_string())?,
-    ));
+    return Ok(Arc::new(crate::alibaba::Alibaba::from_config(section(
+        config,
+    )?)?));
     #[cfg(not(feature = "alibaba"))]
     {
         let _ = config;
-        Err("this build has no Alibaba Cloud support (cargo feature `alibaba`)".to_owned())
+        Err(ProviderError::NotBuilt {
+            provider: "Alibaba Cloud",
+            feature: "alibaba",
+        })
     }
 }
 
@@ -74,13 +106,13 @@ fn alibaba(config: Option<&ProviderConfig>) -> Result<Arc<dyn Broker>, String> {
 pub fn build_broker(
     kind: &str,
     config: Option<&ProviderConfig>,
-) -> Result<Arc<dyn Broker>, String> {
+) -> Result<Arc<dyn Broker>, ProviderError> {
     let Some((_, build)) = PROVIDERS.iter().find(|(known, _)| *known == kind) else {
         let options: Vec<&str> = PROVIDERS.iter().map(|(known, _)| *known).collect();
-        return Err(format!(
-            "unknown broker {kind:?} (options are: {})",
-            options.join(", ")
-        ));
+        return Err(ProviderError::UnknownKind {
+            kind: kind.to_owned(),
+            options: options.join(", "),
+        });
     };
     build(config)
 }
@@ -115,7 +147,7 @@ impl BrokerRegistry {
                 Ok(broker) => {
                     built.insert(name, broker);
                 }
-                Err(message) => problems.push(error(format!("providers.{name}"), message)),
+                Err(err) => problems.push(error(format!("providers.{name}"), err.to_string())),
             }
         }
         let mut registry = BrokerRegistry::default();
@@ -129,10 +161,10 @@ impl BrokerRegistry {
                         built.insert(name, Arc::clone(&broker));
                         broker
                     }
-                    Err(message) => {
+                    Err(err) => {
                         problems.push(error(
                             format!("services[{}].broker", offering.name),
-                            format!("{name:?} is neither a configured provider nor usable built-in: {message}"),
+                            format!("{name:?} is neither a configured provider nor usable built-in: {err}"),
                         ));
                         continue;
                     }
@@ -175,6 +207,7 @@ mod tests {
         let Err(err) = build_broker("aws-rds", None) else {
             panic!("an unknown kind builds");
         };
+        let err = err.to_string();
         assert!(
             err.contains("options are: sandbox, postgres, mysql"),
             "{err}"

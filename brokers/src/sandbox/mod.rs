@@ -10,106 +10,26 @@
 //! | `failure_rate` | share (0.0–1.0) of async operations that end `failed` | 0.0 |
 //! | `failure_message` | description of failures | a generic one |
 //! | `missing_on_delete` | deprovision and unbind report the resource already gone (simulates deletion out of band) | false |
+//! | `binding_ttl_secs` | bindings expire this long after they are made (`metadata.expires_at`, `renew_before` at half) | none |
 //!
 //! Long-running work is a reference holding the time it completes, so a restarted broker polls
 //! it to the same end; whether an operation fails is derived from its id, so a repeated call
 //! answers the same. A provision parameter `"reject": "<reason>"` makes the call fail as a
 //! client error (400), to exercise that path.
+//!
+//! Shaped like every provider folder: this file is the plugin, [`config`] its plan settings;
+//! there is no cloud, so no client, and its errors are the settings' own.
 
-use std::time::Duration;
+mod config;
 
 use async_trait::async_trait;
-use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::SettingsError;
 use crate::{
     BindingResult, Broker, BrokerError, Completion, OperationKind, OperationRequest, Progress,
 };
-
-/// How a plan behaves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-enum Mode {
-    Sync,
-    Async,
-    Fail,
-}
-
-/// A plan's `settings`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Settings {
-    mode: Mode,
-    #[serde(default)]
-    delay_ms: Option<u64>,
-    #[serde(default)]
-    failure_rate: f64,
-    #[serde(default)]
-    failure_message: Option<String>,
-    #[serde(default)]
-    missing_on_delete: bool,
-    /// Bindings expire this long after they are made (`metadata.expires_at`, with
-    /// `renew_before` at half the time), as short-lived credentials do.
-    #[serde(default)]
-    binding_ttl_secs: Option<u64>,
-}
-
-impl Settings {
-    fn parse(value: &Value) -> Result<Settings, SettingsError> {
-        let settings: Settings = serde_json::from_value(value.clone())?;
-        if !(0.0..=1.0).contains(&settings.failure_rate) {
-            return Err(SettingsError::invalid(format!(
-                "failure_rate {} is not within 0.0..=1.0",
-                settings.failure_rate
-            )));
-        }
-        Ok(settings)
-    }
-
-    fn is_async(&self, kind: OperationKind) -> bool {
-        match self.mode {
-            Mode::Sync => false,
-            Mode::Async => true,
-            Mode::Fail => kind == OperationKind::Provision,
-        }
-    }
-
-    fn delay(&self, kind: OperationKind) -> Duration {
-        let default = if self.is_async(kind) { 1000 } else { 0 };
-        Duration::from_millis(self.delay_ms.unwrap_or(default))
-    }
-
-    /// Whether this operation ends failed: always on `fail` plans' provisions, otherwise by
-    /// `failure_rate`, decided from the operation id so repeats agree.
-    fn fails(&self, request: &OperationRequest) -> bool {
-        if self.mode == Mode::Fail && request.kind == OperationKind::Provision {
-            return true;
-        }
-        if self.failure_rate <= 0.0 {
-            return false;
-        }
-        // FNV-1a: a stable hash (std's hasher is seeded per process).
-        let hash = request
-            .operation_id
-            .bytes()
-            .fold(0xcbf29ce484222325u64, |h, b| {
-                (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
-            });
-        (hash % 10_000) as f64 / 10_000.0 < self.failure_rate
-    }
-
-    fn failure(&self) -> Progress {
-        Progress::Failed {
-            description: self
-                .failure_message
-                .clone()
-                .unwrap_or_else(|| "the sandbox simulated a provider failure".to_owned()),
-            instance_usable: None,
-            update_repeatable: None,
-        }
-    }
-}
+use config::Settings;
 
 /// The sandbox plugin.
 #[derive(Debug, Default)]
@@ -320,6 +240,7 @@ impl Broker for Sandbox {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn request(kind: OperationKind, settings: Value) -> OperationRequest {
         OperationRequest {
