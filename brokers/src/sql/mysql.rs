@@ -58,6 +58,18 @@ fn map_error(err: mysql_async::Error) -> BrokerError {
 }
 
 impl MysqlServer {
+    /// A provision or update done: the instance state later calls read back.
+    fn instance_done(database: &str, settings: &PlanSettings) -> Progress {
+        Progress::Done(Completion {
+            state: Some(json!({
+                "database": database,
+                "encoding": settings.encoding,
+                "connection_limit": settings.connection_limit,
+            })),
+            ..Completion::default()
+        })
+    }
+
     /// The provider on a server found some other way: a cloud database instance whose
     /// endpoint and master user the cloud provider knows (AWS RDS binds through this, so roles
     /// and grants have one implementation).
@@ -171,14 +183,7 @@ impl Broker for MysqlServer {
         }
         conn.query_drop(sql).await.map_err(map_error)?;
         let _ = conn.disconnect().await;
-        Ok(Progress::Done(Completion {
-            state: Some(json!({
-                "database": database,
-                "encoding": settings.encoding,
-                "connection_limit": settings.connection_limit,
-            })),
-            ..Completion::default()
-        }))
+        Ok(Self::instance_done(&database, &settings))
     }
 
     async fn update(&self, request: &OperationRequest) -> Result<Progress, BrokerError> {
@@ -191,14 +196,7 @@ impl Broker for MysqlServer {
             ));
         }
         // The connection limit is per user: it applies to bindings made from now on.
-        Ok(Progress::Done(Completion {
-            state: Some(json!({
-                "database": database,
-                "encoding": settings.encoding,
-                "connection_limit": settings.connection_limit,
-            })),
-            ..Completion::default()
-        }))
+        Ok(Self::instance_done(&database, &settings))
     }
 
     async fn deprovision(&self, request: &OperationRequest) -> Result<Progress, BrokerError> {

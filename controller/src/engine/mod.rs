@@ -149,21 +149,13 @@ fn operation_clock() -> u64 {
 impl Engine {
     /// An idle engine over `parts`.
     pub fn new(parts: Parts) -> Self {
-        let Parts {
-            config,
-            catalog,
-            state,
-            locks,
-            dispatcher,
-            metrics,
-        } = parts;
         Engine {
-            config,
-            catalog,
-            state,
-            locks,
-            dispatcher,
-            metrics,
+            config: parts.config,
+            catalog: parts.catalog,
+            state: parts.state,
+            locks: parts.locks,
+            dispatcher: parts.dispatcher,
+            metrics: parts.metrics,
             schedule: Mutex::default(),
             busy: Mutex::default(),
             waiters: Mutex::default(),

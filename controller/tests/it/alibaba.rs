@@ -381,20 +381,6 @@ async fn wait_no_instances(cloud: &Cloud) {
 
 // ===== databases =====
 
-/// A MySQL session with a binding's credentials.
-async fn mysql_login(credentials: &Value) -> Result<mysql_async::Conn, String> {
-    let options = mysql_async::OptsBuilder::default()
-        .ip_or_hostname(credentials["host"].as_str().unwrap().to_owned())
-        .tcp_port(credentials["port"].as_u64().unwrap() as u16)
-        .user(credentials["username"].as_str())
-        .pass(credentials["password"].as_str())
-        .db_name(credentials["database"].as_str())
-        .prefer_socket(false);
-    mysql_async::Conn::new(options)
-        .await
-        .map_err(|err| err.to_string())
-}
-
 async fn mysql_count(admin: &mut mysql_async::Conn, sql: &str, name: &str) -> u64 {
     use mysql_async::prelude::Queryable;
     admin
@@ -421,7 +407,9 @@ async fn mysql_users(admin: &mut mysql_async::Conn, user: &str) -> u64 {
 /// Logs in with a binding's credentials, creates a table, writes a row and reads it back.
 async fn mysql_write_and_read(credentials: &Value) -> Result<String, String> {
     use mysql_async::prelude::Queryable;
-    let mut conn = mysql_login(credentials).await?;
+    let mut conn = mysql_login(credentials)
+        .await
+        .map_err(|err| err.to_string())?;
     conn.query_drop("CREATE TABLE IF NOT EXISTS notes (body TEXT)")
         .await
         .map_err(|err| err.to_string())?;
@@ -709,7 +697,11 @@ async fn alibaba_rds_mysql_lifecycle() {
 
     // Unbind: the account is dropped, its login fails; the other binding still works.
     unbind(&broker, &id, &first, MYSQL_SERVICE, "large").await;
-    let refused = mysql_login(&credentials).await.map(|_| ()).unwrap_err();
+    let refused = mysql_login(&credentials)
+        .await
+        .map(|_| ())
+        .map_err(|err| err.to_string())
+        .unwrap_err();
     assert!(
         refused.contains("Access denied"),
         "an unbound account cannot log in: {refused}"

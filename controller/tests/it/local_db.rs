@@ -434,28 +434,9 @@ async fn postgres_hostile_input_is_harmless() {
 
 // ===== MySQL / MariaDB =====
 
-async fn my_connect(credentials: &Value) -> Result<mysql_async::Conn, mysql_async::Error> {
-    let options = mysql_async::OptsBuilder::default()
-        .ip_or_hostname(credentials["host"].as_str().unwrap().to_owned())
-        .tcp_port(credentials["port"].as_u64().unwrap() as u16)
-        .user(credentials["username"].as_str().map(str::to_owned))
-        .pass(credentials["password"].as_str().map(str::to_owned))
-        .db_name(credentials["database"].as_str().map(str::to_owned))
-        .prefer_socket(false);
-    mysql_async::Conn::new(options).await
-}
-
 async fn my_databases(address: &str) -> Vec<String> {
     use mysql_async::prelude::Queryable;
-    let (host, port) = split(address);
-    let options = mysql_async::OptsBuilder::default()
-        .ip_or_hostname(host)
-        .tcp_port(port)
-        .user(Some("root"))
-        .prefer_socket(false);
-    let mut conn = mysql_async::Conn::new(options)
-        .await
-        .expect("admin connects");
+    let mut conn = mysql_admin(address).await;
     conn.query("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA ORDER BY 1")
         .await
         .unwrap()
@@ -478,7 +459,7 @@ async fn mysql_lifecycle() {
         .starts_with("jdbc:mysql://"));
     let database = first["database"].as_str().unwrap().to_owned();
     assert!(my_databases(&address).await.contains(&database));
-    let mut conn = my_connect(&first).await.expect("the binding connects");
+    let mut conn = mysql_login(&first).await.expect("the binding connects");
     conn.query_drop("CREATE TABLE notes (id INT PRIMARY KEY, body TEXT)")
         .await
         .expect("writes");
@@ -497,7 +478,7 @@ async fn mysql_lifecycle() {
     let mut trespass = stranger.clone();
     trespass["database"] = json!(database);
     assert!(
-        my_connect(&trespass).await.is_err(),
+        mysql_login(&trespass).await.is_err(),
         "grants are per database"
     );
 
@@ -519,14 +500,14 @@ async fn mysql_lifecycle() {
         "the open session was ended"
     );
     assert!(
-        my_connect(&first).await.is_err(),
+        mysql_login(&first).await.is_err(),
         "unbound credentials no longer connect"
     );
 
     // Read-only plan.
     put_sync(&broker, "my-ro-1", &provision(MY_SERVICE, "ro")).await;
     let reader = bind_sync(&broker, "my-ro-1", "my-b3", &bind(MY_SERVICE, "ro")).await;
-    let mut ro = my_connect(&reader)
+    let mut ro = mysql_login(&reader)
         .await
         .expect("read-only binding connects");
     assert!(
@@ -547,7 +528,7 @@ async fn mysql_lifecycle() {
         "the database is gone"
     );
     assert!(
-        my_connect(&stranger).await.is_err(),
+        mysql_login(&stranger).await.is_err(),
         "cascaded unbind dropped the user"
     );
     broker.stop().await;

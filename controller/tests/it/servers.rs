@@ -52,3 +52,23 @@ pub async fn mysql_admin(address: &str) -> mysql_async::Conn {
         .await
         .expect("the MySQL admin connects")
 }
+
+/// A MySQL/MariaDB session with a binding's credentials (`host`, `port`, `username`,
+/// `password`, `database`), on TCP.
+pub async fn mysql_login(
+    credentials: &serde_json::Value,
+) -> Result<mysql_async::Conn, mysql_async::Error> {
+    let text = |field: &str| credentials[field].as_str().map(str::to_owned);
+    let options = mysql_async::OptsBuilder::default()
+        .ip_or_hostname(text("host").expect("credentials name a host"))
+        .tcp_port(
+            credentials["port"]
+                .as_u64()
+                .expect("credentials name a port") as u16,
+        )
+        .user(text("username"))
+        .pass(text("password"))
+        .db_name(text("database"))
+        .prefer_socket(false);
+    mysql_async::Conn::new(options).await
+}
