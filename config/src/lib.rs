@@ -158,6 +158,14 @@ pub struct ServerConfig {
     /// Seconds an in-flight request may take to finish at shutdown.
     #[serde(default = "default_drain_secs")]
     pub shutdown_grace_secs: u64,
+    /// Seconds a client has to send a request's headers; a slower one is disconnected (a
+    /// connection held open by a trickle of header bytes costs a task and a socket).
+    #[serde(default = "default_header_read_timeout_secs")]
+    pub header_read_timeout_secs: u64,
+    /// Seconds a client has to send a request's whole body, from when its headers arrived;
+    /// a slower one gets 408.
+    #[serde(default = "default_body_read_timeout_secs")]
+    pub body_read_timeout_secs: u64,
     /// Answer 400 instead of 412 when `X-Broker-API-Version` is missing (the v2.16 MAY).
     #[serde(default)]
     pub missing_version_is_bad_request: bool,
@@ -330,6 +338,12 @@ fn default_body_limit() -> usize {
     1024 * 1024
 }
 fn default_drain_secs() -> u64 {
+    30
+}
+fn default_header_read_timeout_secs() -> u64 {
+    10
+}
+fn default_body_read_timeout_secs() -> u64 {
     30
 }
 fn default_data_dir() -> PathBuf {

@@ -98,6 +98,23 @@ impl Findings {
 /// Every problem of `config`, errors and warnings, in file order.
 pub fn validate(config: &Config) -> Vec<Problem> {
     let mut findings = Findings::default();
+    for (field, secs) in [
+        (
+            "header_read_timeout_secs",
+            config.server.header_read_timeout_secs,
+        ),
+        (
+            "body_read_timeout_secs",
+            config.server.body_read_timeout_secs,
+        ),
+    ] {
+        if secs == 0 {
+            findings.error(
+                format!("server.{field}"),
+                "must be a positive number of seconds",
+            );
+        }
+    }
     if config.services.is_empty() {
         findings.warning("services", "the catalog has no service offerings");
     }

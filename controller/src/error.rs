@@ -12,6 +12,7 @@
 //! | `Conflict` | 409 | – |
 //! | `Gone` | 410 | – |
 //! | `VersionMissing`, `VersionUnsupported` | 412 (D-01; 400 when configured) | – |
+//! | `BodyTimeout` | 408 | – |
 //! | `PayloadTooLarge` | 413 | – |
 //! | `AsyncRequired` | 422 | `AsyncRequired` |
 //! | `Concurrency`, `StoreConflict` | 422 | `ConcurrencyError` |
@@ -68,6 +69,9 @@ pub enum ApiError {
     /// The body is larger than the configured limit.
     #[error("the request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
+    /// The body did not arrive in time (`server.body_read_timeout_secs`).
+    #[error("the request body did not arrive within {0} s")]
+    BodyTimeout(u64),
     /// The plan needs `accepts_incomplete=true`.
     #[error("this service plan requires client support for asynchronous operations (accepts_incomplete=true)")]
     AsyncRequired,
@@ -158,6 +162,7 @@ impl ApiError {
                 StatusCode::PRECONDITION_FAILED
             }
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::AsyncRequired
             | ApiError::Concurrency(_)
             | ApiError::StoreConflict

@@ -20,6 +20,7 @@
 //! - [`replicas`]: following other replicas' changes on a shared store (etcd).
 //! - [`schemas`]: compiled parameter schemas.
 //! - [`server`]: wiring, start and orderly shutdown.
+//! - [`listener`]: the accept loop, with the header deadline slow clients need.
 //! - [`metrics`]: the Prometheus metrics and the store wrapper that times commits.
 //! - [`admin`]: the metrics listener (`/metrics`, `/healthz`, `/readyz`).
 //! - [`logging`]: human or JSON-lines log output, with the request identity.
@@ -38,6 +39,7 @@ pub mod core;
 pub mod engine;
 pub mod error;
 pub mod jobs;
+pub mod listener;
 pub mod locks;
 pub mod logging;
 pub mod metrics;

@@ -280,16 +280,12 @@ async fn start_on(config: Config, store: Option<Arc<dyn Store>>) -> anyhow::Resu
     });
 
     let app = crate::api::router(Arc::clone(&core));
+    let header_timeout = Duration::from_secs(core.config.server.header_read_timeout_secs);
     let http = tokio::spawn(async move {
         let signal = async move {
             let _ = shutdown_requested.wait_for(|stop| *stop).await;
         };
-        if let Err(err) = axum::serve(listener, app)
-            .with_graceful_shutdown(signal)
-            .await
-        {
-            log::error!("HTTP server failed: {err}");
-        }
+        crate::listener::serve(listener, app, header_timeout, signal).await;
     });
     let grace = Duration::from_secs(core.config.server.shutdown_grace_secs);
     let mut requested = shutdown.subscribe();
@@ -360,16 +356,12 @@ async fn start_admin(core: &Arc<Core>, stopping: watch::Receiver<bool>) -> anyho
     let live: Arc<dyn Live> = Arc::clone(&core.engine) as Arc<dyn Live>;
     let registry = core.metrics.registry(Arc::downgrade(&live));
     let app = crate::admin::router(Arc::clone(core), registry, stopping);
+    let header_timeout = Duration::from_secs(core.config.server.header_read_timeout_secs);
     let task = tokio::spawn(async move {
         let signal = async move {
             let _ = stopped.wait_for(|stop| *stop).await;
         };
-        if let Err(err) = axum::serve(listener, app)
-            .with_graceful_shutdown(signal)
-            .await
-        {
-            log::error!("metrics listener failed: {err}");
-        }
+        crate::listener::serve(listener, app, header_timeout, signal).await;
     });
     Ok(Admin {
         addr: Some(addr),

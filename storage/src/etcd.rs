@@ -617,6 +617,13 @@ impl Store for EtcdStore {
     }
 }
 
+/// The store's current revision, if it is below the last one this watch has seen (`from` - 1):
+/// revisions never go back in a living etcd, so the store was restored from a backup taken
+/// earlier (without `etcdutl snapshot restore --bump-revision`) or another cluster answers.
+fn went_back(current: Option<i64>, from: i64) -> Option<i64> {
+    current.filter(|&current| current > 0 && current + 1 < from)
+}
+
 /// Forwards every change under `prefix` from revision `from` on, reconnecting the watch when
 /// the stream breaks; a compacted history ends with [`WatchEvent::Reset`]. A sync marker's put
 /// is forwarded as [`WatchEvent::Progress`].
@@ -650,6 +657,18 @@ async fn forward_changes(
                 || (response.canceled() && response.compact_revision() > 0)
             {
                 log::warn!("etcd history compacted past revision {from}; reloading");
+                let _ = sender.send(WatchEvent::Reset).await;
+                return;
+            }
+            if let Some(current) = went_back(response.header().map(|h| h.revision()), from) {
+                // Restored from a backup (or replaced by another cluster): the revisions this
+                // watch waits for were handed out again to other changes, which it would
+                // never see. Only a full reload tells what the store now holds.
+                log::error!(
+                    "etcd's revision went back to {current} after this replica had seen {}: \
+                     the store was restored from a backup; reloading everything from it",
+                    from - 1
+                );
                 let _ = sender.send(WatchEvent::Reset).await;
                 return;
             }
@@ -716,6 +735,19 @@ async fn forward_changes(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_revision_below_the_last_one_seen_means_a_restored_store() {
+        // The watch has seen revision 41 (it waits for 42 on).
+        assert_eq!(went_back(Some(41), 42), None, "nothing new yet");
+        assert_eq!(went_back(Some(90), 42), None, "moved on");
+        assert_eq!(
+            went_back(Some(40), 42),
+            Some(40),
+            "restored to an earlier point"
+        );
+        assert_eq!(went_back(None, 42), None, "no header: nothing known");
+    }
 
     #[test]
     fn range_end_covers_the_prefix() {

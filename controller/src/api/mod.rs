@@ -198,8 +198,13 @@ async fn authenticate_and_serve(core: &Core, mut request: Request, next: Next) -
     if !authorized(core, request.headers()) {
         return ApiError::Unauthorized.into_response();
     }
-    match check_version(core, &mut request) {
-        Ok(()) => next.run(request).await,
+    if let Err(err) = check_version(core, &mut request) {
+        return err.into_response();
+    }
+    let server = &core.config.server;
+    let deadline = std::time::Duration::from_secs(server.body_read_timeout_secs);
+    match request::read_body(request, server.max_body_bytes, deadline).await {
+        Ok(request) => next.run(request).await,
         Err(err) => err.into_response(),
     }
 }

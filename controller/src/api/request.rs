@@ -2,15 +2,44 @@
 //! (OSB-GEN-05, OSB-GEN-10). Unknown fields are ignored (OSB-GEN-01).
 
 use std::collections::HashMap;
+use std::time::Duration;
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::Request;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::{Map, Value};
 
 use crate::admission::{Answer, Caller};
 use crate::error::ApiError;
+
+/// Reads the body of `request` whole, within `deadline` from now and `limit` bytes, and hands
+/// the request on with the body in memory (handlers read it at once anyway). A body that
+/// trickles in slower than that is 408: hyper bounds only how long the headers take, and a
+/// body read without a deadline would let one slow client hold a task as long as it likes.
+/// A request without a body passes untouched.
+///
+/// # Errors
+/// 408 past the deadline, 413 above the limit, 400 for a body the connection broke off.
+pub async fn read_body(
+    request: Request,
+    limit: usize,
+    deadline: Duration,
+) -> Result<Request, ApiError> {
+    if request.body().size_hint().exact() == Some(0) {
+        return Ok(request);
+    }
+    let (parts, body) = request.into_parts();
+    let collected = tokio::time::timeout(deadline, Limited::new(body, limit).collect()).await;
+    match collected {
+        Ok(Ok(collected)) => Ok(Request::from_parts(parts, Body::from(collected.to_bytes()))),
+        Ok(Err(err)) if err.is::<LengthLimitError>() => Err(ApiError::PayloadTooLarge(limit)),
+        Ok(Err(err)) => Err(ApiError::BadRequest(format!("cannot read the body: {err}"))),
+        Err(_elapsed) => Err(ApiError::BodyTimeout(deadline.as_secs())),
+    }
+}
 
 /// A JSON object body.
 #[derive(Debug)]

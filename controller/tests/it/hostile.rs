@@ -286,3 +286,108 @@ async fn random_requests_never_get_a_server_error() {
         sent.load(std::sync::atomic::Ordering::Relaxed)
     );
 }
+
+/// A raw connection to `broker`, for clients no HTTP library would be.
+async fn raw_connection(broker: &Broker) -> tokio::net::TcpStream {
+    let addr = broker.url.trim_start_matches("http://");
+    tokio::net::TcpStream::connect(addr).await.expect("connect")
+}
+
+/// Everything the broker sends until it closes the connection (or `within` passes).
+async fn read_until_closed(
+    stream: &mut tokio::net::TcpStream,
+    within: std::time::Duration,
+) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let mut received = Vec::new();
+    let read = tokio::time::timeout(within, async {
+        let mut buffer = [0u8; 4096];
+        loop {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => received.extend_from_slice(&buffer[..n]),
+            }
+        }
+    })
+    .await;
+    read.ok()
+        .map(|()| String::from_utf8_lossy(&received).into_owned())
+}
+
+/// Slow clients (issue #16 item 4): headers that trickle in are cut off at the header
+/// deadline, a body that stalls gets 408 with an OSB body at the body deadline, and the broker
+/// serves everyone else meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_are_cut_off_at_their_deadlines() {
+    use std::time::{Duration, Instant};
+    use tokio::io::AsyncWriteExt;
+
+    let mut config = fast_config(300);
+    config.server.header_read_timeout_secs = 1;
+    config.server.body_read_timeout_secs = 1;
+    let broker = Broker::with_config(config).await;
+
+    // Headers, a byte every 100 ms: never complete, so the connection is closed at ~1 s.
+    let mut slow_headers = raw_connection(&broker).await;
+    let started = Instant::now();
+    slow_headers
+        .write_all(b"GET /v2/catalog HTTP/1.1\r\nHost: broker\r\n")
+        .await
+        .expect("write");
+    let trickle = async {
+        for byte in b"X-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+            .iter()
+            .cycle()
+        {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if slow_headers.write_all(&[*byte]).await.is_err() {
+                return started.elapsed();
+            }
+            if started.elapsed() > Duration::from_secs(10) {
+                return started.elapsed();
+            }
+        }
+        unreachable!("the pattern cycles")
+    };
+    let cut_after = trickle.await;
+    assert!(
+        cut_after < Duration::from_secs(5),
+        "a trickle of header bytes kept the connection for {cut_after:?}"
+    );
+
+    // A whole header, then 10 of the 100 body bytes it announces, then nothing.
+    let mut slow_body = raw_connection(&broker).await;
+    let credentials = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        format!("{USER}:{PASSWORD}"),
+    );
+    let head = format!(
+        "PUT /v2/service_instances/slow-body HTTP/1.1\r\nHost: broker\r\n\
+         Authorization: Basic {credentials}\r\nX-Broker-API-Version: 2.17\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"service"
+    );
+    let started = Instant::now();
+    slow_body.write_all(head.as_bytes()).await.expect("write");
+    // Meanwhile a well-behaved client is served.
+    let (status, _) = broker
+        .send(broker.request(Method::GET, "/v2/catalog"))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let answer = read_until_closed(&mut slow_body, Duration::from_secs(10))
+        .await
+        .expect("the broker answered and closed within 10 s");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        answer.starts_with("HTTP/1.1 408"),
+        "a stalled body is 408: {answer}"
+    );
+    let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
+    let body: Value = serde_json::from_str(body).expect("a JSON body");
+    assert!(body["description"].is_string(), "an OSB error body: {body}");
+    assert!(broker.core().state.instance("slow-body").is_none());
+    broker.stop().await;
+}
