@@ -10,6 +10,7 @@
 //! - [`aws`] (cargo feature `aws`, on by default): RDS databases and S3 buckets on AWS.
 //! - [`alibaba`] (cargo feature `alibaba`, on by default): RDS databases, OSS buckets and RAM
 //!   credentials on Alibaba Cloud.
+//! - [`osb`]: external OSB brokers registered at run time (the Service Manager's proxy).
 //! - [`names`]: deterministic resource names and generated passwords, shared by every plugin.
 //!
 //! Architecture invariant: plugins know one cloud service each and nothing of OSB status
@@ -23,11 +24,13 @@ pub mod alibaba;
 pub mod aws;
 pub mod local;
 pub mod names;
+pub mod osb;
 pub mod registry;
 pub mod sandbox;
 pub mod sql;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;
+mod tls;
 
 use std::sync::Arc;
 
@@ -76,6 +79,11 @@ pub struct OperationRequest {
     /// The provider reference from an earlier `InProgress`, when polling; on deprovision or
     /// unbind, the reference of the create it halts (D-17), if one was running.
     pub reference: Option<Value>,
+    /// Whether the platform accepted an asynchronous answer (`accepts_incomplete=true`);
+    /// false when its request waits for this call.
+    pub accepts_incomplete: bool,
+    /// Who asked, as `platform user-id` (D-02), for providers that pass it on.
+    pub originating_identity: Option<String>,
 }
 
 /// What a plugin hands back for a binding (everything the platform receives).

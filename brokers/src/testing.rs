@@ -75,6 +75,8 @@ impl Subject {
             instance_state: Value::Null,
             binding_state: Value::Null,
             reference: None,
+            accepts_incomplete: true,
+            originating_identity: None,
         }
     }
 

@@ -19,7 +19,6 @@ pub struct Catalog<'a> {
 
 /// An OSB service offering (checklist OSB-CAT-04..16).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ServiceOffering {
     /// Globally unique, immutable id.
     pub id: String,
@@ -62,7 +61,6 @@ pub struct ServiceOffering {
 
 /// An OSB plan (checklist OSB-CAT-17..27).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Plan {
     /// Globally unique, immutable id.
     pub id: String,
@@ -100,13 +98,39 @@ pub struct Plan {
     pub settings: Arc<Value>,
 }
 
+impl ServiceOffering {
+    /// An offering of an external broker's catalog (its `GET /v2/catalog`), served by the
+    /// plugin `broker`. Fields this build does not know are ignored (OSB-GEN-01); plan
+    /// `settings`, Skybroker's own, never come from a remote catalog.
+    ///
+    /// # Errors
+    /// What is missing or of the wrong type, naming the offering.
+    pub fn from_broker_catalog(offering: &Value, broker: &str) -> Result<ServiceOffering, String> {
+        let named = offering
+            .get("name")
+            .and_then(Value::as_str)
+            .or_else(|| offering.get("id").and_then(Value::as_str))
+            .map_or_else(String::new, |name| format!(" {name:?}"));
+        let mut offering = offering.clone();
+        let object = offering
+            .as_object_mut()
+            .ok_or_else(|| "a service offering must be a JSON object".to_owned())?;
+        object.insert("broker".to_owned(), Value::String(broker.to_owned()));
+        if let Some(Value::Array(plans)) = object.get_mut("plans") {
+            for plan in plans.iter_mut().filter_map(Value::as_object_mut) {
+                plan.remove("settings");
+            }
+        }
+        serde_json::from_value(offering).map_err(|err| format!("service offering{named}: {err}"))
+    }
+}
+
 fn yes() -> bool {
     true
 }
 
 /// `maintenance_info` of a plan.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
 pub struct MaintenanceInfo {
     /// SemVer 2.0 version.
     pub version: String,
@@ -117,7 +141,6 @@ pub struct MaintenanceInfo {
 
 /// `schemas` of a plan.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Schemas {
     /// Instance schemas.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -129,7 +152,6 @@ pub struct Schemas {
 
 /// `schemas.service_instance`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct InstanceSchemas {
     /// Schema of provision parameters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -141,7 +163,6 @@ pub struct InstanceSchemas {
 
 /// `schemas.service_binding`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct BindingSchemas {
     /// Schema of bind parameters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -150,7 +171,6 @@ pub struct BindingSchemas {
 
 /// `{"parameters": <JSON schema>}`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct SchemaParameters {
     /// The JSON schema.
     pub parameters: Value,
@@ -194,5 +214,55 @@ impl Plan {
             SchemaKind::BindingCreate => schemas.service_binding.as_ref()?.create.as_ref(),
         };
         params.map(|p| &p.parameters)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn remote() -> Value {
+        json!({
+            "id": "svc-1", "name": "db", "description": "A database", "bindable": true,
+            "some_future_field": {"anything": 1},
+            "plans": [{
+                "id": "plan-1", "name": "small", "description": "Small",
+                "settings": {"mode": "sync"},
+                "maintenance_info": {"version": "1.0.0", "not_yet_specified": true}
+            }]
+        })
+    }
+
+    #[test]
+    fn a_remote_catalog_may_carry_fields_of_later_versions_but_never_our_settings() {
+        let offering = ServiceOffering::from_broker_catalog(&remote(), "broker-7").unwrap();
+        assert_eq!(offering.broker, "broker-7");
+        assert_eq!(offering.plans[0].id, "plan-1");
+        assert!(offering.plans[0].settings.is_null(), "settings are ours alone");
+    }
+
+    #[test]
+    fn a_remote_offering_missing_a_field_is_named() {
+        let mut broken = remote();
+        broken.as_object_mut().unwrap().remove("description");
+        let err = ServiceOffering::from_broker_catalog(&broken, "b").unwrap_err();
+        assert!(err.contains("\"db\"") && err.contains("description"), "{err}");
+    }
+
+    #[test]
+    fn an_unknown_key_in_a_configuration_file_is_still_refused() {
+        let text = r#"
+[[services]]
+id = "s"
+name = "s"
+description = "d"
+bindable = true
+broker = "sandbox"
+colour = "blue"
+plans = []
+"#;
+        let err = crate::Config::parse(text, "test").unwrap_err().to_string();
+        assert!(err.contains("colour"), "{err}");
     }
 }

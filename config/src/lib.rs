@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub use catalog::{MaintenanceInfo, Plan, SchemaKind, ServiceOffering};
-pub use validate::{validate, Problem, Severity};
+pub use validate::{validate, validate_services, Problem, Severity};
 pub use vocabulary::{BindingId, InstanceId, OperationId, OperationKind, PlanId, ServiceId};
 
 /// The built-in configuration `skybroker serve` uses without `--config`.
@@ -400,10 +400,23 @@ defaults_from_serde!(
 impl Config {
     /// Parses a TOML configuration; `origin` names it in error messages.
     pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
-        toml::from_str(text).map_err(|err| ConfigError::Parse {
+        let error = |message: String| ConfigError::Parse {
             origin: origin.to_owned(),
-            message: err.to_string(),
+            message,
+        };
+        // The catalog's types ignore unknown fields (a remote broker's catalog may carry
+        // fields of a later spec version, OSB-GEN-01); in a file an unknown key is a typo,
+        // so every ignored path is refused here.
+        let mut unknown = Vec::new();
+        let deserializer = toml::Deserializer::parse(text).map_err(|err| error(err.to_string()))?;
+        let config: Config = serde_ignored::deserialize(deserializer, |path| {
+            unknown.push(path.to_string());
         })
+        .map_err(|err| error(err.to_string()))?;
+        if !unknown.is_empty() {
+            return Err(error(format!("unknown field(s): {}", unknown.join(", "))));
+        }
+        Ok(config)
     }
 
     /// Reads and parses a configuration file.

@@ -118,12 +118,27 @@ pub fn validate(config: &Config) -> Vec<Problem> {
     if config.services.is_empty() {
         findings.warning("services", "the catalog has no service offerings");
     }
+    check_services(&mut findings, &config.services);
+    findings.0
+}
+
+/// The catalog rules of a list of offerings, on their own: the configured catalog, or the
+/// one a platform is served (the configured offerings with those of every registered
+/// broker), where ids and names must be unique across all of them.
+pub fn validate_services(services: &[ServiceOffering]) -> Vec<Problem> {
+    let mut findings = Findings::default();
+    check_services(&mut findings, services);
+    findings.0
+}
+
+fn check_services(findings: &mut Findings, services: &[ServiceOffering]) {
+    let findings = &mut *findings;
     let mut offering_ids = HashMap::new();
     let mut offering_names = HashMap::new();
     let mut plan_ids: HashMap<&str, String> = HashMap::new();
-    for (index, offering) in config.services.iter().enumerate() {
+    for (index, offering) in services.iter().enumerate() {
         let location = offering_location(index, offering);
-        check_offering(&mut findings, &location, offering);
+        check_offering(findings, &location, offering);
         if let Some(first) = offering_ids.insert(offering.id.as_str(), location.clone()) {
             findings.error(
                 format!("{location}.id"),
@@ -145,7 +160,7 @@ pub fn validate(config: &Config) -> Vec<Problem> {
         let mut plan_names = HashSet::new();
         for (plan_index, plan) in offering.plans.iter().enumerate() {
             let plan_location = format!("{location}.{}", plan_location(plan_index, plan));
-            check_plan(&mut findings, &plan_location, offering, plan);
+            check_plan(findings, &plan_location, offering, plan);
             if let Some(first) = plan_ids.insert(plan.id.as_str(), plan_location.clone()) {
                 findings.error(
                     format!("{plan_location}.id"),
@@ -160,7 +175,6 @@ pub fn validate(config: &Config) -> Vec<Problem> {
             }
         }
     }
-    findings.0
 }
 
 fn offering_location(index: usize, offering: &ServiceOffering) -> String {

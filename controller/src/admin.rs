@@ -187,7 +187,7 @@ pub async fn readiness(core: &Core, stopping: bool) -> Readiness {
         Ok(Err(err)) => Check::Failed(err.to_string()),
         Err(_) => Check::Failed(format!("no answer within {STORE_CHECK_TIMEOUT:?}")),
     };
-    let catalog = if core.catalog.services().is_empty() {
+    let catalog = if core.catalog.current().services().is_empty() {
         Check::Failed("the catalog has no offering".to_owned())
     } else {
         Check::Ok

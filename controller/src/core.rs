@@ -9,7 +9,8 @@ use std::sync::Arc;
 use skybroker_config::Config;
 use skybroker_storage::StateMap;
 
-use crate::catalog::Catalog;
+use crate::catalog::Catalogs;
+use crate::credentials::PlatformLogins;
 use crate::engine::Engine;
 use crate::locks::InstanceLocks;
 use crate::metrics::Metrics;
@@ -19,8 +20,8 @@ use crate::metrics::Metrics;
 pub struct Core {
     /// The validated configuration (server settings: body limit, credentials, versions).
     pub config: Config,
-    /// Plans, plugins and parameter checks.
-    pub catalog: Arc<Catalog>,
+    /// Plans, plugins, visibilities and parameter checks (the current version).
+    pub catalog: Arc<Catalogs>,
     /// The state map over the store.
     pub state: Arc<StateMap>,
     /// Per-instance locks for read-decide-commit.
@@ -29,4 +30,6 @@ pub struct Core {
     pub engine: Arc<Engine>,
     /// The Prometheus metrics.
     pub metrics: Arc<Metrics>,
+    /// Platform logins verified so far (Service Manager).
+    pub logins: PlatformLogins,
 }

@@ -119,6 +119,8 @@ impl SealedRequest {
             instance_state: instance.plugin_state,
             binding_state,
             reference,
+            accepts_incomplete: !operation.sync,
+            originating_identity: operation.requested_by,
         }
     }
 }

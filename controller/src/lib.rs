@@ -17,6 +17,7 @@
 //! - [`catalog`]: offerings, plans, their plugins and parameter checks.
 //! - [`error`]: `ApiError`, the one mapping from failures to OSB error responses.
 //! - [`locks`]: per-instance locks for read-decide-commit.
+//! - [`credentials`]: platform passwords: generated, hashed, checked.
 //! - [`replicas`]: following other replicas' changes on a shared store (etcd).
 //! - [`schemas`]: compiled parameter schemas.
 //! - [`server`]: wiring, start and orderly shutdown.
@@ -36,6 +37,7 @@ pub mod admission;
 pub mod api;
 pub mod catalog;
 pub mod core;
+pub mod credentials;
 pub mod engine;
 pub mod error;
 pub mod jobs;

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 
 use serde_json::Value;
-use skybroker_config::{Config, Plan, SchemaKind};
+use skybroker_config::{Plan, SchemaKind, ServiceOffering};
 
 use crate::error::ApiError;
 
@@ -38,9 +38,9 @@ impl SchemaCache {
     ///
     /// # Errors
     /// A schema that does not compile (the configuration check reports the same).
-    pub fn compile(config: &Config) -> Result<Self, String> {
+    pub fn compile(services: &[ServiceOffering]) -> Result<Self, String> {
         let mut cache = SchemaCache::default();
-        for offering in &config.services {
+        for offering in services {
             for plan in &offering.plans {
                 for kind in [
                     SchemaKind::InstanceCreate,

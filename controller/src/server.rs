@@ -25,7 +25,7 @@ use skybroker_storage::{EmbeddedStore, EtcdOptions, EtcdStore, MemoryStore, Stat
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::catalog::Catalog;
+use crate::catalog::Catalogs;
 use crate::core::Core;
 use crate::engine::{self, Engine, Parts};
 use crate::locks::InstanceLocks;
@@ -43,7 +43,7 @@ pub fn check_config(config: &Config) -> Vec<Problem> {
     {
         problems.append(&mut plugin_problems);
     }
-    if let Err(message) = SchemaCache::compile(config) {
+    if let Err(message) = SchemaCache::compile(&config.services) {
         problems.push(Problem {
             severity: Severity::Error,
             location: "services".to_owned(),
@@ -196,7 +196,6 @@ async fn start_on(config: Config, store: Option<Arc<dyn Store>>) -> anyhow::Resu
     if config.server.password.is_none() {
         bail!("no password configured (call ensure_password first)");
     }
-    let catalog = Arc::new(Catalog::from_config(&config).map_err(anyhow::Error::msg)?);
     let metrics = Arc::new(Metrics::new());
     let store = match store {
         Some(store) => store,
@@ -206,6 +205,7 @@ async fn start_on(config: Config, store: Option<Arc<dyn Store>>) -> anyhow::Resu
         .await
         .context("loading state from the store")?;
     let state = Arc::new(state);
+    let catalog = Arc::new(Catalogs::new(&config, Arc::clone(&state)).map_err(anyhow::Error::msg)?);
     let counts = state.counts();
     log::info!(
         "loaded {} instance(s), {} binding(s), {} operation record(s)",
@@ -244,6 +244,7 @@ async fn start_on(config: Config, store: Option<Arc<dyn Store>>) -> anyhow::Resu
         locks,
         engine: Arc::clone(&engine),
         metrics,
+        logins: Default::default(),
     });
     engine.resume();
 

@@ -6,6 +6,7 @@
 //! - [`store`]: the `Store` trait (revisions, conditional batch commits).
 //! - [`memory`], [`embedded`], [`etcd`]: the backends.
 //! - [`map`]: the `StateMap` every reader uses.
+//! - [`registry`]: the Service Manager's records (external brokers, platforms, visibilities).
 //! - `testing`: the conformance suite every backend runs.
 //!
 //! Architecture invariant: this crate knows nothing about clouds, HTTP or OSB JSON.
@@ -18,6 +19,7 @@ pub mod map;
 pub mod memory;
 pub mod model;
 mod packed;
+pub mod registry;
 pub mod store;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;
@@ -28,6 +30,9 @@ pub use map::{Basis, Change, Counts, OperationBrief, OperationCounts, Read, Stat
 pub use memory::MemoryStore;
 pub use model::*;
 pub use packed::Sealed;
+pub use registry::{
+    BrokerCredentials, Labels, Platform, RegistryKind, RegistryRecord, ServiceBroker, Visibility,
+};
 pub use store::{
     Entry, Expect, PageVisitor, Revision, Store, StoreError, WatchEvent, Write, LOAD_PAGE,
 };

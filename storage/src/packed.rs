@@ -169,7 +169,7 @@ impl<T> Sealed<T> {
 
 // Positions of the fields read on their own (declaration order; tested below). Every field
 // before them is a string, as `Packed::leading_str` needs.
-const INSTANCE_SERVICE_ID: usize = 1;
+pub(crate) const INSTANCE_SERVICE_ID: usize = 1;
 const INSTANCE_PLAN_ID: usize = 2;
 const BINDING_PLAN_ID: usize = 3;
 pub(crate) const OPERATION_INSTANCE_ID: usize = 2;

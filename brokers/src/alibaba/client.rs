@@ -667,22 +667,7 @@ fn scrub(mut message: String, secrets: &[&str]) -> String {
 /// roots fails on a system without any; that only matters when an endpoint is https, so
 /// plain-http set-ups (tests, fakes) work without them.
 fn tls_config(needs_roots: bool) -> Result<rustls::ClientConfig, AlibabaError> {
-    use rustls_platform_verifier::BuilderVerifierExt as _;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = || {
-        rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
-            .with_safe_default_protocol_versions()
-            .map_err(|err| AlibabaError::Config(format!("TLS: {err}")))
-    };
-    match builder()?.with_platform_verifier() {
-        Ok(builder) => Ok(builder.with_no_client_auth()),
-        Err(err) if needs_roots => Err(AlibabaError::Config(format!(
-            "TLS: cannot load the system's trusted certificates (install ca-certificates): {err}"
-        ))),
-        Err(_) => Ok(builder()?
-            .with_root_certificates(rustls::RootCertStore::empty())
-            .with_no_client_auth()),
-    }
+    crate::tls::client_config(needs_roots).map_err(AlibabaError::Config)
 }
 
 #[cfg(test)]

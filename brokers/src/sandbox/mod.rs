@@ -258,6 +258,8 @@ mod tests {
             instance_state: json!({"resource": "sandbox-i-1"}),
             binding_state: Value::Null,
             reference: None,
+            accepts_incomplete: true,
+            originating_identity: None,
         }
     }
 

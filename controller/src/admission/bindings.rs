@@ -91,18 +91,18 @@ async fn bind_once(
     let plan = core
         .catalog
         .requested_plan(&instance.service_id, &instance.plan_id)?;
-    if !plan.plan.is_bindable(plan.offering) {
+    if !plan.plan().is_bindable(plan.offering()) {
         return Err(ApiError::BadRequest(format!(
             "plan {} is not bindable",
-            plan.plan.name
+            plan.plan().name
         )));
     }
     let mut parameters = request.parameters.clone();
     if let Some(predecessor_id) = predecessor_id {
-        if !plan.plan.binding_rotatable {
+        if !plan.plan().binding_rotatable {
             return Err(ApiError::BadRequest(format!(
                 "plan {} does not allow binding rotation (binding_rotatable is false)",
-                plan.plan.name
+                plan.plan().name
             )));
         }
         let predecessor = core
@@ -121,7 +121,7 @@ async fn bind_once(
     }
     let parameters = parameters.unwrap_or_default();
     core.catalog.check_parameters(
-        plan,
+        &plan,
         Some(SchemaKind::BindingCreate),
         None,
         &Value::Object(parameters.clone()),
@@ -167,7 +167,7 @@ async fn bind_once(
     let operation = core.engine.new_operation(
         OperationKind::Bind,
         (instance_id, Some(binding_id)),
-        plan.plan,
+        plan.plan(),
         sync,
         request.caller.requested_by.clone(),
     );
@@ -308,7 +308,7 @@ async fn unbind_once(
     let operation = core.engine.new_operation(
         OperationKind::Unbind,
         (instance_id, Some(binding_id)),
-        plan.plan,
+        plan.plan(),
         sync,
         caller.requested_by.clone(),
     );

@@ -76,10 +76,10 @@ pub async fn provision(
     let plan = core
         .catalog
         .requested_plan(&request.service_id, &request.plan_id)?;
-    check_maintenance(plan.plan, request.maintenance_version.as_deref())?;
+    check_maintenance(plan.plan(), request.maintenance_version.as_deref())?;
     let parameters = Value::Object(request.parameters);
     core.catalog.check_parameters(
-        plan,
+        &plan,
         Some(SchemaKind::InstanceCreate),
         Some(OperationKind::Provision),
         &parameters,
@@ -96,7 +96,7 @@ pub async fn provision(
         organization_guid: request.organization_guid,
         space_guid: request.space_guid,
         maintenance_version: request.maintenance_version.or_else(|| {
-            plan.plan
+            plan.plan()
                 .maintenance_info
                 .as_ref()
                 .map(|m| m.version.clone())
@@ -156,7 +156,7 @@ async fn provision_once(
     let operation = core.engine.new_operation(
         OperationKind::Provision,
         (&requested.id, None),
-        plan.plan,
+        plan.plan(),
         sync,
         caller.requested_by.clone(),
     );
@@ -262,25 +262,25 @@ async fn update_once(
         let current_updateable = core
             .catalog
             .plan(service_id, &instance.plan_id)
-            .is_none_or(|current| current.plan.is_updateable(current.offering));
+            .is_none_or(|current| current.plan().is_updateable(current.offering()));
         if !current_updateable {
             return Err(ApiError::Unprocessable(format!(
                 "the plan of instance {instance_id} cannot be changed (plan_updateable is false)"
             )));
         }
     }
-    check_maintenance(plan.plan, request.maintenance_version.as_deref())?;
+    check_maintenance(plan.plan(), request.maintenance_version.as_deref())?;
     if let Some(parameters) = &request.parameters {
         let sent = Value::Object(parameters.clone());
         core.catalog
-            .check_parameters(plan, Some(SchemaKind::InstanceUpdate), None, &sent)?;
+            .check_parameters(&plan, Some(SchemaKind::InstanceUpdate), None, &sent)?;
     }
     // Parameters sent are merged key by key into the current ones; absent keys stay.
     let mut merged = instance.parameters.as_object().cloned().unwrap_or_default();
     merged.extend(request.parameters.clone().unwrap_or_default());
     let merged = Value::Object(merged);
     core.catalog
-        .check_parameters(plan, None, Some(OperationKind::Update), &merged)?;
+        .check_parameters(&plan, None, Some(OperationKind::Update), &merged)?;
     let target = UpdateTarget {
         plan_id: target_plan_id.into(),
         parameters: merged,
@@ -323,7 +323,7 @@ async fn update_once(
     let mut operation = core.engine.new_operation(
         OperationKind::Update,
         (instance_id, None),
-        plan.plan,
+        plan.plan(),
         sync,
         request.caller.requested_by.clone(),
     );
@@ -395,7 +395,7 @@ async fn deprovision_once(
     let operation = core.engine.new_operation(
         OperationKind::Deprovision,
         (instance_id, None),
-        plan.plan,
+        plan.plan(),
         sync,
         caller.requested_by.clone(),
     );

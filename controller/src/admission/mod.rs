@@ -107,7 +107,7 @@ fn delete_plan<'c>(
     core: &'c Core,
     (service_id, plan_id): (&str, &str),
     own: (&str, &str),
-) -> Result<PlanRef<'c>, ApiError> {
+) -> Result<PlanRef, ApiError> {
     core.catalog.requested_plan(service_id, plan_id)?;
     match core.catalog.plan(own.0, own.1) {
         Some(plan) => Ok(plan),

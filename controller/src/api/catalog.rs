@@ -7,8 +7,13 @@ use axum::extract::Request;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use serde_json::Value;
-use skybroker_config::catalog::Catalog;
+use skybroker_config::ServiceOffering;
+
+use crate::catalog::Catalog;
 
 use crate::api::ApiVersion;
 
@@ -68,7 +73,8 @@ fn strip(catalog: &Value, offering_fields: &[&str], plan_fields: &[&str]) -> Val
 impl CatalogCache {
     /// Renders the catalog of `core`'s configuration.
     pub fn new(services: &[skybroker_config::ServiceOffering]) -> Self {
-        let full = serde_json::to_value(Catalog { services }).expect("catalog serializes");
+        let full = serde_json::to_value(skybroker_config::catalog::Catalog { services })
+            .expect("catalog serializes");
         let v15 = strip(&full, &[], &["binding_rotatable"]);
         let v13 = strip(
             &v15,
@@ -95,6 +101,52 @@ impl CatalogCache {
             &self.v13
         }
     }
+}
+
+/// The rendered catalog for each caller of the current catalog version: the broker's own
+/// credentials see every plan, a platform the plans visible to it. Rendered on a caller's
+/// first request and dropped when the catalog version changes.
+#[derive(Debug, Default)]
+pub struct RenderedCatalogs {
+    /// The version rendered, and the renderings by platform id ("" for the broker's own).
+    cached: Mutex<(u64, HashMap<String, Arc<CatalogCache>>)>,
+}
+
+impl RenderedCatalogs {
+    /// The rendering of `catalog` for `platform`.
+    pub fn for_caller(&self, catalog: &Catalog, platform: Option<&str>) -> Arc<CatalogCache> {
+        let mut cached = self.cached.lock().unwrap_or_else(|e| e.into_inner());
+        if cached.0 != catalog.generation() {
+            *cached = (catalog.generation(), HashMap::new());
+        }
+        let key = platform.unwrap_or("");
+        if let Some(rendered) = cached.1.get(key) {
+            return Arc::clone(rendered);
+        }
+        let rendered = Arc::new(CatalogCache::new(&visible_services(catalog, platform)));
+        cached.1.insert(key.to_owned(), Arc::clone(&rendered));
+        rendered
+    }
+}
+
+/// The offerings with only the plans `platform` sees; an offering without any is left out.
+fn visible_services(catalog: &Catalog, platform: Option<&str>) -> Vec<ServiceOffering> {
+    catalog
+        .services()
+        .iter()
+        .filter_map(|offering| {
+            let plans: Vec<_> = offering
+                .plans
+                .iter()
+                .filter(|plan| catalog.visible_to(&plan.id, platform))
+                .cloned()
+                .collect();
+            (!plans.is_empty()).then(|| ServiceOffering {
+                plans,
+                ..offering.clone()
+            })
+        })
+        .collect()
 }
 
 /// `GET /v2/catalog`. Takes the request itself rather than a `HeaderMap`, which the

@@ -83,11 +83,18 @@ pub struct Originator(pub Option<String>);
 /// Builds the router over `core`.
 pub fn router(core: Arc<Core>) -> Router {
     let body_limit = core.config.server.max_body_bytes;
-    // Rendered once: the catalog never changes while the process runs.
-    let rendered = Arc::new(catalog::CatalogCache::new(core.catalog.services()));
-    let get_catalog = move |version, request| {
+    // Rendered once per catalog version and caller (the platforms see their visible plans).
+    let rendered = Arc::new(catalog::RenderedCatalogs::default());
+    let catalogs = Arc::clone(&core);
+    let get_catalog = move |version, request: Request| {
         let rendered = Arc::clone(&rendered);
-        async move { catalog::get_catalog(&rendered, version, request) }
+        let catalogs = Arc::clone(&catalogs);
+        async move {
+            let platform = Principal::platform_of(&request);
+            let catalog = catalogs.catalog.current();
+            let rendered = rendered.for_caller(&catalog, platform.as_deref());
+            catalog::get_catalog(&rendered, version, request)
+        }
     };
     Router::new()
         .route(ROUTE_CATALOG, get(get_catalog))
@@ -193,11 +200,40 @@ impl std::fmt::Display for IdentitySuffix<'_> {
     }
 }
 
-/// Basic auth or bearer token (401 otherwise), then the version check, then the handler.
-async fn authenticate_and_serve(core: &Core, mut request: Request, next: Next) -> Response {
-    if !authorized(core, request.headers()) {
-        return ApiError::Unauthorized.into_response();
+/// Who calls: the broker's own credentials (configured basic auth or bearer token: every
+/// plan), or a platform registered through the Service Manager API (the plans visible to it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    /// The configured credentials.
+    Broker,
+    /// A registered platform, by id.
+    Platform(Arc<str>),
+}
+
+impl Principal {
+    /// The platform id, when a platform calls.
+    pub fn platform(&self) -> Option<&str> {
+        match self {
+            Principal::Broker => None,
+            Principal::Platform(id) => Some(id),
+        }
     }
+
+    /// The platform id of an authenticated request's caller.
+    pub fn platform_of(request: &Request) -> Option<Arc<str>> {
+        match request.extensions().get::<Principal>() {
+            Some(Principal::Platform(id)) => Some(Arc::clone(id)),
+            _ => None,
+        }
+    }
+}
+
+/// Basic auth or bearer token (401 otherwise), then the version check, then the handler.
+async fn authenticate_and_serve(core: &Arc<Core>, mut request: Request, next: Next) -> Response {
+    let Some(principal) = authenticate(core, request.headers()).await else {
+        return ApiError::Unauthorized.into_response();
+    };
+    request.extensions_mut().insert(principal);
     if let Err(err) = check_version(core, &mut request) {
         return err.into_response();
     }
@@ -209,31 +245,54 @@ async fn authenticate_and_serve(core: &Core, mut request: Request, next: Next) -
     }
 }
 
-fn authorized(core: &Core, headers: &HeaderMap) -> bool {
-    let Some(value) = headers
+async fn authenticate(core: &Arc<Core>, headers: &HeaderMap) -> Option<Principal> {
+    let value = headers
         .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    else {
-        return false;
-    };
+        .and_then(|v| v.to_str().ok())?;
     let server = &core.config.server;
     if let Some(encoded) = value.strip_prefix("Basic ") {
-        let Some(password) = &server.password else {
-            return false;
-        };
-        return basic_credentials_match(encoded, &server.username, password.expose());
+        let password = server.password.as_ref()?;
+        if basic_credentials_match(encoded, &server.username, password.expose()) {
+            return Some(Principal::Broker);
+        }
+        return platform_login(core, encoded)
+            .await
+            .map(|id| Principal::Platform(id.into()));
     }
     if let Some(token) = value.strip_prefix("Bearer ") {
         let token = token.trim().as_bytes();
-        return server
+        let known: bool = server
             .bearer_tokens
             .iter()
             .fold(subtle::Choice::from(0), |found, t| {
                 found | token.ct_eq(t.expose().as_bytes())
             })
             .into();
+        return known.then_some(Principal::Broker);
     }
-    false
+    None
+}
+
+/// The platform whose credentials `encoded` (the base64 of a `Basic` header) holds.
+async fn platform_login(core: &Arc<Core>, encoded: &str) -> Option<String> {
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let split = decoded.iter().position(|&b| b == b':')?;
+    let username = std::str::from_utf8(&decoded[..split]).ok()?.to_owned();
+    let password = decoded[split + 1..].to_vec();
+    if let Some(id) = core.logins.remembered(&core.state, &username, &password) {
+        return Some(id);
+    }
+    if !core.state.platforms().iter().any(|p| p.username == username) {
+        return None;
+    }
+    // argon2 takes tens of milliseconds: not on the runtime's threads.
+    let core = Arc::clone(core);
+    tokio::task::spawn_blocking(move || core.logins.verify(&core.state, &username, &password))
+        .await
+        .ok()
+        .flatten()
 }
 
 /// Whether `encoded` (the base64 part of a `Basic` header) holds exactly `username:password`.

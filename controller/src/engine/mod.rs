@@ -50,7 +50,7 @@ pub use apply::run_applier;
 pub use cleanup::{cleanup_once, run_cleanup};
 pub use scan::run_scanner;
 
-use crate::catalog::Catalog;
+use crate::catalog::Catalogs;
 use crate::error::ApiError;
 use crate::jobs::Job;
 use crate::locks::InstanceLocks;
@@ -92,7 +92,7 @@ pub struct Parts {
     /// The engine's settings.
     pub config: EngineConfig,
     /// Plans and plugins.
-    pub catalog: Arc<Catalog>,
+    pub catalog: Arc<Catalogs>,
     /// The state map over the store.
     pub state: Arc<StateMap>,
     /// Per-instance locks, shared with admission.
@@ -108,7 +108,7 @@ pub struct Parts {
 #[derive(Debug)]
 pub struct Engine {
     config: EngineConfig,
-    catalog: Arc<Catalog>,
+    catalog: Arc<Catalogs>,
     state: Arc<StateMap>,
     locks: Arc<InstanceLocks>,
     dispatcher: Dispatcher<Job>,

@@ -299,7 +299,7 @@ fn unbinds_first(engine: &Engine, deprovision: &Operation) -> bool {
     let plan = instance
         .as_ref()
         .and_then(|instance| engine.catalog.plan(&instance.service_id, &instance.plan_id));
-    plan.is_none_or(|plan| plan.broker.unbinds_before_deprovision(&plan.plan.settings))
+    plan.is_none_or(|plan| plan.broker().unbinds_before_deprovision(&plan.plan().settings))
 }
 
 /// Starts an unbind for every binding not yet unbinding.
@@ -326,7 +326,7 @@ async fn cascade_unbind(
         let operation = engine.new_operation(
             OperationKind::Unbind,
             (&binding.instance_id, Some(&binding.id)),
-            plan.plan,
+            plan.plan(),
             plan.is_sync(OperationKind::Unbind),
             deprovision.requested_by.clone(),
         );
@@ -402,9 +402,9 @@ fn build_job(
         } else {
             Call::Start
         },
-        broker: Arc::clone(plan.broker),
+        broker: Arc::clone(plan.broker()),
         request: SealedRequest {
-            plan_settings: Arc::clone(&plan.plan.settings),
+            plan_settings: Arc::clone(&plan.plan().settings),
             operation,
             instance,
             binding,

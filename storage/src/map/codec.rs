@@ -3,12 +3,14 @@
 //! an envelope that carries a schema version (`{"v":1,"record":{...}}`), so a later version
 //! can migrate old records instead of failing on them; a record newer than this build is
 //! refused as corrupt rather than misread. Each kind of record has its own key prefix
-//! (`instances/<id>`, `bindings/<id>`, `operations/<id>`); a key with another prefix is
+//! (`instances/<id>`, `bindings/<id>`, `operations/<id>`, and the registry's
+//! `service_brokers/<id>`, `platforms/<id>`, `visibilities/<id>`); a key with another prefix is
 //! skipped with a warning, so that a store shared with a newer build still loads.
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use super::Change;
+use crate::registry::{RegistryKind, RegistryRecord};
 use crate::store::{Entry, StoreError};
 
 /// The version of the record envelope written today.
@@ -30,6 +32,14 @@ pub(super) fn binding_key(id: &str) -> String {
 }
 pub(super) fn operation_key(id: &str) -> String {
     format!("operations/{id}")
+}
+
+pub(super) fn encode_registry(record: &RegistryRecord) -> Vec<u8> {
+    match record {
+        RegistryRecord::Broker(broker) => encode(broker),
+        RegistryRecord::Platform(platform) => encode(platform),
+        RegistryRecord::Visibility(visibility) => encode(visibility),
+    }
 }
 
 pub(super) fn encode<T: Serialize>(record: &T) -> Vec<u8> {
@@ -65,9 +75,21 @@ pub(super) fn decode_entry(entry: &Entry) -> Result<Option<Change>, StoreError> 
         "instances" => Change::PutInstance(decode(&entry.key, &entry.value)?),
         "bindings" => Change::PutBinding(decode(&entry.key, &entry.value)?),
         "operations" => Change::PutOperation(decode(&entry.key, &entry.value)?),
-        _ => {
-            log::warn!("ignoring unknown store key {:?}", entry.key);
-            return Ok(None);
-        }
+        _ => match RegistryKind::of_key(&entry.key) {
+            Some(RegistryKind::Broker) => Change::PutRegistry(RegistryRecord::Broker(decode(
+                &entry.key,
+                &entry.value,
+            )?)),
+            Some(RegistryKind::Platform) => Change::PutRegistry(RegistryRecord::Platform(
+                decode(&entry.key, &entry.value)?,
+            )),
+            Some(RegistryKind::Visibility) => Change::PutRegistry(RegistryRecord::Visibility(
+                decode(&entry.key, &entry.value)?,
+            )),
+            None => {
+                log::warn!("ignoring unknown store key {:?}", entry.key);
+                return Ok(None);
+            }
+        },
     }))
 }

@@ -27,22 +27,26 @@
 //! - `catch_up`: [`StateMap::catch_up`] and [`StateMap::catch_up_unless`], which wait for
 //!   the watch to deliver a sync marker before a miss is answered.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::num::NonZeroU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use crate::model::{
     BindingId, InstanceId, Operation, OperationId, OperationKind, OperationState, ServiceBinding,
     ServiceInstance, UnixMillis,
 };
-use crate::packed::{Packed, Sealed, Slot, Table, OPERATION_INSTANCE_ID};
+use crate::packed::{
+    Packed, Sealed, Slot, Table, INSTANCE_SERVICE_ID, OPERATION_INSTANCE_ID,
+};
+use crate::registry::{Platform, RegistryKind, RegistryRecord, ServiceBroker, Visibility};
 use crate::store::{Expect, Revision, Store, StoreError, WatchEvent, Write};
 
 mod catch_up;
 mod codec;
 
 use catch_up::Markers;
-use codec::{binding_key, decode_entry, encode, instance_key, operation_key};
+use codec::{binding_key, decode_entry, encode, encode_registry, instance_key, operation_key};
 
 /// What an operation record reports on: an instance or a binding.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -85,6 +89,10 @@ pub enum Change {
     PutOperation(Operation),
     /// Remove an operation record.
     DeleteOperation(OperationId),
+    /// Create or replace a registry record (a broker, platform or visibility).
+    PutRegistry(RegistryRecord),
+    /// Remove a registry record.
+    DeleteRegistry(RegistryKind, String),
 }
 
 /// Counts of what the map holds.
@@ -192,6 +200,10 @@ struct Maps {
     operations: Table<HeldOperation>,
     /// The newest operation of each target.
     latest: HashMap<Target, Box<str>>,
+    /// Registry records by store key, decoded (they are few).
+    registry: BTreeMap<String, (Revision, RegistryRecord)>,
+    /// Counts changes to `registry`, so its readers know when to rebuild what they derive.
+    registry_generation: u64,
 }
 
 /// The in-memory map over a store.
@@ -205,6 +217,8 @@ pub struct StateMap {
     /// The sync markers this map has written, shared by concurrent catch-ups; one written at a
     /// time.
     markers: tokio::sync::Mutex<Markers>,
+    /// `Maps::registry_generation`, readable without the lock.
+    registry_generation: AtomicU64,
 }
 
 /// A [`Change`] with its record packed: commits pack before they take the map's write lock,
@@ -223,6 +237,8 @@ enum Packing {
     DeleteInstance(String),
     DeleteBinding(String),
     DeleteOperation(String),
+    Registry(RegistryRecord),
+    DeleteRegistry(String),
 }
 
 impl From<Change> for Packing {
@@ -243,6 +259,8 @@ impl From<Change> for Packing {
             Change::DeleteInstance(id) => Packing::DeleteInstance(id.into_string()),
             Change::DeleteBinding(id) => Packing::DeleteBinding(id.into_string()),
             Change::DeleteOperation(id) => Packing::DeleteOperation(id.into_string()),
+            Change::PutRegistry(record) => Packing::Registry(record),
+            Change::DeleteRegistry(kind, id) => Packing::DeleteRegistry(kind.key(&id)),
         }
     }
 }
@@ -266,6 +284,15 @@ impl Maps {
             }
             Packing::DeleteBinding(id) => self.delete_binding(&id),
             Packing::DeleteOperation(id) => self.delete_operation(&id),
+            Packing::Registry(record) => {
+                self.registry.insert(record.key(), (revision, record));
+                self.registry_generation += 1;
+            }
+            Packing::DeleteRegistry(key) => {
+                if self.registry.remove(&key).is_some() {
+                    self.registry_generation += 1;
+                }
+            }
         }
     }
 
@@ -358,7 +385,7 @@ impl Maps {
             "instances" => self.instances.get(id).map(|held| held.revision),
             "bindings" => self.bindings.get(id).map(|held| held.revision),
             "operations" => self.operations.get(id).map(|held| held.revision),
-            _ => None,
+            _ => self.registry.get(key).map(|(revision, _)| *revision),
         }
     }
 
@@ -370,7 +397,11 @@ impl Maps {
             }
             Some(("bindings", id)) => self.delete_binding(id),
             Some(("operations", id)) => self.delete_operation(id),
-            _ => {}
+            _ => {
+                if self.registry.remove(key).is_some() {
+                    self.registry_generation += 1;
+                }
+            }
         }
     }
 
@@ -394,6 +425,16 @@ impl Maps {
                 operation_key(id),
                 self.operations.get(id.as_str()).map(|held| held.revision),
             ),
+            Change::PutRegistry(record) => {
+                let key = record.key();
+                let found = self.registry.get(&key).map(|(revision, _)| *revision);
+                (key, found)
+            }
+            Change::DeleteRegistry(kind, id) => {
+                let key = kind.key(id);
+                let found = self.registry.get(&key).map(|(revision, _)| *revision);
+                (key, found)
+            }
         };
         (key, found.map_or(Expect::Absent, Expect::Revision))
     }
@@ -408,6 +449,7 @@ impl StateMap {
         let maps = Maps::load(store.as_ref()).await?;
         Ok(StateMap {
             store,
+            registry_generation: AtomicU64::new(maps.registry_generation),
             maps: RwLock::new(maps),
             watched: tokio::sync::watch::Sender::new(0),
             markers: tokio::sync::Mutex::new(Markers::default()),
@@ -419,8 +461,12 @@ impl StateMap {
     /// # Errors
     /// The store cannot be read; the map is then unchanged.
     pub async fn reload(&self) -> Result<(), StoreError> {
-        let maps = Maps::load(self.store.as_ref()).await?;
-        *self.maps.write().unwrap_or_else(|e| e.into_inner()) = maps;
+        let mut maps = Maps::load(self.store.as_ref()).await?;
+        let mut held = self.maps.write().unwrap_or_else(|e| e.into_inner());
+        maps.registry_generation += held.registry_generation + 1;
+        *held = maps;
+        self.registry_generation
+            .store(held.registry_generation, Ordering::Release);
         Ok(())
     }
 
@@ -461,6 +507,8 @@ impl StateMap {
                 WatchEvent::Reset => {}
             }
         }
+        self.registry_generation
+            .store(maps.registry_generation, Ordering::Release);
         drop(maps);
         if let Some(revision) = progress {
             self.watched.send_if_modified(|watched| {
@@ -489,6 +537,40 @@ impl StateMap {
             .instances
             .get(id)
             .map(|held| held.packed.unpack())
+    }
+
+    /// Up to `limit` instances in id order after `after`, of the offerings `service` accepts
+    /// (read without decoding the others), and whether more follow: a page of a listing
+    /// (the Service Manager's `/v1/service_instances`). Costs one pass over the instances'
+    /// ids, not a sort of them all.
+    pub fn instances_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        service: impl Fn(&str) -> bool,
+    ) -> (Vec<ServiceInstance>, bool) {
+        let maps = self.read();
+        let mut ids: Vec<&Held> = maps
+            .instances
+            .iter()
+            .filter(|held| after.is_none_or(|after| held.packed.id() > after))
+            .filter(|held| service(held.packed.leading_str(INSTANCE_SERVICE_ID)))
+            .collect();
+        let more = ids.len() > limit;
+        if more {
+            ids.select_nth_unstable_by(limit, |a, b| a.packed.id().cmp(b.packed.id()));
+            ids.truncate(limit);
+        }
+        ids.sort_unstable_by(|a, b| a.packed.id().cmp(b.packed.id()));
+        (ids.into_iter().map(|held| held.packed.unpack()).collect(), more)
+    }
+
+    /// Whether any instance is of an offering `service` accepts (nothing decoded).
+    pub fn any_instance_of(&self, service: impl Fn(&str) -> bool) -> bool {
+        self.read()
+            .instances
+            .iter()
+            .any(|held| service(held.packed.leading_str(INSTANCE_SERVICE_ID)))
     }
 
     /// Whether the map holds an instance (nothing decoded).
@@ -710,9 +792,11 @@ impl StateMap {
                         Change::PutInstance(i) | Change::CreateInstance(i) => Some(encode(i)),
                         Change::PutBinding(b) | Change::CreateBinding(b) => Some(encode(b)),
                         Change::PutOperation(o) => Some(encode(o)),
+                        Change::PutRegistry(record) => Some(encode_registry(record)),
                         Change::DeleteInstance(_)
                         | Change::DeleteBinding(_)
-                        | Change::DeleteOperation(_) => None,
+                        | Change::DeleteOperation(_)
+                        | Change::DeleteRegistry(..) => None,
                     };
                     Write { key, value, expect }
                 })
@@ -765,7 +849,90 @@ impl StateMap {
         for change in packed {
             maps.apply(revision, change);
         }
+        self.registry_generation
+            .store(maps.registry_generation, Ordering::Release);
         Ok(())
+    }
+
+    /// A number that changes whenever a registry record does (here or on another replica,
+    /// or in a reload): what is derived from the registry (the catalog) is rebuilt when it
+    /// moves. One atomic read.
+    pub fn registry_generation(&self) -> u64 {
+        self.registry_generation.load(Ordering::Acquire)
+    }
+
+    /// The registry records of `kind`, in key order.
+    fn registry_of(&self, kind: RegistryKind) -> Vec<RegistryRecord> {
+        let maps = self.read();
+        let prefix = kind.prefix();
+        maps.registry
+            .range(prefix.to_owned()..)
+            .take_while(|(key, _)| key.starts_with(prefix))
+            .map(|(_, (_, record))| record.clone())
+            .collect()
+    }
+
+    /// The registry record of `kind` with `id`.
+    fn registry_record(&self, kind: RegistryKind, id: &str) -> Option<RegistryRecord> {
+        let maps = self.read();
+        maps.registry.get(&kind.key(id)).map(|(_, record)| record.clone())
+    }
+
+    /// Every registered external broker.
+    pub fn service_brokers(&self) -> Vec<ServiceBroker> {
+        self.registry_of(RegistryKind::Broker)
+            .into_iter()
+            .filter_map(|record| match record {
+                RegistryRecord::Broker(broker) => Some(broker),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// A registered external broker.
+    pub fn service_broker(&self, id: &str) -> Option<ServiceBroker> {
+        match self.registry_record(RegistryKind::Broker, id)? {
+            RegistryRecord::Broker(broker) => Some(broker),
+            _ => None,
+        }
+    }
+
+    /// Every registered platform.
+    pub fn platforms(&self) -> Vec<Platform> {
+        self.registry_of(RegistryKind::Platform)
+            .into_iter()
+            .filter_map(|record| match record {
+                RegistryRecord::Platform(platform) => Some(platform),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// A registered platform.
+    pub fn platform(&self, id: &str) -> Option<Platform> {
+        match self.registry_record(RegistryKind::Platform, id)? {
+            RegistryRecord::Platform(platform) => Some(platform),
+            _ => None,
+        }
+    }
+
+    /// Every visibility.
+    pub fn visibilities(&self) -> Vec<Visibility> {
+        self.registry_of(RegistryKind::Visibility)
+            .into_iter()
+            .filter_map(|record| match record {
+                RegistryRecord::Visibility(visibility) => Some(visibility),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// A visibility.
+    pub fn visibility(&self, id: &str) -> Option<Visibility> {
+        match self.registry_record(RegistryKind::Visibility, id)? {
+            RegistryRecord::Visibility(visibility) => Some(visibility),
+            _ => None,
+        }
     }
 }
 
@@ -855,6 +1022,71 @@ mod tests {
             last_operation: None,
             created_at: 1,
         }
+    }
+
+    fn platform(id: &str, name: &str) -> Platform {
+        Platform {
+            id: id.into(),
+            name: name.into(),
+            kind: "kubernetes".into(),
+            description: String::new(),
+            username: format!("user-{id}"),
+            password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+            labels: Default::default(),
+            created_at: 1,
+            updated_at: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn registry_records_persist_replicate_and_move_the_generation() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let map = StateMap::open(Arc::clone(&store)).await.unwrap();
+        let before = map.registry_generation();
+        map.commit(vec![
+            Change::PutRegistry(RegistryRecord::Platform(platform("p-1", "cf-eu"))),
+            Change::PutRegistry(RegistryRecord::Platform(platform("p-2", "k8s-us"))),
+        ])
+        .await
+        .unwrap();
+        assert!(map.registry_generation() > before);
+        let names: Vec<String> = map.platforms().into_iter().map(|p| p.name).collect();
+        assert_eq!(names, ["cf-eu", "k8s-us"]);
+        assert!(map.service_brokers().is_empty(), "kinds are kept apart");
+
+        // Another process's map loads them, and follows a deletion made here.
+        let other = StateMap::open(Arc::clone(&store)).await.unwrap();
+        assert_eq!(other.platform("p-2"), Some(platform("p-2", "k8s-us")));
+        map.commit(vec![Change::DeleteRegistry(
+            RegistryKind::Platform,
+            "p-2".into(),
+        )])
+        .await
+        .unwrap();
+        assert_eq!(map.platform("p-2"), None);
+        let generation = other.registry_generation();
+        let deleted_at = store.load().await.unwrap().iter().map(|e| e.revision).max().unwrap() + 1;
+        other.apply_remote(vec![WatchEvent::Delete {
+            key: RegistryKind::Platform.key("p-2"),
+            revision: deleted_at,
+        }]);
+        assert_eq!(other.platform("p-2"), None);
+        assert!(other.registry_generation() > generation);
+
+        // Stale writes conflict like any other record's.
+        let stale = StateMap::open(Arc::clone(&store)).await.unwrap();
+        map.commit(vec![Change::PutRegistry(RegistryRecord::Platform(platform(
+            "p-1", "renamed",
+        )))])
+        .await
+        .unwrap();
+        let err = stale
+            .commit(vec![Change::PutRegistry(RegistryRecord::Platform(platform(
+                "p-1", "lost",
+            )))])
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Conflict { .. }), "{err:?}");
     }
 
     /// A provision in progress, as stored (fields left out take their defaults).

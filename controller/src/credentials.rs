@@ -1,0 +1,146 @@
+//! Platform credentials (Service Manager): generated once, stored only as a slow hash, and
+//! checked on every OSB request without paying for the hash each time.
+//!
+//! A platform's password is 32 random bytes, shown once when it is registered or
+//! regenerated; the store keeps its argon2id hash (PHC string), so a copy of the store or
+//! of etcd does not let anyone call as the platform. Verifying argon2 costs tens of
+//! milliseconds by design, which every OSB request cannot pay: a password verified once is
+//! remembered as its SHA-256 digest, tied to the platform record it was verified against.
+//! Later requests compare digests in constant time; a regenerated password or a deleted
+//! platform changes the record and the memory no longer matches.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use argon2::password_hash::phc::PasswordHash;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use argon2::Argon2;
+use base64::Engine as _;
+use sha2::{Digest, Sha256};
+use skybroker_storage::{Platform, StateMap};
+use subtle::ConstantTimeEq;
+
+/// A new random secret: 32 bytes, URL-safe base64 (43 characters).
+pub fn generate_secret() -> String {
+    let bytes: [u8; 32] = rand::random();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// The argon2id hash of `password`, as a PHC string.
+///
+/// # Errors
+/// The hasher failed (no randomness for the salt).
+pub fn hash_password(password: &str) -> Result<String, String> {
+    Argon2::default()
+        .hash_password(password.as_bytes())
+        .map(|hash| hash.to_string())
+        .map_err(|err| format!("hashing a password: {err}"))
+}
+
+/// Whether `password` is the one `hash` was made of (slow: argon2).
+fn verify(password: &[u8], hash: &str) -> bool {
+    PasswordHash::new(hash)
+        .is_ok_and(|parsed| Argon2::default().verify_password(password, &parsed).is_ok())
+}
+
+/// A password verified once: its digest, and the record it was verified against.
+#[derive(Debug)]
+struct Verified {
+    platform_id: String,
+    updated_at: u64,
+    digest: [u8; 32],
+}
+
+/// The platforms' logins verified so far.
+#[derive(Debug, Default)]
+pub struct PlatformLogins {
+    verified: Mutex<HashMap<String, Verified>>,
+}
+
+impl PlatformLogins {
+    /// The id of the platform `username` and `password` log in as, if they are its
+    /// current credentials (slow the first time: see [`PlatformLogins::verify`]).
+    pub fn check(&self, state: &StateMap, username: &str, password: &[u8]) -> Option<String> {
+        self.remembered(state, username, password)
+            .or_else(|| self.verify(state, username, password))
+    }
+
+    /// The platform these credentials were verified for before, if they still are its
+    /// current ones: quick (a digest and a map lookup).
+    pub fn remembered(&self, state: &StateMap, username: &str, password: &[u8]) -> Option<String> {
+        let digest: [u8; 32] = Sha256::digest(password).into();
+        let verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+        let known = verified.get(username)?;
+        let current = state.platform(&known.platform_id)?;
+        let same_record = current.updated_at == known.updated_at && current.username == username;
+        (same_record && bool::from(known.digest.ct_eq(&digest))).then(|| known.platform_id.clone())
+    }
+
+    /// Verifies the credentials against the platform's stored hash and remembers them when
+    /// they hold. Slow on purpose (argon2): run it off the async runtime's threads.
+    pub fn verify(&self, state: &StateMap, username: &str, password: &[u8]) -> Option<String> {
+        let digest: [u8; 32] = Sha256::digest(password).into();
+        let platform: Platform = state
+            .platforms()
+            .into_iter()
+            .find(|platform| platform.username == username)?;
+        if !verify(password, &platform.password_hash) {
+            return None;
+        }
+        let mut verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+        verified.insert(
+            username.to_owned(),
+            Verified {
+                platform_id: platform.id.clone(),
+                updated_at: platform.updated_at,
+                digest,
+            },
+        );
+        Some(platform.id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use skybroker_storage::{Change, MemoryStore, RegistryRecord};
+    use std::sync::Arc;
+
+    fn platform(password: &str, updated_at: u64) -> Platform {
+        Platform {
+            id: "p-1".into(),
+            name: "cf".into(),
+            kind: "cloudfoundry".into(),
+            description: String::new(),
+            username: "platform-p-1".into(),
+            password_hash: hash_password(password).unwrap(),
+            labels: Default::default(),
+            created_at: 1,
+            updated_at,
+        }
+    }
+
+    #[test]
+    fn secrets_are_long_and_never_repeat() {
+        let (a, b) = (generate_secret(), generate_secret());
+        assert_eq!(a.len(), 43);
+        assert_ne!(a, b);
+    }
+
+    #[tokio::test]
+    async fn a_regenerated_password_replaces_the_old_one_at_once() {
+        let state = StateMap::open(Arc::new(MemoryStore::new())).await.unwrap();
+        let put = |p: Platform| vec![Change::PutRegistry(RegistryRecord::Platform(p))];
+        state.commit(put(platform("first", 1))).await.unwrap();
+        let logins = PlatformLogins::default();
+        assert_eq!(logins.check(&state, "platform-p-1", b"first").as_deref(), Some("p-1"));
+        // Remembered: the second check takes the fast path, same answer.
+        assert_eq!(logins.check(&state, "platform-p-1", b"first").as_deref(), Some("p-1"));
+        assert_eq!(logins.check(&state, "platform-p-1", b"wrong"), None);
+        assert_eq!(logins.check(&state, "someone-else", b"first"), None);
+
+        state.commit(put(platform("second", 2))).await.unwrap();
+        assert_eq!(logins.check(&state, "platform-p-1", b"first"), None, "the old one stops");
+        assert_eq!(logins.check(&state, "platform-p-1", b"second").as_deref(), Some("p-1"));
+    }
+}
