@@ -16,7 +16,7 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use skybroker::catalog::Catalog;
+use skybroker::catalog::Catalogs;
 use skybroker::engine::{self, Engine, Parts};
 use skybroker::locks::InstanceLocks;
 use skybroker::metrics::{Live, Metrics};
@@ -90,10 +90,10 @@ async fn engine(
             *delay = serde_json::json!(ASYNC_DELAY_MS);
         }
     }
-    let catalog = Arc::new(Catalog::from_config(&config).map_err(anyhow::Error::msg)?);
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-    let state = StateMap::open(store).await?;
+    let state = Arc::new(StateMap::open(store).await?);
     records::fill(&state, instances, in_flight, 1, 1000).await?;
+    let catalog = Arc::new(Catalogs::new(&config, Arc::clone(&state)).map_err(anyhow::Error::msg)?);
     let metrics = Arc::new(Metrics::new());
     let (outcome_sender, outcomes) = mpsc::channel(OUTCOME_BUFFER);
     let runtime = tokio::runtime::Handle::current();
@@ -107,7 +107,7 @@ async fn engine(
     let engine = Arc::new(Engine::new(Parts {
         config: config.engine.clone(),
         catalog,
-        state: Arc::new(state),
+        state,
         locks: Arc::new(InstanceLocks::default()),
         dispatcher,
         metrics: Arc::clone(&metrics),

@@ -257,6 +257,14 @@ pub trait Broker: std::fmt::Debug + Send + Sync + 'static {
     /// the call and answers synchronously.
     fn is_async(&self, plan_settings: &Value, kind: OperationKind) -> bool;
 
+    /// Whether the plugin takes the platform's word instead: asynchronous whenever the
+    /// platform accepts it (`accepts_incomplete=true`, and for the work the controller starts
+    /// on its own), synchronous otherwise. A plugin in front of another broker answers true:
+    /// that broker decides, and answers 422 AsyncRequired when it needs to be polled.
+    fn async_when_accepted(&self) -> bool {
+        false
+    }
+
     /// Checks a plan's `settings` at start-up; the error says what is wrong.
     fn check_plan_settings(&self, plan_settings: &Value) -> Result<(), SettingsError>;
 

@@ -239,7 +239,10 @@ mod tests {
         let offering = ServiceOffering::from_broker_catalog(&remote(), "broker-7").unwrap();
         assert_eq!(offering.broker, "broker-7");
         assert_eq!(offering.plans[0].id, "plan-1");
-        assert!(offering.plans[0].settings.is_null(), "settings are ours alone");
+        assert!(
+            offering.plans[0].settings.is_null(),
+            "settings are ours alone"
+        );
     }
 
     #[test]
@@ -247,7 +250,10 @@ mod tests {
         let mut broken = remote();
         broken.as_object_mut().unwrap().remove("description");
         let err = ServiceOffering::from_broker_catalog(&broken, "b").unwrap_err();
-        assert!(err.contains("\"db\"") && err.contains("description"), "{err}");
+        assert!(
+            err.contains("\"db\"") && err.contains("description"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -152,6 +152,10 @@ pub struct ServerConfig {
     /// Opaque bearer tokens accepted besides basic auth (OSB-AUTH-05).
     #[serde(default)]
     pub bearer_tokens: Vec<Secret>,
+    /// Bearer tokens of the Service Manager API (`/v1`); none: that API refuses every
+    /// request (`SKYBROKER_ADMIN_TOKEN` adds one).
+    #[serde(default)]
+    pub admin_tokens: Vec<Secret>,
     /// Largest accepted request body in bytes.
     #[serde(default = "default_body_limit")]
     pub max_body_bytes: usize,
@@ -455,6 +459,9 @@ impl Config {
         }
         if let Some(username) = env.get("SKYBROKER_USERNAME") {
             self.server.username = username.clone();
+        }
+        if let Some(token) = env.get("SKYBROKER_ADMIN_TOKEN").filter(|t| !t.is_empty()) {
+            self.server.admin_tokens.push(Secret::new(token.clone()));
         }
         if let Some(password) = env.get("SKYBROKER_PASSWORD") {
             self.server.password = Some(Secret::new(password.clone()));

@@ -87,9 +87,27 @@ impl PlanRef {
         &self.broker
     }
 
-    /// Whether the plugin runs `kind` on this plan synchronously (the request waits for it).
+    /// Whether `platform` sees this plan (see [`Catalog::visible_to`]).
+    pub fn visible_to(&self, platform: Option<&str>) -> bool {
+        self.catalog.visible_to(&self.plan().id, platform)
+    }
+
+    /// Whether the plugin runs `kind` on this plan synchronously (the request waits for it),
+    /// for work the controller starts on its own (a cascade's unbinds).
     pub fn is_sync(&self, kind: OperationKind) -> bool {
-        !self.broker.is_async(&self.plan().settings, plugin_kind(kind))
+        !self.broker.async_when_accepted()
+            && !self
+                .broker
+                .is_async(&self.plan().settings, plugin_kind(kind))
+    }
+
+    /// Whether `kind` runs synchronously for a platform that does or does not accept an
+    /// asynchronous answer: the plan decides, unless its plugin takes the platform's word.
+    pub fn is_sync_for(&self, kind: OperationKind, accepts_incomplete: bool) -> bool {
+        if self.broker.async_when_accepted() {
+            return !accepts_incomplete;
+        }
+        self.is_sync(kind)
     }
 }
 
@@ -148,6 +166,23 @@ impl Catalog {
         self.owners.get(service_id).map(String::as_str)
     }
 
+    /// Every plan with its offering and the id of the broker they belong to.
+    pub fn plans(&self) -> impl Iterator<Item = (&ServiceOffering, &Plan, &str)> {
+        self.services.iter().flat_map(move |offering| {
+            let owner = self.owner(&offering.id).unwrap_or(BUILTIN_BROKER_ID);
+            offering
+                .plans
+                .iter()
+                .map(move |plan| (offering, plan, owner))
+        })
+    }
+
+    /// The plan with a Service Manager id, its offering and broker.
+    pub fn plan_by_sm_id(&self, id: &str) -> Option<(&ServiceOffering, &Plan, &str)> {
+        self.plans()
+            .find(|(_, plan, owner)| sm_id(owner, &plan.id) == id)
+    }
+
     /// Whether `platform` sees the plan; `None` (the broker's own credentials) sees every plan.
     pub fn visible_to(&self, plan_id: &str, platform: Option<&str>) -> bool {
         let Some(platform) = platform else {
@@ -163,7 +198,11 @@ impl Catalog {
     /// What the catalog rules say of these offerings joining the others, without those of
     /// `replacing` (a broker whose catalog is fetched again): ids and names must stay unique
     /// across every broker, since platforms see them side by side.
-    pub fn problems_with(&self, replacing: Option<&str>, offerings: &[ServiceOffering]) -> Vec<Problem> {
+    pub fn problems_with(
+        &self,
+        replacing: Option<&str>,
+        offerings: &[ServiceOffering],
+    ) -> Vec<Problem> {
         let mut all: Vec<ServiceOffering> = self
             .services
             .iter()
@@ -318,7 +357,9 @@ impl Catalogs {
         parameters: &Value,
     ) -> Result<(), ApiError> {
         if let Some(schema) = schema {
-            plan.catalog.schemas.check(plan.plan(), schema, parameters)?;
+            plan.catalog
+                .schemas
+                .check(plan.plan(), schema, parameters)?;
         }
         if let Some(kind) = plugin {
             plan.broker
@@ -361,7 +402,11 @@ fn build(builtin: &Builtin, state: &StateMap, http: &reqwest::Client) -> Result<
         let offerings = match offerings_of(&broker) {
             Ok(offerings) => offerings,
             Err(err) => {
-                log::error!("broker {} ({}) left out of the catalog: {err}", broker.name, broker.id);
+                log::error!(
+                    "broker {} ({}) left out of the catalog: {err}",
+                    broker.name,
+                    broker.id
+                );
                 continue;
             }
         };

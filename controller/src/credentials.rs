@@ -133,14 +133,27 @@ mod tests {
         let put = |p: Platform| vec![Change::PutRegistry(RegistryRecord::Platform(p))];
         state.commit(put(platform("first", 1))).await.unwrap();
         let logins = PlatformLogins::default();
-        assert_eq!(logins.check(&state, "platform-p-1", b"first").as_deref(), Some("p-1"));
+        assert_eq!(
+            logins.check(&state, "platform-p-1", b"first").as_deref(),
+            Some("p-1")
+        );
         // Remembered: the second check takes the fast path, same answer.
-        assert_eq!(logins.check(&state, "platform-p-1", b"first").as_deref(), Some("p-1"));
+        assert_eq!(
+            logins.check(&state, "platform-p-1", b"first").as_deref(),
+            Some("p-1")
+        );
         assert_eq!(logins.check(&state, "platform-p-1", b"wrong"), None);
         assert_eq!(logins.check(&state, "someone-else", b"first"), None);
 
         state.commit(put(platform("second", 2))).await.unwrap();
-        assert_eq!(logins.check(&state, "platform-p-1", b"first"), None, "the old one stops");
-        assert_eq!(logins.check(&state, "platform-p-1", b"second").as_deref(), Some("p-1"));
+        assert_eq!(
+            logins.check(&state, "platform-p-1", b"first"),
+            None,
+            "the old one stops"
+        );
+        assert_eq!(
+            logins.check(&state, "platform-p-1", b"second").as_deref(),
+            Some("p-1")
+        );
     }
 }

@@ -14,6 +14,8 @@
 //! | `VersionMissing`, `VersionUnsupported` | 412 (D-01; 400 when configured) | – |
 //! | `BodyTimeout` | 408 | – |
 //! | `PayloadTooLarge` | 413 | – |
+//! | `Forbidden` | 403 | – |
+//! | `BadGateway` | 502 | – |
 //! | `AsyncRequired` | 422 | `AsyncRequired` |
 //! | `Concurrency`, `StoreConflict` | 422 | `ConcurrencyError` |
 //! | `RequiresApp` | 422 | `RequiresApp` |
@@ -48,6 +50,12 @@ pub enum ApiError {
     /// The resource does not exist (or is not retrievable).
     #[error("{0}")]
     NotFound(String),
+    /// The caller may not use this (a plan not visible to the calling platform).
+    #[error("{0}")]
+    Forbidden(String),
+    /// An external broker cannot be reached or answered what OSB does not allow.
+    #[error("{0}")]
+    BadGateway(String),
     /// A route exists but not with this method.
     #[error("method not allowed")]
     MethodNotAllowed,
@@ -124,6 +132,9 @@ impl ApiError {
                 operation.id
             ));
         };
+        if failure.unreachable {
+            return ApiError::BadGateway(failure.description.clone());
+        }
         if failure.client_error {
             return if failure.unprocessable {
                 ApiError::Unprocessable(failure.description.clone())
@@ -152,6 +163,8 @@ impl ApiError {
             ApiError::BadRequest(_) | ApiError::OriginatingIdentity(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Gone(_) => StatusCode::GONE,

@@ -20,6 +20,8 @@
 //! - [`credentials`]: platform passwords: generated, hashed, checked.
 //! - [`replicas`]: following other replicas' changes on a shared store (etcd).
 //! - [`schemas`]: compiled parameter schemas.
+//! - [`service_manager`]: the Service Manager API (`/v1`): external brokers, platforms,
+//!   visibilities, and what they offer and hold.
 //! - [`server`]: wiring, start and orderly shutdown.
 //! - [`listener`]: the accept loop, with the header deadline slow clients need.
 //! - [`metrics`]: the Prometheus metrics and the store wrapper that times commits.
@@ -48,6 +50,7 @@ pub mod metrics;
 pub mod replicas;
 pub mod schemas;
 pub mod server;
+pub mod service_manager;
 
 pub use server::{
     check_config, ensure_password, load_config, serve, shutdown_signal, start, start_with_store,

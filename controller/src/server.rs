@@ -280,7 +280,8 @@ async fn start_on(config: Config, store: Option<Arc<dyn Store>>) -> anyhow::Resu
         ))
     });
 
-    let app = crate::api::router(Arc::clone(&core));
+    let app = crate::api::router(Arc::clone(&core))
+        .nest("/v1", crate::service_manager::router(Arc::clone(&core)));
     let header_timeout = Duration::from_secs(core.config.server.header_read_timeout_secs);
     let http = tokio::spawn(async move {
         let signal = async move {

@@ -210,6 +210,10 @@ pub struct Failure {
     /// or the provider's limits (422 rather than 400).
     #[serde(default)]
     pub unprocessable: bool,
+    /// The provider could not be reached, or kept failing in a way that may pass, until the
+    /// operation gave up: a synchronous request answers 502, not 500.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unreachable: bool,
 }
 
 impl Failure {
@@ -223,6 +227,7 @@ impl Failure {
             update_repeatable: None,
             client_error: false,
             unprocessable: false,
+            unreachable: false,
         }
     }
 
@@ -235,6 +240,12 @@ impl Failure {
     /// Says whether the update may be repeated.
     pub fn update_repeatable(mut self, repeatable: Option<bool>) -> Self {
         self.update_repeatable = repeatable;
+        self
+    }
+
+    /// Marks the provider as unreachable (see [`Failure::unreachable`]).
+    pub fn unreachable(mut self) -> Self {
+        self.unreachable = true;
         self
     }
 

@@ -134,9 +134,7 @@ impl RegistryRecord {
         match self {
             RegistryRecord::Broker(broker) => RegistryKind::Broker.key(&broker.id),
             RegistryRecord::Platform(platform) => RegistryKind::Platform.key(&platform.id),
-            RegistryRecord::Visibility(visibility) => {
-                RegistryKind::Visibility.key(&visibility.id)
-            }
+            RegistryRecord::Visibility(visibility) => RegistryKind::Visibility.key(&visibility.id),
         }
     }
 }

@@ -127,7 +127,12 @@ struct Answer {
 impl Answer {
     /// The broker's `description` (or `error`), for messages.
     fn description(&self) -> String {
-        let text = |key: &str| self.body.get(key).and_then(Value::as_str).map(str::to_owned);
+        let text = |key: &str| {
+            self.body
+                .get(key)
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
         text("description")
             .or_else(|| text("error"))
             .unwrap_or_else(|| format!("the broker answered {}", self.status))
@@ -258,8 +263,7 @@ impl RemoteBroker {
         match answer.status {
             StatusCode::BAD_REQUEST => BrokerError::InvalidParameters(description),
             StatusCode::UNPROCESSABLE_ENTITY
-                if answer.body.get("error").and_then(Value::as_str)
-                    == Some("ConcurrencyError") =>
+                if answer.body.get("error").and_then(Value::as_str) == Some("ConcurrencyError") =>
             {
                 BrokerError::Transient(format!("broker {}: {description}", self.name))
             }
@@ -391,7 +395,11 @@ fn common_body(request: &OperationRequest) -> Map<String, Value> {
     if !request.context.is_null() {
         body.insert("context".into(), request.context.clone());
     }
-    if request.parameters.as_object().is_some_and(|p| !p.is_empty()) {
+    if request
+        .parameters
+        .as_object()
+        .is_some_and(|p| !p.is_empty())
+    {
         body.insert("parameters".into(), request.parameters.clone());
     }
     if let Some(version) = &request.maintenance_version {
@@ -418,6 +426,10 @@ impl Broker for RemoteBroker {
     /// answers 422 AsyncRequired when it needs it.
     fn is_async(&self, _plan_settings: &Value, _kind: OperationKind) -> bool {
         false
+    }
+
+    fn async_when_accepted(&self) -> bool {
+        true
     }
 
     fn check_plan_settings(&self, _plan_settings: &Value) -> Result<(), SettingsError> {
@@ -447,7 +459,10 @@ impl Broker for RemoteBroker {
 
     async fn update(&self, request: &OperationRequest) -> Result<Progress, BrokerError> {
         let mut body = common_body(request);
-        let previous_plan = request.previous_plan_id.as_ref().unwrap_or(&request.plan_id);
+        let previous_plan = request
+            .previous_plan_id
+            .as_ref()
+            .unwrap_or(&request.plan_id);
         body.insert(
             "previous_values".into(),
             json!({ "service_id": request.service_id.as_str(), "plan_id": previous_plan.as_str() }),
@@ -533,9 +548,7 @@ impl Broker for RemoteBroker {
         if let Some(operation) = &operation {
             query.push(("operation", operation));
         }
-        let answer = self
-            .call(Method::GET, &path, &query, None, request)
-            .await?;
+        let answer = self.call(Method::GET, &path, &query, None, request).await?;
         let deleting = matches!(
             request.kind,
             OperationKind::Deprovision | OperationKind::Unbind

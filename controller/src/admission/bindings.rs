@@ -91,6 +91,7 @@ async fn bind_once(
     let plan = core
         .catalog
         .requested_plan(&instance.service_id, &instance.plan_id)?;
+    request.caller.check_visible(&plan)?;
     if !plan.plan().is_bindable(plan.offering()) {
         return Err(ApiError::BadRequest(format!(
             "plan {} is not bindable",
@@ -138,7 +139,7 @@ async fn bind_once(
         InstanceState::Updating => return Err(busy("the instance is being updated")),
         InstanceState::Deprovisioning => return Err(busy("the instance is being deprovisioned")),
     }
-    let sync = plan.is_sync(OperationKind::Bind);
+    let sync = plan.is_sync_for(OperationKind::Bind, request.caller.accepts_incomplete);
     check_async(sync, &request.caller)?;
     let bind_resource = (request.bind_resource.clone()).map_or(Value::Null, Value::Object);
     let mut retried_failed = false;
@@ -284,7 +285,7 @@ async fn unbind_once(
     }
     let own = (binding.service_id.as_str(), binding.plan_id.as_str());
     let plan = delete_plan(core, (service_id, plan_id), own)?;
-    let sync = plan.is_sync(OperationKind::Unbind);
+    let sync = plan.is_sync_for(OperationKind::Unbind, caller.accepts_incomplete);
     check_async(sync, caller)?;
     let running = last_operation_of(core, &mut basis, binding.last_operation.as_deref());
     match binding.state {

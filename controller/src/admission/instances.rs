@@ -76,6 +76,7 @@ pub async fn provision(
     let plan = core
         .catalog
         .requested_plan(&request.service_id, &request.plan_id)?;
+    request.caller.check_visible(&plan)?;
     check_maintenance(plan.plan(), request.maintenance_version.as_deref())?;
     let parameters = Value::Object(request.parameters);
     core.catalog.check_parameters(
@@ -84,7 +85,7 @@ pub async fn provision(
         Some(OperationKind::Provision),
         &parameters,
     )?;
-    let sync = plan.is_sync(OperationKind::Provision);
+    let sync = plan.is_sync_for(OperationKind::Provision, request.caller.accepts_incomplete);
     check_async(sync, &request.caller)?;
     // What the platform asks for; each attempt builds its records from it.
     let requested = ServiceInstance {
@@ -258,6 +259,7 @@ async fn update_once(
     }
     let target_plan_id = (request.plan_id.clone()).unwrap_or_else(|| instance.plan_id.to_string());
     let plan = core.catalog.requested_plan(service_id, &target_plan_id)?;
+    request.caller.check_visible(&plan)?;
     if target_plan_id != instance.plan_id {
         let current_updateable = core
             .catalog
@@ -318,7 +320,7 @@ async fn update_once(
         }
         return Ok(Answer::Existing(instance));
     }
-    let sync = plan.is_sync(OperationKind::Update);
+    let sync = plan.is_sync_for(OperationKind::Update, request.caller.accepts_incomplete);
     check_async(sync, &request.caller)?;
     let mut operation = core.engine.new_operation(
         OperationKind::Update,
@@ -375,7 +377,7 @@ async fn deprovision_once(
     }
     // The instance's own plan decides how it is deleted; the platform may send a stale one.
     let plan = delete_plan(core, (service_id, plan_id), (service_id, &instance.plan_id))?;
-    let sync = plan.is_sync(OperationKind::Deprovision);
+    let sync = plan.is_sync_for(OperationKind::Deprovision, caller.accepts_incomplete);
     check_async(sync, caller)?;
     let running = last_operation_of(core, &mut basis, instance.last_operation.as_deref());
     match instance.state {

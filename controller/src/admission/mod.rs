@@ -47,6 +47,22 @@ pub struct Caller {
     pub accepts_incomplete: bool,
     /// The originating identity (`platform user`), recorded with the operation.
     pub requested_by: Option<String>,
+    /// The registered platform calling (Service Manager); `None` for the broker's own
+    /// credentials, which see every plan.
+    pub platform: Option<String>,
+}
+
+impl Caller {
+    /// 403 unless the caller sees `plan` (a platform sees the plans made visible to it).
+    pub fn check_visible(&self, plan: &PlanRef) -> Result<(), ApiError> {
+        if plan.visible_to(self.platform.as_deref()) {
+            return Ok(());
+        }
+        Err(ApiError::Forbidden(format!(
+            "plan {:?} is not visible to this platform",
+            plan.plan().name
+        )))
+    }
 }
 
 /// A deprovision or unbind.
@@ -103,8 +119,8 @@ async fn lock_and_read<'a>(
 
 /// The plan a delete runs with: the resource's own (`own`: its offering and plan), the
 /// platform's query naming a plan of the catalog (400 otherwise) but possibly a stale one.
-fn delete_plan<'c>(
-    core: &'c Core,
+fn delete_plan(
+    core: &Core,
     (service_id, plan_id): (&str, &str),
     own: (&str, &str),
 ) -> Result<PlanRef, ApiError> {
@@ -203,7 +219,7 @@ mod tests {
     fn asynchronous_plans_need_a_platform_that_polls() {
         let polls = Caller {
             accepts_incomplete: true,
-            requested_by: None,
+            ..Caller::default()
         };
         assert!(check_async(false, &polls).is_ok());
         assert!(check_async(true, &Caller::default()).is_ok());

@@ -17,7 +17,7 @@ use skybroker_storage::ServiceBinding;
 use crate::admission::bindings::{self, BindRequest};
 use crate::admission::DeleteRequest;
 use crate::api::request::{caller, json, path, render, JsonBody, Query};
-use crate::api::{ApiVersion, Originator};
+use crate::api::{ApiVersion, Who};
 use crate::core::Core;
 use crate::error::ApiError;
 
@@ -43,12 +43,16 @@ pub async fn put_binding(
     ids: Result<Path<(String, String)>, PathRejection>,
     RawQuery(raw): RawQuery,
     Extension(version): Extension<ApiVersion>,
-    Extension(originator): Extension<Originator>,
+    who: Who,
     headers: HeaderMap,
     bytes: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let (instance_id, binding_id) = path(ids)?;
-    let caller = caller(&Query::parse(raw.as_deref()), originator.0)?;
+    let caller = caller(
+        &Query::parse(raw.as_deref()),
+        who.originator.0,
+        who.principal.platform(),
+    )?;
     let body = JsonBody::read(&headers, bytes, core.config.server.max_body_bytes)?;
     let predecessor_id = body.optional_str("predecessor_binding_id")?;
     // OSB-ROT-02: a rotation request may carry nothing but the predecessor.
@@ -103,7 +107,7 @@ pub async fn delete_binding(
     State(core): State<Arc<Core>>,
     ids: Result<Path<(String, String)>, PathRejection>,
     RawQuery(raw): RawQuery,
-    Extension(originator): Extension<Originator>,
+    who: Who,
 ) -> Result<Response, ApiError> {
     let (instance_id, binding_id) = path(ids)?;
     let query = Query::parse(raw.as_deref());
@@ -111,7 +115,7 @@ pub async fn delete_binding(
         instance_id,
         service_id: query.required("service_id")?,
         plan_id: query.required("plan_id")?,
-        caller: caller(&query, originator.0)?,
+        caller: caller(&query, who.originator.0, who.principal.platform())?,
     };
     let answer = bindings::unbind(&core, &binding_id, request).await?;
     Ok(render(answer, StatusCode::OK, |()| json!({})))

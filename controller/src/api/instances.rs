@@ -17,7 +17,7 @@ use skybroker_storage::ServiceInstance;
 use crate::admission::instances::{self, ProvisionRequest, UpdateRequest};
 use crate::admission::DeleteRequest;
 use crate::api::request::{caller, json, path, render, JsonBody, Query};
-use crate::api::{ApiVersion, Originator};
+use crate::api::{ApiVersion, Who};
 use crate::core::Core;
 use crate::error::ApiError;
 
@@ -39,12 +39,16 @@ pub async fn put_instance(
     instance_id: Result<Path<String>, PathRejection>,
     RawQuery(raw): RawQuery,
     Extension(version): Extension<ApiVersion>,
-    Extension(originator): Extension<Originator>,
+    who: Who,
     headers: HeaderMap,
     bytes: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let instance_id = path(instance_id)?;
-    let caller = caller(&Query::parse(raw.as_deref()), originator.0)?;
+    let caller = caller(
+        &Query::parse(raw.as_deref()),
+        who.originator.0,
+        who.principal.platform(),
+    )?;
     let body = JsonBody::read(&headers, bytes, core.config.server.max_body_bytes)?;
     let service_id = body.required_str("service_id")?;
     let plan_id = body.required_str("plan_id")?;
@@ -108,12 +112,16 @@ pub async fn patch_instance(
     instance_id: Result<Path<String>, PathRejection>,
     RawQuery(raw): RawQuery,
     Extension(version): Extension<ApiVersion>,
-    Extension(originator): Extension<Originator>,
+    who: Who,
     headers: HeaderMap,
     bytes: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let instance_id = path(instance_id)?;
-    let caller = caller(&Query::parse(raw.as_deref()), originator.0)?;
+    let caller = caller(
+        &Query::parse(raw.as_deref()),
+        who.originator.0,
+        who.principal.platform(),
+    )?;
     let body = JsonBody::read(&headers, bytes, core.config.server.max_body_bytes)?;
     let service_id = body.required_str("service_id")?;
     let plan_id = body.optional_str("plan_id")?;
@@ -141,7 +149,7 @@ pub async fn delete_instance(
     State(core): State<Arc<Core>>,
     instance_id: Result<Path<String>, PathRejection>,
     RawQuery(raw): RawQuery,
-    Extension(originator): Extension<Originator>,
+    who: Who,
 ) -> Result<Response, ApiError> {
     let instance_id = path(instance_id)?;
     let query = Query::parse(raw.as_deref());
@@ -149,7 +157,7 @@ pub async fn delete_instance(
         instance_id,
         service_id: query.required("service_id")?,
         plan_id: query.required("plan_id")?,
-        caller: caller(&query, originator.0)?,
+        caller: caller(&query, who.originator.0, who.principal.platform())?,
     };
     let answer = instances::deprovision(&core, request).await?;
     Ok(render(answer, StatusCode::OK, |()| json!({})))

@@ -228,6 +228,40 @@ impl Principal {
     }
 }
 
+/// Who asks, as a changing request records it: the originating identity and the caller.
+#[derive(Debug, Clone)]
+pub struct Who {
+    /// `X-Broker-API-Originating-Identity`, as kept (D-02).
+    pub originator: Originator,
+    /// The credentials' owner.
+    pub principal: Principal,
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Who {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        // Both are set by the layers before any handler runs.
+        let originator = parts
+            .extensions
+            .get::<Originator>()
+            .cloned()
+            .unwrap_or_default();
+        let principal = parts
+            .extensions
+            .get::<Principal>()
+            .cloned()
+            .ok_or(ApiError::Unauthorized)?;
+        Ok(Who {
+            originator,
+            principal,
+        })
+    }
+}
+
 /// Basic auth or bearer token (401 otherwise), then the version check, then the handler.
 async fn authenticate_and_serve(core: &Arc<Core>, mut request: Request, next: Next) -> Response {
     let Some(principal) = authenticate(core, request.headers()).await else {
@@ -284,7 +318,12 @@ async fn platform_login(core: &Arc<Core>, encoded: &str) -> Option<String> {
     if let Some(id) = core.logins.remembered(&core.state, &username, &password) {
         return Some(id);
     }
-    if !core.state.platforms().iter().any(|p| p.username == username) {
+    if !core
+        .state
+        .platforms()
+        .iter()
+        .any(|p| p.username == username)
+    {
         return None;
     }
     // argon2 takes tens of milliseconds: not on the runtime's threads.

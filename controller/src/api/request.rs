@@ -251,10 +251,15 @@ pub fn render<T>(
 
 /// The caller of a changing request: `accepts_incomplete` from the query (400 unless
 /// `true`/`false`) and the originating identity.
-pub fn caller(query: &Query, requested_by: Option<String>) -> Result<Caller, ApiError> {
+pub fn caller(
+    query: &Query,
+    requested_by: Option<String>,
+    platform: Option<&str>,
+) -> Result<Caller, ApiError> {
     Ok(Caller {
         accepts_incomplete: query.accepts_incomplete()?,
         requested_by,
+        platform: platform.map(str::to_owned),
     })
 }
 

@@ -299,7 +299,10 @@ fn unbinds_first(engine: &Engine, deprovision: &Operation) -> bool {
     let plan = instance
         .as_ref()
         .and_then(|instance| engine.catalog.plan(&instance.service_id, &instance.plan_id));
-    plan.is_none_or(|plan| plan.broker().unbinds_before_deprovision(&plan.plan().settings))
+    plan.is_none_or(|plan| {
+        plan.broker()
+            .unbinds_before_deprovision(&plan.plan().settings)
+    })
 }
 
 /// Starts an unbind for every binding not yet unbinding.

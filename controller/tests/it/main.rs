@@ -17,3 +17,4 @@ mod local_db;
 mod metrics;
 mod replicas;
 mod servers;
+mod service_manager;

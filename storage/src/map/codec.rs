@@ -76,13 +76,12 @@ pub(super) fn decode_entry(entry: &Entry) -> Result<Option<Change>, StoreError> 
         "bindings" => Change::PutBinding(decode(&entry.key, &entry.value)?),
         "operations" => Change::PutOperation(decode(&entry.key, &entry.value)?),
         _ => match RegistryKind::of_key(&entry.key) {
-            Some(RegistryKind::Broker) => Change::PutRegistry(RegistryRecord::Broker(decode(
-                &entry.key,
-                &entry.value,
-            )?)),
-            Some(RegistryKind::Platform) => Change::PutRegistry(RegistryRecord::Platform(
-                decode(&entry.key, &entry.value)?,
-            )),
+            Some(RegistryKind::Broker) => {
+                Change::PutRegistry(RegistryRecord::Broker(decode(&entry.key, &entry.value)?))
+            }
+            Some(RegistryKind::Platform) => {
+                Change::PutRegistry(RegistryRecord::Platform(decode(&entry.key, &entry.value)?))
+            }
             Some(RegistryKind::Visibility) => Change::PutRegistry(RegistryRecord::Visibility(
                 decode(&entry.key, &entry.value)?,
             )),

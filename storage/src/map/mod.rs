@@ -36,9 +36,7 @@ use crate::model::{
     BindingId, InstanceId, Operation, OperationId, OperationKind, OperationState, ServiceBinding,
     ServiceInstance, UnixMillis,
 };
-use crate::packed::{
-    Packed, Sealed, Slot, Table, INSTANCE_SERVICE_ID, OPERATION_INSTANCE_ID,
-};
+use crate::packed::{Packed, Sealed, Slot, Table, INSTANCE_SERVICE_ID, OPERATION_INSTANCE_ID};
 use crate::registry::{Platform, RegistryKind, RegistryRecord, ServiceBroker, Visibility};
 use crate::store::{Expect, Revision, Store, StoreError, WatchEvent, Write};
 
@@ -562,7 +560,10 @@ impl StateMap {
             ids.truncate(limit);
         }
         ids.sort_unstable_by(|a, b| a.packed.id().cmp(b.packed.id()));
-        (ids.into_iter().map(|held| held.packed.unpack()).collect(), more)
+        (
+            ids.into_iter().map(|held| held.packed.unpack()).collect(),
+            more,
+        )
     }
 
     /// Whether any instance is of an offering `service` accepts (nothing decoded).
@@ -875,7 +876,9 @@ impl StateMap {
     /// The registry record of `kind` with `id`.
     fn registry_record(&self, kind: RegistryKind, id: &str) -> Option<RegistryRecord> {
         let maps = self.read();
-        maps.registry.get(&kind.key(id)).map(|(_, record)| record.clone())
+        maps.registry
+            .get(&kind.key(id))
+            .map(|(_, record)| record.clone())
     }
 
     /// Every registered external broker.
@@ -1065,7 +1068,15 @@ mod tests {
         .unwrap();
         assert_eq!(map.platform("p-2"), None);
         let generation = other.registry_generation();
-        let deleted_at = store.load().await.unwrap().iter().map(|e| e.revision).max().unwrap() + 1;
+        let deleted_at = store
+            .load()
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.revision)
+            .max()
+            .unwrap()
+            + 1;
         other.apply_remote(vec![WatchEvent::Delete {
             key: RegistryKind::Platform.key("p-2"),
             revision: deleted_at,
@@ -1075,15 +1086,15 @@ mod tests {
 
         // Stale writes conflict like any other record's.
         let stale = StateMap::open(Arc::clone(&store)).await.unwrap();
-        map.commit(vec![Change::PutRegistry(RegistryRecord::Platform(platform(
-            "p-1", "renamed",
-        )))])
+        map.commit(vec![Change::PutRegistry(RegistryRecord::Platform(
+            platform("p-1", "renamed"),
+        ))])
         .await
         .unwrap();
         let err = stale
-            .commit(vec![Change::PutRegistry(RegistryRecord::Platform(platform(
-                "p-1", "lost",
-            )))])
+            .commit(vec![Change::PutRegistry(RegistryRecord::Platform(
+                platform("p-1", "lost"),
+            ))])
             .await
             .unwrap_err();
         assert!(matches!(err, StoreError::Conflict { .. }), "{err:?}");

@@ -1,0 +1,341 @@
+//! `/v1/service_brokers`: external OSB brokers registered at run time.
+//!
+//! Registering one fetches its catalog (with `X-Broker-API-Version: 2.17` and the
+//! credentials given), checks it with the catalog rules the configured catalog passes, joined
+//! with every other broker's offerings (platforms see them side by side, so ids and names
+//! must stay unique), and only then stores the broker: a failure at any step stores nothing.
+//! `PATCH` fetches the catalog again (what `cf update-service-broker` does); `DELETE` is
+//! refused while instances of its offerings exist. The configured offerings appear as one
+//! built-in broker, which can be read but not changed here.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use serde_json::{json, Value};
+use skybroker_storage::{
+    now_millis, BrokerCredentials, Change, RegistryKind, RegistryRecord, ServiceBroker,
+};
+
+use super::{body, id_of, labels, list as list_reply, reply, timestamp, Paging};
+use crate::api::request::{JsonBody, Query};
+use crate::catalog::{offerings_of, remote_broker, sm_id, BUILTIN_BROKER_ID};
+use crate::core::Core;
+use crate::error::ApiError;
+use skybroker_brokers::osb::RemoteError;
+
+/// The built-in broker as the API shows it.
+fn builtin() -> Value {
+    json!({
+        "id": BUILTIN_BROKER_ID,
+        "name": BUILTIN_BROKER_ID,
+        "description": "the offerings of Skybroker's configured providers",
+        "broker_url": null,
+        "labels": {},
+        "ready": true,
+    })
+}
+
+/// A broker as the API shows it: never its credentials.
+pub(crate) fn shown(broker: &ServiceBroker) -> Value {
+    json!({
+        "id": broker.id,
+        "name": broker.name,
+        "description": broker.description,
+        "broker_url": broker.broker_url,
+        "credentials_kind": match broker.credentials {
+            BrokerCredentials::Basic { .. } => "basic",
+            BrokerCredentials::Bearer { .. } => "bearer",
+        },
+        "labels": broker.labels,
+        "created_at": timestamp(broker.created_at),
+        "updated_at": timestamp(broker.updated_at),
+        "ready": true,
+    })
+}
+
+/// `credentials`: `{"basic": {"username", "password"}}` or `{"bearer": {"token"}}`.
+fn credentials(body: &JsonBody) -> Result<Option<BrokerCredentials>, ApiError> {
+    let Some(credentials) = body.optional_object("credentials")? else {
+        return Ok(None);
+    };
+    let text = |object: &Value, field: &str, kind: &str| {
+        object
+            .get(field)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "credentials.{kind}.{field} must be a non-empty string"
+                ))
+            })
+    };
+    match (credentials.get("basic"), credentials.get("bearer")) {
+        (Some(basic), None) => Ok(Some(BrokerCredentials::Basic {
+            username: text(basic, "username", "basic")?,
+            password: text(basic, "password", "basic")?,
+        })),
+        (None, Some(bearer)) => Ok(Some(BrokerCredentials::Bearer {
+            token: text(bearer, "token", "bearer")?,
+        })),
+        _ => Err(ApiError::BadRequest(
+            "credentials must hold exactly one of basic {username, password} or bearer {token}"
+                .to_owned(),
+        )),
+    }
+}
+
+/// A broker URL: absolute http(s), without credentials, query or fragment.
+fn broker_url(text: &str) -> Result<String, ApiError> {
+    let bad = |why: &str| ApiError::BadRequest(format!("broker_url {text:?}: {why}"));
+    let url = reqwest::Url::parse(text).map_err(|err| bad(&err.to_string()))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(bad("must be http or https"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(bad("credentials go in `credentials`, not in the URL"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(bad("must not have a query or fragment"));
+    }
+    Ok(url.as_str().trim_end_matches('/').to_owned())
+}
+
+/// Fetches the broker's catalog and checks it joins the others; returns its `services`.
+async fn fetch_and_check(core: &Core, broker: &ServiceBroker) -> Result<Vec<Value>, ApiError> {
+    let services = remote_broker(broker, core.catalog.http())
+        .fetch_catalog()
+        .await
+        .map_err(|err| match err {
+            RemoteError::Refused { .. } => ApiError::BadRequest(err.to_string()),
+            _ => ApiError::BadGateway(err.to_string()),
+        })?;
+    let candidate = ServiceBroker {
+        services: services.clone(),
+        ..broker.clone()
+    };
+    let offerings = offerings_of(&candidate).map_err(|err| {
+        ApiError::BadRequest(format!(
+            "the catalog of {} is not valid: {err}",
+            broker.broker_url
+        ))
+    })?;
+    let problems = core
+        .catalog
+        .current()
+        .problems_with(Some(&broker.id), &offerings);
+    if !problems.is_empty() {
+        let problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        return Err(ApiError::BadRequest(format!(
+            "the catalog of {} breaks the catalog rules: {}",
+            broker.broker_url,
+            problems.join("; ")
+        )));
+    }
+    Ok(services)
+}
+
+/// Refuses a name another broker has (409).
+fn check_name_free(core: &Core, name: &str, except: Option<&str>) -> Result<(), ApiError> {
+    let taken = name == BUILTIN_BROKER_ID
+        || core
+            .state
+            .service_brokers()
+            .iter()
+            .any(|b| b.name == name && Some(b.id.as_str()) != except);
+    if taken {
+        return Err(ApiError::Conflict(format!(
+            "a broker named {name:?} is registered already"
+        )));
+    }
+    Ok(())
+}
+
+/// `POST /v1/service_brokers`.
+pub async fn register(
+    State(core): State<Arc<Core>>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Result<Response, ApiError> {
+    let body = body(&headers, &bytes)?;
+    let name = body.required_str("name")?;
+    let url = broker_url(&body.required_str("broker_url")?)?;
+    let credentials = credentials(&body)?
+        .ok_or_else(|| ApiError::BadRequest("credentials are required".to_owned()))?;
+    check_name_free(&core, &name, None)?;
+    let now = now_millis();
+    let mut broker = ServiceBroker {
+        id: uuid::Uuid::new_v4().to_string(),
+        name,
+        description: body.optional_str("description")?.unwrap_or_default(),
+        broker_url: url,
+        credentials,
+        services: Vec::new(),
+        labels: labels(&body)?,
+        created_at: now,
+        updated_at: now,
+    };
+    broker.services = fetch_and_check(&core, &broker).await?;
+    core.state
+        .commit(vec![Change::PutRegistry(RegistryRecord::Broker(
+            broker.clone(),
+        ))])
+        .await?;
+    log::info!(
+        "broker {} ({}) registered at {} with {} offering(s)",
+        broker.name,
+        broker.id,
+        broker.broker_url,
+        broker.services.len()
+    );
+    Ok(reply(StatusCode::CREATED, shown(&broker)))
+}
+
+/// `GET /v1/service_brokers`.
+pub async fn list(
+    State(core): State<Arc<Core>>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let paging = Paging::of(&Query::parse(query.as_deref()))?;
+    let mut items = vec![builtin()];
+    items.extend(core.state.service_brokers().iter().map(shown));
+    let (items, more) = paging.cut(items);
+    Ok(list_reply("/service_brokers", &paging, items, more))
+}
+
+fn find(core: &Core, id: &str) -> Result<ServiceBroker, ApiError> {
+    core.state
+        .service_broker(id_of(id)?)
+        .ok_or_else(|| ApiError::NotFound(format!("no broker {id:?}")))
+}
+
+fn refuse_builtin(id: &str) -> Result<(), ApiError> {
+    if id == BUILTIN_BROKER_ID {
+        return Err(ApiError::BadRequest(
+            "the built-in broker's offerings come from the configuration file".to_owned(),
+        ));
+    }
+    Ok(())
+}
+
+/// `GET /v1/service_brokers/{id}`.
+pub async fn get_one(
+    State(core): State<Arc<Core>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    if id == BUILTIN_BROKER_ID {
+        return Ok(reply(StatusCode::OK, builtin()));
+    }
+    Ok(reply(StatusCode::OK, shown(&find(&core, &id)?)))
+}
+
+/// `PATCH /v1/service_brokers/{id}`: changes what is sent, and fetches the catalog again.
+pub async fn update(
+    State(core): State<Arc<Core>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Result<Response, ApiError> {
+    refuse_builtin(&id)?;
+    let body = body(&headers, &bytes)?;
+    let mut broker = find(&core, &id)?;
+    if let Some(name) = body.optional_str("name")? {
+        check_name_free(&core, &name, Some(&broker.id))?;
+        broker.name = name;
+    }
+    if let Some(description) = body.optional_str("description")? {
+        broker.description = description;
+    }
+    if let Some(url) = body.optional_str("broker_url")? {
+        broker.broker_url = broker_url(&url)?;
+    }
+    if let Some(credentials) = credentials(&body)? {
+        broker.credentials = credentials;
+    }
+    if body.optional_object("labels")?.is_some() {
+        broker.labels = labels(&body)?;
+    }
+    broker.services = fetch_and_check(&core, &broker).await?;
+    broker.updated_at = now_millis().max(broker.updated_at + 1);
+    core.state
+        .commit(vec![Change::PutRegistry(RegistryRecord::Broker(
+            broker.clone(),
+        ))])
+        .await?;
+    log::info!(
+        "broker {} ({}) updated; catalog fetched again",
+        broker.name,
+        broker.id
+    );
+    Ok(reply(StatusCode::OK, shown(&broker)))
+}
+
+/// `DELETE /v1/service_brokers/{id}`: refused while instances of its offerings exist; its
+/// plans' visibilities go with it.
+pub async fn delete(
+    State(core): State<Arc<Core>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    refuse_builtin(&id)?;
+    let broker = find(&core, &id)?;
+    let catalog = core.catalog.current();
+    if core
+        .state
+        .any_instance_of(|service_id| catalog.owner(service_id) == Some(broker.id.as_str()))
+    {
+        return Err(ApiError::Conflict(format!(
+            "broker {} still has service instances; deprovision them first",
+            broker.name
+        )));
+    }
+    let plan_ids: Vec<String> = broker
+        .services
+        .iter()
+        .filter_map(|offering| offering["plans"].as_array())
+        .flatten()
+        .filter_map(|plan| plan["id"].as_str())
+        .map(|plan_id| sm_id(&broker.id, plan_id))
+        .collect();
+    let mut changes = vec![Change::DeleteRegistry(
+        RegistryKind::Broker,
+        broker.id.clone(),
+    )];
+    changes.extend(
+        core.state
+            .visibilities()
+            .into_iter()
+            .filter(|v| plan_ids.contains(&v.service_plan_id))
+            .map(|v| Change::DeleteRegistry(RegistryKind::Visibility, v.id)),
+    );
+    core.state.commit(changes).await?;
+    log::info!("broker {} ({}) deleted", broker.name, broker.id);
+    Ok(reply(StatusCode::OK, json!({})))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broker_urls_are_plain_http_locations() {
+        assert_eq!(
+            broker_url("http://127.0.0.1:8080/").unwrap(),
+            "http://127.0.0.1:8080"
+        );
+        assert_eq!(
+            broker_url("https://b.example.com/osb").unwrap(),
+            "https://b.example.com/osb"
+        );
+        for bad in [
+            "ftp://x",
+            "http://user:pw@host",
+            "not a url",
+            "http://h/?q=1",
+        ] {
+            assert!(broker_url(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,297 @@
+//! The Service Manager API (`/v1`): external brokers, platforms, visibilities, and what they
+//! offer and hold, for operators who run Skybroker as the central broker of several
+//! platforms (Cloud Foundry foundations, Kubernetes clusters), in the shape of Peripli's
+//! Service Manager.
+//!
+//! Everything registered here is a record in the state map (see `skybroker_storage::registry`),
+//! so it is persisted before it is acknowledged, replicated to every replica and kept across
+//! restarts like instances are. An external broker's offerings join the catalog (the
+//! `osb` plugin forwards every call to it); a platform calls the ordinary OSB endpoint (`/v2`)
+//! with its own credentials and sees the plans made visible to it.
+//!
+//! # Conventions
+//! - `Authorization: Bearer <admin token>` (`server.admin_tokens`, `SKYBROKER_ADMIN_TOKEN`) on
+//!   every request; platforms' credentials are valid only on `/v2`.
+//! - Errors are OSB-style JSON (`{"error"?, "description"}`), from the one mapping in
+//!   `error.rs`.
+//! - Lists are `{"num_items", "items", "token"?}`; `max_items` (default 100, at most 1,000)
+//!   and `token` page them, and a page with more after it carries a `Link: <…>; rel="next"`.
+//!
+//! # Layout
+//! - here: the router and its layer (admin token, body deadline, access log), paging;
+//! - [`brokers`]: `/service_brokers` (registration fetches and checks the catalog);
+//! - [`platforms`]: `/platforms` (credentials generated and shown once);
+//! - [`visibilities`] holds `/visibilities`;
+//! - [`offerings`]: `/service_offerings`, `/service_plans`, `/service_instances` (read only).
+
+pub mod brokers;
+pub mod offerings;
+pub mod platforms;
+pub mod visibilities;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use serde_json::{json, Map, Value};
+use skybroker_storage::Labels;
+use subtle::ConstantTimeEq;
+
+use crate::api::request::{read_body, JsonBody, Query};
+use crate::core::Core;
+use crate::error::ApiError;
+
+/// The default page size of a list.
+const DEFAULT_PAGE: usize = 100;
+/// The largest page size a list accepts.
+const MAX_PAGE: usize = 1000;
+
+/// The `/v1` routes (nested under `/v1` by the server).
+pub fn router(core: Arc<Core>) -> Router {
+    Router::new()
+        .route(
+            "/service_brokers",
+            get(brokers::list).post(brokers::register),
+        )
+        .route(
+            "/service_brokers/{id}",
+            get(brokers::get_one)
+                .patch(brokers::update)
+                .delete(brokers::delete),
+        )
+        .route("/platforms", get(platforms::list).post(platforms::register))
+        .route(
+            "/platforms/{id}",
+            get(platforms::get_one)
+                .patch(platforms::update)
+                .delete(platforms::delete),
+        )
+        .route(
+            "/visibilities",
+            get(visibilities::list).post(visibilities::create),
+        )
+        .route(
+            "/visibilities/{id}",
+            get(visibilities::get_one).delete(visibilities::delete),
+        )
+        .route("/service_offerings", get(offerings::list_offerings))
+        .route("/service_offerings/{id}", get(offerings::get_offering))
+        .route("/service_plans", get(offerings::list_plans))
+        .route("/service_plans/{id}", get(offerings::get_plan))
+        .route("/service_instances", get(offerings::list_instances))
+        .route("/service_instances/{id}", get(offerings::get_instance))
+        .fallback(|| async { ApiError::NotFound("no such Service Manager route".to_owned()) })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(middleware::from_fn_with_state(Arc::clone(&core), layer))
+        .with_state(core)
+}
+
+/// Admin token (401 otherwise), the body read under its deadline, one access log line.
+async fn layer(State(core): State<Arc<Core>>, request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let response = match admit(&core, request).await {
+        Ok(request) => next.run(request).await,
+        Err(err) => err.into_response(),
+    };
+    log::info!("{method} /v1{path} {}", response.status().as_u16());
+    response
+}
+
+async fn admit(core: &Core, request: Request) -> Result<Request, ApiError> {
+    let token = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .unwrap_or("");
+    let known: bool = core
+        .config
+        .server
+        .admin_tokens
+        .iter()
+        .fold(subtle::Choice::from(0), |found, t| {
+            found | token.as_bytes().ct_eq(t.expose().as_bytes())
+        })
+        .into();
+    if token.is_empty() || !known {
+        return Err(ApiError::Unauthorized);
+    }
+    let server = &core.config.server;
+    read_body(
+        request,
+        server.max_body_bytes,
+        Duration::from_secs(server.body_read_timeout_secs),
+    )
+    .await
+}
+
+/// The JSON object body of a request (400 otherwise).
+pub(crate) fn body(request: &axum::http::HeaderMap, bytes: &[u8]) -> Result<JsonBody, ApiError> {
+    JsonBody::parse(request, bytes)
+}
+
+/// A JSON response.
+pub(crate) fn reply(status: StatusCode, value: Value) -> Response {
+    (status, axum::Json(value)).into_response()
+}
+
+/// Milliseconds since the epoch as RFC 3339, as the Service Manager API writes times.
+pub(crate) fn timestamp(millis: u64) -> String {
+    let nanos = i128::from(millis) * 1_000_000;
+    time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+/// `labels` of a create request: an object of string arrays.
+pub(crate) fn labels(body: &JsonBody) -> Result<Labels, ApiError> {
+    let Some(object) = body.optional_object("labels")? else {
+        return Ok(Labels::new());
+    };
+    object
+        .into_iter()
+        .map(|(key, values)| {
+            let values = values
+                .as_array()
+                .filter(|values| values.iter().all(Value::is_string))
+                .ok_or_else(|| {
+                    ApiError::BadRequest(format!("labels.{key} must be an array of strings"))
+                })?;
+            if key.is_empty() {
+                return Err(ApiError::BadRequest("a label key must not be empty".into()));
+            }
+            let values = values
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect();
+            Ok((key, values))
+        })
+        .collect()
+}
+
+/// One page of a list: `max_items` and `token` from the query.
+#[derive(Debug, Clone)]
+pub(crate) struct Paging {
+    /// Items on the page.
+    pub max_items: usize,
+    /// The id the page starts after.
+    pub after: Option<String>,
+}
+
+impl Paging {
+    pub(crate) fn of(query: &Query) -> Result<Paging, ApiError> {
+        let max_items = match query.hint("max_items")? {
+            None => DEFAULT_PAGE,
+            Some(text) => text
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=MAX_PAGE).contains(n))
+                .ok_or_else(|| {
+                    ApiError::BadRequest(format!(
+                        "max_items must be a number from 1 to {MAX_PAGE}, not {text:?}"
+                    ))
+                })?,
+        };
+        Ok(Paging {
+            max_items,
+            after: query.hint("token")?,
+        })
+    }
+
+    /// The page of `items` (each with a string `id`), in id order.
+    pub(crate) fn cut(&self, mut items: Vec<Value>) -> (Vec<Value>, bool) {
+        let id = |v: &Value| v["id"].as_str().unwrap_or_default().to_owned();
+        items.sort_by_key(id);
+        if let Some(after) = &self.after {
+            items.retain(|item| id(item).as_str() > after.as_str());
+        }
+        let more = items.len() > self.max_items;
+        items.truncate(self.max_items);
+        (items, more)
+    }
+}
+
+/// A list answer: the page, and when more follow, their token and a `Link` to them.
+pub(crate) fn list(path: &str, paging: &Paging, items: Vec<Value>, more: bool) -> Response {
+    let next = more
+        .then(|| {
+            items
+                .last()
+                .and_then(|v| v["id"].as_str())
+                .map(str::to_owned)
+        })
+        .flatten();
+    let mut body = Map::new();
+    body.insert("num_items".into(), json!(items.len()));
+    if let Some(token) = &next {
+        body.insert("token".into(), json!(token));
+    }
+    body.insert("items".into(), Value::Array(items));
+    let mut response = reply(StatusCode::OK, Value::Object(body));
+    if let Some(token) = next {
+        let encoded: String = form_urlencoded::byte_serialize(token.as_bytes()).collect();
+        let link = format!(
+            "</v1{path}?max_items={}&token={encoded}>; rel=\"next\"",
+            paging.max_items
+        );
+        if let Ok(value) = HeaderValue::from_str(&link) {
+            response.headers_mut().insert(header::LINK, value);
+        }
+    }
+    response
+}
+
+/// A path id: non-empty, at most 255 characters, no control characters.
+pub(crate) fn id_of(id: &str) -> Result<&str, ApiError> {
+    if id.is_empty() || id.chars().count() > 255 || id.chars().any(char::is_control) {
+        return Err(ApiError::BadRequest("malformed id in the path".to_owned()));
+    }
+    Ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_follow_each_other_in_id_order() {
+        let items: Vec<Value> = ["c", "a", "d", "b"]
+            .iter()
+            .map(|id| json!({ "id": id }))
+            .collect();
+        let first = Paging {
+            max_items: 3,
+            after: None,
+        };
+        let (page, more) = first.cut(items.clone());
+        assert_eq!(
+            page,
+            vec![json!({"id": "a"}), json!({"id": "b"}), json!({"id": "c"})]
+        );
+        assert!(more);
+        let second = Paging {
+            max_items: 3,
+            after: Some("c".into()),
+        };
+        let (page, more) = second.cut(items);
+        assert_eq!(page, vec![json!({"id": "d"})]);
+        assert!(!more);
+    }
+
+    #[test]
+    fn times_are_rfc_3339() {
+        assert_eq!(timestamp(0), "1970-01-01T00:00:00Z");
+        assert_eq!(timestamp(1_500), "1970-01-01T00:00:01.5Z");
+    }
+}

@@ -1,0 +1,163 @@
+//! `/v1/service_offerings`, `/v1/service_plans`, `/v1/service_instances`: what the
+//! landscape offers and holds, read only.
+//!
+//! Offerings and plans carry Service Manager ids of their own (stable: derived from the
+//! broker and the catalog id) beside the broker's `catalog_id`, as Peripli's do; visibilities
+//! name plans by those ids. Instances are every instance the state map tracks, created
+//! through `/v2` on any broker, built-in or external, paged in id order.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde_json::{json, Value};
+use skybroker_config::{Plan, ServiceOffering};
+use skybroker_storage::ServiceInstance;
+
+use super::{id_of, list as list_reply, reply, timestamp, Paging};
+use crate::api::request::Query;
+use crate::catalog::{sm_id, Catalog};
+use crate::core::Core;
+use crate::error::ApiError;
+
+fn offering_shown(offering: &ServiceOffering, owner: &str) -> Value {
+    json!({
+        "id": sm_id(owner, &offering.id),
+        "name": offering.name,
+        "description": offering.description,
+        "catalog_id": offering.id,
+        "catalog_name": offering.name,
+        "broker_id": owner,
+        "bindable": offering.bindable,
+        "instances_retrievable": offering.instances_retrievable,
+        "bindings_retrievable": offering.bindings_retrievable,
+        "plan_updateable": offering.plan_updateable,
+        "tags": offering.tags,
+        "metadata": offering.metadata,
+    })
+}
+
+fn plan_shown(offering: &ServiceOffering, plan: &Plan, owner: &str) -> Value {
+    json!({
+        "id": sm_id(owner, &plan.id),
+        "name": plan.name,
+        "description": plan.description,
+        "catalog_id": plan.id,
+        "catalog_name": plan.name,
+        "service_offering_id": sm_id(owner, &offering.id),
+        "broker_id": owner,
+        "free": plan.free,
+        "bindable": plan.is_bindable(offering),
+        "maintenance_info": plan.maintenance_info,
+    })
+}
+
+fn offerings(catalog: &Catalog) -> Vec<Value> {
+    catalog
+        .services()
+        .iter()
+        .map(|offering| offering_shown(offering, catalog.owner(&offering.id).unwrap_or("")))
+        .collect()
+}
+
+/// `GET /v1/service_offerings`.
+pub async fn list_offerings(
+    State(core): State<Arc<Core>>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let paging = Paging::of(&Query::parse(query.as_deref()))?;
+    let (items, more) = paging.cut(offerings(&core.catalog.current()));
+    Ok(list_reply("/service_offerings", &paging, items, more))
+}
+
+/// `GET /v1/service_offerings/{id}`.
+pub async fn get_offering(
+    State(core): State<Arc<Core>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = id_of(&id)?;
+    offerings(&core.catalog.current())
+        .into_iter()
+        .find(|offering| offering["id"] == id)
+        .map(|offering| reply(StatusCode::OK, offering))
+        .ok_or_else(|| ApiError::NotFound(format!("no service offering {id:?}")))
+}
+
+/// `GET /v1/service_plans`.
+pub async fn list_plans(
+    State(core): State<Arc<Core>>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let paging = Paging::of(&Query::parse(query.as_deref()))?;
+    let catalog = core.catalog.current();
+    let items = catalog
+        .plans()
+        .map(|(offering, plan, owner)| plan_shown(offering, plan, owner))
+        .collect();
+    let (items, more) = paging.cut(items);
+    Ok(list_reply("/service_plans", &paging, items, more))
+}
+
+/// `GET /v1/service_plans/{id}`.
+pub async fn get_plan(
+    State(core): State<Arc<Core>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = id_of(&id)?;
+    let catalog = core.catalog.current();
+    catalog
+        .plan_by_sm_id(id)
+        .map(|(offering, plan, owner)| reply(StatusCode::OK, plan_shown(offering, plan, owner)))
+        .ok_or_else(|| ApiError::NotFound(format!("no service plan {id:?}")))
+}
+
+fn instance_shown(catalog: &Catalog, instance: &ServiceInstance) -> Value {
+    let owner = catalog.owner(&instance.service_id).unwrap_or("");
+    json!({
+        "id": instance.id.as_str(),
+        "service_plan_id": sm_id(owner, &instance.plan_id),
+        "service_offering_id": sm_id(owner, &instance.service_id),
+        "broker_id": owner,
+        "catalog_service_id": instance.service_id.as_str(),
+        "catalog_plan_id": instance.plan_id.as_str(),
+        "state": format!("{:?}", instance.state).to_lowercase(),
+        "context": instance.context,
+        "dashboard_url": instance.dashboard_url,
+        "last_operation": instance.last_operation.as_ref().map(|id| id.as_str()),
+        "created_at": timestamp(instance.created_at),
+    })
+}
+
+/// `GET /v1/service_instances`: every tracked instance, a page at a time.
+pub async fn list_instances(
+    State(core): State<Arc<Core>>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let paging = Paging::of(&Query::parse(query.as_deref()))?;
+    let (instances, more) =
+        core.state
+            .instances_page(paging.after.as_deref(), paging.max_items, |_| true);
+    let catalog = core.catalog.current();
+    let items = instances
+        .iter()
+        .map(|instance| instance_shown(&catalog, instance))
+        .collect();
+    Ok(list_reply("/service_instances", &paging, items, more))
+}
+
+/// `GET /v1/service_instances/{id}`.
+pub async fn get_instance(
+    State(core): State<Arc<Core>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = id_of(&id)?;
+    let instance = core
+        .state
+        .instance(id)
+        .ok_or_else(|| ApiError::NotFound(format!("no service instance {id:?}")))?;
+    Ok(reply(
+        StatusCode::OK,
+        instance_shown(&core.catalog.current(), &instance),
+    ))
+}

@@ -1,0 +1,592 @@
+//! The Service Manager (issue #18), black box: a second, real Skybroker process with the
+//! sandbox (its own port, data dir and catalog ids) registered over HTTP as an external
+//! broker; platforms registered with credentials of their own; visibilities; provision,
+//! bind, poll, unbind and deprovision through the central broker's `/v2`, forwarded to the
+//! external one; tracking in `/v1/service_instances`; and every refusal.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use skybroker_config::Secret;
+
+use crate::harness::*;
+use crate::servers::Serve;
+
+const ADMIN_TOKEN: &str = "admin-token-for-tests-0123456789";
+/// The external broker's catalog: the built-in sandbox with other ids and names.
+const EXTERNAL_PREFIX: &str = "e1e1e1e1-7b44-4a0e-9a6a-5a1d1c0f";
+const EXTERNAL_SERVICE: &str = "e1e1e1e1-7b44-4a0e-9a6a-5a1d1c0f0001";
+const EXTERNAL_SYNC: &str = "e1e1e1e1-7b44-4a0e-9a6a-5a1d1c0f1001";
+const EXTERNAL_ASYNC: &str = "e1e1e1e1-7b44-4a0e-9a6a-5a1d1c0f1002";
+
+/// The external broker: the built-in configuration with its ids and name changed.
+async fn external(dir: &std::path::Path) -> Serve {
+    let config = skybroker_config::DEFAULT_CONFIG
+        .replace("5c7e4d1b-7b44-4a0e-9a6a-5a1d1c0f", EXTERNAL_PREFIX)
+        .replace("name = \"sandbox\"", "name = \"external-sandbox\"")
+        .replace("delay_ms = 1000", "delay_ms = 300");
+    let path = dir.join("external.toml");
+    std::fs::write(&path, config).expect("write the external broker's configuration");
+    Serve::start(&path, &dir.join("external-data"), &[]).await
+}
+
+/// The central broker, with an admin token.
+async fn central() -> Broker {
+    let mut config = fast_config(300);
+    config.server.admin_tokens = vec![Secret::new(ADMIN_TOKEN)];
+    Broker::with_config(config).await
+}
+
+/// A `/v1` call with `token`.
+async fn admin_as(
+    broker: &Broker,
+    token: &str,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut request = broker
+        .client
+        .request(method, format!("{}/v1{path}", broker.url))
+        .bearer_auth(token);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    broker.send(request).await
+}
+
+async fn admin(
+    broker: &Broker,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    admin_as(broker, ADMIN_TOKEN, method, path, body).await
+}
+
+/// An OSB call on the central broker as a platform.
+fn as_platform(
+    broker: &Broker,
+    (username, password): &(String, String),
+    method: Method,
+    path: &str,
+) -> reqwest::RequestBuilder {
+    broker
+        .client
+        .request(method, format!("{}{path}", broker.url))
+        .basic_auth(username, Some(password))
+        .header("X-Broker-API-Version", "2.17")
+}
+
+/// Registers a platform; its credentials.
+async fn platform(broker: &Broker, name: &str) -> (String, (String, String)) {
+    let (status, body) = admin(
+        broker,
+        Method::POST,
+        "/platforms",
+        Some(json!({"name": name, "type": "cloudfoundry"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let basic = &body["credentials"]["basic"];
+    let password = basic["password"].as_str().expect("a password").to_owned();
+    assert!(password.len() >= 43, "32 random bytes at least: {password}");
+    (
+        body["id"].as_str().unwrap().to_owned(),
+        (basic["username"].as_str().unwrap().to_owned(), password),
+    )
+}
+
+/// The Service Manager id of the plan whose catalog id is `catalog_id`.
+async fn sm_plan(broker: &Broker, catalog_id: &str) -> String {
+    let (status, body) = admin(broker, Method::GET, "/service_plans", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|plan| plan["catalog_id"] == catalog_id)
+        .and_then(|plan| plan["id"].as_str())
+        .unwrap_or_else(|| panic!("no plan {catalog_id} in {body}"))
+        .to_owned()
+}
+
+/// Polls an operation through the central broker as a platform until it ends.
+async fn wait(
+    broker: &Broker,
+    credentials: &(String, String),
+    path: &str,
+    operation: &str,
+) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (status, body) = broker
+            .send(as_platform(
+                broker,
+                credentials,
+                Method::GET,
+                &format!("{path}/last_operation?operation={operation}"),
+            ))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        if body["state"] != "in progress" {
+            return body;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{path} still in progress"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_external_broker_serves_platforms_through_the_central_one() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let mut ext = external(dir.path()).await;
+    let broker = central().await;
+
+    // Register the external broker.
+    let registration = json!({
+        "name": "external",
+        "broker_url": ext.api,
+        "credentials": {"basic": {"username": USER, "password": PASSWORD}},
+    });
+    let (status, body) = admin(
+        &broker,
+        Method::POST,
+        "/service_brokers",
+        Some(registration.clone()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}\n{}", ext.output());
+    let broker_id = body["id"].as_str().unwrap().to_owned();
+    assert!(body.get("credentials").is_none(), "never shown: {body}");
+    let (status, _) = admin(
+        &broker,
+        Method::POST,
+        "/service_brokers",
+        Some(registration),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "a second broker of the same name"
+    );
+
+    // Two platforms; the async plan visible to the first only.
+    let (cf_id, cf) = platform(&broker, "cf-eu").await;
+    let (_k8s_id, k8s) = platform(&broker, "k8s-us").await;
+    let plan = sm_plan(&broker, EXTERNAL_ASYNC).await;
+    let (status, body) = admin(
+        &broker,
+        Method::POST,
+        "/visibilities",
+        Some(json!({"service_plan_id": plan, "platform_id": cf_id})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    // Each platform's catalog holds what it sees; the broker's own credentials see all.
+    let (status, catalog) = broker
+        .send(as_platform(&broker, &cf, Method::GET, "/v2/catalog"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{catalog}");
+    let services = catalog["services"].as_array().unwrap();
+    assert_eq!(services.len(), 1, "{catalog}");
+    assert_eq!(services[0]["id"], EXTERNAL_SERVICE);
+    let plans: Vec<&Value> = services[0]["plans"].as_array().unwrap().iter().collect();
+    assert_eq!(plans.len(), 1, "{catalog}");
+    assert_eq!(plans[0]["id"], EXTERNAL_ASYNC);
+    let (_, catalog) = broker
+        .send(as_platform(&broker, &k8s, Method::GET, "/v2/catalog"))
+        .await;
+    assert_eq!(catalog["services"], json!([]), "nothing visible to k8s-us");
+    let (_, catalog) = broker
+        .send(broker.request(Method::GET, "/v2/catalog"))
+        .await;
+    assert_eq!(
+        catalog["services"].as_array().unwrap().len(),
+        2,
+        "{catalog}"
+    );
+
+    // A platform without visibility cannot use the plan; wrong credentials are 401.
+    let instance = new_id("sm");
+    let provision = json!({
+        "service_id": EXTERNAL_SERVICE, "plan_id": EXTERNAL_ASYNC,
+        "context": {"platform": "cloudfoundry", "organization_guid": "org", "space_guid": "space"},
+    });
+    let path = format!("/v2/service_instances/{instance}");
+    let (status, body) = broker
+        .send(
+            as_platform(
+                &broker,
+                &k8s,
+                Method::PUT,
+                &format!("{path}?accepts_incomplete=true"),
+            )
+            .json(&provision),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(body["description"].is_string());
+    let wrong = (cf.0.clone(), "not-the-password".to_owned());
+    let (status, _) = broker
+        .send(as_platform(&broker, &wrong, Method::GET, "/v2/catalog"))
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // Provision through the central broker: forwarded, polled, tracked.
+    let (status, body) = broker
+        .send(
+            as_platform(
+                &broker,
+                &cf,
+                Method::PUT,
+                &format!("{path}?accepts_incomplete=true"),
+            )
+            .json(&provision),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let operation = body["operation"].as_str().unwrap().to_owned();
+    let done = wait(&broker, &cf, &path, &operation).await;
+    assert_eq!(done["state"], "succeeded", "{done}\n{}", ext.output());
+    let (status, remote) = ext.call(Method::GET, &path, None).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the external broker holds it: {remote}"
+    );
+    let (status, tracked) = admin(
+        &broker,
+        Method::GET,
+        &format!("/service_instances/{instance}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{tracked}");
+    assert_eq!(tracked["broker_id"], broker_id.as_str());
+    assert_eq!(tracked["service_plan_id"], plan.as_str());
+    let (_, listed) = admin(&broker, Method::GET, "/service_instances", None).await;
+    assert!(
+        listed["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["id"] == instance.as_str()),
+        "{listed}"
+    );
+    // The external broker saw who asked: the originating identity was passed on.
+    assert!(
+        ext.output().contains(&operation),
+        "the request identity (our operation id) reached the external broker's log"
+    );
+
+    // A broker with instances is not deleted.
+    let (status, body) = admin(
+        &broker,
+        Method::DELETE,
+        &format!("/service_brokers/{broker_id}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+
+    // Bind (asynchronous on the async plan), credentials fetched once it succeeded.
+    let binding = new_id("smb");
+    let binding_path = format!("{path}/service_bindings/{binding}");
+    let (status, body) = broker
+        .send(
+            as_platform(
+                &broker,
+                &cf,
+                Method::PUT,
+                &format!("{binding_path}?accepts_incomplete=true"),
+            )
+            .json(&json!({"service_id": EXTERNAL_SERVICE, "plan_id": EXTERNAL_ASYNC})),
+        )
+        .await;
+    let credentials = match status {
+        StatusCode::ACCEPTED => {
+            let operation = body["operation"].as_str().unwrap().to_owned();
+            let done = wait(&broker, &cf, &binding_path, &operation).await;
+            assert_eq!(done["state"], "succeeded", "{done}");
+            let (status, fetched) = broker
+                .send(as_platform(&broker, &cf, Method::GET, &binding_path))
+                .await;
+            assert_eq!(status, StatusCode::OK, "{fetched}");
+            fetched["credentials"].clone()
+        }
+        StatusCode::CREATED => body["credentials"].clone(),
+        other => panic!("bind answered {other}: {body}"),
+    };
+    let (status, remote) = ext.call(Method::GET, &binding_path, None).await;
+    assert_eq!(status, StatusCode::OK, "{remote}");
+    assert_eq!(
+        credentials, remote["credentials"],
+        "the external broker's credentials"
+    );
+
+    // Unbind and deprovision, forwarded; the external broker no longer has them.
+    for (target, query) in [
+        (
+            &binding_path,
+            format!("service_id={EXTERNAL_SERVICE}&plan_id={EXTERNAL_ASYNC}"),
+        ),
+        (
+            &path,
+            format!("service_id={EXTERNAL_SERVICE}&plan_id={EXTERNAL_ASYNC}"),
+        ),
+    ] {
+        let (status, body) = broker
+            .send(as_platform(
+                &broker,
+                &cf,
+                Method::DELETE,
+                &format!("{target}?accepts_incomplete=true&{query}"),
+            ))
+            .await;
+        let operation = match status {
+            StatusCode::ACCEPTED => body["operation"].as_str().unwrap().to_owned(),
+            StatusCode::OK => String::new(),
+            other => panic!("delete answered {other}: {body}"),
+        };
+        if !operation.is_empty() {
+            let done = wait(&broker, &cf, target, &operation).await;
+            assert_eq!(done["state"], "succeeded", "{done}");
+        }
+        let (status, _) = ext.call(Method::GET, target, None).await;
+        assert_eq!(
+            status,
+            StatusCode::NOT_FOUND,
+            "{target} gone at the external broker"
+        );
+    }
+
+    // A stopped external broker: a synchronous provision answers 502, nothing succeeded.
+    let (_, sync_plan) = ((), sm_plan(&broker, EXTERNAL_SYNC).await);
+    let (status, _) = admin(
+        &broker,
+        Method::POST,
+        "/visibilities",
+        Some(json!({"service_plan_id": sync_plan})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "visible to every platform");
+    ext.kill9();
+    let stopped = new_id("sm-stopped");
+    let (status, body) = broker
+        .send(
+            as_platform(
+                &broker,
+                &cf,
+                Method::PUT,
+                &format!("/v2/service_instances/{stopped}"),
+            )
+            .json(
+                &json!({"service_id": EXTERNAL_SERVICE, "plan_id": EXTERNAL_SYNC,
+                              "context": {"platform": "cloudfoundry"}}),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert!(
+        body["description"]
+            .as_str()
+            .is_some_and(|d| d.contains("unreachable")),
+        "{body}"
+    );
+    let (status, _) = broker
+        .send(as_platform(
+            &broker,
+            &cf,
+            Method::GET,
+            &format!("/v2/service_instances/{stopped}"),
+        ))
+        .await;
+    assert_ne!(status, StatusCode::OK, "never fetchable as existing");
+
+    // The platform cleans up the failed instance (orphan mitigation) once the broker is back,
+    // at a new address: PATCH points the registration there and fetches the catalog again.
+    let ext = external(dir.path()).await;
+    let (status, body) = admin(
+        &broker,
+        Method::PATCH,
+        &format!("/service_brokers/{broker_id}"),
+        Some(json!({"broker_url": ext.api})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = broker
+        .send(as_platform(
+            &broker,
+            &cf,
+            Method::DELETE,
+            &format!(
+                "/v2/service_instances/{stopped}?service_id={EXTERNAL_SERVICE}&plan_id={EXTERNAL_SYNC}"
+            ),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // With no instances left, the broker can go, and its plans with it.
+    let (status, body) = admin(
+        &broker,
+        Method::DELETE,
+        &format!("/service_brokers/{broker_id}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, catalog) = broker
+        .send(broker.request(Method::GET, "/v2/catalog"))
+        .await;
+    assert_eq!(
+        catalog["services"].as_array().unwrap().len(),
+        1,
+        "{catalog}"
+    );
+    broker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_registrations_store_nothing() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let ext = external(dir.path()).await;
+    let broker = central().await;
+    let register = |body: Value| admin(&broker, Method::POST, "/service_brokers", Some(body));
+
+    // No token, a wrong token: 401 with an OSB body.
+    let (status, body) = admin_as(&broker, "", Method::GET, "/service_brokers", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    let (status, body) = admin_as(&broker, "guess", Method::GET, "/service_brokers", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert!(body["description"].is_string());
+    // Platform credentials are not admin credentials.
+    let (_, credentials) = platform(&broker, "cf").await;
+    let (status, _) = broker
+        .send(
+            broker
+                .client
+                .get(format!("{}/v1/service_brokers", broker.url))
+                .basic_auth(&credentials.0, Some(&credentials.1)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // Nobody listens there: 502 naming the URL.
+    let closed = format!("http://127.0.0.1:{}", free_port());
+    let (status, body) = register(json!({
+        "name": "nowhere", "broker_url": closed,
+        "credentials": {"basic": {"username": "u", "password": "p"}},
+    }))
+    .await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert!(
+        body["description"].as_str().unwrap().contains(&closed),
+        "{body}"
+    );
+
+    // Wrong credentials at the external broker: 400 saying so.
+    let (status, body) = register(json!({
+        "name": "refused", "broker_url": ext.api,
+        "credentials": {"basic": {"username": USER, "password": "wrong"}},
+    }))
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["description"].as_str().unwrap().contains("refused"),
+        "{body}"
+    );
+
+    // The central broker itself: its catalog's ids clash with the built-in ones.
+    let (status, body) = register(json!({
+        "name": "myself", "broker_url": broker.url,
+        "credentials": {"basic": {"username": USER, "password": PASSWORD}},
+    }))
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["description"]
+            .as_str()
+            .unwrap()
+            .contains("duplicate service id"),
+        "{body}"
+    );
+
+    // Malformed requests.
+    for bad in [
+        json!({"broker_url": ext.api, "credentials": {"bearer": {"token": "t"}}}),
+        json!({"name": "x", "broker_url": "ftp://nope", "credentials": {"bearer": {"token": "t"}}}),
+        json!({"name": "x", "broker_url": ext.api}),
+        json!({"name": "x", "broker_url": ext.api, "credentials": {"basic": {"username": "u"}}}),
+    ] {
+        let (status, body) = register(bad.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+    }
+    let (status, _) = admin(&broker, Method::GET, "/service_brokers/no-such-id", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = admin(&broker, Method::GET, "/platforms/no-such-id", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // After all that, only the built-in broker is registered.
+    let (status, body) = admin(&broker, Method::GET, "/service_brokers", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["num_items"], 1, "{body}");
+    broker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regenerated_platform_credentials_replace_the_old_ones() {
+    let broker = central().await;
+    let (id, old) = platform(&broker, "cf").await;
+    let (status, _) = broker
+        .send(as_platform(&broker, &old, Method::GET, "/v2/catalog"))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = admin(
+        &broker,
+        Method::PATCH,
+        &format!("/platforms/{id}?regenerate_credentials=true"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let new = (
+        body["credentials"]["basic"]["username"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+        body["credentials"]["basic"]["password"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+    );
+    assert_ne!(new.1, old.1);
+    let (status, _) = broker
+        .send(as_platform(&broker, &old, Method::GET, "/v2/catalog"))
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "the old password stopped working"
+    );
+    let (status, _) = broker
+        .send(as_platform(&broker, &new, Method::GET, "/v2/catalog"))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    // Listing and reading never show credentials again.
+    let (_, listed) = admin(&broker, Method::GET, "/platforms", None).await;
+    assert!(!listed.to_string().contains(&new.1), "{listed}");
+    broker.stop().await;
+}
+
+/// A free loopback port (bound and released).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
