@@ -72,6 +72,8 @@ pub fn provisioned(index: usize, in_flight: bool, attempts: u32, now: UnixMillis
         }),
         last_operation: Some(operation_id.clone().into()),
         created_at,
+        platform_id: None,
+        shared: false,
     };
     let operation = Operation {
         id: operation_id.into(),

@@ -676,6 +676,93 @@ async fn sigterm_shuts_down_cleanly_and_restart_keeps_everything() {
     assert_eq!(status, StatusCode::OK, "{body}");
 }
 
+/// Issue #18: what the Service Manager API registered survives a restart (embedded store; on
+/// etcd with `SKYBROKER_TEST_ETCD`, a second broker on the same prefix sees it too): the
+/// platform's credentials keep working on `/v2`, its visibility still filters its catalog.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registrations_survive_a_restart() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let data = dir.path().join("data");
+    let token = ("SKYBROKER_ADMIN_TOKEN", "restart-admin-token");
+    let etcd_config = test_etcd().map(|endpoint| {
+        let prefix = format!("/skybroker-registry/{}/", uuid::Uuid::new_v4().simple());
+        write_etcd_config(dir.path(), &[endpoint], &prefix, 300)
+    });
+    let mut configs: Vec<Option<PathBuf>> = vec![None];
+    configs.extend(etcd_config.map(Some));
+    for config in configs {
+        let mut broker = serve(&data, config.as_deref(), &[token]).await;
+        let admin = |method: Method, path: &str, body: Option<Value>| {
+            let request = broker
+                .api
+                .client
+                .request(method, format!("{}/v1{path}", broker.api.base))
+                .bearer_auth(token.1);
+            async move {
+                let request = match body {
+                    Some(body) => request.json(&body),
+                    None => request,
+                };
+                let response = request.send().await.expect("an answer");
+                let status = response.status();
+                (
+                    status,
+                    response.json::<Value>().await.unwrap_or(Value::Null),
+                )
+            }
+        };
+        let (status, platform) = admin(
+            Method::POST,
+            "/platforms",
+            Some(json!({"name": "cf-restart", "type": "cloudfoundry"})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{platform}");
+        let (status, plans) = admin(Method::GET, "/service_plans", None).await;
+        assert_eq!(status, StatusCode::OK);
+        let plan = plans["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["catalog_id"] == SYNC_PLAN)
+            .expect("the sync plan")["id"]
+            .clone();
+        let (status, body) = admin(
+            Method::POST,
+            "/visibilities",
+            Some(json!({"service_plan_id": plan, "platform_id": platform["id"]})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let basic = &platform["credentials"]["basic"];
+        let login = (
+            basic["username"].as_str().unwrap().to_owned(),
+            basic["password"].as_str().unwrap().to_owned(),
+        );
+
+        broker.process.terminate();
+        let status = broker.process.wait_exit(Duration::from_secs(10)).await;
+        assert!(status.success(), "{}", broker.process.output());
+        drop(broker);
+        let broker = serve(&data, config.as_deref(), &[token]).await;
+        let port: u16 = broker.api.base.rsplit(':').next().unwrap().parse().unwrap();
+        let as_platform = Api::new(port, Some((&login.0, &login.1)));
+        let (status, catalog) = as_platform
+            .call(Method::GET, "/v2/catalog", &[], &[], None)
+            .await;
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "the platform still logs in: {catalog}"
+        );
+        let plans = catalog["services"][0]["plans"].as_array().expect("plans");
+        assert_eq!(plans.len(), 1, "only the visible plan: {catalog}");
+        assert_eq!(plans[0]["id"], SYNC_PLAN);
+        drop(broker);
+        let _ = std::fs::remove_dir_all(&data);
+    }
+}
+
 /// The generated password (OSB-AUTH-03/04; config "no password here on purpose"): without a
 /// configured password, or with an empty `SKYBROKER_PASSWORD`, `serve` never runs open: it
 /// prints a generated password once on stderr, outside the log; that password authenticates

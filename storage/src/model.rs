@@ -102,6 +102,27 @@ pub struct ServiceInstance {
     pub last_operation: Option<OperationId>,
     /// When the instance was first accepted.
     pub created_at: UnixMillis,
+    /// The Service Manager platform that created it; `None`: the broker's own credentials.
+    /// Another platform neither sees nor changes it (unless `shared`, to bind).
+    #[serde(default)]
+    pub platform_id: Option<String>,
+    /// Shared with every platform that sees its plan: they may bind to it (Service Manager's
+    /// instance sharing); only the creating platform changes or deletes it.
+    #[serde(default)]
+    pub shared: bool,
+}
+
+impl ServiceInstance {
+    /// Whether `platform` (`None`: the broker's own credentials, which reach everything)
+    /// may read, change or delete the instance: the platform that created it may.
+    pub fn belongs_to(&self, platform: Option<&str>) -> bool {
+        platform.is_none() || self.platform_id.as_deref() == platform
+    }
+
+    /// Whether `platform` may bind to the instance: its own, or one shared with it.
+    pub fn bindable_by(&self, platform: Option<&str>) -> bool {
+        self.belongs_to(platform) || self.shared
+    }
 }
 
 /// Where a binding is in its life.

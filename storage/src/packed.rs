@@ -333,6 +333,8 @@ mod tests {
             plugin_state: json!({"resource": id}),
             last_operation: Some("op".into()),
             created_at: 1_764_000_000_000,
+            platform_id: None,
+            shared: false,
         }
     }
 

@@ -76,10 +76,12 @@ async fn bind_once(
         reads.push(Read::Binding(predecessor_id));
     }
     let (guard, basis) = lock_and_read(core, instance_id, caught_up, present, &reads).await?;
-    // D-04: binding to an unknown instance is 404.
+    // D-04: binding to an unknown instance is 404 (and to another platform's, unless it
+    // is shared).
     let instance = core
         .state
         .instance(instance_id)
+        .filter(|instance| instance.bindable_by(request.caller.platform.as_deref()))
         .ok_or_else(|| ApiError::NotFound(format!("instance {instance_id} does not exist")))?;
     let other_service = (request.service_id.as_ref()).is_some_and(|s| *s != instance.service_id);
     let other_plan = (request.plan_id.as_ref()).is_some_and(|p| *p != instance.plan_id);
@@ -201,12 +203,24 @@ async fn bind_once(
     answer(launched, |done| done.binding)
 }
 
+/// Whether `platform` reaches the bindings of the instance (see
+/// `ServiceInstance::bindable_by`); an instance the map does not hold answers yes (what
+/// follows decides on the binding alone).
+pub(super) fn bindable_by(core: &Core, instance_id: &str, platform: Option<&str>) -> bool {
+    platform.is_none()
+        || core
+            .state
+            .instance(instance_id)
+            .is_none_or(|instance| instance.bindable_by(platform))
+}
+
 /// The binding as a platform may fetch it: 404 unless its offering allows fetching (D-06)
 /// and its bind has succeeded (OSB-GETB-04).
 pub async fn fetch(
     core: &Core,
     instance_id: &str,
     binding_id: &str,
+    platform: Option<&str>,
 ) -> Result<ServiceBinding, ApiError> {
     let not_found = || ApiError::NotFound(format!("binding {binding_id} does not exist"));
     // A miss may be another replica's fresh record.
@@ -217,6 +231,7 @@ pub async fn fetch(
         .state
         .binding(binding_id)
         .filter(|b| b.instance_id == instance_id)
+        .filter(|_| bindable_by(core, instance_id, platform))
         .ok_or_else(not_found)?;
     let retrievable = core
         .catalog
@@ -277,6 +292,7 @@ async fn unbind_once(
         .state
         .binding(binding_id)
         .filter(|b| b.instance_id == *instance_id)
+        .filter(|_| bindable_by(core, instance_id, caller.platform.as_deref()))
         .ok_or_else(|| ApiError::Gone(format!("binding {binding_id} does not exist")))?;
     if binding.service_id != *service_id {
         return Err(ApiError::BadRequest(format!(

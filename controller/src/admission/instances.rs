@@ -108,6 +108,8 @@ pub async fn provision(
         plugin_state: Value::Null,
         last_operation: None,
         created_at: 0,
+        platform_id: request.caller.platform.clone(),
+        shared: false,
     };
     let (requested, caller) = (&requested, &request.caller);
     decided(core, move |_| provision_once(core, requested, sync, caller)).await
@@ -124,6 +126,14 @@ async fn provision_once(
     let basis = core.state.basis(&[Read::Instance(&requested.id)]);
     let mut retried_failed = false;
     if let Some(existing) = core.state.instance(&requested.id) {
+        if existing.platform_id != requested.platform_id {
+            // Another platform's (or the broker's own): its id is taken, and nothing of it
+            // is shown.
+            return Err(ApiError::Conflict(format!(
+                "instance id {} is taken",
+                requested.id
+            )));
+        }
         let identical = existing.service_id == requested.service_id
             && existing.plan_id == requested.plan_id
             && (requested.parameters.as_object())
@@ -180,7 +190,11 @@ async fn provision_once(
 
 /// The instance as a platform may fetch it: 404 unless its offering allows fetching
 /// (D-06) and its provision has succeeded (OSB-GETI); 422 while an update runs.
-pub async fn fetch(core: &Core, instance_id: &str) -> Result<ServiceInstance, ApiError> {
+pub async fn fetch(
+    core: &Core,
+    instance_id: &str,
+    platform: Option<&str>,
+) -> Result<ServiceInstance, ApiError> {
     // A miss may be another replica's fresh record.
     core.state
         .catch_up_unless(|state| state.has_instance(instance_id))
@@ -188,6 +202,7 @@ pub async fn fetch(core: &Core, instance_id: &str) -> Result<ServiceInstance, Ap
     let instance = core
         .state
         .instance(instance_id)
+        .filter(|instance| instance.belongs_to(platform))
         .ok_or_else(|| not_found(instance_id))?;
     let retrievable = core
         .catalog
@@ -251,6 +266,7 @@ async fn update_once(
     let mut instance = core
         .state
         .instance(instance_id)
+        .filter(|instance| instance.belongs_to(request.caller.platform.as_deref()))
         .ok_or_else(|| not_found(instance_id))?;
     if instance.service_id != service_id {
         return Err(ApiError::BadRequest(format!(
@@ -369,6 +385,7 @@ async fn deprovision_once(
     let instance = core
         .state
         .instance(instance_id)
+        .filter(|instance| instance.belongs_to(caller.platform.as_deref()))
         .ok_or_else(|| ApiError::Gone(format!("instance {instance_id} does not exist")))?;
     if instance.service_id != *service_id {
         return Err(ApiError::BadRequest(format!(

@@ -14,6 +14,7 @@ use skybroker_storage::{
 
 use crate::core::Core;
 use crate::error::ApiError;
+use skybroker_storage::ServiceInstance;
 
 /// What a poll answers.
 #[derive(Debug)]
@@ -84,12 +85,34 @@ fn polled(core: &Core, operation: Operation) -> Polled {
     }))
 }
 
+/// 404 for a platform asking about an instance that is not its own (`reaches` says which
+/// are).
+fn refuse_others(
+    core: &Core,
+    instance_id: &str,
+    platform: Option<&str>,
+    reaches: fn(&ServiceInstance, Option<&str>) -> bool,
+) -> Result<(), ApiError> {
+    // The broker's own credentials reach everything: nothing read on the common path.
+    if platform.is_none() {
+        return Ok(());
+    }
+    match core.state.instance(instance_id) {
+        Some(instance) if !reaches(&instance, platform) => Err(ApiError::NotFound(format!(
+            "instance {instance_id} does not exist"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// The last operation of an instance, `requested` being the platform's `operation` hint.
 pub async fn instance(
     core: &Core,
     instance_id: &str,
     requested: Option<&str>,
+    platform: Option<&str>,
 ) -> Result<Polled, ApiError> {
+    refuse_others(core, instance_id, platform, ServiceInstance::belongs_to)?;
     answer_caught_up(core, requested, ("instance", instance_id), |settled| {
         instance_answer(core, instance_id, requested, settled)
     })
@@ -133,7 +156,9 @@ pub async fn binding(
     core: &Core,
     (instance_id, binding_id): (&str, &str),
     requested: Option<&str>,
+    platform: Option<&str>,
 ) -> Result<Polled, ApiError> {
+    refuse_others(core, instance_id, platform, ServiceInstance::bindable_by)?;
     answer_caught_up(core, requested, ("binding", binding_id), |settled| {
         binding_answer(core, (instance_id, binding_id), requested, settled)
     })

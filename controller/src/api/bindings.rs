@@ -91,12 +91,14 @@ pub async fn get_binding(
     ids: Result<Path<(String, String)>, PathRejection>,
     RawQuery(raw): RawQuery,
     Extension(version): Extension<ApiVersion>,
+    who: Who,
 ) -> Result<Response, ApiError> {
     let (instance_id, binding_id) = path(ids)?;
     let query = Query::parse(raw.as_deref());
     query.hint("service_id")?;
     query.hint("plan_id")?;
-    let binding = bindings::fetch(&core, &instance_id, &binding_id).await?;
+    let platform = who.principal.platform();
+    let binding = bindings::fetch(&core, &instance_id, &binding_id, platform).await?;
     let mut body = binding_body(&binding, version);
     body["parameters"] = binding.parameters.clone();
     Ok(json(StatusCode::OK, body))

@@ -89,13 +89,14 @@ pub async fn get_instance(
     instance_id: Result<Path<String>, PathRejection>,
     RawQuery(raw): RawQuery,
     Extension(version): Extension<ApiVersion>,
+    who: Who,
 ) -> Result<Response, ApiError> {
     let instance_id = path(instance_id)?;
     let query = Query::parse(raw.as_deref());
     // Hints only (OSB-GETI-02): checked for form, never required.
     query.hint("service_id")?;
     query.hint("plan_id")?;
-    let instance = instances::fetch(&core, &instance_id).await?;
+    let instance = instances::fetch(&core, &instance_id, who.principal.platform()).await?;
     let mut body = instance_body(&instance, version);
     body["service_id"] = json!(instance.service_id);
     body["plan_id"] = json!(instance.plan_id);

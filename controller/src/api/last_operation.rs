@@ -19,6 +19,7 @@ use skybroker_storage::{now_millis, OperationKind, OperationState};
 
 use crate::admission::last_operation::{self, Polled, PolledOperation};
 use crate::api::request::path;
+use crate::api::Who;
 use crate::core::Core;
 use crate::error::ApiError;
 
@@ -138,10 +139,13 @@ pub async fn get_instance_last_operation(
     State(core): State<Arc<Core>>,
     instance_id: Result<Path<String>, PathRejection>,
     uri: Uri,
+    who: Who,
 ) -> Result<Response, ApiError> {
     let instance_id = path(instance_id)?;
     let requested = poll_hints(uri.query())?;
-    let polled = last_operation::instance(&core, &instance_id, requested.as_deref()).await?;
+    let platform = who.principal.platform();
+    let polled =
+        last_operation::instance(&core, &instance_id, requested.as_deref(), platform).await?;
     Ok(respond(polled))
 }
 
@@ -150,11 +154,13 @@ pub async fn get_binding_last_operation(
     State(core): State<Arc<Core>>,
     ids: Result<Path<(String, String)>, PathRejection>,
     uri: Uri,
+    who: Who,
 ) -> Result<Response, ApiError> {
     let (instance_id, binding_id) = path(ids)?;
     let requested = poll_hints(uri.query())?;
-    let polled =
-        last_operation::binding(&core, (&instance_id, &binding_id), requested.as_deref()).await?;
+    let ids = (instance_id.as_str(), binding_id.as_str());
+    let platform = who.principal.platform();
+    let polled = last_operation::binding(&core, ids, requested.as_deref(), platform).await?;
     Ok(respond(polled))
 }
 

@@ -85,6 +85,11 @@ impl JsonBody {
         }
     }
 
+    /// A field as sent.
+    pub fn get(&self, field: &str) -> Option<&Value> {
+        self.0.get(field)
+    }
+
     /// A required non-empty string field.
     pub fn required_str(&self, field: &str) -> Result<String, ApiError> {
         self.optional_str(field)?

@@ -22,7 +22,8 @@
 //! - [`brokers`]: `/service_brokers` (registration fetches and checks the catalog);
 //! - [`platforms`]: `/platforms` (credentials generated and shown once);
 //! - [`visibilities`] holds `/visibilities`;
-//! - [`offerings`]: `/service_offerings`, `/service_plans`, `/service_instances` (read only).
+//! - [`offerings`]: `/service_offerings`, `/service_plans` (read only), `/service_instances`
+//!   (read, and `PATCH {"shared": true}` to share one between platforms).
 
 pub mod brokers;
 pub mod offerings;
@@ -84,7 +85,10 @@ pub fn router(core: Arc<Core>) -> Router {
         .route("/service_plans", get(offerings::list_plans))
         .route("/service_plans/{id}", get(offerings::get_plan))
         .route("/service_instances", get(offerings::list_instances))
-        .route("/service_instances/{id}", get(offerings::get_instance))
+        .route(
+            "/service_instances/{id}",
+            get(offerings::get_instance).patch(offerings::share_instance),
+        )
         .fallback(|| async { ApiError::NotFound("no such Service Manager route".to_owned()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(middleware::from_fn_with_state(Arc::clone(&core), layer))

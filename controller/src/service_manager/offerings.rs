@@ -5,6 +5,13 @@
 //! broker and the catalog id) beside the broker's `catalog_id`, as Peripli's do; visibilities
 //! name plans by those ids. Instances are every instance the state map tracks, created
 //! through `/v2` on any broker, built-in or external, paged in id order.
+//!
+//! # Instance sharing
+//! An instance belongs to the platform that created it: another platform neither sees nor
+//! changes it. `PATCH /v1/service_instances/<id>` with `{"shared": true}` shares it: every
+//! platform that sees its plan may then bind to it (and read, poll and delete its own
+//! bindings); only the creating platform updates or deprovisions it. `{"shared": false}`
+//! stops new bindings; existing ones stay until unbound.
 
 use std::sync::Arc;
 
@@ -13,7 +20,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::{json, Value};
 use skybroker_config::{Plan, ServiceOffering};
-use skybroker_storage::ServiceInstance;
+use skybroker_storage::{Change, Read, ServiceInstance};
 
 use super::{id_of, list as list_reply, reply, timestamp, Paging};
 use crate::api::request::Query;
@@ -125,6 +132,8 @@ fn instance_shown(catalog: &Catalog, instance: &ServiceInstance) -> Value {
         "context": instance.context,
         "dashboard_url": instance.dashboard_url,
         "last_operation": instance.last_operation.as_ref().map(|id| id.as_str()),
+        "platform_id": instance.platform_id,
+        "shared": instance.shared,
         "created_at": timestamp(instance.created_at),
     })
 }
@@ -156,6 +165,44 @@ pub async fn get_instance(
         .state
         .instance(id)
         .ok_or_else(|| ApiError::NotFound(format!("no service instance {id:?}")))?;
+    Ok(reply(
+        StatusCode::OK,
+        instance_shown(&core.catalog.current(), &instance),
+    ))
+}
+
+/// `PATCH /v1/service_instances/{id}`: `{"shared": true|false}`.
+pub async fn share_instance(
+    State(core): State<Arc<Core>>,
+    Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
+    bytes: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let id = id_of(&id)?.to_owned();
+    let body = super::body(&headers, &bytes)?;
+    let shared = match body.get("shared") {
+        Some(Value::Bool(shared)) => *shared,
+        _ => {
+            return Err(ApiError::BadRequest(
+                "shared (true or false) is required".to_owned(),
+            ))
+        }
+    };
+    // Under the instance's lock and on what was read, like every change to an instance.
+    let guard = core.locks.lock(&id).await;
+    let basis = core.state.basis(&[Read::Instance(&id)]);
+    let mut instance = core
+        .state
+        .instance(&id)
+        .ok_or_else(|| ApiError::NotFound(format!("no service instance {id:?}")))?;
+    if instance.shared != shared {
+        instance.shared = shared;
+        core.state
+            .commit_on(&basis, vec![Change::PutInstance(instance.clone())])
+            .await?;
+    }
+    drop(guard);
+    log::info!("instance {id} shared: {shared}");
     Ok(reply(
         StatusCode::OK,
         instance_shown(&core.catalog.current(), &instance),

@@ -590,3 +590,111 @@ fn free_port() -> u16 {
         .map(|a| a.port())
         .expect("a free port")
 }
+
+/// Instance ownership and sharing (issue #18 item 3): an instance belongs to the platform
+/// that created it; another platform neither sees nor changes it until it is shared, and
+/// then may bind to it, never update or delete it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_belong_to_their_platform_until_shared() {
+    let broker = central().await;
+    let (_, owner) = platform(&broker, "cf-owner").await;
+    let (_, other) = platform(&broker, "cf-other").await;
+    let plan = sm_plan(&broker, SYNC).await;
+    let (status, _) = admin(
+        &broker,
+        Method::POST,
+        "/visibilities",
+        Some(json!({ "service_plan_id": plan })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+
+    let instance = new_id("owned");
+    let path = format!("/v2/service_instances/{instance}");
+    let (status, body) = broker
+        .send(as_platform(&broker, &owner, Method::PUT, &path).json(&provision_body(SYNC)))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    // Not shared: the other platform sees nothing and changes nothing.
+    let delete = format!("{path}?service_id={SERVICE}&plan_id={SYNC}");
+    let binding = format!("{path}/service_bindings/{}", new_id("b"));
+    for (method, target, body, expected) in [
+        (Method::GET, path.clone(), None, StatusCode::NOT_FOUND),
+        (
+            Method::GET,
+            format!("{path}/last_operation"),
+            None,
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            Method::PUT,
+            path.clone(),
+            Some(provision_body(SYNC)),
+            StatusCode::CONFLICT,
+        ),
+        (
+            Method::PATCH,
+            path.clone(),
+            Some(json!({"service_id": SERVICE})),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            Method::PUT,
+            binding.clone(),
+            Some(bind_body(SYNC)),
+            StatusCode::NOT_FOUND,
+        ),
+        (Method::DELETE, delete.clone(), None, StatusCode::GONE),
+    ] {
+        let mut request = as_platform(&broker, &other, method.clone(), &target);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let (status, body) = broker.send(request).await;
+        assert_eq!(status, expected, "{method} {target}: {body}");
+    }
+    let (status, _) = broker.get_instance(&instance).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the broker's own credentials reach every instance"
+    );
+
+    // Shared: the other platform binds, reads and unbinds its binding; still no delete.
+    let (status, body) = admin(
+        &broker,
+        Method::PATCH,
+        &format!("/service_instances/{instance}"),
+        Some(json!({"shared": true})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["shared"], true);
+    let (status, body) = broker
+        .send(as_platform(&broker, &other, Method::PUT, &binding).json(&bind_body(SYNC)))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = broker
+        .send(as_platform(&broker, &other, Method::GET, &binding))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = broker
+        .send(as_platform(
+            &broker,
+            &other,
+            Method::DELETE,
+            &format!("{binding}?service_id={SERVICE}&plan_id={SYNC}"),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _) = broker
+        .send(as_platform(&broker, &other, Method::DELETE, &delete))
+        .await;
+    assert_eq!(status, StatusCode::GONE, "only the owner deprovisions");
+    let (status, body) = broker
+        .send(as_platform(&broker, &owner, Method::DELETE, &delete))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    broker.stop().await;
+}

@@ -1024,6 +1024,8 @@ mod tests {
             plugin_state: json!({"resource": id}),
             last_operation: None,
             created_at: 1,
+            platform_id: None,
+            shared: false,
         }
     }
 
