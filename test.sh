@@ -229,6 +229,15 @@ else
         --skip local_db
 fi
 
+# ===== the Service Manager API, fuzzed =====
+# schemathesis (from PyPI, pinned) against the running binary, driven by the OpenAPI document
+# it serves at /v1/openapi.json: no server error, every status and body as documented.
+if [ "$#" -eq 0 ]; then
+    step "Service Manager API: schemathesis"
+    cargo build --locked --quiet --bin skybroker
+    bash controller/tests/schemathesis/run.sh "$CARGO_TARGET_DIR/debug/skybroker" 60
+fi
+
 # ===== deploy/ =====
 # Offline: the Dockerfile (hadolint), every YAML file (yamllint), the Kubernetes manifests
 # against the Kubernetes schemas (kubernetes-validate), and the ConfigMap's configuration

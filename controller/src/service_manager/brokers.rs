@@ -14,12 +14,13 @@ use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use serde_json::{json, Value};
+use serde_json::Value;
 use skybroker_storage::{
     now_millis, BrokerCredentials, Change, RegistryKind, RegistryRecord, ServiceBroker,
 };
 
-use super::{body, id_of, labels, list as list_reply, reply, timestamp, Paging};
+use super::schema::{self, BrokerPage, BrokerRegistration, BrokerUpdate, Empty, ErrorBody};
+use super::{answer, body, id_of, labels, list as list_reply, timestamp, values, Paging};
 use crate::api::request::{JsonBody, Query};
 use crate::catalog::{offerings_of, remote_broker, sm_id, BUILTIN_BROKER_ID};
 use crate::core::Core;
@@ -27,33 +28,39 @@ use crate::error::ApiError;
 use skybroker_brokers::osb::RemoteError;
 
 /// The built-in broker as the API shows it.
-fn builtin() -> Value {
-    json!({
-        "id": BUILTIN_BROKER_ID,
-        "name": BUILTIN_BROKER_ID,
-        "description": "the offerings of Skybroker's configured providers",
-        "broker_url": null,
-        "labels": {},
-        "ready": true,
-    })
+fn builtin() -> schema::Broker {
+    schema::Broker {
+        id: BUILTIN_BROKER_ID.to_owned(),
+        name: BUILTIN_BROKER_ID.to_owned(),
+        description: "the offerings of Skybroker's configured providers".to_owned(),
+        broker_url: None,
+        credentials_kind: None,
+        labels: Default::default(),
+        created_at: None,
+        updated_at: None,
+        ready: true,
+    }
 }
 
 /// A broker as the API shows it: never its credentials.
-pub(crate) fn shown(broker: &ServiceBroker) -> Value {
-    json!({
-        "id": broker.id,
-        "name": broker.name,
-        "description": broker.description,
-        "broker_url": broker.broker_url,
-        "credentials_kind": match broker.credentials {
-            BrokerCredentials::Basic { .. } => "basic",
-            BrokerCredentials::Bearer { .. } => "bearer",
-        },
-        "labels": broker.labels,
-        "created_at": timestamp(broker.created_at),
-        "updated_at": timestamp(broker.updated_at),
-        "ready": true,
-    })
+pub(crate) fn shown(broker: &ServiceBroker) -> schema::Broker {
+    schema::Broker {
+        id: broker.id.clone(),
+        name: broker.name.clone(),
+        description: broker.description.clone(),
+        broker_url: Some(broker.broker_url.clone()),
+        credentials_kind: Some(
+            match broker.credentials {
+                BrokerCredentials::Basic { .. } => "basic",
+                BrokerCredentials::Bearer { .. } => "bearer",
+            }
+            .to_owned(),
+        ),
+        labels: broker.labels.clone(),
+        created_at: Some(timestamp(broker.created_at)),
+        updated_at: Some(timestamp(broker.updated_at)),
+        ready: true,
+    }
 }
 
 /// `credentials`: `{"basic": {"username", "password"}}` or `{"bearer": {"token"}}`.
@@ -155,6 +162,15 @@ fn check_name_free(core: &Core, name: &str, except: Option<&str>) -> Result<(), 
 }
 
 /// `POST /v1/service_brokers`.
+#[utoipa::path(post, path = "/v1/service_brokers", tag = "service_brokers",
+    request_body = BrokerRegistration,
+    responses(
+        (status = 201, description = "Registered; its catalog was fetched", body = schema::Broker),
+        (status = 400, description = "Malformed, refused credentials, or a catalog that breaks a rule", body = ErrorBody),
+        (status = 401, description = "No valid admin token", body = ErrorBody),
+        (status = 409, description = "The name is taken", body = ErrorBody),
+        (status = 502, description = "The broker cannot be reached or answers garbage", body = ErrorBody),
+    ))]
 pub async fn register(
     State(core): State<Arc<Core>>,
     headers: HeaderMap,
@@ -191,10 +207,17 @@ pub async fn register(
         broker.broker_url,
         broker.services.len()
     );
-    Ok(reply(StatusCode::CREATED, shown(&broker)))
+    Ok(answer(StatusCode::CREATED, &shown(&broker)))
 }
 
 /// `GET /v1/service_brokers`.
+#[utoipa::path(get, path = "/v1/service_brokers", tag = "service_brokers",
+    params(super::PageQuery),
+    responses(
+        (status = 200, description = "A page of brokers, the built-in one included", body = BrokerPage),
+        (status = 400, description = "Bad paging", body = ErrorBody),
+        (status = 401, description = "No valid admin token", body = ErrorBody),
+    ))]
 pub async fn list(
     State(core): State<Arc<Core>>,
     RawQuery(query): RawQuery,
@@ -202,7 +225,7 @@ pub async fn list(
     let paging = Paging::of(&Query::parse(query.as_deref()))?;
     let mut items = vec![builtin()];
     items.extend(core.state.service_brokers().iter().map(shown));
-    let (items, more) = paging.cut(items);
+    let (items, more) = paging.cut(values(&items));
     Ok(list_reply("/service_brokers", &paging, items, more))
 }
 
@@ -222,17 +245,36 @@ fn refuse_builtin(id: &str) -> Result<(), ApiError> {
 }
 
 /// `GET /v1/service_brokers/{id}`.
+#[utoipa::path(get, path = "/v1/service_brokers/{id}", tag = "service_brokers",
+    params(("id" = String, Path, description = "The broker's id")),
+    responses(
+        (status = 200, description = "The broker", body = schema::Broker),
+        (status = 400, description = "Malformed id", body = ErrorBody),
+        (status = 401, description = "No valid admin token", body = ErrorBody),
+        (status = 404, description = "No such broker", body = ErrorBody),
+    ))]
 pub async fn get_one(
     State(core): State<Arc<Core>>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     if id == BUILTIN_BROKER_ID {
-        return Ok(reply(StatusCode::OK, builtin()));
+        return Ok(answer(StatusCode::OK, &builtin()));
     }
-    Ok(reply(StatusCode::OK, shown(&find(&core, &id)?)))
+    Ok(answer(StatusCode::OK, &shown(&find(&core, &id)?)))
 }
 
 /// `PATCH /v1/service_brokers/{id}`: changes what is sent, and fetches the catalog again.
+#[utoipa::path(patch, path = "/v1/service_brokers/{id}", tag = "service_brokers",
+    params(("id" = String, Path, description = "The broker's id")),
+    request_body = BrokerUpdate,
+    responses(
+        (status = 200, description = "Updated; its catalog was fetched again", body = schema::Broker),
+        (status = 400, description = "Malformed, the built-in broker, or a catalog that breaks a rule", body = ErrorBody),
+        (status = 401, description = "No valid admin token", body = ErrorBody),
+        (status = 404, description = "No such broker", body = ErrorBody),
+        (status = 409, description = "The name is taken", body = ErrorBody),
+        (status = 502, description = "The broker cannot be reached or answers garbage", body = ErrorBody),
+    ))]
 pub async fn update(
     State(core): State<Arc<Core>>,
     Path(id): Path<String>,
@@ -270,11 +312,20 @@ pub async fn update(
         broker.name,
         broker.id
     );
-    Ok(reply(StatusCode::OK, shown(&broker)))
+    Ok(answer(StatusCode::OK, &shown(&broker)))
 }
 
 /// `DELETE /v1/service_brokers/{id}`: refused while instances of its offerings exist; its
 /// plans' visibilities go with it.
+#[utoipa::path(delete, path = "/v1/service_brokers/{id}", tag = "service_brokers",
+    params(("id" = String, Path, description = "The broker's id")),
+    responses(
+        (status = 200, description = "Deleted", body = Empty),
+        (status = 400, description = "The built-in broker", body = ErrorBody),
+        (status = 401, description = "No valid admin token", body = ErrorBody),
+        (status = 404, description = "No such broker", body = ErrorBody),
+        (status = 409, description = "Instances of its offerings exist", body = ErrorBody),
+    ))]
 pub async fn delete(
     State(core): State<Arc<Core>>,
     Path(id): Path<String>,
@@ -312,7 +363,7 @@ pub async fn delete(
     );
     core.state.commit(changes).await?;
     log::info!("broker {} ({}) deleted", broker.name, broker.id);
-    Ok(reply(StatusCode::OK, json!({})))
+    Ok(answer(StatusCode::OK, &Empty {}))
 }
 
 #[cfg(test)]

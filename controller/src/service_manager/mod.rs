@@ -28,6 +28,7 @@
 pub mod brokers;
 pub mod offerings;
 pub mod platforms;
+pub mod schema;
 pub mod visibilities;
 
 use std::sync::Arc;
@@ -55,6 +56,7 @@ const MAX_PAGE: usize = 1000;
 /// The `/v1` routes (nested under `/v1` by the server).
 pub fn router(core: Arc<Core>) -> Router {
     Router::new()
+        .route("/openapi.json", get(openapi))
         .route(
             "/service_brokers",
             get(brokers::list).post(brokers::register),
@@ -95,6 +97,19 @@ pub fn router(core: Arc<Core>) -> Router {
         .with_state(core)
 }
 
+/// `GET /v1/openapi.json`: the OpenAPI document of this API (no token needed: it holds no
+/// data).
+async fn openapi() -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        schema::document(),
+    )
+        .into_response()
+}
+
 /// Admin token (401 otherwise), the body read under its deadline, one access log line.
 async fn layer(State(core): State<Arc<Core>>, request: Request, next: Next) -> Response {
     let method = request.method().clone();
@@ -108,6 +123,9 @@ async fn layer(State(core): State<Arc<Core>>, request: Request, next: Next) -> R
 }
 
 async fn admit(core: &Core, request: Request) -> Result<Request, ApiError> {
+    if request.uri().path() == "/openapi.json" {
+        return Ok(request);
+    }
     let token = request
         .headers()
         .get(header::AUTHORIZATION)
@@ -144,6 +162,29 @@ pub(crate) fn body(request: &axum::http::HeaderMap, bytes: &[u8]) -> Result<Json
 /// A JSON response.
 pub(crate) fn reply(status: StatusCode, value: Value) -> Response {
     (status, axum::Json(value)).into_response()
+}
+
+/// A typed body (see [`schema`]) as a JSON response.
+pub(crate) fn answer<T: serde::Serialize>(status: StatusCode, body: &T) -> Response {
+    (status, axum::Json(body)).into_response()
+}
+
+/// Typed items as JSON values, to be paged.
+pub(crate) fn values<T: serde::Serialize>(items: &[T]) -> Vec<Value> {
+    items
+        .iter()
+        .map(|item| serde_json::to_value(item).expect("bodies serialize"))
+        .collect()
+}
+
+/// The paging parameters of every list (documented once).
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// Items per page, 1 to 1,000 (100 when absent).
+    pub max_items: Option<usize>,
+    /// The `token` of the previous page: the next page starts after it.
+    pub token: Option<String>,
 }
 
 /// Milliseconds since the epoch as RFC 3339, as the Service Manager API writes times.

@@ -13,35 +13,43 @@ use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use serde_json::{json, Value};
 use skybroker_storage::{now_millis, Change, Platform, RegistryKind, RegistryRecord};
 
-use super::{body, id_of, labels, list as list_reply, reply, timestamp, Paging};
+use super::schema::{
+    self, BasicCredentials, Empty, ErrorBody, PlatformCredentials, PlatformPage,
+    PlatformRegistration, PlatformUpdate,
+};
+use super::{answer, body, id_of, labels, list as list_reply, timestamp, values, Paging};
 use crate::api::request::Query;
 use crate::core::Core;
 use crate::credentials::{generate_secret, hash_password};
 use crate::error::ApiError;
 
-/// A platform as the API shows it: its user name, never the password or its hash.
-fn shown(platform: &Platform) -> Value {
-    json!({
-        "id": platform.id,
-        "name": platform.name,
-        "type": platform.kind,
-        "description": platform.description,
-        "labels": platform.labels,
-        "created_at": timestamp(platform.created_at),
-        "updated_at": timestamp(platform.updated_at),
-    })
+/// A platform as the API shows it: never the password or its hash.
+fn shown(platform: &Platform) -> schema::Platform {
+    schema::Platform {
+        id: platform.id.clone(),
+        name: platform.name.clone(),
+        kind: platform.kind.clone(),
+        description: platform.description.clone(),
+        labels: platform.labels.clone(),
+        created_at: timestamp(platform.created_at),
+        updated_at: timestamp(platform.updated_at),
+        credentials: None,
+    }
 }
 
 /// A platform with credentials freshly made: the only answer that shows the password.
-fn shown_with(platform: &Platform, password: &str) -> Value {
-    let mut value = shown(platform);
-    value["credentials"] = json!({
-        "basic": { "username": platform.username, "password": password }
-    });
-    value
+fn shown_with(platform: &Platform, password: &str) -> schema::Platform {
+    schema::Platform {
+        credentials: Some(PlatformCredentials {
+            basic: BasicCredentials {
+                username: platform.username.clone(),
+                password: password.to_owned(),
+            },
+        }),
+        ..shown(platform)
+    }
 }
 
 /// A new password and its hash; hashing runs off the async runtime (argon2 is slow).
@@ -70,6 +78,14 @@ fn check_name_free(core: &Core, name: &str, except: Option<&str>) -> Result<(), 
 }
 
 /// `POST /v1/platforms`: answers the generated credentials, once.
+#[utoipa::path(post, path = "/v1/platforms", tag = "platforms",
+    request_body = PlatformRegistration,
+    responses(
+        (status = 201, description = "Registered; `credentials` are shown this once", body = schema::Platform),
+        (status = 400, description = "Malformed", body = ErrorBody),
+        (status = 401, description = "No valid admin token", body = ErrorBody),
+        (status = 409, description = "The name is taken", body = ErrorBody),
+    ))]
 pub async fn register(
     State(core): State<Arc<Core>>,
     headers: HeaderMap,
@@ -99,17 +115,27 @@ pub async fn register(
         ))])
         .await?;
     log::info!("platform {} ({}) registered", platform.name, platform.id);
-    Ok(reply(StatusCode::CREATED, shown_with(&platform, &password)))
+    Ok(answer(
+        StatusCode::CREATED,
+        &shown_with(&platform, &password),
+    ))
 }
 
 /// `GET /v1/platforms`.
+#[utoipa::path(get, path = "/v1/platforms", tag = "platforms",
+    params(super::PageQuery),
+    responses(
+        (status = 200, description = "A page of platforms", body = PlatformPage),
+        (status = 400, description = "Bad paging", body = ErrorBody),
+        (status = 401, description = "No valid admin token", body = ErrorBody),
+    ))]
 pub async fn list(
     State(core): State<Arc<Core>>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let paging = Paging::of(&Query::parse(query.as_deref()))?;
-    let items = core.state.platforms().iter().map(shown).collect();
-    let (items, more) = paging.cut(items);
+    let items: Vec<schema::Platform> = core.state.platforms().iter().map(shown).collect();
+    let (items, more) = paging.cut(values(&items));
     Ok(list_reply("/platforms", &paging, items, more))
 }
 
@@ -120,15 +146,36 @@ fn find(core: &Core, id: &str) -> Result<Platform, ApiError> {
 }
 
 /// `GET /v1/platforms/{id}`.
+#[utoipa::path(get, path = "/v1/platforms/{id}", tag = "platforms",
+    params(("id" = String, Path, description = "The platform's id")),
+    responses(
+        (status = 200, description = "The platform", body = schema::Platform),
+        (status = 400, description = "Malformed id", body = ErrorBody),
+        (status = 401, description = "No valid admin token", body = ErrorBody),
+        (status = 404, description = "No such platform", body = ErrorBody),
+    ))]
 pub async fn get_one(
     State(core): State<Arc<Core>>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    Ok(reply(StatusCode::OK, shown(&find(&core, &id)?)))
+    Ok(answer(StatusCode::OK, &shown(&find(&core, &id)?)))
 }
 
 /// `PATCH /v1/platforms/{id}`: name, description, labels; `?regenerate_credentials=true`
 /// issues a new password (answered once) and the old one stops working.
+#[utoipa::path(patch, path = "/v1/platforms/{id}", tag = "platforms",
+    params(
+        ("id" = String, Path, description = "The platform's id"),
+        ("regenerate_credentials" = Option<bool>, Query, description = "Issue new credentials"),
+    ),
+    request_body(content = Option<PlatformUpdate>, description = "What changes (may be empty)"),
+    responses(
+        (status = 200, description = "Updated; new `credentials` shown this once", body = schema::Platform),
+        (status = 400, description = "Malformed", body = ErrorBody),
+        (status = 401, description = "No valid admin token", body = ErrorBody),
+        (status = 404, description = "No such platform", body = ErrorBody),
+        (status = 409, description = "The name is taken", body = ErrorBody),
+    ))]
 pub async fn update(
     State(core): State<Arc<Core>>,
     Path(id): Path<String>,
@@ -185,10 +232,18 @@ pub async fn update(
         }
         None => shown(&platform),
     };
-    Ok(reply(StatusCode::OK, shown))
+    Ok(answer(StatusCode::OK, &shown))
 }
 
 /// `DELETE /v1/platforms/{id}`: the platform and its visibilities.
+#[utoipa::path(delete, path = "/v1/platforms/{id}", tag = "platforms",
+    params(("id" = String, Path, description = "The platform's id")),
+    responses(
+        (status = 200, description = "Deleted", body = Empty),
+        (status = 400, description = "Malformed id", body = ErrorBody),
+        (status = 401, description = "No valid admin token", body = ErrorBody),
+        (status = 404, description = "No such platform", body = ErrorBody),
+    ))]
 pub async fn delete(
     State(core): State<Arc<Core>>,
     Path(id): Path<String>,
@@ -207,5 +262,5 @@ pub async fn delete(
     );
     core.state.commit(changes).await?;
     log::info!("platform {} ({}) deleted", platform.name, platform.id);
-    Ok(reply(StatusCode::OK, json!({})))
+    Ok(answer(StatusCode::OK, &Empty {}))
 }

@@ -10,26 +10,34 @@ use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use serde_json::{json, Value};
 use skybroker_storage::{now_millis, Change, RegistryKind, RegistryRecord, Visibility};
 
-use super::{body, id_of, labels, list as list_reply, reply, timestamp, Paging};
+use super::schema::{self, Empty, ErrorBody, VisibilityCreation, VisibilityPage};
+use super::{answer, body, id_of, labels, list as list_reply, timestamp, values, Paging};
 use crate::api::request::Query;
 use crate::core::Core;
 use crate::error::ApiError;
 
-fn shown(visibility: &Visibility) -> Value {
-    json!({
-        "id": visibility.id,
-        "service_plan_id": visibility.service_plan_id,
-        "platform_id": visibility.platform_id,
-        "labels": visibility.labels,
-        "created_at": timestamp(visibility.created_at),
-        "updated_at": timestamp(visibility.updated_at),
-    })
+fn shown(visibility: &Visibility) -> schema::Visibility {
+    schema::Visibility {
+        id: visibility.id.clone(),
+        service_plan_id: visibility.service_plan_id.clone(),
+        platform_id: visibility.platform_id.clone(),
+        labels: visibility.labels.clone(),
+        created_at: timestamp(visibility.created_at),
+        updated_at: timestamp(visibility.updated_at),
+    }
 }
 
 /// `POST /v1/visibilities`: `{service_plan_id, platform_id?}`.
+#[utoipa::path(post, path = "/v1/visibilities", tag = "visibilities",
+    request_body = VisibilityCreation,
+    responses(
+        (status = 201, description = "Created", body = schema::Visibility),
+        (status = 400, description = "Malformed, or no such plan or platform", body = ErrorBody),
+        (status = 401, description = "No valid admin token", body = ErrorBody),
+        (status = 409, description = "The plan is visible to the platform already", body = ErrorBody),
+    ))]
 pub async fn create(
     State(core): State<Arc<Core>>,
     headers: HeaderMap,
@@ -72,17 +80,24 @@ pub async fn create(
             visibility.clone(),
         ))])
         .await?;
-    Ok(reply(StatusCode::CREATED, shown(&visibility)))
+    Ok(answer(StatusCode::CREATED, &shown(&visibility)))
 }
 
 /// `GET /v1/visibilities`.
+#[utoipa::path(get, path = "/v1/visibilities", tag = "visibilities",
+    params(super::PageQuery),
+    responses(
+        (status = 200, description = "A page of visibilities", body = VisibilityPage),
+        (status = 400, description = "Bad paging", body = ErrorBody),
+        (status = 401, description = "No valid admin token", body = ErrorBody),
+    ))]
 pub async fn list(
     State(core): State<Arc<Core>>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let paging = Paging::of(&Query::parse(query.as_deref()))?;
-    let items = core.state.visibilities().iter().map(shown).collect();
-    let (items, more) = paging.cut(items);
+    let items: Vec<schema::Visibility> = core.state.visibilities().iter().map(shown).collect();
+    let (items, more) = paging.cut(values(&items));
     Ok(list_reply("/visibilities", &paging, items, more))
 }
 
@@ -93,14 +108,30 @@ fn find(core: &Core, id: &str) -> Result<Visibility, ApiError> {
 }
 
 /// `GET /v1/visibilities/{id}`.
+#[utoipa::path(get, path = "/v1/visibilities/{id}", tag = "visibilities",
+    params(("id" = String, Path, description = "The visibility's id")),
+    responses(
+        (status = 200, description = "The visibility", body = schema::Visibility),
+        (status = 400, description = "Malformed id", body = ErrorBody),
+        (status = 401, description = "No valid admin token", body = ErrorBody),
+        (status = 404, description = "No such visibility", body = ErrorBody),
+    ))]
 pub async fn get_one(
     State(core): State<Arc<Core>>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    Ok(reply(StatusCode::OK, shown(&find(&core, &id)?)))
+    Ok(answer(StatusCode::OK, &shown(&find(&core, &id)?)))
 }
 
 /// `DELETE /v1/visibilities/{id}`.
+#[utoipa::path(delete, path = "/v1/visibilities/{id}", tag = "visibilities",
+    params(("id" = String, Path, description = "The visibility's id")),
+    responses(
+        (status = 200, description = "Deleted", body = Empty),
+        (status = 400, description = "Malformed id", body = ErrorBody),
+        (status = 401, description = "No valid admin token", body = ErrorBody),
+        (status = 404, description = "No such visibility", body = ErrorBody),
+    ))]
 pub async fn delete(
     State(core): State<Arc<Core>>,
     Path(id): Path<String>,
@@ -112,5 +143,5 @@ pub async fn delete(
             visibility.id,
         )])
         .await?;
-    Ok(reply(StatusCode::OK, json!({})))
+    Ok(answer(StatusCode::OK, &Empty {}))
 }

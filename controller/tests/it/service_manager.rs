@@ -698,3 +698,126 @@ async fn instances_belong_to_their_platform_until_shared() {
     assert_eq!(status, StatusCode::OK, "{body}");
     broker.stop().await;
 }
+
+/// The body of a `/v1` answer against what the OpenAPI document says that operation answers
+/// with that status (JSON Schema 2020-12, the document's components resolved).
+fn conforms(doc: &Value, template: &str, method: &str, status: StatusCode, body: &Value) {
+    let operation = &doc["paths"][template][method];
+    assert!(
+        operation.is_object(),
+        "{method} {template} is not documented"
+    );
+    let response = &operation["responses"][status.as_str()];
+    assert!(
+        response.is_object(),
+        "{method} {template} does not document {status}"
+    );
+    let mut schema = response["content"]["application/json"]["schema"].clone();
+    assert!(
+        schema.is_object(),
+        "{method} {template} {status}: no schema"
+    );
+    schema["components"] = doc["components"].clone();
+    let validator = jsonschema::validator_for(&schema).expect("the documented schema compiles");
+    let problems: Vec<String> = validator.iter_errors(body).map(|e| e.to_string()).collect();
+    assert!(
+        problems.is_empty(),
+        "{method} {template} {status}: {problems:?}\n{body}"
+    );
+}
+
+/// Issue #18: the OpenAPI document at `/v1/openapi.json` covers every route, and real
+/// answers (successes and refusals) match the schemas it gives for them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_describes_what_is_served() {
+    let broker = central().await;
+    let (status, doc) = broker
+        .send(broker.client.get(format!("{}/v1/openapi.json", broker.url)))
+        .await;
+    assert_eq!(status, StatusCode::OK, "served without a token");
+    assert!(
+        doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")),
+        "{doc}"
+    );
+    for path in [
+        "/v1/service_brokers",
+        "/v1/service_brokers/{id}",
+        "/v1/platforms",
+        "/v1/platforms/{id}",
+        "/v1/visibilities",
+        "/v1/visibilities/{id}",
+        "/v1/service_offerings",
+        "/v1/service_offerings/{id}",
+        "/v1/service_plans",
+        "/v1/service_plans/{id}",
+        "/v1/service_instances",
+        "/v1/service_instances/{id}",
+    ] {
+        assert!(doc["paths"][path].is_object(), "{path} is not documented");
+    }
+    assert_eq!(
+        doc["components"]["securitySchemes"]["admin_token"]["scheme"], "bearer",
+        "{doc}"
+    );
+
+    let (status, platform) = admin(
+        &broker,
+        Method::POST,
+        "/platforms",
+        Some(json!({"name": "documented", "type": "kubernetes", "labels": {"env": ["dev"]}})),
+    )
+    .await;
+    conforms(&doc, "/v1/platforms", "post", status, &platform);
+    let id = platform["id"].as_str().unwrap().to_owned();
+    let (status, body) = admin(&broker, Method::GET, "/platforms?max_items=1", None).await;
+    conforms(&doc, "/v1/platforms", "get", status, &body);
+    let (status, body) = admin(&broker, Method::GET, &format!("/platforms/{id}"), None).await;
+    conforms(&doc, "/v1/platforms/{id}", "get", status, &body);
+    let (status, body) = admin(&broker, Method::GET, "/service_brokers", None).await;
+    conforms(&doc, "/v1/service_brokers", "get", status, &body);
+    let (status, body) = admin(&broker, Method::GET, "/service_offerings", None).await;
+    conforms(&doc, "/v1/service_offerings", "get", status, &body);
+    let (status, plans) = admin(&broker, Method::GET, "/service_plans", None).await;
+    conforms(&doc, "/v1/service_plans", "get", status, &plans);
+    let plan = plans["items"][0]["id"].as_str().unwrap().to_owned();
+    let (status, body) = admin(
+        &broker,
+        Method::GET,
+        &format!("/service_plans/{plan}"),
+        None,
+    )
+    .await;
+    conforms(&doc, "/v1/service_plans/{id}", "get", status, &body);
+    let (status, body) = admin(
+        &broker,
+        Method::POST,
+        "/visibilities",
+        Some(json!({"service_plan_id": plan, "platform_id": id})),
+    )
+    .await;
+    conforms(&doc, "/v1/visibilities", "post", status, &body);
+    let (status, body) = admin(&broker, Method::GET, "/visibilities", None).await;
+    conforms(&doc, "/v1/visibilities", "get", status, &body);
+    broker.provision_sync(&new_id("doc"), SYNC).await;
+    let (status, instances) = admin(&broker, Method::GET, "/service_instances", None).await;
+    conforms(&doc, "/v1/service_instances", "get", status, &instances);
+    let instance = instances["items"][0]["id"].as_str().unwrap().to_owned();
+    let (status, body) = admin(
+        &broker,
+        Method::PATCH,
+        &format!("/service_instances/{instance}"),
+        Some(json!({"shared": true})),
+    )
+    .await;
+    conforms(&doc, "/v1/service_instances/{id}", "patch", status, &body);
+    // Refusals are documented too.
+    let (status, body) = admin(&broker, Method::GET, "/service_brokers/nope", None).await;
+    conforms(&doc, "/v1/service_brokers/{id}", "get", status, &body);
+    let (status, body) = admin(&broker, Method::POST, "/visibilities", Some(json!({}))).await;
+    conforms(&doc, "/v1/visibilities", "post", status, &body);
+    let (status, body) = admin_as(&broker, "wrong", Method::GET, "/platforms", None).await;
+    conforms(&doc, "/v1/platforms", "get", status, &body);
+    let (status, body) = admin(&broker, Method::DELETE, &format!("/platforms/{id}"), None).await;
+    conforms(&doc, "/v1/platforms/{id}", "delete", status, &body);
+    broker.stop().await;
+}
