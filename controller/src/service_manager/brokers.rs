@@ -19,6 +19,7 @@ use skybroker_storage::{
     now_millis, BrokerCredentials, Change, RegistryKind, RegistryRecord, ServiceBroker,
 };
 
+use super::query::apply_label_changes;
 use super::schema::{self, BrokerPage, BrokerRegistration, BrokerUpdate, Empty, ErrorBody};
 use super::{answer, body, id_of, labels, list as list_reply, timestamp, values, Paging};
 use crate::api::request::{JsonBody, Query};
@@ -297,8 +298,8 @@ pub async fn update(
     if let Some(credentials) = credentials(&body)? {
         broker.credentials = credentials;
     }
-    if body.optional_object("labels")?.is_some() {
-        broker.labels = labels(&body)?;
+    if let Some(changes) = body.get("labels") {
+        apply_label_changes(&mut broker.labels, changes)?;
     }
     broker.services = fetch_and_check(&core, &broker).await?;
     broker.updated_at = now_millis().max(broker.updated_at + 1);

@@ -16,6 +16,7 @@
 //!   `error.rs`.
 //! - Lists are `{"num_items", "items", "token"?}`; `max_items` (default 100, at most 1,000)
 //!   and `token` page them, and a page with more after it carries a `Link: <…>; rel="next"`.
+//!   `fieldQuery` and `labelQuery` filter them ([`query`]); labels change by PATCH.
 //!
 //! # Layout
 //! - here: the router and its layer (admin token, body deadline, access log), paging;
@@ -28,6 +29,7 @@
 pub mod brokers;
 pub mod offerings;
 pub mod platforms;
+pub mod query;
 pub mod schema;
 pub mod visibilities;
 
@@ -185,6 +187,14 @@ pub struct PageQuery {
     pub max_items: Option<usize>,
     /// The `token` of the previous page: the next page starts after it.
     pub token: Option<String>,
+    /// Criteria on the items' fields, e.g. `name eq 'cf-eu' and type in ('kubernetes')`.
+    #[serde(rename = "fieldQuery")]
+    #[param(rename = "fieldQuery")]
+    pub field_query: Option<String>,
+    /// Criteria on the items' labels, e.g. `env eq 'dev'`.
+    #[serde(rename = "labelQuery")]
+    #[param(rename = "labelQuery")]
+    pub label_query: Option<String>,
 }
 
 /// Milliseconds since the epoch as RFC 3339, as the Service Manager API writes times.
@@ -232,6 +242,8 @@ pub(crate) struct Paging {
     pub max_items: usize,
     /// The id the page starts after.
     pub after: Option<String>,
+    /// Which items are listed.
+    pub filter: query::Filter,
 }
 
 impl Paging {
@@ -251,12 +263,17 @@ impl Paging {
         Ok(Paging {
             max_items,
             after: query.hint("token")?,
+            filter: query::Filter::parse(
+                query.hint("fieldQuery")?.as_deref(),
+                query.hint("labelQuery")?.as_deref(),
+            )?,
         })
     }
 
-    /// The page of `items` (each with a string `id`), in id order.
+    /// The page of `items` (each with a string `id`) that pass the filter, in id order.
     pub(crate) fn cut(&self, mut items: Vec<Value>) -> (Vec<Value>, bool) {
         let id = |v: &Value| v["id"].as_str().unwrap_or_default().to_owned();
+        items.retain(|item| self.filter.accepts(item));
         items.sort_by_key(id);
         if let Some(after) = &self.after {
             items.retain(|item| id(item).as_str() > after.as_str());
@@ -318,6 +335,7 @@ mod tests {
         let first = Paging {
             max_items: 3,
             after: None,
+            filter: Default::default(),
         };
         let (page, more) = first.cut(items.clone());
         assert_eq!(
@@ -328,6 +346,7 @@ mod tests {
         let second = Paging {
             max_items: 3,
             after: Some("c".into()),
+            filter: Default::default(),
         };
         let (page, more) = second.cut(items);
         assert_eq!(page, vec![json!({"id": "d"})]);

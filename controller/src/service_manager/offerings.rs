@@ -185,20 +185,46 @@ pub async fn list_instances(
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let paging = Paging::of(&Query::parse(query.as_deref()))?;
-    let (instances, more) =
-        core.state
-            .instances_page(paging.after.as_deref(), paging.max_items, |_| true);
     let catalog = core.catalog.current();
-    let items: Vec<schema::ServiceInstance> = instances
-        .iter()
-        .map(|instance| instance_shown(&catalog, instance))
-        .collect();
-    Ok(list_reply(
-        "/service_instances",
-        &paging,
-        values(&items),
-        more,
-    ))
+    if paging.filter.is_empty() {
+        let (instances, more) =
+            core.state
+                .instances_page(paging.after.as_deref(), paging.max_items, |_| true);
+        let items: Vec<schema::ServiceInstance> = instances
+            .iter()
+            .map(|instance| instance_shown(&catalog, instance))
+            .collect();
+        return Ok(list_reply(
+            "/service_instances",
+            &paging,
+            values(&items),
+            more,
+        ));
+    }
+    // Filtered: through the instances in id order, a window at a time, until the page is full.
+    const WINDOW: usize = 1000;
+    let mut items = Vec::new();
+    let mut cursor = paging.after.clone();
+    let more = loop {
+        let (window, more) = core
+            .state
+            .instances_page(cursor.as_deref(), WINDOW, |_| true);
+        cursor = window.last().map(|instance| instance.id.to_string());
+        for instance in &window {
+            let item = values(&[instance_shown(&catalog, instance)]).remove(0);
+            if paging.filter.accepts(&item) {
+                items.push(item);
+            }
+        }
+        if items.len() > paging.max_items {
+            items.truncate(paging.max_items);
+            break true;
+        }
+        if !more {
+            break false;
+        }
+    };
+    Ok(list_reply("/service_instances", &paging, items, more))
 }
 
 /// `GET /v1/service_instances/{id}`.

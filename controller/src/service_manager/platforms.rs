@@ -15,6 +15,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use skybroker_storage::{now_millis, Change, Platform, RegistryKind, RegistryRecord};
 
+use super::query::apply_label_changes;
 use super::schema::{
     self, BasicCredentials, Empty, ErrorBody, PlatformCredentials, PlatformPage,
     PlatformRegistration, PlatformUpdate,
@@ -203,8 +204,8 @@ pub async fn update(
         if let Some(description) = body.optional_str("description")? {
             platform.description = description;
         }
-        if body.optional_object("labels")?.is_some() {
-            platform.labels = labels(&body)?;
+        if let Some(changes) = body.get("labels") {
+            apply_label_changes(&mut platform.labels, changes)?;
         }
     }
     let password = if regenerate {

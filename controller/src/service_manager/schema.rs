@@ -15,6 +15,37 @@ use utoipa::{Modify, OpenApi, ToSchema};
 /// Labels: each key holds a set of values.
 pub type LabelMap = BTreeMap<String, Vec<String>>;
 
+/// How a label changes.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LabelOp {
+    /// Add the values to the key.
+    Add,
+    /// Take the values away (the whole key without values).
+    Remove,
+}
+
+/// One label change.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LabelChange {
+    /// Add or remove.
+    pub op: LabelOp,
+    /// The label.
+    pub key: String,
+    /// The values.
+    pub values: Option<Vec<String>>,
+}
+
+/// A PATCH's `labels`: changes, or an object replacing them all.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum LabelsPatch {
+    /// Changes, in order.
+    Changes(Vec<LabelChange>),
+    /// Every label, replacing the old ones.
+    Replace(LabelMap),
+}
+
 /// An error: OSB-style, as on `/v2`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
@@ -99,8 +130,8 @@ pub struct BrokerUpdate {
     pub credentials: Option<BrokerCredentialsInput>,
     /// New description.
     pub description: Option<String>,
-    /// New labels (replace the old ones).
-    pub labels: Option<LabelMap>,
+    /// Label changes.
+    pub labels: Option<LabelsPatch>,
 }
 
 /// Basic credentials a platform calls `/v2` with.
@@ -154,8 +185,8 @@ pub struct PlatformUpdate {
     pub name: Option<String>,
     /// New description.
     pub description: Option<String>,
-    /// New labels (replace the old ones).
-    pub labels: Option<LabelMap>,
+    /// Label changes.
+    pub labels: Option<LabelsPatch>,
 }
 
 /// A plan made visible to a platform, or to all.

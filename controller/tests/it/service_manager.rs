@@ -821,3 +821,133 @@ async fn the_openapi_document_describes_what_is_served() {
     conforms(&doc, "/v1/platforms/{id}", "delete", status, &body);
     broker.stop().await;
 }
+
+/// Lists filter with `fieldQuery` and `labelQuery`, page with `max_items`/`token` and a
+/// `Link` header, and labels change by PATCH.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_filter_page_and_labels_change() {
+    let broker = central().await;
+    for (name, kind, env) in [
+        ("cf-a", "cloudfoundry", "dev"),
+        ("cf-b", "cloudfoundry", "prod"),
+        ("k8s-c", "kubernetes", "dev"),
+    ] {
+        let (status, body) = admin(
+            &broker,
+            Method::POST,
+            "/platforms",
+            Some(json!({"name": name, "type": kind, "labels": {"env": [env]}})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    let names = |body: &Value| -> Vec<String> {
+        let mut names: Vec<String> = body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap().to_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let query = |q: &str| format!("/platforms?{q}");
+    let (_, body) = admin(
+        &broker,
+        Method::GET,
+        &query("fieldQuery=type%20eq%20'cloudfoundry'"),
+        None,
+    )
+    .await;
+    assert_eq!(names(&body), ["cf-a", "cf-b"]);
+    let (_, body) = admin(
+        &broker,
+        Method::GET,
+        &query("labelQuery=env%20eq%20'dev'"),
+        None,
+    )
+    .await;
+    assert_eq!(names(&body), ["cf-a", "k8s-c"]);
+    let (_, body) = admin(
+        &broker,
+        Method::GET,
+        &query("fieldQuery=type%20eq%20'cloudfoundry'&labelQuery=env%20notin%20('prod')"),
+        None,
+    )
+    .await;
+    assert_eq!(names(&body), ["cf-a"]);
+    let (status, body) = admin(
+        &broker,
+        Method::GET,
+        &query("fieldQuery=type%20like%20'x'"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+
+    // Pages of one, followed by their token and announced by a Link header.
+    let response = broker
+        .client
+        .get(format!("{}/v1/platforms?max_items=1", broker.url))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    let link = response.headers()["link"].to_str().unwrap().to_owned();
+    assert!(
+        link.contains("rel=\"next\"") && link.contains("max_items=1"),
+        "{link}"
+    );
+    let mut seen = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let path = match &token {
+            Some(token) => format!("/platforms?max_items=1&token={token}"),
+            None => "/platforms?max_items=1".to_owned(),
+        };
+        let (status, body) = admin(&broker, Method::GET, &path, None).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        seen.extend(names(&body));
+        match body["token"].as_str() {
+            Some(next) => token = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    seen.sort();
+    assert_eq!(seen, ["cf-a", "cf-b", "k8s-c"]);
+
+    // Labels: add and remove values.
+    let (_, body) = admin(
+        &broker,
+        Method::GET,
+        &query("fieldQuery=name%20eq%20'cf-a'"),
+        None,
+    )
+    .await;
+    let id = body["items"][0]["id"].as_str().unwrap().to_owned();
+    let (status, body) = admin(
+        &broker,
+        Method::PATCH,
+        &format!("/platforms/{id}"),
+        Some(json!({"labels": [
+            {"op": "add", "key": "env", "values": ["staging"]},
+            {"op": "remove", "key": "env", "values": ["dev"]},
+            {"op": "add", "key": "team", "values": ["data"]},
+        ]})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["labels"],
+        json!({"env": ["staging"], "team": ["data"]})
+    );
+    let (_, body) = admin(
+        &broker,
+        Method::GET,
+        &query("labelQuery=team%20eq%20'data'"),
+        None,
+    )
+    .await;
+    assert_eq!(names(&body), ["cf-a"]);
+    broker.stop().await;
+}
