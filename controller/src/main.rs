@@ -1,4 +1,5 @@
-//! The `skybroker` binary: `serve` and `check-config`. Everything else is in the library.
+//! The `skybroker` binary: `serve`, `check-config` and `openapi`. Everything else is in the
+//! library.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -27,6 +28,23 @@ enum Command {
         /// The configuration file (TOML).
         file: PathBuf,
     },
+    /// Print an API's OpenAPI 3.1 document (JSON).
+    Openapi {
+        /// `osb` (the `/v2` API, for the configured catalog) or `service-manager` (`/v1`).
+        api: Api,
+        /// A configuration file (TOML); the built-in one otherwise.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+/// The APIs with an OpenAPI document.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Api {
+    /// The OSB API (`/v2`).
+    Osb,
+    /// The Service Manager API (`/v1`).
+    ServiceManager,
 }
 
 fn main() -> ExitCode {
@@ -40,6 +58,7 @@ fn main() -> ExitCode {
     let (path, serve) = match &cli.command {
         Command::Serve { config } => (config.as_deref(), true),
         Command::CheckConfig { file } => (Some(file.as_path()), false),
+        Command::Openapi { api, config } => return print_openapi(*api, config.as_deref(), &env),
     };
     let mut config = match skybroker::load_config(path, &env) {
         Ok(config) => config,
@@ -93,4 +112,27 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `skybroker openapi`.
+fn print_openapi(
+    api: Api,
+    path: Option<&std::path::Path>,
+    env: &std::collections::HashMap<String, String>,
+) -> ExitCode {
+    let document = match api {
+        Api::ServiceManager => skybroker::service_manager::schema::document().to_owned(),
+        Api::Osb => match skybroker::load_config(path, env) {
+            Ok(config) => {
+                let document = skybroker::api::openapi::document(&config.services);
+                serde_json::to_string_pretty(&document).expect("JSON serializes")
+            }
+            Err(err) => {
+                eprintln!("error: {err:#}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    println!("{document}");
+    ExitCode::SUCCESS
 }

@@ -13,6 +13,7 @@ pub mod bindings;
 pub mod catalog;
 pub mod instances;
 pub mod last_operation;
+pub mod openapi;
 pub mod request;
 
 use std::sync::Arc;
