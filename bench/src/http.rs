@@ -104,9 +104,14 @@ impl Workload for Catalog {
 
 /// The provision body the platform sends for the sandbox `plan`.
 fn provision_body(plan: &str) -> Bytes {
+    provision_body_of(SERVICE, plan)
+}
+
+/// The provision body for `plan` of the offering `service`.
+fn provision_body_of(service: &str, plan: &str) -> Bytes {
     Bytes::from(
         serde_json::json!({
-            "service_id": SERVICE,
+            "service_id": service,
             "plan_id": plan,
             "organization_guid": "org-bench",
             "space_guid": "space-bench",
@@ -137,6 +142,20 @@ impl Provision {
             prefix: prefix.to_owned(),
             body: provision_body(ASYNC_PLAN),
             accepted: keep.then(|| Mutex::new(Vec::new())),
+        }
+    }
+
+    /// [`Provision::new`], for `plan` of the offering `service` (another catalog's).
+    pub fn of(
+        headers: OsbHeaders,
+        prefix: &str,
+        keep: bool,
+        service: &str,
+        plan: &str,
+    ) -> Provision {
+        Provision {
+            body: provision_body_of(service, plan),
+            ..Provision::new(headers, prefix, keep)
         }
     }
 
@@ -192,11 +211,21 @@ pub struct LastOperation {
 impl LastOperation {
     /// Polls of the given `(instance id, operation id)`s.
     pub fn new(headers: OsbHeaders, operations: &[(String, String)]) -> LastOperation {
+        LastOperation::of(headers, operations, SERVICE, ASYNC_PLAN)
+    }
+
+    /// Polls of the given operations on `plan` of the offering `service`.
+    pub fn of(
+        headers: OsbHeaders,
+        operations: &[(String, String)],
+        service: &str,
+        plan: &str,
+    ) -> LastOperation {
         let paths = operations
             .iter()
             .map(|(instance, operation)| {
                 format!(
-                    "/v2/service_instances/{instance}/last_operation?operation={operation}&service_id={SERVICE}&plan_id={ASYNC_PLAN}"
+                    "/v2/service_instances/{instance}/last_operation?operation={operation}&service_id={service}&plan_id={plan}"
                 )
             })
             .collect();

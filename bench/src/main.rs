@@ -13,7 +13,8 @@
 //! # Layout
 //! - `load`: the generator; `process`: the servers as child processes; `limit`: the hyper
 //!   server; `procfs`: CPU and memory from `/proc`.
-//! - `http`: scenarios 1–4; `engine`: 5; `startup`: 6 and 7; `storebench`: the embedded
+//! - `http`: scenarios 1–4; `proxy`: the Service Manager's proxy; `engine`: 5; `startup`:
+//!   6 and 7; `storebench`: the embedded
 //!   store alone (group commit); `records`: stored records shaped like the broker's.
 //! - `report`: the tables and the targets.
 //!
@@ -26,6 +27,7 @@ mod limit;
 mod load;
 mod process;
 mod procfs;
+mod proxy;
 mod records;
 mod report;
 mod startup;
@@ -95,6 +97,9 @@ enum Scenario {
     Startup,
     /// The embedded store alone: commits/s with 1 and many committers (group commit).
     Store,
+    /// The Service Manager's proxy: catalog, provisions and last_operation through a central
+    /// broker as a share of talking to the external broker directly (issue #18).
+    Proxy,
 }
 
 #[derive(Debug, clap::Args)]
@@ -211,6 +216,7 @@ fn run(args: &RunArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Result<Repo
         Scenario::LastOperation,
         Scenario::Provision,
         Scenario::Lifecycle,
+        Scenario::Proxy,
     ]
     .into_iter()
     .any(wants);
@@ -506,6 +512,18 @@ async fn http_scenarios(args: &RunArgs, bin: &Path, report: &mut Report) -> anyh
             }
             drop(private_etcd);
         }
+    }
+
+    if wants(Scenario::Proxy) {
+        let results = proxy::run(
+            bin,
+            work,
+            level,
+            (measured, warmup),
+            args.in_flight.min(2_000),
+        )
+        .await?;
+        report.http.extend(results);
     }
 
     if wants(Scenario::Lifecycle) {

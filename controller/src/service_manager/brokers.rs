@@ -21,8 +21,8 @@ use skybroker_storage::{
 
 use super::query::apply_label_changes;
 use super::schema::{self, BrokerPage, BrokerRegistration, BrokerUpdate, Empty, ErrorBody};
-use super::{answer, body, id_of, labels, list as list_reply, timestamp, values, Paging};
-use crate::api::request::{JsonBody, Query};
+use super::{answer, body, id_of, labels, list_all, timestamp};
+use crate::api::request::JsonBody;
 use crate::catalog::{offerings_of, remote_broker, sm_id, BUILTIN_BROKER_ID};
 use crate::core::Core;
 use crate::error::ApiError;
@@ -223,11 +223,9 @@ pub async fn list(
     State(core): State<Arc<Core>>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
-    let paging = Paging::of(&Query::parse(query.as_deref()))?;
     let mut items = vec![builtin()];
     items.extend(core.state.service_brokers().iter().map(shown));
-    let (items, more) = paging.cut(values(&items));
-    Ok(list_reply("/service_brokers", &paging, items, more))
+    list_all("/service_brokers", query.as_deref(), &items)
 }
 
 fn find(core: &Core, id: &str) -> Result<ServiceBroker, ApiError> {

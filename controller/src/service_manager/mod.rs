@@ -284,6 +284,18 @@ impl Paging {
     }
 }
 
+/// The answer to a list request (`query`: its raw query string) over every item of a list
+/// held in memory: filtered, paged, in id order.
+pub(crate) fn list_all<T: serde::Serialize>(
+    path: &str,
+    query: Option<&str>,
+    items: &[T],
+) -> Result<Response, ApiError> {
+    let paging = Paging::of(&Query::parse(query))?;
+    let (items, more) = paging.cut(values(items));
+    Ok(list(path, &paging, items, more))
+}
+
 /// A list answer: the page, and when more follow, their token and a `Link` to them.
 pub(crate) fn list(path: &str, paging: &Paging, items: Vec<Value>, more: bool) -> Response {
     let next = more

@@ -23,7 +23,7 @@ use skybroker_config::{Plan, ServiceOffering};
 use skybroker_storage::{Change, Read, ServiceInstance};
 
 use super::schema::{self, ErrorBody, InstancePage, InstanceSharing, OfferingPage, PlanPage};
-use super::{answer, id_of, list as list_reply, timestamp, values, Paging};
+use super::{answer, id_of, list as list_reply, list_all, timestamp, values, Paging};
 use crate::api::request::Query;
 use crate::catalog::{sm_id, Catalog};
 use crate::core::Core;
@@ -84,9 +84,8 @@ pub async fn list_offerings(
     State(core): State<Arc<Core>>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
-    let paging = Paging::of(&Query::parse(query.as_deref()))?;
-    let (items, more) = paging.cut(values(&offerings(&core.catalog.current())));
-    Ok(list_reply("/service_offerings", &paging, items, more))
+    let items = offerings(&core.catalog.current());
+    list_all("/service_offerings", query.as_deref(), &items)
 }
 
 /// `GET /v1/service_offerings/{id}`.
@@ -122,14 +121,12 @@ pub async fn list_plans(
     State(core): State<Arc<Core>>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
-    let paging = Paging::of(&Query::parse(query.as_deref()))?;
     let catalog = core.catalog.current();
     let items: Vec<schema::ServicePlan> = catalog
         .plans()
         .map(|(offering, plan, owner)| plan_shown(offering, plan, owner))
         .collect();
-    let (items, more) = paging.cut(values(&items));
-    Ok(list_reply("/service_plans", &paging, items, more))
+    list_all("/service_plans", query.as_deref(), &items)
 }
 
 /// `GET /v1/service_plans/{id}`.

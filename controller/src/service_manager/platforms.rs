@@ -20,7 +20,7 @@ use super::schema::{
     self, BasicCredentials, Empty, ErrorBody, PlatformCredentials, PlatformPage,
     PlatformRegistration, PlatformUpdate,
 };
-use super::{answer, body, id_of, labels, list as list_reply, timestamp, values, Paging};
+use super::{answer, body, id_of, labels, list_all, timestamp};
 use crate::api::request::Query;
 use crate::core::Core;
 use crate::credentials::{generate_secret, hash_password};
@@ -134,10 +134,8 @@ pub async fn list(
     State(core): State<Arc<Core>>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
-    let paging = Paging::of(&Query::parse(query.as_deref()))?;
     let items: Vec<schema::Platform> = core.state.platforms().iter().map(shown).collect();
-    let (items, more) = paging.cut(values(&items));
-    Ok(list_reply("/platforms", &paging, items, more))
+    list_all("/platforms", query.as_deref(), &items)
 }
 
 fn find(core: &Core, id: &str) -> Result<Platform, ApiError> {

@@ -13,8 +13,7 @@ use axum::response::Response;
 use skybroker_storage::{now_millis, Change, RegistryKind, RegistryRecord, Visibility};
 
 use super::schema::{self, Empty, ErrorBody, VisibilityCreation, VisibilityPage};
-use super::{answer, body, id_of, labels, list as list_reply, timestamp, values, Paging};
-use crate::api::request::Query;
+use super::{answer, body, id_of, labels, list_all, timestamp};
 use crate::core::Core;
 use crate::error::ApiError;
 
@@ -95,10 +94,8 @@ pub async fn list(
     State(core): State<Arc<Core>>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
-    let paging = Paging::of(&Query::parse(query.as_deref()))?;
     let items: Vec<schema::Visibility> = core.state.visibilities().iter().map(shown).collect();
-    let (items, more) = paging.cut(values(&items));
-    Ok(list_reply("/visibilities", &paging, items, more))
+    list_all("/visibilities", query.as_deref(), &items)
 }
 
 fn find(core: &Core, id: &str) -> Result<Visibility, ApiError> {

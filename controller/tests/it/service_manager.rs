@@ -841,41 +841,23 @@ async fn lists_filter_page_and_labels_change() {
         .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
     }
-    let names = |body: &Value| -> Vec<String> {
-        let mut names: Vec<String> = body["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| p["name"].as_str().unwrap().to_owned())
-            .collect();
-        names.sort();
-        names
-    };
+    assert_eq!(
+        platform_names(&broker, "fieldQuery=type%20eq%20'cloudfoundry'").await,
+        ["cf-a", "cf-b"]
+    );
+    assert_eq!(
+        platform_names(&broker, "labelQuery=env%20eq%20'dev'").await,
+        ["cf-a", "k8s-c"]
+    );
+    assert_eq!(
+        platform_names(
+            &broker,
+            "fieldQuery=type%20eq%20'cloudfoundry'&labelQuery=env%20notin%20('prod')"
+        )
+        .await,
+        ["cf-a"]
+    );
     let query = |q: &str| format!("/platforms?{q}");
-    let (_, body) = admin(
-        &broker,
-        Method::GET,
-        &query("fieldQuery=type%20eq%20'cloudfoundry'"),
-        None,
-    )
-    .await;
-    assert_eq!(names(&body), ["cf-a", "cf-b"]);
-    let (_, body) = admin(
-        &broker,
-        Method::GET,
-        &query("labelQuery=env%20eq%20'dev'"),
-        None,
-    )
-    .await;
-    assert_eq!(names(&body), ["cf-a", "k8s-c"]);
-    let (_, body) = admin(
-        &broker,
-        Method::GET,
-        &query("fieldQuery=type%20eq%20'cloudfoundry'&labelQuery=env%20notin%20('prod')"),
-        None,
-    )
-    .await;
-    assert_eq!(names(&body), ["cf-a"]);
     let (status, body) = admin(
         &broker,
         Method::GET,
@@ -907,7 +889,7 @@ async fn lists_filter_page_and_labels_change() {
         };
         let (status, body) = admin(&broker, Method::GET, &path, None).await;
         assert_eq!(status, StatusCode::OK, "{body}");
-        seen.extend(names(&body));
+        seen.extend(names_of(&body));
         match body["token"].as_str() {
             Some(next) => token = Some(next.to_owned()),
             None => break,
@@ -941,13 +923,28 @@ async fn lists_filter_page_and_labels_change() {
         body["labels"],
         json!({"env": ["staging"], "team": ["data"]})
     );
-    let (_, body) = admin(
-        &broker,
-        Method::GET,
-        &query("labelQuery=team%20eq%20'data'"),
-        None,
-    )
-    .await;
-    assert_eq!(names(&body), ["cf-a"]);
+    assert_eq!(
+        platform_names(&broker, "labelQuery=team%20eq%20'data'").await,
+        ["cf-a"]
+    );
     broker.stop().await;
+}
+
+/// The names of a list answer's items, sorted.
+fn names_of(body: &Value) -> Vec<String> {
+    let mut names: Vec<String> = body["items"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|item| item["name"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// The names of the platforms `/v1/platforms?{query}` lists.
+async fn platform_names(broker: &Broker, query: &str) -> Vec<String> {
+    let (status, body) = admin(broker, Method::GET, &format!("/platforms?{query}"), None).await;
+    assert_eq!(status, StatusCode::OK, "{query}: {body}");
+    names_of(&body)
 }
