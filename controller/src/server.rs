@@ -247,6 +247,7 @@ async fn start_on(config: Config, store: Option<Arc<dyn Store>>) -> anyhow::Resu
         logins: Default::default(),
     });
     engine.resume();
+    crate::service_manager::operations::resume(&core);
 
     // Both listeners are bound before any task starts, so a taken port fails the start
     // without leaving tasks behind.

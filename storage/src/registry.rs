@@ -117,6 +117,48 @@ pub struct Visibility {
     pub updated_at: UnixMillis,
 }
 
+/// Where an asynchronous Service Manager operation is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RegistryOperationState {
+    /// Accepted, not finished.
+    InProgress,
+    /// Done.
+    Succeeded,
+    /// Done badly; `description` says why.
+    Failed,
+}
+
+/// A Service Manager request run in the background (`?async=true`): stored before it is
+/// acknowledged with 202, so a process that dies while running it leaves it to be run again
+/// at the next start.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegistryOperation {
+    /// Its id (the `Location` names it).
+    pub id: String,
+    /// `create`, `update` or `delete`.
+    pub kind: String,
+    /// `service_brokers`, …
+    pub resource_type: String,
+    /// The resource it works on.
+    pub resource_id: String,
+    /// Where it is.
+    pub state: RegistryOperationState,
+    /// Why it failed, or what it did.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The HTTP status a synchronous request would have answered with, once it finished.
+    #[serde(default)]
+    pub status: Option<u16>,
+    /// What to do: the record to store (its secrets included, like the record's own).
+    #[serde(default)]
+    pub request: Value,
+    /// When it was accepted.
+    pub created_at: UnixMillis,
+    /// When it last changed.
+    pub updated_at: UnixMillis,
+}
+
 /// One registry record.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RegistryRecord {
@@ -126,6 +168,8 @@ pub enum RegistryRecord {
     Platform(Platform),
     /// A visibility.
     Visibility(Visibility),
+    /// An asynchronous operation.
+    Operation(RegistryOperation),
 }
 
 impl RegistryRecord {
@@ -135,6 +179,7 @@ impl RegistryRecord {
             RegistryRecord::Broker(broker) => RegistryKind::Broker.key(&broker.id),
             RegistryRecord::Platform(platform) => RegistryKind::Platform.key(&platform.id),
             RegistryRecord::Visibility(visibility) => RegistryKind::Visibility.key(&visibility.id),
+            RegistryRecord::Operation(operation) => RegistryKind::Operation.key(&operation.id),
         }
     }
 }
@@ -148,6 +193,8 @@ pub enum RegistryKind {
     Platform,
     /// `visibilities/<id>`.
     Visibility,
+    /// `sm_operations/<id>`.
+    Operation,
 }
 
 impl RegistryKind {
@@ -157,6 +204,7 @@ impl RegistryKind {
             RegistryKind::Broker => "service_brokers/",
             RegistryKind::Platform => "platforms/",
             RegistryKind::Visibility => "visibilities/",
+            RegistryKind::Operation => "sm_operations/",
         }
     }
 
@@ -171,6 +219,7 @@ impl RegistryKind {
             RegistryKind::Broker,
             RegistryKind::Platform,
             RegistryKind::Visibility,
+            RegistryKind::Operation,
         ]
         .into_iter()
         .find(|kind| key.starts_with(kind.prefix()))

@@ -19,6 +19,7 @@ use skybroker_storage::{
     now_millis, BrokerCredentials, Change, RegistryKind, RegistryRecord, ServiceBroker,
 };
 
+use super::operations;
 use super::query::apply_label_changes;
 use super::schema::{self, BrokerPage, BrokerRegistration, BrokerUpdate, Empty, ErrorBody};
 use super::{answer, body, id_of, labels, list_all, timestamp};
@@ -164,9 +165,11 @@ fn check_name_free(core: &Core, name: &str, except: Option<&str>) -> Result<(), 
 
 /// `POST /v1/service_brokers`.
 #[utoipa::path(post, path = "/v1/service_brokers", tag = "service_brokers",
+    params(super::AsyncQuery),
     request_body = BrokerRegistration,
     responses(
         (status = 201, description = "Registered; its catalog was fetched", body = schema::Broker),
+        (status = 202, description = "Accepted (`async=true`): follow the Location", body = schema::Operation),
         (status = 400, description = "Malformed, refused credentials, or a catalog that breaks a rule", body = ErrorBody),
         (status = 401, description = "No valid admin token", body = ErrorBody),
         (status = 409, description = "The name is taken", body = ErrorBody),
@@ -174,9 +177,11 @@ fn check_name_free(core: &Core, name: &str, except: Option<&str>) -> Result<(), 
     ))]
 pub async fn register(
     State(core): State<Arc<Core>>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
     bytes: Bytes,
 ) -> Result<Response, ApiError> {
+    let run_async = operations::requested(query.as_deref())?;
     let body = body(&headers, &bytes)?;
     let name = body.required_str("name")?;
     let url = broker_url(&body.required_str("broker_url")?)?;
@@ -184,7 +189,7 @@ pub async fn register(
         .ok_or_else(|| ApiError::BadRequest("credentials are required".to_owned()))?;
     check_name_free(&core, &name, None)?;
     let now = now_millis();
-    let mut broker = ServiceBroker {
+    let broker = ServiceBroker {
         id: uuid::Uuid::new_v4().to_string(),
         name,
         description: body.optional_str("description")?.unwrap_or_default(),
@@ -195,20 +200,43 @@ pub async fn register(
         created_at: now,
         updated_at: now,
     };
-    broker.services = fetch_and_check(&core, &broker).await?;
+    if run_async {
+        return operations::accept(&core, "create", broker).await;
+    }
+    let broker = store_fetched(&core, broker).await?;
+    Ok(answer(StatusCode::CREATED, &shown(&broker)))
+}
+
+/// Fetches the broker's catalog, checks it and stores the broker with it: the slow part of a
+/// registration or an update, run by the request or, with `?async=true`, by its operation.
+pub(crate) async fn store_fetched(
+    core: &Core,
+    mut broker: ServiceBroker,
+) -> Result<ServiceBroker, ApiError> {
+    broker.services = fetch_and_check(core, &broker).await?;
+    let known = core.state.service_broker(&broker.id);
+    if let Some(known) = &known {
+        // Strictly later than what it replaces.
+        broker.updated_at = now_millis().max(known.updated_at + 1);
+    }
     core.state
         .commit(vec![Change::PutRegistry(RegistryRecord::Broker(
             broker.clone(),
         ))])
         .await?;
     log::info!(
-        "broker {} ({}) registered at {} with {} offering(s)",
+        "broker {} ({}) {} at {} with {} offering(s)",
         broker.name,
         broker.id,
+        if known.is_some() {
+            "updated"
+        } else {
+            "registered"
+        },
         broker.broker_url,
         broker.services.len()
     );
-    Ok(answer(StatusCode::CREATED, &shown(&broker)))
+    Ok(broker)
 }
 
 /// `GET /v1/service_brokers`.
@@ -264,10 +292,11 @@ pub async fn get_one(
 
 /// `PATCH /v1/service_brokers/{id}`: changes what is sent, and fetches the catalog again.
 #[utoipa::path(patch, path = "/v1/service_brokers/{id}", tag = "service_brokers",
-    params(("id" = String, Path, description = "The broker's id")),
+    params(("id" = String, Path, description = "The broker's id"), super::AsyncQuery),
     request_body = BrokerUpdate,
     responses(
         (status = 200, description = "Updated; its catalog was fetched again", body = schema::Broker),
+        (status = 202, description = "Accepted (`async=true`): follow the Location", body = schema::Operation),
         (status = 400, description = "Malformed, the built-in broker, or a catalog that breaks a rule", body = ErrorBody),
         (status = 401, description = "No valid admin token", body = ErrorBody),
         (status = 404, description = "No such broker", body = ErrorBody),
@@ -277,10 +306,12 @@ pub async fn get_one(
 pub async fn update(
     State(core): State<Arc<Core>>,
     Path(id): Path<String>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
     bytes: Bytes,
 ) -> Result<Response, ApiError> {
     refuse_builtin(&id)?;
+    let run_async = operations::requested(query.as_deref())?;
     let body = body(&headers, &bytes)?;
     let mut broker = find(&core, &id)?;
     if let Some(name) = body.optional_str("name")? {
@@ -299,18 +330,10 @@ pub async fn update(
     if let Some(changes) = body.get("labels") {
         apply_label_changes(&mut broker.labels, changes)?;
     }
-    broker.services = fetch_and_check(&core, &broker).await?;
-    broker.updated_at = now_millis().max(broker.updated_at + 1);
-    core.state
-        .commit(vec![Change::PutRegistry(RegistryRecord::Broker(
-            broker.clone(),
-        ))])
-        .await?;
-    log::info!(
-        "broker {} ({}) updated; catalog fetched again",
-        broker.name,
-        broker.id
-    );
+    if run_async {
+        return operations::accept(&core, "update", broker).await;
+    }
+    let broker = store_fetched(&core, broker).await?;
     Ok(answer(StatusCode::OK, &shown(&broker)))
 }
 

@@ -23,11 +23,13 @@
 //! - [`brokers`]: `/service_brokers` (registration fetches and checks the catalog);
 //! - [`platforms`]: `/platforms` (credentials generated and shown once);
 //! - [`visibilities`] holds `/visibilities`;
+//! - [`operations`]: `?async=true` and `/service_brokers/{id}/operations/{op}`;
 //! - [`offerings`]: `/service_offerings`, `/service_plans` (read only), `/service_instances`
 //!   (read, and `PATCH {"shared": true}` to share one between platforms).
 
 pub mod brokers;
 pub mod offerings;
+pub mod operations;
 pub mod platforms;
 pub mod query;
 pub mod schema;
@@ -68,6 +70,10 @@ pub fn router(core: Arc<Core>) -> Router {
             get(brokers::get_one)
                 .patch(brokers::update)
                 .delete(brokers::delete),
+        )
+        .route(
+            "/service_brokers/{id}/operations/{operation_id}",
+            get(operations::get_one),
         )
         .route("/platforms", get(platforms::list).post(platforms::register))
         .route(
@@ -177,6 +183,16 @@ pub(crate) fn values<T: serde::Serialize>(items: &[T]) -> Vec<Value> {
         .iter()
         .map(|item| serde_json::to_value(item).expect("bodies serialize"))
         .collect()
+}
+
+/// `async=true`: run in the background, answer 202 with the operation's `Location`.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AsyncQuery {
+    /// Run in the background (the requests that call an external broker).
+    #[serde(rename = "async")]
+    #[param(rename = "async")]
+    pub run_async: Option<bool>,
 }
 
 /// The paging parameters of every list (documented once).

@@ -311,6 +311,30 @@ pub struct InstanceSharing {
     pub shared: bool,
 }
 
+/// An asynchronous operation (`?async=true`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Operation {
+    /// Its id.
+    pub id: String,
+    /// `create` or `update`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `in progress`, `succeeded` or `failed`.
+    pub state: String,
+    /// `service_brokers`.
+    pub resource_type: String,
+    /// The resource's id.
+    pub resource_id: String,
+    /// Why it failed, or what it did.
+    pub description: Option<String>,
+    /// The status the request would have answered without `async=true`.
+    pub status: Option<u16>,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339.
+    pub updated_at: String,
+}
+
 /// An empty object: what a delete answers.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Empty {}
@@ -379,6 +403,7 @@ impl Modify for AdminToken {
         super::offerings::list_instances,
         super::offerings::get_instance,
         super::offerings::share_instance,
+        super::operations::get_one,
     ),
     components(schemas(ErrorBody, Empty)),
     modifiers(&AdminToken),

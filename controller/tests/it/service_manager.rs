@@ -948,3 +948,97 @@ async fn platform_names(broker: &Broker, query: &str) -> Vec<String> {
     assert_eq!(status, StatusCode::OK, "{query}: {body}");
     names_of(&body)
 }
+
+/// Follows an operation's `Location` until it is no longer in progress.
+async fn operation_end(broker: &Broker, location: &str) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let path = location.trim_start_matches("/v1");
+        let (status, body) = admin(broker, Method::GET, path, None).await;
+        assert_eq!(status, StatusCode::OK, "{location}: {body}");
+        if body["state"] != "in progress" {
+            return body;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{location} never ended"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// `?async=true` (issue #18): 202 with the operation's `Location`; the operation ends
+/// `succeeded` with the status a synchronous request would have got, or `failed` with its
+/// description; a failed registration stores no broker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn asynchronous_registrations_are_followed_through_their_operations() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let ext = external(dir.path()).await;
+    let broker = central().await;
+    let register = |name: &str, url: &str| {
+        let request = broker
+            .client
+            .post(format!("{}/v1/service_brokers?async=true", broker.url))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&json!({
+                "name": name, "broker_url": url,
+                "credentials": {"basic": {"username": USER, "password": PASSWORD}},
+            }));
+        async move {
+            let response = request.send().await.expect("an answer");
+            let status = response.status();
+            let location = response
+                .headers()
+                .get("location")
+                .map(|v| v.to_str().unwrap().to_owned());
+            (status, location, response.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, location, body) = register("async-ext", &ext.api).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let location = location.expect("a Location");
+    assert_eq!(body["state"], "in progress");
+    let done = operation_end(&broker, &location).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert_eq!(done["status"], 201);
+    let id = done["resource_id"].as_str().unwrap();
+    let (status, registered) = admin(
+        &broker,
+        Method::GET,
+        &format!("/service_brokers/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{registered}");
+    assert_eq!(registered["name"], "async-ext");
+
+    // Nobody listens there: the operation fails as the request would have, nothing stored.
+    let closed = format!("http://127.0.0.1:{}", free_port());
+    let (status, location, _) = register("async-nowhere", &closed).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let done = operation_end(&broker, &location.unwrap()).await;
+    assert_eq!(done["state"], "failed", "{done}");
+    assert_eq!(done["status"], 502);
+    assert!(
+        done["description"].as_str().unwrap().contains(&closed),
+        "{done}"
+    );
+    let (_, listed) = admin(&broker, Method::GET, "/service_brokers", None).await;
+    assert_eq!(
+        listed["num_items"], 2,
+        "the built-in one and async-ext: {listed}"
+    );
+
+    // Checks that need no broker still answer at once.
+    let (status, _, _) = register("async-ext", &ext.api).await;
+    assert_eq!(status, StatusCode::CONFLICT, "the name is taken");
+    let (status, body) = admin(
+        &broker,
+        Method::POST,
+        "/service_brokers?async=maybe",
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    broker.stop().await;
+}

@@ -39,6 +39,7 @@ pub(super) fn encode_registry(record: &RegistryRecord) -> Vec<u8> {
         RegistryRecord::Broker(broker) => encode(broker),
         RegistryRecord::Platform(platform) => encode(platform),
         RegistryRecord::Visibility(visibility) => encode(visibility),
+        RegistryRecord::Operation(operation) => encode(operation),
     }
 }
 
@@ -85,6 +86,9 @@ pub(super) fn decode_entry(entry: &Entry) -> Result<Option<Change>, StoreError> 
             Some(RegistryKind::Visibility) => Change::PutRegistry(RegistryRecord::Visibility(
                 decode(&entry.key, &entry.value)?,
             )),
+            Some(RegistryKind::Operation) => {
+                Change::PutRegistry(RegistryRecord::Operation(decode(&entry.key, &entry.value)?))
+            }
             None => {
                 log::warn!("ignoring unknown store key {:?}", entry.key);
                 return Ok(None);

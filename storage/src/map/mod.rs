@@ -37,7 +37,9 @@ use crate::model::{
     ServiceInstance, UnixMillis,
 };
 use crate::packed::{Packed, Sealed, Slot, Table, INSTANCE_SERVICE_ID, OPERATION_INSTANCE_ID};
-use crate::registry::{Platform, RegistryKind, RegistryRecord, ServiceBroker, Visibility};
+use crate::registry::{
+    Platform, RegistryKind, RegistryOperation, RegistryRecord, ServiceBroker, Visibility,
+};
 use crate::store::{Expect, Revision, Store, StoreError, WatchEvent, Write};
 
 mod catch_up;
@@ -928,6 +930,25 @@ impl StateMap {
                 _ => None,
             })
             .collect()
+    }
+
+    /// Every asynchronous Service Manager operation still kept.
+    pub fn registry_operations(&self) -> Vec<RegistryOperation> {
+        self.registry_of(RegistryKind::Operation)
+            .into_iter()
+            .filter_map(|record| match record {
+                RegistryRecord::Operation(operation) => Some(operation),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// An asynchronous Service Manager operation.
+    pub fn registry_operation(&self, id: &str) -> Option<RegistryOperation> {
+        match self.registry_record(RegistryKind::Operation, id)? {
+            RegistryRecord::Operation(operation) => Some(operation),
+            _ => None,
+        }
     }
 
     /// A visibility.
