@@ -29,3 +29,58 @@ pub(crate) fn client_config(needs_roots: bool) -> Result<rustls::ClientConfig, S
             .with_no_client_auth()),
     }
 }
+
+/// [`client_config`] for one server: trusting `ca_pem` instead of the system's roots when it
+/// is given, and presenting `identity` (certificate chain and private key, PEM) when asked.
+///
+/// # Errors
+/// PEM that holds no certificate or no key, or a key rustls cannot use.
+pub(crate) fn client_config_for(
+    ca_pem: Option<&str>,
+    identity: Option<(&str, &str)>,
+) -> Result<rustls::ClientConfig, String> {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|err| format!("TLS: {err}"))?;
+    let builder = match ca_pem {
+        Some(pem) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+                let cert = cert.map_err(|err| format!("ca_certificate: {err}"))?;
+                roots
+                    .add(cert)
+                    .map_err(|err| format!("ca_certificate: {err}"))?;
+            }
+            if roots.is_empty() {
+                return Err("ca_certificate holds no certificate".to_owned());
+            }
+            builder.with_root_certificates(roots)
+        }
+        None => {
+            use rustls_platform_verifier::BuilderVerifierExt as _;
+            builder
+                .with_platform_verifier()
+                .map_err(|err| format!("TLS: the system's trusted certificates: {err}"))?
+        }
+    };
+    match identity {
+        None => Ok(builder.with_no_client_auth()),
+        Some((cert_pem, key_pem)) => {
+            let chain: Vec<CertificateDer<'static>> =
+                CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+                    .collect::<Result<_, _>>()
+                    .map_err(|err| format!("client_certificate: {err}"))?;
+            if chain.is_empty() {
+                return Err("client_certificate holds no certificate".to_owned());
+            }
+            let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+                .map_err(|err| format!("client_key: {err}"))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|err| format!("client certificate and key: {err}"))
+        }
+    }
+}

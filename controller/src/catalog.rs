@@ -234,8 +234,8 @@ struct Builtin {
 pub struct Catalogs {
     builtin: Builtin,
     state: Arc<StateMap>,
-    /// The HTTP client every external broker's plugin shares (one connection pool).
-    http: reqwest::Client,
+    /// The HTTP clients of external brokers' plugins.
+    clients: Clients,
     current: ArcSwap<Catalog>,
     /// One rebuild at a time.
     rebuilding: Mutex<()>,
@@ -259,19 +259,20 @@ impl Catalogs {
     pub fn new(config: &Config, state: Arc<StateMap>) -> Result<Self, String> {
         let brokers = BrokerRegistry::from_config(&config.providers, &config.services)
             .map_err(|problems| format!("{problems:?}"))?;
-        let http = skybroker_brokers::osb::http_client(std::time::Duration::from_secs(
-            config.engine.sync_timeout_secs.max(1),
-        ))
-        .map_err(|err| err.to_string())?;
+        let timeout = std::time::Duration::from_secs(config.engine.sync_timeout_secs.max(1));
+        let clients = Clients {
+            shared: skybroker_brokers::osb::http_client(timeout).map_err(|err| err.to_string())?,
+            timeout,
+        };
         let builtin = Builtin {
             services: config.services.clone(),
             brokers,
         };
-        let first = build(&builtin, &state, &http)?;
+        let first = build(&builtin, &state, &clients)?;
         Ok(Catalogs {
             builtin,
             state,
-            http,
+            clients,
             current: ArcSwap::from_pointee(first),
             rebuilding: Mutex::new(()),
         })
@@ -288,7 +289,7 @@ impl Catalogs {
         if current.generation == self.state.registry_generation() {
             return current;
         }
-        match build(&self.builtin, &self.state, &self.http) {
+        match build(&self.builtin, &self.state, &self.clients) {
             Ok(next) => {
                 let next = Arc::new(next);
                 self.current.store(Arc::clone(&next));
@@ -301,9 +302,12 @@ impl Catalogs {
         }
     }
 
-    /// The HTTP client external brokers are called with.
-    pub fn http(&self) -> &reqwest::Client {
-        &self.http
+    /// The plugin of a registered broker.
+    ///
+    /// # Errors
+    /// Its TLS material cannot be used.
+    pub fn remote_broker(&self, broker: &ServiceBroker) -> Result<RemoteBroker, String> {
+        self.clients.remote_broker(broker)
     }
 
     /// The offering with `service_id`.
@@ -370,8 +374,39 @@ impl Catalogs {
     }
 }
 
-/// The plugin of a registered broker.
-pub fn remote_broker(broker: &ServiceBroker, http: &reqwest::Client) -> RemoteBroker {
+/// The HTTP clients external brokers are called with: one shared (one connection pool), and
+/// one of its own for a broker with TLS material (a client certificate, a CA).
+#[derive(Debug)]
+struct Clients {
+    shared: reqwest::Client,
+    timeout: std::time::Duration,
+}
+
+impl Clients {
+    /// The plugin of a registered broker.
+    fn remote_broker(&self, broker: &ServiceBroker) -> Result<RemoteBroker, String> {
+        let http = match &broker.tls {
+            None => self.shared.clone(),
+            Some(tls) => {
+                let identity = match (&tls.client_certificate, &tls.client_key) {
+                    (Some(cert), Some(key)) => Some((cert.as_str(), key.as_str())),
+                    (None, None) => None,
+                    _ => return Err("a client certificate goes with its key".to_owned()),
+                };
+                skybroker_brokers::osb::http_client_for(
+                    self.timeout,
+                    tls.ca_certificate.as_deref(),
+                    identity,
+                )
+                .map_err(|err| err.to_string())?
+            }
+        };
+        Ok(remote_broker(broker, http))
+    }
+}
+
+/// The plugin of a registered broker, calling it with `http`.
+fn remote_broker(broker: &ServiceBroker, http: reqwest::Client) -> RemoteBroker {
     let auth = match &broker.credentials {
         BrokerCredentials::Basic { username, password } => RemoteAuth::Basic {
             username: username.clone(),
@@ -379,13 +414,13 @@ pub fn remote_broker(broker: &ServiceBroker, http: &reqwest::Client) -> RemoteBr
         },
         BrokerCredentials::Bearer { token } => RemoteAuth::Bearer(token.clone()),
     };
-    RemoteBroker::new(&broker.name, &broker.broker_url, auth, http.clone())
+    RemoteBroker::new(&broker.name, &broker.broker_url, auth, http)
 }
 
 /// Builds the catalog version of the registry as `state` holds it now. A registered broker
 /// whose stored catalog no longer fits (another replica registered a clashing one at the same
 /// moment) is left out with an error in the log rather than failing every request.
-fn build(builtin: &Builtin, state: &StateMap, http: &reqwest::Client) -> Result<Catalog, String> {
+fn build(builtin: &Builtin, state: &StateMap, clients: &Clients) -> Result<Catalog, String> {
     let generation = state.registry_generation();
     let mut services = builtin.services.clone();
     let mut brokers = builtin.brokers.clone();
@@ -426,7 +461,17 @@ fn build(builtin: &Builtin, state: &StateMap, http: &reqwest::Client) -> Result<
             );
             continue;
         }
-        let plugin: Arc<dyn Broker> = Arc::new(remote_broker(&broker, http));
+        let plugin: Arc<dyn Broker> = match clients.remote_broker(&broker) {
+            Ok(plugin) => Arc::new(plugin),
+            Err(err) => {
+                log::error!(
+                    "broker {} ({}) left out of the catalog: {err}",
+                    broker.name,
+                    broker.id
+                );
+                continue;
+            }
+        };
         for offering in &offerings {
             brokers.register(offering.id.clone(), Arc::clone(&plugin));
             owners.insert(offering.id.clone(), broker.id.clone());

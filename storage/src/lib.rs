@@ -31,8 +31,8 @@ pub use memory::MemoryStore;
 pub use model::*;
 pub use packed::Sealed;
 pub use registry::{
-    BrokerCredentials, Labels, Platform, RegistryKind, RegistryOperation, RegistryOperationState,
-    RegistryRecord, ServiceBroker, Visibility,
+    BrokerCredentials, BrokerTls, Labels, Platform, RegistryKind, RegistryOperation,
+    RegistryOperationState, RegistryRecord, ServiceBroker, Visibility,
 };
 pub use store::{
     Entry, Expect, PageVisitor, Revision, Store, StoreError, WatchEvent, Write, LOAD_PAGE,

@@ -46,6 +46,31 @@ impl std::fmt::Debug for BrokerCredentials {
     }
 }
 
+/// TLS towards an external broker: a client certificate to present (mutual TLS) and the CA
+/// its own certificate chains to, when not one the system trusts. PEM text.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerTls {
+    /// The client certificate (chain).
+    #[serde(default)]
+    pub client_certificate: Option<String>,
+    /// Its private key (secret).
+    #[serde(default)]
+    pub client_key: Option<String>,
+    /// The CA to trust instead of the system's.
+    #[serde(default)]
+    pub ca_certificate: Option<String>,
+}
+
+impl std::fmt::Debug for BrokerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key.
+        f.debug_struct("BrokerTls")
+            .field("client_certificate", &self.client_certificate.is_some())
+            .field("ca_certificate", &self.ca_certificate.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 /// An external OSB broker registered at run time (`POST /v1/service_brokers`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ServiceBroker {
@@ -60,6 +85,9 @@ pub struct ServiceBroker {
     pub broker_url: String,
     /// What Skybroker sends it.
     pub credentials: BrokerCredentials,
+    /// Mutual TLS and a CA of its own, if any.
+    #[serde(default)]
+    pub tls: Option<BrokerTls>,
     /// The `services` of its catalog as last fetched, with the broker's own ids.
     pub services: Vec<Value>,
     /// Labels.

@@ -107,6 +107,27 @@ pub fn http_client(timeout: Duration) -> Result<reqwest::Client, SettingsError> 
         .map_err(|err| SettingsError::invalid(format!("HTTP client: {err}")))
 }
 
+/// An HTTP client as [`http_client`] builds it, for one broker that wants a client
+/// certificate (`identity`: chain and key, PEM) or whose certificate chains to `ca_pem`.
+///
+/// # Errors
+/// PEM that holds no certificate or a key rustls cannot use.
+pub fn http_client_for(
+    timeout: Duration,
+    ca_pem: Option<&str>,
+    identity: Option<(&str, &str)>,
+) -> Result<reqwest::Client, SettingsError> {
+    let tls = crate::tls::client_config_for(ca_pem, identity).map_err(SettingsError::invalid)?;
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .connect_timeout(Duration::from_secs(5).min(timeout))
+        .timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("skybroker/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|err| SettingsError::invalid(format!("HTTP client: {err}")))
+}
+
 /// The plugin of one external broker.
 #[derive(Debug, Clone)]
 pub struct RemoteBroker {

@@ -16,7 +16,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde_json::Value;
 use skybroker_storage::{
-    now_millis, BrokerCredentials, Change, RegistryKind, RegistryRecord, ServiceBroker,
+    now_millis, BrokerCredentials, BrokerTls, Change, RegistryKind, RegistryRecord, ServiceBroker,
 };
 
 use super::operations;
@@ -24,7 +24,7 @@ use super::query::apply_label_changes;
 use super::schema::{self, BrokerPage, BrokerRegistration, BrokerUpdate, Empty, ErrorBody};
 use super::{answer, body, id_of, labels, list_all, timestamp};
 use crate::api::request::JsonBody;
-use crate::catalog::{offerings_of, remote_broker, sm_id, BUILTIN_BROKER_ID};
+use crate::catalog::{offerings_of, sm_id, BUILTIN_BROKER_ID};
 use crate::core::Core;
 use crate::error::ApiError;
 use skybroker_brokers::osb::RemoteError;
@@ -66,7 +66,11 @@ pub(crate) fn shown(broker: &ServiceBroker) -> schema::Broker {
 }
 
 /// `credentials`: `{"basic": {"username", "password"}}` or `{"bearer": {"token"}}`.
-fn credentials(body: &JsonBody) -> Result<Option<BrokerCredentials>, ApiError> {
+/// `credentials`: `basic` or `bearer`, and `tls` {client_certificate, client_key,
+/// ca_certificate} (PEM) besides either.
+fn credentials(
+    body: &JsonBody,
+) -> Result<Option<(BrokerCredentials, Option<BrokerTls>)>, ApiError> {
     let Some(credentials) = body.optional_object("credentials")? else {
         return Ok(None);
     };
@@ -82,19 +86,46 @@ fn credentials(body: &JsonBody) -> Result<Option<BrokerCredentials>, ApiError> {
                 ))
             })
     };
-    match (credentials.get("basic"), credentials.get("bearer")) {
-        (Some(basic), None) => Ok(Some(BrokerCredentials::Basic {
-            username: text(basic, "username", "basic")?,
-            password: text(basic, "password", "basic")?,
-        })),
-        (None, Some(bearer)) => Ok(Some(BrokerCredentials::Bearer {
-            token: text(bearer, "token", "bearer")?,
-        })),
-        _ => Err(ApiError::BadRequest(
-            "credentials must hold exactly one of basic {username, password} or bearer {token}"
-                .to_owned(),
-        )),
-    }
+    let auth =
+        match (credentials.get("basic"), credentials.get("bearer")) {
+            (Some(basic), None) => BrokerCredentials::Basic {
+                username: text(basic, "username", "basic")?,
+                password: text(basic, "password", "basic")?,
+            },
+            (None, Some(bearer)) => BrokerCredentials::Bearer {
+                token: text(bearer, "token", "bearer")?,
+            },
+            _ => return Err(ApiError::BadRequest(
+                "credentials must hold exactly one of basic {username, password} or bearer {token}"
+                    .to_owned(),
+            )),
+        };
+    let tls = match credentials.get("tls") {
+        None | Some(Value::Null) => None,
+        Some(tls @ Value::Object(_)) => {
+            let optional = |field: &str| match tls.get(field) {
+                None | Some(Value::Null) => Ok(None),
+                Some(_) => text(tls, field, "tls").map(Some),
+            };
+            let tls = BrokerTls {
+                client_certificate: optional("client_certificate")?,
+                client_key: optional("client_key")?,
+                ca_certificate: optional("ca_certificate")?,
+            };
+            if tls.client_certificate.is_some() != tls.client_key.is_some() {
+                return Err(ApiError::BadRequest(
+                    "credentials.tls: client_certificate and client_key go together".to_owned(),
+                ));
+            }
+            Some(tls)
+        }
+        Some(_) => {
+            return Err(ApiError::BadRequest(
+                "credentials.tls must be an object".to_owned(),
+            ))
+        }
+    };
+    Ok(Some((auth, tls)))
 }
 
 /// A broker URL: absolute http(s), without credentials, query or fragment.
@@ -115,13 +146,14 @@ fn broker_url(text: &str) -> Result<String, ApiError> {
 
 /// Fetches the broker's catalog and checks it joins the others; returns its `services`.
 async fn fetch_and_check(core: &Core, broker: &ServiceBroker) -> Result<Vec<Value>, ApiError> {
-    let services = remote_broker(broker, core.catalog.http())
-        .fetch_catalog()
-        .await
-        .map_err(|err| match err {
-            RemoteError::Refused { .. } => ApiError::BadRequest(err.to_string()),
-            _ => ApiError::BadGateway(err.to_string()),
-        })?;
+    let plugin = core
+        .catalog
+        .remote_broker(broker)
+        .map_err(|err| ApiError::BadRequest(format!("credentials.tls: {err}")))?;
+    let services = plugin.fetch_catalog().await.map_err(|err| match err {
+        RemoteError::Refused { .. } => ApiError::BadRequest(err.to_string()),
+        _ => ApiError::BadGateway(err.to_string()),
+    })?;
     let candidate = ServiceBroker {
         services: services.clone(),
         ..broker.clone()
@@ -185,7 +217,7 @@ pub async fn register(
     let body = body(&headers, &bytes)?;
     let name = body.required_str("name")?;
     let url = broker_url(&body.required_str("broker_url")?)?;
-    let credentials = credentials(&body)?
+    let (credentials, tls) = credentials(&body)?
         .ok_or_else(|| ApiError::BadRequest("credentials are required".to_owned()))?;
     check_name_free(&core, &name, None)?;
     let now = now_millis();
@@ -195,6 +227,7 @@ pub async fn register(
         description: body.optional_str("description")?.unwrap_or_default(),
         broker_url: url,
         credentials,
+        tls,
         services: Vec::new(),
         labels: labels(&body)?,
         created_at: now,
@@ -324,8 +357,9 @@ pub async fn update(
     if let Some(url) = body.optional_str("broker_url")? {
         broker.broker_url = broker_url(&url)?;
     }
-    if let Some(credentials) = credentials(&body)? {
+    if let Some((credentials, tls)) = credentials(&body)? {
         broker.credentials = credentials;
+        broker.tls = tls;
     }
     if let Some(changes) = body.get("labels") {
         apply_label_changes(&mut broker.labels, changes)?;

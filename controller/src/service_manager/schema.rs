@@ -95,13 +95,26 @@ pub struct BearerCredentials {
     pub token: String,
 }
 
-/// Credentials for an external broker: exactly one of `basic` and `bearer`.
+/// TLS towards an external broker (PEM).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TlsCredentials {
+    /// A client certificate (chain) to present: mutual TLS.
+    pub client_certificate: Option<String>,
+    /// Its private key.
+    pub client_key: Option<String>,
+    /// The CA its server certificate chains to, when not one the system trusts.
+    pub ca_certificate: Option<String>,
+}
+
+/// Credentials for an external broker: exactly one of `basic` and `bearer`, and `tls`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct BrokerCredentialsInput {
     /// HTTP basic authentication.
     pub basic: Option<BasicCredentials>,
     /// A bearer token.
     pub bearer: Option<BearerCredentials>,
+    /// Mutual TLS, a private CA.
+    pub tls: Option<TlsCredentials>,
 }
 
 /// `POST /v1/service_brokers`.

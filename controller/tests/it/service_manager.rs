@@ -1042,3 +1042,169 @@ async fn asynchronous_registrations_are_followed_through_their_operations() {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     broker.stop().await;
 }
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate it signed (PEM).
+struct Pki {
+    ca: String,
+    server: (String, String),
+    client: (String, String),
+}
+
+fn pki() -> Pki {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+        KeyPair, KeyUsagePurpose,
+    };
+    let mut ca_params = CertificateParams::new(Vec::new()).unwrap();
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "external broker test CA");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+    let ca_key = KeyPair::generate().unwrap();
+    let ca = ca_params.self_signed(&ca_key).unwrap().pem();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let leaf = |names: Vec<String>, usage: ExtendedKeyUsagePurpose| {
+        let mut params = CertificateParams::new(names).unwrap();
+        params.use_authority_key_identifier_extension = true;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![usage];
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    };
+    Pki {
+        ca,
+        server: leaf(
+            vec!["127.0.0.1".into()],
+            ExtendedKeyUsagePurpose::ServerAuth,
+        ),
+        client: leaf(Vec::new(), ExtendedKeyUsagePurpose::ClientAuth),
+    }
+}
+
+/// A TLS front for `backend` (`host:port`): presents the PKI's server certificate, requires a
+/// client certificate signed by its CA, and passes the bytes through.
+async fn tls_front(backend: String, pki: &Pki) -> String {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(pki.ca.as_bytes()).unwrap())
+        .unwrap();
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        std::sync::Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .unwrap();
+    let chain = vec![CertificateDer::from_pem_slice(pki.server.0.as_bytes()).unwrap()];
+    let key = PrivateKeyDer::from_pem_slice(pki.server.1.as_bytes()).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let (acceptor, backend) = (acceptor.clone(), backend.clone());
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(stream).await else {
+                    return; // no or a wrong client certificate
+                };
+                if let Ok(mut plain) = tokio::net::TcpStream::connect(&backend).await {
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+                }
+            });
+        }
+    });
+    format!("https://127.0.0.1:{}", addr.port())
+}
+
+/// Mutual TLS towards an external broker (issue #18): with the client certificate and the
+/// broker's CA in `credentials.tls`, registration and calls go through a front that requires
+/// the certificate; without it the handshake fails and nothing is registered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn external_brokers_behind_mutual_tls() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let ext = external(dir.path()).await;
+    let pki = pki();
+    let url = tls_front(ext.api.trim_start_matches("http://").to_owned(), &pki).await;
+    let broker = central().await;
+    let registration = |name: &str, tls: Value| {
+        json!({
+            "name": name, "broker_url": url,
+            "credentials": {"basic": {"username": USER, "password": PASSWORD}, "tls": tls},
+        })
+    };
+
+    // The CA alone: the front asks for a certificate the broker does not have.
+    let (status, body) = admin(
+        &broker,
+        Method::POST,
+        "/service_brokers",
+        Some(registration("no-cert", json!({"ca_certificate": pki.ca}))),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert!(
+        body["description"].as_str().unwrap().contains(&url),
+        "{body}"
+    );
+    // A key without its certificate is refused before anything is sent.
+    let (status, body) = admin(
+        &broker,
+        Method::POST,
+        "/service_brokers",
+        Some(registration("half", json!({"client_key": pki.client.1}))),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+
+    let (status, body) = admin(
+        &broker,
+        Method::POST,
+        "/service_brokers",
+        Some(registration(
+            "mtls",
+            json!({"client_certificate": pki.client.0, "client_key": pki.client.1,
+                   "ca_certificate": pki.ca}),
+        )),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let shown = body.to_string();
+    assert!(
+        !shown.contains("PRIVATE KEY"),
+        "the key is never shown: {shown}"
+    );
+
+    // A synchronous provision through the central broker reaches the external one over TLS.
+    let instance = new_id("mtls");
+    let (status, body) = broker
+        .send(
+            broker
+                .request(Method::PUT, &format!("/v2/service_instances/{instance}"))
+                .json(
+                    &json!({"service_id": EXTERNAL_SERVICE, "plan_id": EXTERNAL_SYNC,
+                              "context": {"platform": "cloudfoundry"}}),
+                ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}\n{}", ext.output());
+    let (status, _) = ext
+        .call(
+            Method::GET,
+            &format!("/v2/service_instances/{instance}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    broker.stop().await;
+}
