@@ -31,7 +31,7 @@ pub use memory::MemoryStore;
 pub use model::*;
 pub use packed::Sealed;
 pub use registry::{
-    BrokerCredentials, BrokerTls, Labels, Platform, RegistryKind, RegistryOperation,
+    BrokerCredentials, BrokerTls, Labels, Platform, RegistryKind, RegistryName, RegistryOperation,
     RegistryOperationState, RegistryRecord, ServiceBroker, Visibility,
 };
 pub use store::{

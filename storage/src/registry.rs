@@ -187,6 +187,27 @@ pub struct RegistryOperation {
     pub updated_at: UnixMillis,
 }
 
+/// A name taken: `service_brokers/<name>` or `platforms/<name>`, and whose it is. Written in
+/// the same commit as the record that takes the name, on the condition that it does not exist
+/// yet, so two replicas registering one name at the same moment cannot both succeed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegistryName {
+    /// `<resource type>/<name>`.
+    pub id: String,
+    /// The id of the record that holds it.
+    pub owner: String,
+}
+
+impl RegistryName {
+    /// The name `name` of a resource of `resource_type`, held by `owner`.
+    pub fn new(resource_type: &str, name: &str, owner: &str) -> RegistryName {
+        RegistryName {
+            id: format!("{resource_type}/{name}"),
+            owner: owner.to_owned(),
+        }
+    }
+}
+
 /// One registry record.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RegistryRecord {
@@ -198,6 +219,8 @@ pub enum RegistryRecord {
     Visibility(Visibility),
     /// An asynchronous operation.
     Operation(RegistryOperation),
+    /// A name taken.
+    Name(RegistryName),
 }
 
 impl RegistryRecord {
@@ -208,6 +231,7 @@ impl RegistryRecord {
             RegistryRecord::Platform(platform) => RegistryKind::Platform.key(&platform.id),
             RegistryRecord::Visibility(visibility) => RegistryKind::Visibility.key(&visibility.id),
             RegistryRecord::Operation(operation) => RegistryKind::Operation.key(&operation.id),
+            RegistryRecord::Name(name) => RegistryKind::Name.key(&name.id),
         }
     }
 }
@@ -223,6 +247,8 @@ pub enum RegistryKind {
     Visibility,
     /// `sm_operations/<id>`.
     Operation,
+    /// `registry_names/<resource type>/<name>`.
+    Name,
 }
 
 impl RegistryKind {
@@ -233,6 +259,7 @@ impl RegistryKind {
             RegistryKind::Platform => "platforms/",
             RegistryKind::Visibility => "visibilities/",
             RegistryKind::Operation => "sm_operations/",
+            RegistryKind::Name => "registry_names/",
         }
     }
 
@@ -248,6 +275,7 @@ impl RegistryKind {
             RegistryKind::Platform,
             RegistryKind::Visibility,
             RegistryKind::Operation,
+            RegistryKind::Name,
         ]
         .into_iter()
         .find(|kind| key.starts_with(kind.prefix()))

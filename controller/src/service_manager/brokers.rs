@@ -22,7 +22,7 @@ use skybroker_storage::{
 use super::operations;
 use super::query::apply_label_changes;
 use super::schema::{self, BrokerPage, BrokerRegistration, BrokerUpdate, Empty, ErrorBody};
-use super::{answer, body, id_of, labels, list_all, timestamp};
+use super::{answer, body, commit_named, id_of, labels, list_all, renaming, timestamp};
 use crate::api::request::JsonBody;
 use crate::catalog::{offerings_of, sm_id, BUILTIN_BROKER_ID};
 use crate::core::Core;
@@ -252,11 +252,14 @@ pub(crate) async fn store_fetched(
         // Strictly later than what it replaces.
         broker.updated_at = now_millis().max(known.updated_at + 1);
     }
-    core.state
-        .commit(vec![Change::PutRegistry(RegistryRecord::Broker(
-            broker.clone(),
-        ))])
-        .await?;
+    let mut changes = renaming(
+        "service_brokers",
+        &broker.id,
+        known.as_ref().map(|known| known.name.as_str()),
+        Some(&broker.name),
+    );
+    changes.push(Change::PutRegistry(RegistryRecord::Broker(broker.clone())));
+    commit_named(core, changes, &broker.name).await?;
     log::info!(
         "broker {} ({}) {} at {} with {} offering(s)",
         broker.name,
@@ -406,10 +409,11 @@ pub async fn delete(
         .filter_map(|plan| plan["id"].as_str())
         .map(|plan_id| sm_id(&broker.id, plan_id))
         .collect();
-    let mut changes = vec![Change::DeleteRegistry(
+    let mut changes = renaming("service_brokers", &broker.id, Some(&broker.name), None);
+    changes.push(Change::DeleteRegistry(
         RegistryKind::Broker,
         broker.id.clone(),
-    )];
+    ));
     changes.extend(
         core.state
             .visibilities()

@@ -45,7 +45,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use serde_json::{json, Map, Value};
-use skybroker_storage::Labels;
+use skybroker_storage::{Change, Labels, RegistryKind, RegistryName, RegistryRecord, StoreError};
 use subtle::ConstantTimeEq;
 
 use crate::api::request::{read_body, JsonBody, Query};
@@ -160,6 +160,46 @@ async fn admit(core: &Core, request: Request) -> Result<Request, ApiError> {
         Duration::from_secs(server.body_read_timeout_secs),
     )
     .await
+}
+
+/// The changes that move a record's name from `old` to `new`: the new one claimed (the
+/// commit fails if another replica took it meanwhile, see `RegistryName`), the old released.
+pub(crate) fn renaming(
+    resource_type: &str,
+    owner: &str,
+    old: Option<&str>,
+    new: Option<&str>,
+) -> Vec<Change> {
+    if old == new {
+        return Vec::new();
+    }
+    let mut changes = Vec::new();
+    if let Some(old) = old {
+        changes.push(Change::DeleteRegistry(
+            RegistryKind::Name,
+            format!("{resource_type}/{old}"),
+        ));
+    }
+    if let Some(new) = new {
+        changes.push(Change::PutRegistry(RegistryRecord::Name(
+            RegistryName::new(resource_type, new, owner),
+        )));
+    }
+    changes
+}
+
+/// Commits `changes`; a name claimed among them that another replica took first is 409.
+pub(crate) async fn commit_named(
+    core: &Core,
+    changes: Vec<Change>,
+    name: &str,
+) -> Result<(), ApiError> {
+    match core.state.commit(changes).await {
+        Err(StoreError::Conflict { key }) if key.starts_with(RegistryKind::Name.prefix()) => {
+            Err(ApiError::Conflict(format!("the name {name:?} is taken")))
+        }
+        other => Ok(other?),
+    }
 }
 
 /// The JSON object body of a request (400 otherwise).
@@ -379,6 +419,38 @@ mod tests {
         let (page, more) = second.cut(items);
         assert_eq!(page, vec![json!({"id": "d"})]);
         assert!(!more);
+    }
+
+    #[tokio::test]
+    async fn two_replicas_cannot_both_take_a_name() {
+        use skybroker_storage::{MemoryStore, StateMap, Store};
+        // Two maps on one store, neither seeing the other's commits: two replicas at the same
+        // moment, before either's watch delivered the other's change.
+        let store: std::sync::Arc<dyn Store> = std::sync::Arc::new(MemoryStore::new());
+        let first = StateMap::open(std::sync::Arc::clone(&store)).await.unwrap();
+        let second = StateMap::open(store).await.unwrap();
+        first
+            .commit(renaming("platforms", "p-1", None, Some("cf-eu")))
+            .await
+            .unwrap();
+        let err = second
+            .commit(renaming("platforms", "p-2", None, Some("cf-eu")))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Conflict { key } if key.starts_with(RegistryKind::Name.prefix())),
+            "{err:?}"
+        );
+        // A released name can be taken again.
+        first
+            .commit(renaming("platforms", "p-1", Some("cf-eu"), Some("cf-us")))
+            .await
+            .unwrap();
+        let third = StateMap::open(first.store().clone()).await.unwrap();
+        third
+            .commit(renaming("platforms", "p-3", None, Some("cf-eu")))
+            .await
+            .unwrap();
     }
 
     #[test]

@@ -20,7 +20,7 @@ use super::schema::{
     self, BasicCredentials, Empty, ErrorBody, PlatformCredentials, PlatformPage,
     PlatformRegistration, PlatformUpdate,
 };
-use super::{answer, body, id_of, labels, list_all, timestamp};
+use super::{answer, body, commit_named, id_of, labels, list_all, renaming, timestamp};
 use crate::api::request::Query;
 use crate::core::Core;
 use crate::credentials::{generate_secret, hash_password};
@@ -110,11 +110,11 @@ pub async fn register(
         created_at: now,
         updated_at: now,
     };
-    core.state
-        .commit(vec![Change::PutRegistry(RegistryRecord::Platform(
-            platform.clone(),
-        ))])
-        .await?;
+    let mut changes = renaming("platforms", &platform.id, None, Some(&platform.name));
+    changes.push(Change::PutRegistry(RegistryRecord::Platform(
+        platform.clone(),
+    )));
+    commit_named(&core, changes, &platform.name).await?;
     log::info!("platform {} ({}) registered", platform.name, platform.id);
     Ok(answer(
         StatusCode::CREATED,
@@ -193,6 +193,7 @@ pub async fn update(
         }
     };
     let mut platform = find(&core, &id)?;
+    let old_name = platform.name.clone();
     if !bytes.is_empty() {
         let body = body(&headers, &bytes)?;
         if let Some(name) = body.optional_str("name")? {
@@ -215,11 +216,16 @@ pub async fn update(
     };
     // Strictly later: a login remembered for the old record must no longer match.
     platform.updated_at = now_millis().max(platform.updated_at + 1);
-    core.state
-        .commit(vec![Change::PutRegistry(RegistryRecord::Platform(
-            platform.clone(),
-        ))])
-        .await?;
+    let mut changes = renaming(
+        "platforms",
+        &platform.id,
+        Some(&old_name),
+        Some(&platform.name),
+    );
+    changes.push(Change::PutRegistry(RegistryRecord::Platform(
+        platform.clone(),
+    )));
+    commit_named(&core, changes, &platform.name).await?;
     let shown = match &password {
         Some(password) => {
             log::info!(
@@ -248,10 +254,11 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let platform = find(&core, &id)?;
-    let mut changes = vec![Change::DeleteRegistry(
+    let mut changes = renaming("platforms", &platform.id, Some(&platform.name), None);
+    changes.push(Change::DeleteRegistry(
         RegistryKind::Platform,
         platform.id.clone(),
-    )];
+    ));
     changes.extend(
         core.state
             .visibilities()

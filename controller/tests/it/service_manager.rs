@@ -20,14 +20,23 @@ const EXTERNAL_ASYNC: &str = "e1e1e1e1-7b44-4a0e-9a6a-5a1d1c0f1002";
 
 /// The external broker: the built-in configuration with its ids and name changed.
 async fn external(dir: &std::path::Path) -> Serve {
+    external_with(dir, "").await
+}
+
+/// [`external`], its catalog's offering followed by `more` (TOML: plans to add).
+async fn external_with(dir: &std::path::Path, more: &str) -> Serve {
     let config = skybroker_config::DEFAULT_CONFIG
         .replace("5c7e4d1b-7b44-4a0e-9a6a-5a1d1c0f", EXTERNAL_PREFIX)
         .replace("name = \"sandbox\"", "name = \"external-sandbox\"")
-        .replace("delay_ms = 1000", "delay_ms = 300");
+        .replace("delay_ms = 1000", "delay_ms = 300")
+        + more;
     let path = dir.join("external.toml");
     std::fs::write(&path, config).expect("write the external broker's configuration");
     Serve::start(&path, &dir.join("external-data"), &[]).await
 }
+
+/// A plan the external broker offers once restarted with it.
+const ADDED_PLAN: &str = "e1e1e1e1-7b44-4a0e-9a6a-5a1d1c0f1099";
 
 /// The central broker, with an admin token.
 async fn central() -> Broker {
@@ -409,8 +418,13 @@ async fn an_external_broker_serves_platforms_through_the_central_one() {
     assert_ne!(status, StatusCode::OK, "never fetchable as existing");
 
     // The platform cleans up the failed instance (orphan mitigation) once the broker is back,
-    // at a new address: PATCH points the registration there and fetches the catalog again.
-    let ext = external(dir.path()).await;
+    // at a new address and with a plan more: PATCH points the registration there and fetches
+    // the catalog again.
+    let added = format!(
+        "\n[[services.plans]]\nid = \"{ADDED_PLAN}\"\nname = \"added\"\n\
+         description = \"Offered after the registration.\"\nsettings = {{ mode = \"sync\" }}\n"
+    );
+    let ext = external_with(dir.path(), &added).await;
     let (status, body) = admin(
         &broker,
         Method::PATCH,
@@ -419,6 +433,14 @@ async fn an_external_broker_serves_platforms_through_the_central_one() {
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    let added_plan = sm_plan(&broker, ADDED_PLAN).await;
+    let (_, catalog) = broker
+        .send(broker.request(Method::GET, "/v2/catalog"))
+        .await;
+    assert!(
+        catalog.to_string().contains(ADDED_PLAN),
+        "the re-fetched catalog has the new plan ({added_plan}): {catalog}"
+    );
     let (status, body) = broker
         .send(as_platform(
             &broker,

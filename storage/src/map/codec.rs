@@ -40,6 +40,7 @@ pub(super) fn encode_registry(record: &RegistryRecord) -> Vec<u8> {
         RegistryRecord::Platform(platform) => encode(platform),
         RegistryRecord::Visibility(visibility) => encode(visibility),
         RegistryRecord::Operation(operation) => encode(operation),
+        RegistryRecord::Name(name) => encode(name),
     }
 }
 
@@ -88,6 +89,9 @@ pub(super) fn decode_entry(entry: &Entry) -> Result<Option<Change>, StoreError> 
             )),
             Some(RegistryKind::Operation) => {
                 Change::PutRegistry(RegistryRecord::Operation(decode(&entry.key, &entry.value)?))
+            }
+            Some(RegistryKind::Name) => {
+                Change::PutRegistry(RegistryRecord::Name(decode(&entry.key, &entry.value)?))
             }
             None => {
                 log::warn!("ignoring unknown store key {:?}", entry.key);
