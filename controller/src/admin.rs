@@ -54,11 +54,12 @@ pub fn router(core: Arc<Core>, registry: Registry, stopping: watch::Receiver<boo
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(AdminState {
-            core,
+            core: Arc::clone(&core),
             registry: Arc::new(registry),
             stopping,
             was_ready: Arc::new(AtomicBool::new(true)),
         })
+        .merge(crate::dashboard::router(core))
 }
 
 /// The exposition: OpenMetrics when the scraper asks for it (Prometheus does), else the

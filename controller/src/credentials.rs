@@ -20,6 +20,43 @@ use sha2::{Digest, Sha256};
 use skybroker_storage::{Platform, StateMap};
 use subtle::ConstantTimeEq;
 
+/// Whether `encoded` (the base64 part of a `Basic` header) holds exactly `username:password`.
+pub fn basic_credentials_match(encoded: &str, username: &str, password: &str) -> bool {
+    // Decoded on the stack: credentials are short, and this runs on every request. Longer
+    // ones (still valid) take the allocating path.
+    let encoded = encoded.trim();
+    let mut buffer = [0u8; 384];
+    let decoded: std::borrow::Cow<'_, [u8]> =
+        match base64::engine::general_purpose::STANDARD.decode_slice(encoded, &mut buffer) {
+            Ok(len) => std::borrow::Cow::Borrowed(&buffer[..len]),
+            Err(base64::DecodeSliceError::OutputSliceTooSmall) => {
+                match base64::engine::general_purpose::STANDARD.decode(encoded) {
+                    Ok(decoded) => std::borrow::Cow::Owned(decoded),
+                    Err(_) => return false,
+                }
+            }
+            Err(base64::DecodeSliceError::DecodeError(_)) => return false,
+        };
+    let Some(split) = decoded.iter().position(|&b| b == b':') else {
+        return false;
+    };
+    let (user, pass) = (&decoded[..split], &decoded[split + 1..]);
+    // Both compared in constant time, and both always compared.
+    let user_ok = user.ct_eq(username.as_bytes());
+    let pass_ok = pass.ct_eq(password.as_bytes());
+    bool::from(user_ok & pass_ok)
+}
+
+/// Whether `token` (a bearer token as sent) is one of `tokens`, compared in constant time
+/// with every one of them.
+pub fn bearer_matches(token: &str, tokens: &[skybroker_config::Secret]) -> bool {
+    let token = token.trim().as_bytes();
+    !token.is_empty()
+        && bool::from(tokens.iter().fold(subtle::Choice::from(0), |found, t| {
+            found | token.ct_eq(t.expose().as_bytes())
+        }))
+}
+
 /// A new random secret: 32 bytes, URL-safe base64 (43 characters).
 pub fn generate_secret() -> String {
     let bytes: [u8; 32] = rand::random();

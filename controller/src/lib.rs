@@ -26,6 +26,7 @@
 //! - [`listener`]: the accept loop, with the header deadline slow clients need.
 //! - [`metrics`]: the Prometheus metrics and the store wrapper that times commits.
 //! - [`admin`]: the metrics listener (`/metrics`, `/healthz`, `/readyz`).
+//! - [`dashboard`]: the operator dashboard on the metrics listener (`/dashboard`).
 //! - [`logging`]: human or JSON-lines log output, with the request identity.
 //!
 //! Architecture invariants: only this crate knows HTTP and OSB JSON; plugin calls run only on
@@ -40,6 +41,7 @@ pub mod api;
 pub mod catalog;
 pub mod core;
 pub mod credentials;
+pub mod dashboard;
 pub mod engine;
 pub mod error;
 pub mod jobs;

@@ -26,9 +26,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use base64::Engine as _;
-use subtle::ConstantTimeEq;
 
 use crate::core::Core;
+use crate::credentials::{basic_credentials_match, bearer_matches};
 use crate::error::ApiError;
 
 /// The request identity header (OSB-HDR-08/09).
@@ -295,15 +295,7 @@ async fn authenticate(core: &Arc<Core>, headers: &HeaderMap) -> Option<Principal
             .map(|id| Principal::Platform(id.into()));
     }
     if let Some(token) = value.strip_prefix("Bearer ") {
-        let token = token.trim().as_bytes();
-        let known: bool = server
-            .bearer_tokens
-            .iter()
-            .fold(subtle::Choice::from(0), |found, t| {
-                found | token.ct_eq(t.expose().as_bytes())
-            })
-            .into();
-        return known.then_some(Principal::Broker);
+        return bearer_matches(token, &server.bearer_tokens).then_some(Principal::Broker);
     }
     None
 }
@@ -333,33 +325,6 @@ async fn platform_login(core: &Arc<Core>, encoded: &str) -> Option<String> {
         .await
         .ok()
         .flatten()
-}
-
-/// Whether `encoded` (the base64 part of a `Basic` header) holds exactly `username:password`.
-fn basic_credentials_match(encoded: &str, username: &str, password: &str) -> bool {
-    // Decoded on the stack: credentials are short, and this runs on every request. Longer
-    // ones (still valid) take the allocating path.
-    let encoded = encoded.trim();
-    let mut buffer = [0u8; 384];
-    let decoded: std::borrow::Cow<'_, [u8]> =
-        match base64::engine::general_purpose::STANDARD.decode_slice(encoded, &mut buffer) {
-            Ok(len) => std::borrow::Cow::Borrowed(&buffer[..len]),
-            Err(base64::DecodeSliceError::OutputSliceTooSmall) => {
-                match base64::engine::general_purpose::STANDARD.decode(encoded) {
-                    Ok(decoded) => std::borrow::Cow::Owned(decoded),
-                    Err(_) => return false,
-                }
-            }
-            Err(base64::DecodeSliceError::DecodeError(_)) => return false,
-        };
-    let Some(split) = decoded.iter().position(|&b| b == b':') else {
-        return false;
-    };
-    let (user, pass) = (&decoded[..split], &decoded[split + 1..]);
-    // Both compared in constant time, and both always compared.
-    let user_ok = user.ct_eq(username.as_bytes());
-    let pass_ok = pass.ct_eq(password.as_bytes());
-    bool::from(user_ok & pass_ok)
 }
 
 /// Checks the API version and parses the originating identity, both left in the request's

@@ -46,10 +46,10 @@ use axum::routing::get;
 use axum::Router;
 use serde_json::{json, Map, Value};
 use skybroker_storage::{Change, Labels, RegistryKind, RegistryName, RegistryRecord, StoreError};
-use subtle::ConstantTimeEq;
 
 use crate::api::request::{read_body, JsonBody, Query};
 use crate::core::Core;
+use crate::credentials::bearer_matches;
 use crate::error::ApiError;
 
 /// The default page size of a list.
@@ -139,18 +139,8 @@ async fn admit(core: &Core, request: Request) -> Result<Request, ApiError> {
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
         .unwrap_or("");
-    let known: bool = core
-        .config
-        .server
-        .admin_tokens
-        .iter()
-        .fold(subtle::Choice::from(0), |found, t| {
-            found | token.as_bytes().ct_eq(t.expose().as_bytes())
-        })
-        .into();
-    if token.is_empty() || !known {
+    if !bearer_matches(token, &core.config.server.admin_tokens) {
         return Err(ApiError::Unauthorized);
     }
     let server = &core.config.server;

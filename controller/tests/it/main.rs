@@ -7,6 +7,7 @@ mod aws;
 mod bindings;
 mod catalog;
 mod concurrency;
+mod dashboard;
 mod harness;
 mod headers;
 mod hostile;

@@ -668,6 +668,23 @@ impl StateMap {
             .collect()
     }
 
+    /// The `limit` operations that failed last, newest first (what an operator looks at).
+    /// Walks the statuses without unpacking; unpacks only those returned.
+    pub fn recent_failures(&self, limit: usize) -> Vec<Operation> {
+        let maps = self.read();
+        let mut failed: Vec<&HeldOperation> = maps
+            .operations
+            .iter()
+            .filter(|held| held.status.state == OperationState::Failed)
+            .collect();
+        failed.sort_unstable_by_key(|held| std::cmp::Reverse(held.status.finished_at));
+        failed
+            .into_iter()
+            .take(limit)
+            .map(|held| held.packed.unpack())
+            .collect()
+    }
+
     /// Ids of the operations that finished at or before `cutoff` (the clean-up's query). Walks
     /// every operation's status under the read lock, without unpacking: about a millisecond
     /// for 100,000 records, and the clean-up asks once per interval.

@@ -1,0 +1,181 @@
+//! The operator dashboard: one page on the metrics listener (`/dashboard`) that shows what
+//! the broker is doing: the store, the dispatcher's queue and workers, operations in flight
+//! and the last failures, instances a page at a time, registered brokers and platforms.
+//!
+//! Everything is rendered on the server ([`view`], maud templates checked at compile time);
+//! the page's script only fetches `/dashboard/live` every two seconds and swaps in the
+//! fragment it gets, so the page refreshes without a reload and without a client-side
+//! templating layer. The script and the style sheet are compiled into the binary: no CDN, no
+//! node toolchain.
+//!
+//! # Access
+//! The metrics listener has no authentication of its own (scrapers, probes); the dashboard
+//! does: the broker's configured basic credentials, or an admin token (`Authorization:
+//! Bearer`, or as the password of basic auth with any user name, which browsers can send). A
+//! browser gets `WWW-Authenticate: Basic` and asks.
+
+mod view;
+
+use std::sync::Arc;
+
+use axum::extract::{RawQuery, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use base64::Engine as _;
+
+use crate::core::Core;
+use crate::credentials::{basic_credentials_match, bearer_matches};
+
+/// Instances per page.
+const PAGE: usize = 50;
+/// Operations in flight shown.
+const IN_FLIGHT_SHOWN: usize = 100;
+/// Failed operations shown.
+const FAILURES_SHOWN: usize = 20;
+/// How long the store's health check may take (as for the readiness probe).
+const STORE_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The dashboard's routes, for the metrics listener.
+pub fn router(core: Arc<Core>) -> Router {
+    Router::new()
+        .route("/dashboard", get(page))
+        .route("/dashboard/live", get(live))
+        .route("/dashboard/dashboard.js", get(script))
+        .route("/dashboard/dashboard.css", get(style))
+        .layer(middleware::from_fn_with_state(Arc::clone(&core), guard))
+        .with_state(core)
+}
+
+/// Broker credentials or an admin token; 401 asking for basic auth otherwise.
+async fn guard(State(core): State<Arc<Core>>, request: Request, next: Next) -> Response {
+    let authorization = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if allowed(&core, authorization) {
+        return next.run(request).await;
+    }
+    let mut response = (StatusCode::UNAUTHORIZED, "authentication required\n").into_response();
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Basic realm=\"skybroker dashboard\""),
+    );
+    response
+}
+
+fn allowed(core: &Core, authorization: &str) -> bool {
+    let server = &core.config.server;
+    if let Some(token) = authorization.strip_prefix("Bearer ") {
+        return bearer_matches(token, &server.admin_tokens);
+    }
+    let Some(encoded) = authorization.strip_prefix("Basic ") else {
+        return false;
+    };
+    if let Some(password) = &server.password {
+        if basic_credentials_match(encoded, &server.username, password.expose()) {
+            return true;
+        }
+    }
+    // An admin token as the password, whatever the user name.
+    base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()
+        .and_then(|decoded| {
+            let split = decoded.iter().position(|&b| b == b':')?;
+            String::from_utf8(decoded[split + 1..].to_vec()).ok()
+        })
+        .is_some_and(|token| bearer_matches(&token, &server.admin_tokens))
+}
+
+/// What the page shows, read once per request.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// The store's kind and whether it answers.
+    pub store: (&'static str, Result<(), String>),
+    /// The engine's sample: queue, workers, counts.
+    pub sample: crate::metrics::Sample,
+    /// Operations in flight, oldest first, with when each is polled next.
+    pub in_flight: Vec<(skybroker_storage::Operation, Option<u64>)>,
+    /// How many are in flight in all.
+    pub in_flight_total: usize,
+    /// The last failures.
+    pub failures: Vec<skybroker_storage::Operation>,
+    /// A page of instances and whether more follow.
+    pub instances: (Vec<skybroker_storage::ServiceInstance>, bool),
+    /// Where the page starts.
+    pub after: Option<String>,
+    /// The registered brokers.
+    pub brokers: Vec<skybroker_storage::ServiceBroker>,
+    /// The registered platforms.
+    pub platforms: Vec<skybroker_storage::Platform>,
+    /// Now, for ages.
+    pub now: u64,
+}
+
+async fn snapshot(core: &Core, query: Option<&str>) -> Snapshot {
+    use crate::metrics::Live as _;
+    let after = form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .find(|(key, _)| key == "after")
+        .map(|(_, value)| value.into_owned())
+        .filter(|value| !value.is_empty());
+    let store = core.state.store();
+    let health = match tokio::time::timeout(STORE_CHECK_TIMEOUT, store.check()).await {
+        Ok(result) => result.map_err(|err| err.to_string()),
+        Err(_) => Err("no answer in time".to_owned()),
+    };
+    let mut in_flight = core.state.operations_in_progress();
+    let in_flight_total = in_flight.len();
+    in_flight.sort_by_key(|operation| operation.created_at);
+    in_flight.truncate(IN_FLIGHT_SHOWN);
+    let in_flight = in_flight
+        .into_iter()
+        .map(|operation| {
+            let due = core.engine.next_due(&operation.id);
+            (operation, due)
+        })
+        .collect();
+    Snapshot {
+        store: (store.name(), health),
+        sample: core.engine.sample(),
+        in_flight,
+        in_flight_total,
+        failures: core.state.recent_failures(FAILURES_SHOWN),
+        instances: core.state.instances_page(after.as_deref(), PAGE, |_| true),
+        after,
+        brokers: core.state.service_brokers(),
+        platforms: core.state.platforms(),
+        now: skybroker_storage::now_millis(),
+    }
+}
+
+/// `GET /dashboard`: the page.
+async fn page(State(core): State<Arc<Core>>, RawQuery(query): RawQuery) -> Html<String> {
+    let snapshot = snapshot(&core, query.as_deref()).await;
+    Html(view::page(&snapshot).into_string())
+}
+
+/// `GET /dashboard/live`: the part that refreshes.
+async fn live(State(core): State<Arc<Core>>, RawQuery(query): RawQuery) -> Html<String> {
+    let snapshot = snapshot(&core, query.as_deref()).await;
+    Html(view::live(&snapshot).into_string())
+}
+
+async fn script() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("dashboard.js"),
+    )
+        .into_response()
+}
+
+async fn style() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        include_str!("dashboard.css"),
+    )
+        .into_response()
+}

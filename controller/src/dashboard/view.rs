@@ -1,0 +1,188 @@
+//! The dashboard's HTML (maud): the page, and the live part the script swaps in.
+
+use maud::{html, Markup, DOCTYPE};
+use skybroker_storage::{Operation, ServiceInstance};
+
+use super::Snapshot;
+
+/// `1.2 s`, `3 min`, `2.5 h` from milliseconds.
+fn span(ms: u64) -> String {
+    let s = ms as f64 / 1000.0;
+    if s < 60.0 {
+        format!("{s:.1} s")
+    } else if s < 3600.0 {
+        format!("{:.0} min", s / 60.0)
+    } else {
+        format!("{:.1} h", s / 3600.0)
+    }
+}
+
+/// The whole page: the frame, and the live part inside it.
+pub fn page(snapshot: &Snapshot) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { "Skybroker" }
+                link rel="stylesheet" href="/dashboard/dashboard.css";
+            }
+            body {
+                header {
+                    h1 { "Skybroker" }
+                    span #refreshed { "live" }
+                }
+                main #live { (live(snapshot)) }
+                script src="/dashboard/dashboard.js" {}
+            }
+        }
+    }
+}
+
+/// What refreshes every two seconds.
+pub fn live(snapshot: &Snapshot) -> Markup {
+    let dispatcher = &snapshot.sample.dispatcher;
+    let counts = &snapshot.sample.counts;
+    let operations = &snapshot.sample.operations;
+    let (store, health) = &snapshot.store;
+    html! {
+        section .cards {
+            div .card .(if health.is_ok() { "ok" } else { "bad" }) {
+                h2 { "Store" }
+                p .big { (store) }
+                p { (match health { Ok(()) => "answering".to_owned(), Err(err) => err.clone() }) }
+            }
+            div .card {
+                h2 { "Queue" }
+                p .big #queue { (dispatcher.queue_depth) " / " (dispatcher.capacity) }
+                p { "workers busy " span #busy { (dispatcher.busy_workers) " / " (dispatcher.workers) } }
+            }
+            div .card {
+                h2 { "Operations" }
+                p .big #in-flight { (snapshot.in_flight_total) " in flight" }
+                p { (operations.succeeded) " succeeded, " (operations.failed) " failed (kept)" }
+            }
+            div .card {
+                h2 { "Records" }
+                p .big { (counts.instances) " instances" }
+                p { (counts.bindings) " bindings, " (counts.operations) " operation records" }
+            }
+        }
+        section {
+            h2 { "Operations in flight" }
+            @if snapshot.in_flight.is_empty() {
+                p .empty { "none" }
+            } @else {
+                table #operations {
+                    thead { tr { th { "operation" } th { "kind" } th { "instance" } th { "age" } th { "attempts" } th { "next poll" } th { "deadline" } } }
+                    tbody {
+                        @for (operation, due) in &snapshot.in_flight {
+                            tr data-operation=(operation.id.as_str()) {
+                                td { code { (operation.id.as_str()) } }
+                                td { (operation.kind.name()) }
+                                td { code { (operation.instance_id.as_str()) } }
+                                td { (span(snapshot.now.saturating_sub(operation.created_at))) }
+                                td { (operation.attempts) }
+                                td { (due.map_or("on a worker".to_owned(), |due| format!("in {}", span(due.saturating_sub(snapshot.now))))) }
+                                td { "in " (span(operation.deadline.saturating_sub(snapshot.now))) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        section {
+            h2 { "Last failures" }
+            @if snapshot.failures.is_empty() {
+                p .empty { "none" }
+            } @else {
+                table #failures {
+                    thead { tr { th { "operation" } th { "kind" } th { "instance" } th { "ended" } th { "error" } } }
+                    tbody { @for operation in &snapshot.failures { (failure(operation, snapshot.now)) } }
+                }
+            }
+        }
+        section {
+            h2 { "Instances" }
+            table #instances {
+                thead { tr { th { "instance" } th { "service" } th { "plan" } th { "state" } th { "platform" } th { "age" } } }
+                tbody { @for instance in &snapshot.instances.0 { (instance_row(instance, snapshot.now)) } }
+            }
+            nav .paging {
+                @if snapshot.after.is_some() { a href="/dashboard" { "first page" } }
+                @if snapshot.instances.1 {
+                    @if let Some(last) = snapshot.instances.0.last() {
+                        a href=(format!("/dashboard?after={}", form_urlencoded::byte_serialize(last.id.as_bytes()).collect::<String>())) { "next page" }
+                    }
+                }
+            }
+        }
+        section .two {
+            div {
+                h2 { "Brokers" }
+                table #brokers {
+                    thead { tr { th { "name" } th { "URL" } th { "offerings" } } }
+                    tbody {
+                        tr { td { "skybroker (built-in)" } td { "-" } td { "configured" } }
+                        @for broker in &snapshot.brokers {
+                            tr { td { (broker.name) } td { code { (broker.broker_url) } } td { (broker.services.len()) } }
+                        }
+                    }
+                }
+            }
+            div {
+                h2 { "Platforms" }
+                @if snapshot.platforms.is_empty() {
+                    p .empty { "none registered" }
+                } @else {
+                    table #platforms {
+                        thead { tr { th { "name" } th { "type" } } }
+                        tbody { @for platform in &snapshot.platforms { tr { td { (platform.name) } td { (platform.kind) } } } }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn failure(operation: &Operation, now: u64) -> Markup {
+    let error = operation
+        .failure
+        .as_ref()
+        .map_or("", |failure| failure.description.as_str());
+    html! {
+        tr data-operation=(operation.id.as_str()) {
+            td { code { (operation.id.as_str()) } }
+            td { (operation.kind.name()) }
+            td { code { (operation.instance_id.as_str()) } }
+            td { (operation.finished_at.map_or("-".to_owned(), |at| format!("{} ago", span(now.saturating_sub(at))))) }
+            td .error { (error) }
+        }
+    }
+}
+
+fn instance_row(instance: &ServiceInstance, now: u64) -> Markup {
+    html! {
+        tr data-instance=(instance.id.as_str()) {
+            td { code { (instance.id.as_str()) } }
+            td { code { (instance.service_id.as_str()) } }
+            td { code { (instance.plan_id.as_str()) } }
+            td .state { (format!("{:?}", instance.state).to_lowercase()) }
+            td { (instance.platform_id.as_deref().unwrap_or("-")) }
+            td { (span(now.saturating_sub(instance.created_at))) }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spans_read_like_people_write_them() {
+        assert_eq!(span(1_500), "1.5 s");
+        assert_eq!(span(180_000), "3 min");
+        assert_eq!(span(9_000_000), "2.5 h");
+    }
+}
