@@ -175,6 +175,13 @@ for name, value in (("admin-key", key["AccessKeyId"]), ("admin-secret", key["Sec
 # The official Alibaba Cloud Python SDKs (RDS, RAM, OSS), which the fake Alibaba Cloud's
 # proof test (brokers/alibaba-fake/tests/python_sdks.rs) drives: a venv of their pinned
 # versions, reinstalled when the requirements change.
+# A headless browser for the dashboard's test: Debian's Chromium.
+ensure_chromium() {
+    [ -n "${SKYBROKER_TEST_CHROMIUM:-}" ] && return
+    command -v chromium >/dev/null || apt_install chromium
+    export SKYBROKER_TEST_CHROMIUM=$(command -v chromium)
+}
+
 ensure_alibaba_sdks() {
     [ -n "${SKYBROKER_TEST_ALIBABA_PYTHON:-}" ] && return
     local dir="$STATE/alibaba-sdk" requirements=brokers/alibaba-fake/tests/sdk/requirements.txt
@@ -205,6 +212,8 @@ ensure_mysql
 ensure_etcd
 ensure_moto
 ensure_alibaba_sdks
+ensure_chromium
+echo "Chromium at $SKYBROKER_TEST_CHROMIUM"
 echo "PostgreSQL at $SKYBROKER_TEST_POSTGRES, MySQL/MariaDB at $SKYBROKER_TEST_MYSQL, etcd at $SKYBROKER_TEST_ETCD, moto (AWS) at $SKYBROKER_TEST_AWS, Alibaba Cloud Python SDKs in $SKYBROKER_TEST_ALIBABA_PYTHON"
 
 step "format"

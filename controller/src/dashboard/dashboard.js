@@ -6,7 +6,11 @@
   const stamp = document.getElementById("refreshed");
   async function refresh() {
     try {
-      const response = await fetch("/dashboard/live" + window.location.search, {
+      // From the origin: a relative URL would carry the page URL's credentials, if it has
+      // any (http://user:password@host/…), and fetch refuses those; the browser sends the
+      // credentials it already holds for the page either way.
+      const url = window.location.origin + "/dashboard/live" + window.location.search;
+      const response = await fetch(url, {
         credentials: "same-origin",
         cache: "no-store",
       });

@@ -112,6 +112,8 @@ pub struct Snapshot {
     pub brokers: Vec<skybroker_storage::ServiceBroker>,
     /// The registered platforms.
     pub platforms: Vec<skybroker_storage::Platform>,
+    /// Offering and plan names by plan id, to show names rather than ids.
+    pub names: std::collections::HashMap<String, (String, String)>,
     /// Now, for ages.
     pub now: u64,
 }
@@ -148,6 +150,14 @@ async fn snapshot(core: &Core, query: Option<&str>) -> Snapshot {
         after,
         brokers: core.state.service_brokers(),
         platforms: core.state.platforms(),
+        names: core
+            .catalog
+            .current()
+            .plans()
+            .map(|(offering, plan, _)| {
+                (plan.id.clone(), (offering.name.clone(), plan.name.clone()))
+            })
+            .collect(),
         now: skybroker_storage::now_millis(),
     }
 }

@@ -107,7 +107,7 @@ pub fn live(snapshot: &Snapshot) -> Markup {
             h2 { "Instances" }
             table #instances {
                 thead { tr { th { "instance" } th { "service" } th { "plan" } th { "state" } th { "platform" } th { "age" } } }
-                tbody { @for instance in &snapshot.instances.0 { (instance_row(instance, snapshot.now)) } }
+                tbody { @for instance in &snapshot.instances.0 { (instance_row(instance, snapshot)) } }
             }
             nav .paging {
                 @if snapshot.after.is_some() { a href="/dashboard" { "first page" } }
@@ -162,15 +162,26 @@ fn failure(operation: &Operation, now: u64) -> Markup {
     }
 }
 
-fn instance_row(instance: &ServiceInstance, now: u64) -> Markup {
+fn instance_row(instance: &ServiceInstance, snapshot: &Snapshot) -> Markup {
+    // Names when the catalog still has the plan, ids otherwise.
+    let (service, plan) = snapshot
+        .names
+        .get(instance.plan_id.as_str())
+        .cloned()
+        .unwrap_or_else(|| {
+            (
+                instance.service_id.to_string(),
+                instance.plan_id.to_string(),
+            )
+        });
     html! {
         tr data-instance=(instance.id.as_str()) {
             td { code { (instance.id.as_str()) } }
-            td { code { (instance.service_id.as_str()) } }
-            td { code { (instance.plan_id.as_str()) } }
+            td { (service) }
+            td { (plan) }
             td .state { (format!("{:?}", instance.state).to_lowercase()) }
             td { (instance.platform_id.as_deref().unwrap_or("-")) }
-            td { (span(now.saturating_sub(instance.created_at))) }
+            td { (span(snapshot.now.saturating_sub(instance.created_at))) }
         }
     }
 }

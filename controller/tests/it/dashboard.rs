@@ -112,3 +112,159 @@ async fn the_dashboard_shows_operations_as_they_run() {
     assert!(script.contains("/dashboard/live"));
     broker.stop().await;
 }
+
+/// Issue #19: a real headless Chromium on the dashboard. After a provision the page shows the
+/// operation in flight; the same page, never reloaded, then shows the instance ready; a failed
+/// operation shows its error; wrong credentials get nothing; a screenshot is written under
+/// the test's temp dir.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_sees_an_operation_finish_without_reloading() {
+    let Some(chromium) = crate::servers::server("SKYBROKER_TEST_CHROMIUM") else {
+        return;
+    };
+    let broker = Broker::with_config(fast_config(2500)).await;
+    let failing = new_id("browser-fail");
+    let (status, body) = broker
+        .put_instance(&failing, &provision_body(FAIL), true)
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let failed_op = body["operation"].as_str().unwrap().to_owned();
+    assert_eq!(
+        broker.wait_instance(&failing, &failed_op).await["state"],
+        "failed"
+    );
+    let instance = new_id("browser");
+    let (status, body) = broker
+        .put_instance(&instance, &provision_body(ASYNC), true)
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let operation = body["operation"].as_str().unwrap().to_owned();
+
+    let base = broker.metrics_url().replace("http://", "");
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let shot = dir.path().join("dashboard.png");
+    let seen = {
+        let (instance, operation, shot) = (instance.clone(), operation.clone(), shot.clone());
+        tokio::task::spawn_blocking(move || browse(&chromium, &base, &instance, &operation, &shot))
+    }
+    .await
+    .expect("the browser task");
+    assert!(
+        seen.in_flight_at_load,
+        "the operation in flight when the page loaded"
+    );
+    assert_eq!(
+        seen.state_later, "ready",
+        "the same page, refreshed in place"
+    );
+    assert_eq!(seen.loads, 1, "never reloaded");
+    assert!(
+        seen.failure_error.contains("always fails"),
+        "{}",
+        seen.failure_error
+    );
+    assert!(
+        seen.refused.contains("authentication required")
+            || seen.refused.contains("ERR_INVALID_AUTH_CREDENTIALS"),
+        "{}",
+        seen.refused
+    );
+    assert!(
+        !seen.refused.contains("Operations in flight"),
+        "{}",
+        seen.refused
+    );
+    let png = std::fs::read(&shot).expect("a screenshot");
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "{} bytes",
+        png.len()
+    );
+    broker.stop().await;
+}
+
+/// What the browser saw.
+struct Seen {
+    in_flight_at_load: bool,
+    state_later: String,
+    loads: u64,
+    failure_error: String,
+    refused: String,
+}
+
+/// Drives Chromium on the dashboard at `base` (`host:port`) with the test's credentials.
+fn browse(
+    chromium: &str,
+    base: &str,
+    instance: &str,
+    operation: &str,
+    shot: &std::path::Path,
+) -> Seen {
+    use headless_chrome::protocol::cdp::Page::CaptureScreenshotFormatOption;
+    use headless_chrome::{Browser, LaunchOptions};
+    let options = LaunchOptions::default_builder()
+        .path(Some(chromium.into()))
+        .sandbox(false)
+        .window_size(Some((1280, 900)))
+        .build()
+        .expect("launch options");
+    let browser = Browser::new(options).expect("Chromium starts");
+    let tab = browser.new_tab().expect("a tab");
+    let eval = |expression: &str| -> serde_json::Value {
+        tab.evaluate(expression, false)
+            .expect("evaluates")
+            .value
+            .unwrap_or(serde_json::Value::Null)
+    };
+    tab.navigate_to(&format!("http://{USER}:{PASSWORD}@{base}/dashboard"))
+        .expect("navigates")
+        .wait_until_navigated()
+        .expect("loads");
+    let in_flight_at_load = eval(&format!(
+        "document.querySelector('#operations [data-operation=\"{operation}\"]') !== null"
+    )) == serde_json::Value::Bool(true);
+    // Marks this page: a reload would lose the mark.
+    eval("window.__seen = 1");
+    let state = format!(
+        "(document.querySelector('[data-instance=\"{instance}\"] .state') || {{}}).textContent || ''"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut state_later = String::new();
+    while std::time::Instant::now() < deadline {
+        state_later = eval(&state).as_str().unwrap_or_default().to_owned();
+        if state_later == "ready" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    let loads = if eval("window.__seen") == serde_json::json!(1) {
+        1
+    } else {
+        2
+    };
+    let failure_error =
+        eval("(document.querySelector('#failures .error') || {}).textContent || ''")
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+    let png = tab
+        .capture_screenshot(CaptureScreenshotFormatOption::Png, None, None, true)
+        .expect("a screenshot");
+    std::fs::write(shot, png).expect("write the screenshot");
+    // Wrong credentials: the page never comes (Chromium reports the refused login as such).
+    let other = browser.new_tab().expect("a second tab");
+    let refused = match other
+        .navigate_to(&format!("http://intruder:guess@{base}/dashboard"))
+        .and_then(|tab| tab.wait_until_navigated())
+    {
+        Ok(tab) => tab.get_content().unwrap_or_default(),
+        Err(err) => err.to_string(),
+    };
+    Seen {
+        in_flight_at_load,
+        state_later,
+        loads,
+        failure_error,
+        refused,
+    }
+}
