@@ -178,6 +178,67 @@ impl Admitted {
     }
 }
 
+/// One minute of the operator dashboard's chart.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Minute {
+    /// Its start, in milliseconds since the epoch.
+    pub start: u64,
+    /// Operations admitted.
+    pub started: u64,
+    /// Operations that succeeded.
+    pub succeeded: u64,
+    /// Operations that failed (a halted create counts as failed here).
+    pub failed: u64,
+    /// The deepest the dispatcher's queue was seen (at scanner passes).
+    pub queue_max: usize,
+}
+
+/// The last hour, a minute at a time: what the dashboard draws. Prometheus keeps the real
+/// history; this is for an operator without one.
+#[derive(Debug, Default)]
+struct History {
+    minutes: std::collections::VecDeque<Minute>,
+}
+
+/// Minutes of history kept.
+pub const HISTORY_MINUTES: usize = 60;
+
+impl History {
+    /// The bucket of the minute `now` falls in, made if new (the oldest dropped).
+    fn at(&mut self, now: u64) -> &mut Minute {
+        let start = now - now % 60_000;
+        if self.minutes.back().is_none_or(|last| last.start < start) {
+            self.minutes.push_back(Minute {
+                start,
+                ..Minute::default()
+            });
+            while self.minutes.len() > HISTORY_MINUTES {
+                self.minutes.pop_front();
+            }
+        }
+        self.minutes.back_mut().expect("just pushed")
+    }
+
+    /// The last hour up to `now`, one entry per minute, empty minutes included, oldest first.
+    fn hour(&self, now: u64) -> Vec<Minute> {
+        let current = now - now % 60_000;
+        (0..HISTORY_MINUTES as u64)
+            .rev()
+            .map(|back| current - back * 60_000)
+            .map(|start| {
+                self.minutes
+                    .iter()
+                    .find(|m| m.start == start)
+                    .copied()
+                    .unwrap_or(Minute {
+                        start,
+                        ..Minute::default()
+                    })
+            })
+            .collect()
+    }
+}
+
 /// The broker's metrics. One instance per broker, shared by the HTTP layer, the engine, the
 /// workers and the store wrapper; every method may be called from any thread.
 #[derive(Debug)]
@@ -200,6 +261,8 @@ pub struct Metrics {
     started: Family<OperationLabels, Counter>,
     /// Operations ended.
     finished: Family<OutcomeLabels, Counter>,
+    /// The last hour for the dashboard.
+    history: std::sync::Mutex<History>,
 }
 
 impl Default for Metrics {
@@ -221,6 +284,7 @@ impl Metrics {
             scans: Histogram::new(SCAN_BUCKETS),
             started: Family::default(),
             finished: Family::default(),
+            history: Default::default(),
         }
     }
 
@@ -373,6 +437,23 @@ impl Metrics {
                 operation: kind.name(),
             })
             .inc();
+        self.in_history(|minute| minute.started += 1);
+    }
+
+    /// Notes the dispatcher's queue depth (the scanner does, at every pass).
+    pub fn note_queue(&self, depth: usize) {
+        self.in_history(|minute| minute.queue_max = minute.queue_max.max(depth));
+    }
+
+    /// The last hour, a minute at a time, oldest first.
+    pub fn last_hour(&self) -> Vec<Minute> {
+        let history = self.history.lock().unwrap_or_else(|e| e.into_inner());
+        history.hour(skybroker_storage::now_millis())
+    }
+
+    fn in_history(&self, change: impl FnOnce(&mut Minute)) {
+        let mut history = self.history.lock().unwrap_or_else(|e| e.into_inner());
+        change(history.at(skybroker_storage::now_millis()));
     }
 
     /// Records an operation ended.
@@ -383,6 +464,10 @@ impl Metrics {
                 outcome: outcome.label(),
             })
             .inc();
+        self.in_history(|minute| match outcome {
+            EndedAs::Succeeded => minute.succeeded += 1,
+            _ => minute.failed += 1,
+        });
     }
 }
 
@@ -643,6 +728,35 @@ mod tests {
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
         text
+    }
+
+    #[test]
+    fn the_history_keeps_an_hour_a_minute_at_a_time() {
+        let mut history = History::default();
+        let t0 = 1_700_000_000_000 - 1_700_000_000_000 % 60_000;
+        history.at(t0 + 5_000).started += 2;
+        history.at(t0 + 59_000).succeeded += 1;
+        history.at(t0 + 60_000).failed += 1;
+        history.at(t0 + 61 * 60_000).queue_max = 7; // an hour later
+        let hour = history.hour(t0 + 61 * 60_000 + 1);
+        assert_eq!(hour.len(), HISTORY_MINUTES);
+        assert_eq!(hour.last().unwrap().queue_max, 7);
+        assert_eq!(
+            hour[0].start,
+            t0 + 2 * 60_000,
+            "the oldest minute an hour back"
+        );
+        assert!(
+            hour.iter().all(|m| m.started == 0),
+            "the first minute fell out"
+        );
+        assert_eq!(
+            history.minutes.len(),
+            3,
+            "only minutes with something in them are kept"
+        );
+        let earlier = history.hour(t0 + 60_001);
+        assert_eq!(earlier.last().unwrap().failed, 1);
     }
 
     #[test]

@@ -112,6 +112,8 @@ pub struct Snapshot {
     pub brokers: Vec<skybroker_storage::ServiceBroker>,
     /// The registered platforms.
     pub platforms: Vec<skybroker_storage::Platform>,
+    /// The last hour, a minute at a time.
+    pub history: Vec<crate::metrics::Minute>,
     /// Offering and plan names by plan id, to show names rather than ids.
     pub names: std::collections::HashMap<String, (String, String)>,
     /// Now, for ages.
@@ -150,6 +152,7 @@ async fn snapshot(core: &Core, query: Option<&str>) -> Snapshot {
         after,
         brokers: core.state.service_brokers(),
         platforms: core.state.platforms(),
+        history: core.metrics.last_hour(),
         names: core
             .catalog
             .current()

@@ -69,6 +69,22 @@ pub fn live(snapshot: &Snapshot) -> Markup {
                 p { (counts.bindings) " bindings, " (counts.operations) " operation records" }
             }
         }
+        section .two {
+            (chart(
+                "Operations per minute, last hour",
+                "operations-chart",
+                &[
+                    ("started", "#3e7bfa", snapshot.history.iter().map(|m| m.started).collect()),
+                    ("succeeded", "#2f9e44", snapshot.history.iter().map(|m| m.succeeded).collect()),
+                    ("failed", "#e03131", snapshot.history.iter().map(|m| m.failed).collect()),
+                ],
+            ))
+            (chart(
+                "Queue depth, last hour",
+                "queue-chart",
+                &[("deepest", "#7048e8", snapshot.history.iter().map(|m| m.queue_max as u64).collect())],
+            ))
+        }
         section {
             h2 { "Operations in flight" }
             @if snapshot.in_flight.is_empty() {
@@ -140,6 +156,58 @@ pub fn live(snapshot: &Snapshot) -> Markup {
                         thead { tr { th { "name" } th { "type" } } }
                         tbody { @for platform in &snapshot.platforms { tr { td { (platform.name) } td { (platform.kind) } } } }
                     }
+                }
+            }
+        }
+    }
+}
+
+/// Width and height of a chart's drawing area.
+const CHART: (f64, f64) = (560.0, 110.0);
+
+/// A line chart of per-minute `series` (label, colour, values oldest first), drawn as SVG on
+/// the server. Each series' total is in a `data-` attribute and the legend.
+fn chart(title: &str, id: &str, series: &[(&str, &str, Vec<u64>)]) -> Markup {
+    let (width, height) = CHART;
+    let top = series
+        .iter()
+        .flat_map(|(_, _, values)| values.iter().copied())
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let points = |values: &[u64]| -> String {
+        let step = width / (values.len().max(2) - 1) as f64;
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let x = i as f64 * step;
+                let y = height - (*v as f64 / top as f64) * (height - 4.0) - 2.0;
+                format!("{x:.1},{y:.1}")
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    html! {
+        div .chart #(id) {
+            h2 { (title) }
+            svg viewBox=(format!("-34 -6 {} {}", width + 40.0, height + 24.0)) role="img" aria-label=(title) {
+                line x1="0" y1=(height) x2=(width) y2=(height) stroke="#cbd2d9" {}
+                line x1="0" y1="0" x2="0" y2=(height) stroke="#cbd2d9" {}
+                text x="-6" y="8" text-anchor="end" font-size="10" fill="#7b8794" { (top) }
+                text x="-6" y=(height) text-anchor="end" font-size="10" fill="#7b8794" { "0" }
+                text x="0" y=(height + 14.0) font-size="10" fill="#7b8794" { "-60 min" }
+                text x=(width) y=(height + 14.0) text-anchor="end" font-size="10" fill="#7b8794" { "now" }
+                @for (label, colour, values) in series {
+                    polyline points=(points(values)) fill="none" stroke=(colour) stroke-width="1.8" data-series=(label) {}
+                }
+            }
+            p .legend {
+                @for (label, colour, values) in series {
+                    span style=(format!("color: {colour}")) data-total=(values.iter().sum::<u64>()) data-series=(label) {
+                        "■ " (label) " " (values.iter().sum::<u64>())
+                    }
+                    " "
                 }
             }
         }

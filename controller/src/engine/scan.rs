@@ -48,6 +48,9 @@ pub async fn run_scanner(engine: Arc<Engine>, mut shutdown: watch::Receiver<bool
         let started = std::time::Instant::now();
         scan_pass(&engine, now_millis()).await;
         engine.metrics.observe_scan(started.elapsed());
+        engine
+            .metrics
+            .note_queue(engine.dispatcher.stats().queue_depth);
     }
     log::debug!("scanner stopped");
 }

@@ -101,6 +101,28 @@ async fn the_dashboard_shows_operations_as_they_run() {
         "the error is shown: {live}"
     );
 
+    // The chart counts them this hour: two started, one succeeded, one failed.
+    let chart = live
+        .split("id=\"operations-chart\"")
+        .nth(1)
+        .expect("the operations chart");
+    let legend = chart
+        .split("class=\"legend\"")
+        .nth(1)
+        .expect("the chart's legend");
+    let total = |series: &str| -> u64 {
+        let at = legend
+            .find(&format!("data-series=\"{series}\">"))
+            .expect("a legend entry");
+        let before = &legend[..at];
+        let start = before.rfind("data-total=\"").expect("a total") + "data-total=\"".len();
+        before[start..].split('"').next().unwrap().parse().unwrap()
+    };
+    assert!(total("started") >= 2, "{chart}");
+    assert!(total("succeeded") >= 1, "{chart}");
+    assert!(total("failed") >= 1, "{chart}");
+    assert!(chart.contains("<polyline"), "{chart}");
+
     // The script and the style sheet come from the binary.
     let (status, script, headers) =
         get(&broker, "/dashboard/dashboard.js", Some((USER, PASSWORD))).await;
