@@ -156,6 +156,15 @@ pub struct ServerConfig {
     /// request (`SKYBROKER_ADMIN_TOKEN` adds one).
     #[serde(default)]
     pub admin_tokens: Vec<Secret>,
+    /// A file of admin tokens, one per line (a mounted Kubernetes secret), besides
+    /// `admin_tokens`; read again while the broker runs (`secret_reload_secs`).
+    #[serde(default)]
+    pub admin_token_file: Option<PathBuf>,
+    /// Seconds between reads of `password_file` and `admin_token_file`: a rotated secret
+    /// takes effect within this long, without a restart, and the old one stops working. 0:
+    /// read at start only.
+    #[serde(default = "default_secret_reload_secs")]
+    pub secret_reload_secs: u64,
     /// Largest accepted request body in bytes.
     #[serde(default = "default_body_limit")]
     pub max_body_bytes: usize,
@@ -343,6 +352,9 @@ fn default_body_limit() -> usize {
 }
 fn default_drain_secs() -> u64 {
     30
+}
+fn default_secret_reload_secs() -> u64 {
+    10
 }
 fn default_header_read_timeout_secs() -> u64 {
     10

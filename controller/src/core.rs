@@ -10,7 +10,7 @@ use skybroker_config::Config;
 use skybroker_storage::StateMap;
 
 use crate::catalog::Catalogs;
-use crate::credentials::PlatformLogins;
+use crate::credentials::{LiveSecrets, PlatformLogins};
 use crate::engine::Engine;
 use crate::locks::InstanceLocks;
 use crate::metrics::Metrics;
@@ -32,4 +32,6 @@ pub struct Core {
     pub metrics: Arc<Metrics>,
     /// Platform logins verified so far (Service Manager).
     pub logins: PlatformLogins,
+    /// The broker's password and admin tokens as they are now (files are read again).
+    pub secrets: Arc<LiveSecrets>,
 }

@@ -10,7 +10,11 @@
 //! platform changes the record and the memory no longer matches.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use skybroker_config::{Secret, ServerConfig};
 
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
@@ -55,6 +59,138 @@ pub fn bearer_matches(token: &str, tokens: &[skybroker_config::Secret]) -> bool 
         && bool::from(tokens.iter().fold(subtle::Choice::from(0), |found, t| {
             found | token.ct_eq(t.expose().as_bytes())
         }))
+}
+
+/// The broker's own secrets that may change while it runs, read from mounted files: the
+/// password (`server.password_file`, when the password came from it and not from the
+/// environment) and the admin tokens (`admin_tokens` and `server.admin_token_file`). Every
+/// request reads the current ones (an atomic load); [`LiveSecrets::reload`] reads the files
+/// again, so a rotated secret takes effect without a restart and the old one stops working.
+#[derive(Debug)]
+pub struct LiveSecrets {
+    password: ArcSwap<Option<Secret>>,
+    admin_tokens: ArcSwap<Vec<Secret>>,
+    /// The password's file, when the password came from it.
+    password_file: Option<std::path::PathBuf>,
+    token_file: Option<std::path::PathBuf>,
+    configured_tokens: Vec<Secret>,
+}
+
+/// A secret file's text without its trailing newline (as `password_file` is read at start).
+fn read_secret(path: &Path) -> std::io::Result<String> {
+    Ok(std::fs::read_to_string(path)?
+        .trim_end_matches(['\r', '\n'])
+        .to_owned())
+}
+
+/// The tokens of a token file: one per line, blank lines ignored.
+fn read_tokens(path: &Path) -> std::io::Result<Vec<Secret>> {
+    Ok(std::fs::read_to_string(path)?
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .map(Secret::new)
+        .collect())
+}
+
+impl LiveSecrets {
+    /// The secrets `server` configures, the token file read.
+    ///
+    /// # Errors
+    /// The token file cannot be read.
+    pub fn new(server: &ServerConfig) -> Result<LiveSecrets, String> {
+        // The password came from its file unless the environment set another one.
+        let password_file = server.password_file.clone().filter(|path| {
+            let current = server.password.as_ref().map(|p| p.expose().to_owned());
+            read_secret(path).ok() == current
+        });
+        let mut tokens = server.admin_tokens.clone();
+        if let Some(path) = &server.admin_token_file {
+            tokens.extend(
+                read_tokens(path)
+                    .map_err(|err| format!("server.admin_token_file {}: {err}", path.display()))?,
+            );
+        }
+        Ok(LiveSecrets {
+            password: ArcSwap::from_pointee(server.password.clone()),
+            admin_tokens: ArcSwap::from_pointee(tokens),
+            password_file,
+            token_file: server.admin_token_file.clone(),
+            configured_tokens: server.admin_tokens.clone(),
+        })
+    }
+
+    /// The broker's password now.
+    pub fn password(&self) -> Arc<Option<Secret>> {
+        self.password.load_full()
+    }
+
+    /// The admin tokens now.
+    pub fn admin_tokens(&self) -> Arc<Vec<Secret>> {
+        self.admin_tokens.load_full()
+    }
+
+    /// Reads the files again; says which secrets changed (never their values). A file that
+    /// cannot be read (a secret being swapped) keeps the current secret.
+    pub fn reload(&self) -> Vec<&'static str> {
+        let mut changed = Vec::new();
+        if let Some(path) = &self.password_file {
+            match read_secret(path) {
+                Ok(text) if !text.is_empty() => {
+                    let current = self.password();
+                    if current.as_ref().as_ref().map(Secret::expose) != Some(text.as_str()) {
+                        self.password.store(Arc::new(Some(Secret::new(text))));
+                        changed.push("the password");
+                    }
+                }
+                Ok(_) => log::warn!("{} is empty; keeping the password", path.display()),
+                Err(err) => log::warn!("{}: {err}; keeping the password", path.display()),
+            }
+        }
+        if let Some(path) = &self.token_file {
+            match read_tokens(path) {
+                Ok(mut tokens) => {
+                    tokens.splice(0..0, self.configured_tokens.iter().cloned());
+                    let current = self.admin_tokens();
+                    let same = current.len() == tokens.len()
+                        && current
+                            .iter()
+                            .zip(&tokens)
+                            .all(|(a, b)| a.expose() == b.expose());
+                    if !same {
+                        self.admin_tokens.store(Arc::new(tokens));
+                        changed.push("the admin tokens");
+                    }
+                }
+                Err(err) => log::warn!("{}: {err}; keeping the admin tokens", path.display()),
+            }
+        }
+        changed
+    }
+
+    /// Whether any secret comes from a file to watch.
+    pub fn has_files(&self) -> bool {
+        self.password_file.is_some() || self.token_file.is_some()
+    }
+}
+
+/// Reads the secret files every `every` until `stop`, logging what changed.
+pub async fn watch_secret_files(
+    secrets: Arc<LiveSecrets>,
+    every: std::time::Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        for what in secrets.reload() {
+            log::info!(
+                "{what} changed in its file: the new one is in effect, the old one no longer is"
+            );
+        }
+    }
 }
 
 /// A new random secret: 32 bytes, URL-safe base64 (43 characters).

@@ -27,6 +27,7 @@ use tokio::task::JoinHandle;
 
 use crate::catalog::Catalogs;
 use crate::core::Core;
+use crate::credentials::LiveSecrets;
 use crate::engine::{self, Engine, Parts};
 use crate::locks::InstanceLocks;
 use crate::metrics::{Live, MeteredStore, Metrics};
@@ -228,6 +229,7 @@ async fn start_on(config: Config, store: Option<Arc<dyn Store>>) -> anyhow::Resu
         "{workers} worker(s), queue capacity {}",
         config.dispatcher.capacity()
     );
+    let secrets = Arc::new(LiveSecrets::new(&config.server).map_err(anyhow::Error::msg)?);
     let locks = Arc::new(InstanceLocks::default());
     let engine = Arc::new(Engine::new(Parts {
         config: config.engine.clone(),
@@ -245,6 +247,7 @@ async fn start_on(config: Config, store: Option<Arc<dyn Store>>) -> anyhow::Resu
         engine: Arc::clone(&engine),
         metrics,
         logins: Default::default(),
+        secrets: Arc::clone(&secrets),
     });
     engine.resume();
     crate::service_manager::operations::resume(&core);
@@ -271,6 +274,16 @@ async fn start_on(config: Config, store: Option<Arc<dyn Store>>) -> anyhow::Resu
         outcomes,
         applier_stopped,
     ));
+
+    // Mounted secrets are read again now and then: a rotation needs no restart.
+    let reload = core.config.server.secret_reload_secs;
+    if secrets.has_files() && reload > 0 {
+        tokio::spawn(crate::credentials::watch_secret_files(
+            Arc::clone(&secrets),
+            Duration::from_secs(reload),
+            stop_engine.subscribe(),
+        ));
+    }
 
     // Several replicas on one store: follow the others' changes.
     let follower = core.state.store().watch().await?.map(|changes| {

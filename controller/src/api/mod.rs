@@ -286,7 +286,8 @@ async fn authenticate(core: &Arc<Core>, headers: &HeaderMap) -> Option<Principal
         .and_then(|v| v.to_str().ok())?;
     let server = &core.config.server;
     if let Some(encoded) = value.strip_prefix("Basic ") {
-        let password = server.password.as_ref()?;
+        let password = core.secrets.password();
+        let password = password.as_ref().as_ref()?;
         if basic_credentials_match(encoded, &server.username, password.expose()) {
             return Some(Principal::Broker);
         }

@@ -69,13 +69,14 @@ async fn guard(State(core): State<Arc<Core>>, request: Request, next: Next) -> R
 
 fn allowed(core: &Core, authorization: &str) -> bool {
     let server = &core.config.server;
+    let admin_tokens = core.secrets.admin_tokens();
     if let Some(token) = authorization.strip_prefix("Bearer ") {
-        return bearer_matches(token, &server.admin_tokens);
+        return bearer_matches(token, &admin_tokens);
     }
     let Some(encoded) = authorization.strip_prefix("Basic ") else {
         return false;
     };
-    if let Some(password) = &server.password {
+    if let Some(password) = core.secrets.password().as_ref() {
         if basic_credentials_match(encoded, &server.username, password.expose()) {
             return true;
         }
@@ -88,7 +89,7 @@ fn allowed(core: &Core, authorization: &str) -> bool {
             let split = decoded.iter().position(|&b| b == b':')?;
             String::from_utf8(decoded[split + 1..].to_vec()).ok()
         })
-        .is_some_and(|token| bearer_matches(&token, &server.admin_tokens))
+        .is_some_and(|token| bearer_matches(&token, &admin_tokens))
 }
 
 /// What the page shows, read once per request.

@@ -140,7 +140,7 @@ async fn admit(core: &Core, request: Request) -> Result<Request, ApiError> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
-    if !bearer_matches(token, &core.config.server.admin_tokens) {
+    if !bearer_matches(token, &core.secrets.admin_tokens()) {
         return Err(ApiError::Unauthorized);
     }
     let server = &core.config.server;

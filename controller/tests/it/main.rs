@@ -17,5 +17,6 @@ mod lifecycle;
 mod local_db;
 mod metrics;
 mod replicas;
+mod secrets;
 mod servers;
 mod service_manager;
