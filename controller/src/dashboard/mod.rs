@@ -109,6 +109,8 @@ pub struct Snapshot {
     pub instances: (Vec<skybroker_storage::ServiceInstance>, bool),
     /// Where the page starts.
     pub after: Option<String>,
+    /// The instance filter of the page's query.
+    pub filter: InstanceFilter,
     /// The registered brokers.
     pub brokers: Vec<skybroker_storage::ServiceBroker>,
     /// The registered platforms.
@@ -121,12 +123,121 @@ pub struct Snapshot {
     pub now: u64,
 }
 
+/// Which instances the page lists: `q` (part of the id), `service` and `plan` (names or ids),
+/// `state` (`ready`, `provisioning`, …). Empty fields filter nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InstanceFilter {
+    /// Part of the instance id.
+    pub q: String,
+    /// The offering's name or id.
+    pub service: String,
+    /// The plan's name or id.
+    pub plan: String,
+    /// The state.
+    pub state: String,
+}
+
+impl InstanceFilter {
+    fn of(query: Option<&str>) -> InstanceFilter {
+        let mut filter = InstanceFilter::default();
+        for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+            let value = value.trim().to_owned();
+            match &*key {
+                "q" => filter.q = value,
+                "service" => filter.service = value,
+                "plan" => filter.plan = value,
+                "state" => filter.state = value.to_lowercase(),
+                _ => {}
+            }
+        }
+        filter
+    }
+
+    /// Whether it filters nothing.
+    pub fn is_empty(&self) -> bool {
+        self == &InstanceFilter::default()
+    }
+
+    /// The query string that keeps it (for paging links), starting with `&` when not empty.
+    pub fn query(&self) -> String {
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        for (key, value) in [
+            ("q", &self.q),
+            ("service", &self.service),
+            ("plan", &self.plan),
+            ("state", &self.state),
+        ] {
+            if !value.is_empty() {
+                query.append_pair(key, value);
+            }
+        }
+        let query = query.finish();
+        if query.is_empty() {
+            query
+        } else {
+            format!("&{query}")
+        }
+    }
+
+    fn accepts(
+        &self,
+        instance: &skybroker_storage::ServiceInstance,
+        names: &std::collections::HashMap<String, (String, String)>,
+    ) -> bool {
+        let (service, plan) = names
+            .get(instance.plan_id.as_str())
+            .map_or(("", ""), |(s, p)| (s.as_str(), p.as_str()));
+        let either = |wanted: &str, name: &str, id: &str| {
+            wanted.is_empty() || wanted == name || wanted == id
+        };
+        (self.q.is_empty() || instance.id.contains(self.q.as_str()))
+            && either(&self.service, service, &instance.service_id)
+            && either(&self.plan, plan, &instance.plan_id)
+            && (self.state.is_empty()
+                || format!("{:?}", instance.state).to_lowercase() == self.state)
+    }
+}
+
+/// A page of instances after `after` that pass `filter`, walking them in id order a window at
+/// a time (the whole map at worst, for a filter few pass).
+fn instances(
+    core: &Core,
+    after: Option<String>,
+    filter: &InstanceFilter,
+    names: &std::collections::HashMap<String, (String, String)>,
+) -> (Vec<skybroker_storage::ServiceInstance>, bool) {
+    if filter.is_empty() {
+        return core.state.instances_page(after.as_deref(), PAGE, |_| true);
+    }
+    let mut found = Vec::new();
+    let mut cursor = after;
+    loop {
+        let (window, more) = core.state.instances_page(cursor.as_deref(), 1000, |_| true);
+        cursor = window.last().map(|instance| instance.id.to_string());
+        found.extend(window.into_iter().filter(|i| filter.accepts(i, names)));
+        if found.len() > PAGE {
+            found.truncate(PAGE);
+            return (found, true);
+        }
+        if !more {
+            return (found, false);
+        }
+    }
+}
+
 async fn snapshot(core: &Core, query: Option<&str>) -> Snapshot {
     use crate::metrics::Live as _;
     let after = form_urlencoded::parse(query.unwrap_or("").as_bytes())
         .find(|(key, _)| key == "after")
         .map(|(_, value)| value.into_owned())
         .filter(|value| !value.is_empty());
+    let filter = InstanceFilter::of(query);
+    let names: std::collections::HashMap<String, (String, String)> = core
+        .catalog
+        .current()
+        .plans()
+        .map(|(offering, plan, _)| (plan.id.clone(), (offering.name.clone(), plan.name.clone())))
+        .collect();
     let store = core.state.store();
     let health = match tokio::time::timeout(STORE_CHECK_TIMEOUT, store.check()).await {
         Ok(result) => result.map_err(|err| err.to_string()),
@@ -149,19 +260,13 @@ async fn snapshot(core: &Core, query: Option<&str>) -> Snapshot {
         in_flight,
         in_flight_total,
         failures: core.state.recent_failures(FAILURES_SHOWN),
-        instances: core.state.instances_page(after.as_deref(), PAGE, |_| true),
+        instances: instances(core, after.clone(), &filter, &names),
         after,
+        filter,
         brokers: core.state.service_brokers(),
         platforms: core.state.platforms(),
         history: core.metrics.last_hour(),
-        names: core
-            .catalog
-            .current()
-            .plans()
-            .map(|(offering, plan, _)| {
-                (plan.id.clone(), (offering.name.clone(), plan.name.clone()))
-            })
-            .collect(),
+        names,
         now: skybroker_storage::now_millis(),
     }
 }

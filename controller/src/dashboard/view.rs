@@ -121,15 +121,30 @@ pub fn live(snapshot: &Snapshot) -> Markup {
         }
         section {
             h2 { "Instances" }
+            form .filter method="get" action="/dashboard" {
+                input type="search" name="q" placeholder="instance id" value=(snapshot.filter.q);
+                input name="service" placeholder="service" value=(snapshot.filter.service);
+                input name="plan" placeholder="plan" value=(snapshot.filter.plan);
+                select name="state" {
+                    @for state in ["", "ready", "provisioning", "updating", "deprovisioning", "provisionfailed"] {
+                        option value=(state) selected[snapshot.filter.state == state] {
+                            (if state.is_empty() { "any state" } else { state })
+                        }
+                    }
+                }
+                button type="submit" { "filter" }
+            }
             table #instances {
                 thead { tr { th { "instance" } th { "service" } th { "plan" } th { "state" } th { "platform" } th { "age" } } }
                 tbody { @for instance in &snapshot.instances.0 { (instance_row(instance, snapshot)) } }
             }
             nav .paging {
-                @if snapshot.after.is_some() { a href="/dashboard" { "first page" } }
+                @if snapshot.after.is_some() {
+                    a href=(format!("/dashboard?{}", snapshot.filter.query().trim_start_matches('&'))) { "first page" }
+                }
                 @if snapshot.instances.1 {
                     @if let Some(last) = snapshot.instances.0.last() {
-                        a href=(format!("/dashboard?after={}", form_urlencoded::byte_serialize(last.id.as_bytes()).collect::<String>())) { "next page" }
+                        a href=(format!("/dashboard?after={}{}", form_urlencoded::byte_serialize(last.id.as_bytes()).collect::<String>(), snapshot.filter.query())) { "next page" }
                     }
                 }
             }

@@ -101,6 +101,39 @@ async fn the_dashboard_shows_operations_as_they_run() {
         "the error is shown: {live}"
     );
 
+    // The instances filter by state, id, plan name; the live part keeps the filter.
+    let listed = |live: &str, id: &str| live.contains(&format!("data-instance=\"{id}\""));
+    let (_, ready, _) = get(
+        &broker,
+        "/dashboard/live?state=ready",
+        Some((USER, PASSWORD)),
+    )
+    .await;
+    assert!(
+        listed(&ready, &instance) && !listed(&ready, &failing),
+        "{ready}"
+    );
+    let (_, by_id, _) = get(
+        &broker,
+        &format!("/dashboard/live?q={}", &failing[..12]),
+        Some((USER, PASSWORD)),
+    )
+    .await;
+    assert!(
+        listed(&by_id, &failing) && !listed(&by_id, &instance),
+        "{by_id}"
+    );
+    let (_, by_plan, _) = get(
+        &broker,
+        "/dashboard/live?plan=async",
+        Some((USER, PASSWORD)),
+    )
+    .await;
+    assert!(
+        listed(&by_plan, &instance) && !listed(&by_plan, &failing),
+        "{by_plan}"
+    );
+
     // The chart counts them this hour: two started, one succeeded, one failed.
     let chart = live
         .split("id=\"operations-chart\"")
