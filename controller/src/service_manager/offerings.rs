@@ -198,29 +198,19 @@ pub async fn list_instances(
             more,
         ));
     }
-    // Filtered: through the instances in id order, a window at a time, until the page is full.
-    const WINDOW: usize = 1000;
-    let mut items = Vec::new();
-    let mut cursor = paging.after.clone();
-    let more = loop {
-        let (window, more) = core
-            .state
-            .instances_page(cursor.as_deref(), WINDOW, |_| true);
-        cursor = window.last().map(|instance| instance.id.to_string());
-        for instance in &window {
-            let item = values(&[instance_shown(&catalog, instance)]).remove(0);
-            if paging.filter.accepts(&item) {
-                items.push(item);
-            }
-        }
-        if items.len() > paging.max_items {
-            items.truncate(paging.max_items);
-            break true;
-        }
-        if !more {
-            break false;
-        }
-    };
+    // Filtered: the instances in id order, each shown and tested, until the page is full.
+    let (instances, more) =
+        core.state
+            .instances_matching(paging.after.as_deref(), paging.max_items, |instance| {
+                paging
+                    .filter
+                    .accepts(&values(&[instance_shown(&catalog, instance)]).remove(0))
+            });
+    let items: Vec<schema::ServiceInstance> = instances
+        .iter()
+        .map(|instance| instance_shown(&catalog, instance))
+        .collect();
+    let items = values(&items);
     Ok(list_reply("/service_instances", &paging, items, more))
 }
 

@@ -568,6 +568,35 @@ impl StateMap {
         )
     }
 
+    /// Up to `limit` instances in id order after `after` that `keep` accepts, and whether
+    /// more follow: one pass that sorts the ids and decodes in order until the page is full
+    /// (a filter few instances pass decodes them all, once).
+    pub fn instances_matching(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        keep: impl Fn(&ServiceInstance) -> bool,
+    ) -> (Vec<ServiceInstance>, bool) {
+        let maps = self.read();
+        let mut held: Vec<&Held> = maps
+            .instances
+            .iter()
+            .filter(|held| after.is_none_or(|after| held.packed.id() > after))
+            .collect();
+        held.sort_unstable_by(|a, b| a.packed.id().cmp(b.packed.id()));
+        let mut found = Vec::new();
+        for held in held {
+            let instance: ServiceInstance = held.packed.unpack();
+            if keep(&instance) {
+                if found.len() == limit {
+                    return (found, true);
+                }
+                found.push(instance);
+            }
+        }
+        (found, false)
+    }
+
     /// Whether any instance is of an offering `service` accepts (nothing decoded).
     pub fn any_instance_of(&self, service: impl Fn(&str) -> bool) -> bool {
         self.read()
