@@ -210,8 +210,7 @@ impl Catalog {
             .cloned()
             .collect();
         all.extend(offerings.iter().cloned());
-        let mut problems = skybroker_config::validate_services(&all);
-        problems.retain(|p| p.severity == skybroker_config::Severity::Error);
+        let mut problems = errors_of(&all);
         if let Err(message) = SchemaCache::compile(offerings) {
             problems.push(Problem {
                 severity: skybroker_config::Severity::Error,
@@ -221,6 +220,13 @@ impl Catalog {
         }
         problems
     }
+}
+
+/// The catalog rules' errors (not warnings) of offerings that are served side by side.
+fn errors_of(services: &[ServiceOffering]) -> Vec<Problem> {
+    let mut problems = skybroker_config::validate_services(services);
+    problems.retain(|p| p.severity == skybroker_config::Severity::Error);
+    problems
 }
 
 /// The configured part of every catalog version.
@@ -434,35 +440,19 @@ fn build(builtin: &Builtin, state: &StateMap, clients: &Clients) -> Result<Catal
         .map(|p| (sm_id(BUILTIN_BROKER_ID, &p.id), p.id.clone()))
         .collect();
     for broker in state.service_brokers() {
-        let offerings = match offerings_of(&broker) {
-            Ok(offerings) => offerings,
-            Err(err) => {
-                log::error!(
-                    "broker {} ({}) left out of the catalog: {err}",
-                    broker.name,
-                    broker.id
-                );
-                continue;
+        // Its offerings, joined to the others, and its plugin; or why it is left out.
+        let admitted = offerings_of(&broker).and_then(|offerings| {
+            let mut joined = services.clone();
+            joined.extend(offerings.iter().cloned());
+            let clashes: Vec<String> = errors_of(&joined).iter().map(|p| p.to_string()).collect();
+            if !clashes.is_empty() {
+                return Err(clashes.join("; "));
             }
-        };
-        let mut joined = services.clone();
-        joined.extend(offerings.iter().cloned());
-        let clashes: Vec<String> = skybroker_config::validate_services(&joined)
-            .into_iter()
-            .filter(|p| p.severity == skybroker_config::Severity::Error)
-            .map(|p| p.to_string())
-            .collect();
-        if !clashes.is_empty() {
-            log::error!(
-                "broker {} ({}) left out of the catalog: {}",
-                broker.name,
-                broker.id,
-                clashes.join("; ")
-            );
-            continue;
-        }
-        let plugin: Arc<dyn Broker> = match clients.remote_broker(&broker) {
-            Ok(plugin) => Arc::new(plugin),
+            let plugin: Arc<dyn Broker> = Arc::new(clients.remote_broker(&broker)?);
+            Ok((offerings, joined, plugin))
+        });
+        let (offerings, joined, plugin) = match admitted {
+            Ok(admitted) => admitted,
             Err(err) => {
                 log::error!(
                     "broker {} ({}) left out of the catalog: {err}",

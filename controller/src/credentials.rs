@@ -120,9 +120,9 @@ impl LiveSecrets {
         })
     }
 
-    /// The broker's password now.
-    pub fn password(&self) -> Arc<Option<Secret>> {
-        self.password.load_full()
+    /// The broker's password now (a guard, not a copy: every request reads it).
+    pub fn password(&self) -> arc_swap::Guard<Arc<Option<Secret>>> {
+        self.password.load()
     }
 
     /// The admin tokens now.

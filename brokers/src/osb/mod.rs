@@ -327,6 +327,23 @@ impl RemoteBroker {
         }
     }
 
+    /// A create or change (`PUT`, `PATCH`) of `path` with `body`, the platform's
+    /// `accepts_incomplete` passed on; `done` reads what a finished one answered.
+    async fn change(
+        &self,
+        method: Method,
+        path: &str,
+        body: Map<String, Value>,
+        request: &OperationRequest,
+        done: impl FnOnce(&Answer) -> Completion,
+    ) -> Result<Progress, BrokerError> {
+        let query = [("accepts_incomplete", accepts_incomplete(request))];
+        let answer = self
+            .call(method, path, &query, Some(Value::Object(body)), request)
+            .await?;
+        self.progress(answer, done)
+    }
+
     /// Fetches a binding's credentials after its asynchronous bind succeeded.
     async fn fetch_binding(&self, request: &OperationRequest) -> Result<Progress, BrokerError> {
         let answer = self
@@ -466,16 +483,14 @@ impl Broker for RemoteBroker {
                 body.insert(key.into(), value.clone());
             }
         }
-        let answer = self
-            .call(
-                Method::PUT,
-                &instance_path(request),
-                &[("accepts_incomplete", accepts_incomplete(request))],
-                Some(Value::Object(body)),
-                request,
-            )
-            .await?;
-        self.progress(answer, instance_completion)
+        self.change(
+            Method::PUT,
+            &instance_path(request),
+            body,
+            request,
+            instance_completion,
+        )
+        .await
     }
 
     async fn update(&self, request: &OperationRequest) -> Result<Progress, BrokerError> {
@@ -488,16 +503,14 @@ impl Broker for RemoteBroker {
             "previous_values".into(),
             json!({ "service_id": request.service_id.as_str(), "plan_id": previous_plan.as_str() }),
         );
-        let answer = self
-            .call(
-                Method::PATCH,
-                &instance_path(request),
-                &[("accepts_incomplete", accepts_incomplete(request))],
-                Some(Value::Object(body)),
-                request,
-            )
-            .await?;
-        self.progress(answer, instance_completion)
+        self.change(
+            Method::PATCH,
+            &instance_path(request),
+            body,
+            request,
+            instance_completion,
+        )
+        .await
     }
 
     async fn deprovision(&self, request: &OperationRequest) -> Result<Progress, BrokerError> {
@@ -519,19 +532,17 @@ impl Broker for RemoteBroker {
 
     async fn bind(&self, request: &OperationRequest) -> Result<Progress, BrokerError> {
         let body = common_body(request);
-        let answer = self
-            .call(
-                Method::PUT,
-                &binding_path(request)?,
-                &[("accepts_incomplete", accepts_incomplete(request))],
-                Some(Value::Object(body)),
-                request,
-            )
-            .await?;
-        self.progress(answer, |answer| Completion {
-            binding: Some(binding_result(answer)),
-            ..Completion::default()
-        })
+        self.change(
+            Method::PUT,
+            &binding_path(request)?,
+            body,
+            request,
+            |answer| Completion {
+                binding: Some(binding_result(answer)),
+                ..Completion::default()
+            },
+        )
+        .await
     }
 
     async fn unbind(&self, request: &OperationRequest) -> Result<Progress, BrokerError> {
