@@ -65,7 +65,11 @@ async fn scrape_settled(broker: &Broker) -> (Exposition, String) {
                 &exposition,
                 "skybroker_dispatcher_completed_jobs_total",
                 &[],
-            ) == value(&exposition, "skybroker_provider_call_duration_seconds", &[]);
+            ) == value(&exposition, "skybroker_provider_call_duration_seconds", &[])
+            // An operation's outcome is counted just after its final state is stored, so a
+            // client may see `succeeded` a moment before the counter moves.
+            && value(&exposition, "skybroker_operations_finished_total", &[])
+                == value(&exposition, "skybroker_operations_started_total", &[]);
         if settled || std::time::Instant::now() > deadline {
             return (exposition, text);
         }
