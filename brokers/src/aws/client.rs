@@ -5,14 +5,39 @@
 //! clients share the result and one connection pool. The HTTP client is hyper with rustls on
 //! *ring* (the TLS stack the rest of the workspace already builds), chosen here explicitly so
 //! the SDK's default features, and their second crypto library, stay off.
+//!
+//! An [`Account`] is where calls go and as whom: a region, and the role assumed (if any) on
+//! top of the provider's own credentials. The SDK's assume-role provider calls STS (at the
+//! same endpoint override as the other services), and the clients' identity cache renews the
+//! temporary credentials before they expire, so nothing here schedules a refresh.
 
 use aws_config::retry::RetryConfig;
+use aws_config::sts::AssumeRoleProvider;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_sdk_s3::config::{Credentials, SharedHttpClient};
+use aws_sdk_s3::config::{Credentials, SharedCredentialsProvider, SharedHttpClient};
 use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
 
-use super::config::AwsSettings;
+use super::config::{AssumeRole, AwsSettings};
+
+/// Where calls go and as whom.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Account {
+    /// The region of the resources.
+    pub region: String,
+    /// The role assumed for the calls, if any.
+    pub role: Option<AssumeRole>,
+}
+
+impl Account {
+    /// The provider's own: its region and role.
+    pub fn of(settings: &AwsSettings) -> Account {
+        Account {
+            region: settings.region.clone(),
+            role: settings.assume_role.clone(),
+        }
+    }
+}
 
 /// The SDK behaviour the broker was written and tested against. Pinned, so that a dependency
 /// update cannot change defaults (retries, checksums) silently.
@@ -27,12 +52,12 @@ pub fn http_client() -> SharedHttpClient {
         .build_https()
 }
 
-/// Loads the SDK configuration for `settings`: the region, the endpoint override, the
-/// credentials (static keys, else the standard chain with `profile` if set), the retry and
-/// timeout configuration.
-pub async fn sdk_config(settings: &AwsSettings) -> SdkConfig {
+/// Loads the SDK configuration for `settings` in `account`: the region, the endpoint
+/// override, the credentials (static keys, else the standard chain with `profile` if set;
+/// then the account's role assumed with them), the retry and timeout configuration.
+pub async fn sdk_config(settings: &AwsSettings, account: &Account) -> SdkConfig {
     let mut loader = aws_config::defaults(behavior_version())
-        .region(Region::new(settings.region.clone()))
+        .region(Region::new(account.region.clone()))
         .http_client(http_client())
         .retry_config(RetryConfig::standard().with_max_attempts(settings.max_attempts))
         .timeout_config(
@@ -56,7 +81,21 @@ pub async fn sdk_config(settings: &AwsSettings) -> SdkConfig {
             "skybroker-provider-config",
         ));
     }
-    loader.load().await
+    let base = loader.load().await;
+    let Some(role) = &account.role else {
+        return base;
+    };
+    let mut assume = AssumeRoleProvider::builder(role.arn.clone())
+        .session_name(settings.role_session_name.clone())
+        .session_length(settings.role_session_duration)
+        .configure(&base);
+    if let Some(external_id) = &role.external_id {
+        assume = assume.external_id(external_id.clone());
+    }
+    let assumed = assume.build().await;
+    base.into_builder()
+        .credentials_provider(SharedCredentialsProvider::new(assumed))
+        .build()
 }
 
 /// The clients of one account.
@@ -76,9 +115,15 @@ pub struct AwsClients {
 }
 
 impl AwsClients {
-    /// Builds the clients. Nothing is sent to AWS yet: credentials are resolved on first use.
+    /// The clients of the provider's own account. Nothing is sent to AWS yet: credentials
+    /// are resolved on first use.
     pub async fn connect(settings: &AwsSettings) -> AwsClients {
-        let sdk = sdk_config(settings).await;
+        AwsClients::connect_to(settings, &Account::of(settings)).await
+    }
+
+    /// The clients of `account` (a plan's region or role).
+    pub async fn connect_to(settings: &AwsSettings, account: &Account) -> AwsClients {
+        let sdk = sdk_config(settings, account).await;
         let s3_config = aws_sdk_s3::config::Builder::from(&sdk)
             .force_path_style(settings.endpoint_url.is_some())
             .build();
@@ -86,11 +131,11 @@ impl AwsClients {
             s3: aws_sdk_s3::Client::from_conf(s3_config),
             iam: aws_sdk_iam::Client::new(&sdk),
             rds: aws_sdk_rds::Client::new(&sdk),
-            region: settings.region.clone(),
+            region: account.region.clone(),
             s3_endpoint: settings
                 .endpoint_url
                 .clone()
-                .unwrap_or_else(|| format!("https://s3.{}.amazonaws.com", settings.region)),
+                .unwrap_or_else(|| format!("https://s3.{}.amazonaws.com", account.region)),
         }
     }
 }

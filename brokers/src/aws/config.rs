@@ -12,6 +12,11 @@
 //! `AWS_ROLE_ARN`, ECS and EC2 instance roles). Static keys are an option for a second account;
 //! their secret comes from `password_env`/`password_file` like every provider secret, never
 //! from the file itself.
+//!
+//! On top of whichever of those, `role_arn` makes the broker *assume* a role (STS
+//! AssumeRole, with `external_id` and `role_session_name`) and act as it: the usual way to let
+//! one broker serve several accounts, each trusting the broker's own identity. A plan may
+//! name a role (and a region) of its own; see [`AssumeRole`].
 
 use std::time::Duration;
 
@@ -34,6 +39,13 @@ pub struct AwsSettings {
     pub endpoint_url: Option<String>,
     /// Static keys, when not taken from the standard chain.
     pub static_credentials: Option<StaticCredentials>,
+    /// The role every call is made as (plans may name their own), if any.
+    pub assume_role: Option<AssumeRole>,
+    /// The session name of every assumed role: it appears in the account's CloudTrail as
+    /// `assumed-role/<role>/<session name>`.
+    pub role_session_name: String,
+    /// How long assumed-role credentials last; the SDK renews them before they expire.
+    pub role_session_duration: Duration,
     /// First part of every resource name (`<prefix>-<hash>`); the IAM policy matches it.
     pub name_prefix: String,
     /// IAM path of the users bindings create, e.g. `/skybroker/`.
@@ -64,6 +76,72 @@ pub struct StaticCredentials {
     pub secret_access_key: Secret,
 }
 
+/// Checks a region name such as `eu-west-1` (it becomes part of host names and signatures).
+pub fn check_region(region: &str) -> Result<(), BuildError> {
+    let valid = !region.is_empty()
+        && region
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if valid {
+        Ok(())
+    } else {
+        Err(BuildError::Invalid(format!(
+            "region {region:?} is not a region name"
+        )))
+    }
+}
+
+/// A role to act as, assumed with the provider's own credentials.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct AssumeRole {
+    /// `arn:aws:iam::<account>:role/<name>`.
+    pub arn: String,
+    /// The external id the role's trust policy asks for (`sts:ExternalId`), if it does. Not a
+    /// secret by AWS's design, but it is not logged either.
+    pub external_id: Option<String>,
+}
+
+impl AssumeRole {
+    /// A role, checked: the ARN names an IAM role; the external id has the length and
+    /// characters STS accepts.
+    pub fn new(arn: impl Into<String>, external_id: Option<String>) -> Result<Self, BuildError> {
+        let arn = arn.into();
+        let role = arn
+            .strip_prefix("arn:")
+            .and_then(|rest| rest.split_once(":iam::"))
+            .and_then(|(partition, rest)| {
+                partition.starts_with("aws").then_some(())?;
+                rest.split_once(":role/")
+            });
+        let valid = role.is_some_and(|(account, name)| {
+            account.len() == 12
+                && account.bytes().all(|b| b.is_ascii_digit())
+                && !name.is_empty()
+                && name.len() <= 512
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"/_+=,.@-".contains(&b))
+        });
+        if !valid {
+            return Err(BuildError::Invalid(format!(
+                "role_arn {arn:?} is not an IAM role ARN (arn:aws:iam::123456789012:role/name)"
+            )));
+        }
+        if let Some(id) = &external_id {
+            let valid = (2..=1224).contains(&id.len())
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_+=,.@:/-".contains(&b));
+            if !valid {
+                return Err(BuildError::Invalid(
+                    "external_id must be 2 to 1224 letters, digits or _+=,.@:/-".to_owned(),
+                ));
+            }
+        }
+        Ok(AssumeRole { arn, external_id })
+    }
+}
+
 /// Why settings were refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[non_exhaustive]
@@ -87,6 +165,10 @@ struct RawSettings {
     profile: Option<String>,
     endpoint_url: Option<String>,
     access_key_id: Option<String>,
+    role_arn: Option<String>,
+    external_id: Option<String>,
+    role_session_name: Option<String>,
+    role_session_duration_secs: Option<u64>,
     name_prefix: Option<String>,
     iam_path: Option<String>,
     max_attempts: Option<u32>,
@@ -105,6 +187,10 @@ pub struct AwsBuilder {
     endpoint_url: Option<String>,
     access_key_id: Option<String>,
     secret_access_key: Option<Secret>,
+    role_arn: Option<String>,
+    external_id: Option<String>,
+    role_session_name: Option<String>,
+    role_session_duration: Option<Duration>,
     name_prefix: Option<String>,
     iam_path: Option<String>,
     max_attempts: Option<u32>,
@@ -141,6 +227,10 @@ impl AwsBuilder {
             endpoint_url: raw.endpoint_url,
             access_key_id: raw.access_key_id,
             secret_access_key: config.password.clone(),
+            role_arn: raw.role_arn,
+            external_id: raw.external_id,
+            role_session_name: raw.role_session_name,
+            role_session_duration: raw.role_session_duration_secs.map(Duration::from_secs),
             name_prefix: raw.name_prefix,
             iam_path: raw.iam_path,
             max_attempts: raw.max_attempts,
@@ -181,6 +271,19 @@ impl AwsBuilder {
         self
     }
 
+    /// A role to assume for every call (with the external id its trust policy asks for).
+    pub fn with_role(mut self, arn: impl Into<String>, external_id: Option<String>) -> Self {
+        self.role_arn = Some(arn.into());
+        self.external_id = external_id;
+        self
+    }
+
+    /// The session name of assumed roles (default `skybroker`).
+    pub fn with_role_session_name(mut self, name: impl Into<String>) -> Self {
+        self.role_session_name = Some(name.into());
+        self
+    }
+
     /// The resource name prefix (default `skybroker`).
     pub fn with_name_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.name_prefix = Some(prefix.into());
@@ -214,14 +317,7 @@ impl AwsBuilder {
             .region
             .filter(|r| !r.is_empty())
             .ok_or(BuildError::MissingRegion)?;
-        if !region
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        {
-            return Err(BuildError::Invalid(format!(
-                "region {region:?} is not a region name"
-            )));
-        }
+        check_region(&region)?;
         let static_credentials = match (self.access_key_id, self.secret_access_key) {
             (Some(access_key_id), Some(secret_access_key)) => Some(StaticCredentials {
                 access_key_id,
@@ -240,6 +336,37 @@ impl AwsBuilder {
                 ))
             }
         };
+        let assume_role = match (self.role_arn, self.external_id) {
+            (Some(arn), external_id) => Some(AssumeRole::new(arn, external_id)?),
+            (None, None) => None,
+            (None, Some(_)) => {
+                return Err(BuildError::Invalid(
+                    "external_id is the role's: it needs role_arn".to_owned(),
+                ))
+            }
+        };
+        let role_session_name = self
+            .role_session_name
+            .unwrap_or_else(|| "skybroker".to_owned());
+        let session_name_ok = (2..=64).contains(&role_session_name.len())
+            && role_session_name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_+=,.@-".contains(&b));
+        if !session_name_ok {
+            return Err(BuildError::Invalid(format!(
+                "role_session_name {role_session_name:?} must be 2 to 64 letters, digits or _+=,.@-"
+            )));
+        }
+        let role_session_duration = self
+            .role_session_duration
+            .unwrap_or(Duration::from_secs(3600));
+        if !(900..=43_200).contains(&role_session_duration.as_secs()) {
+            return Err(BuildError::Invalid(
+                "role_session_duration_secs must be between 900 and 43200 (and within the \
+                 role's maximum session duration)"
+                    .to_owned(),
+            ));
+        }
         if let Some(url) = &self.endpoint_url {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return Err(BuildError::Invalid(format!(
@@ -292,6 +419,9 @@ impl AwsBuilder {
             profile: self.profile,
             endpoint_url: self.endpoint_url,
             static_credentials,
+            assume_role,
+            role_session_name,
+            role_session_duration,
             name_prefix,
             iam_path,
             max_attempts,
@@ -324,7 +454,31 @@ mod tests {
         assert_eq!(settings.name_prefix, "skybroker");
         assert_eq!(settings.iam_path, "/skybroker/");
         assert!(settings.static_credentials.is_none());
+        assert!(settings.assume_role.is_none());
+        assert_eq!(settings.role_session_name, "skybroker");
         assert_eq!(settings.database_tls, TlsMode::Require);
+    }
+
+    #[test]
+    fn a_role_is_assumed_with_its_external_id() {
+        let settings = AwsBuilder::from_config(&provider(json!({
+            "region": "eu-west-1",
+            "role_arn": "arn:aws-cn:iam::123456789012:role/path/skybroker-broker",
+            "external_id": "tenant-42",
+            "role_session_name": "broker@eu",
+            "role_session_duration_secs": 900,
+        })))
+        .unwrap()
+        .build()
+        .unwrap();
+        let role = settings.assume_role.unwrap();
+        assert_eq!(
+            role.arn,
+            "arn:aws-cn:iam::123456789012:role/path/skybroker-broker"
+        );
+        assert_eq!(role.external_id.as_deref(), Some("tenant-42"));
+        assert_eq!(settings.role_session_name, "broker@eu");
+        assert_eq!(settings.role_session_duration, Duration::from_secs(900));
     }
 
     #[test]
@@ -358,6 +512,31 @@ mod tests {
             (
                 json!({"region": "eu-west-1", "database_tls": "verify_full"}),
                 "database_ca_file",
+            ),
+            (
+                json!({"region": "eu-west-1", "role_arn": "arn:aws:iam::12345:role/x"}),
+                "not an IAM role ARN",
+            ),
+            (
+                json!({"region": "eu-west-1", "role_arn": "arn:aws:iam::123456789012:user/x"}),
+                "not an IAM role ARN",
+            ),
+            (
+                json!({"region": "eu-west-1", "external_id": "abc"}),
+                "needs role_arn",
+            ),
+            (
+                json!({"region": "eu-west-1", "role_arn": "arn:aws:iam::123456789012:role/x",
+                       "external_id": "a b"}),
+                "external_id",
+            ),
+            (
+                json!({"region": "eu-west-1", "role_session_name": "has space"}),
+                "role_session_name",
+            ),
+            (
+                json!({"region": "eu-west-1", "role_session_duration_secs": 60}),
+                "between 900 and 43200",
             ),
         ] {
             let err = match AwsBuilder::from_config(&provider(settings.clone())) {

@@ -10,7 +10,8 @@
 //! |---|---|---|
 //! | throttling codes, 429, 5xx, timeouts, connection failures | `Throttled`, `Unavailable` | `Transient` (the engine retries with back-off; the SDK already retried per its retry config) |
 //! | a resource in a transitional state (`InvalidDBInstanceState`, `OperationAborted`, ...) | `Busy` | `Transient` |
-//! | bad or expired credentials | `Credentials` | `Unauthenticated` |
+//! | bad or expired credentials; a role that cannot be assumed, no credentials found | `Credentials` | `Unauthenticated` |
+//! | the credential source (STS, instance metadata) timed out | `Unavailable` | `Transient` |
 //! | permission denied | `Denied` | `Failed`, naming the call so the operator can fix the policy |
 //! | quotas and capacity | `Quota` | `Failed` |
 //! | invalid values | `Invalid` | `InvalidParameters` |
@@ -19,6 +20,7 @@
 //!
 //! AWS error messages never contain the caller's secrets, so they are shown as they are.
 
+use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 
@@ -132,7 +134,19 @@ const INVALID: &[&str] = &[
 ];
 
 /// Classifies an SDK error.
-pub fn classify<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> Kind {
+pub fn classify<E>(err: &SdkError<E, HttpResponse>) -> Kind
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    // Credentials are resolved before a request is sent, so their failures arrive as
+    // dispatch or construction failures; they are the broker's configuration (a role it may
+    // not assume, no source of credentials), not AWS being away, unless the source timed out.
+    if let Some(credentials) = credentials_error(err) {
+        return match credentials {
+            CredentialsError::ProviderTimedOut(_) => Kind::Unavailable,
+            _ => Kind::Credentials,
+        };
+    }
     match err {
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
             Kind::Unavailable
@@ -144,6 +158,20 @@ pub fn classify<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> Kin
         // ConstructionFailure, and variants added later.
         _ => Kind::Other,
     }
+}
+
+/// The credentials failure somewhere in `err`'s causes, if it is one.
+fn credentials_error<'a>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a CredentialsError> {
+    let mut cause = err.source();
+    while let Some(current) = cause {
+        if let Some(found) = current.downcast_ref::<CredentialsError>() {
+            return Some(found);
+        }
+        cause = current.source();
+    }
+    None
 }
 
 /// Classifies an AWS error code (when the response had one) and HTTP status.

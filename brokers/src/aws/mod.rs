@@ -1,9 +1,11 @@
 //! AWS (kind `aws`): RDS databases and S3 buckets in one account and region, on the official
 //! AWS SDK for Rust.
 //!
-//! One `[providers.<name>]` section is one account and region; each plan's `settings` names
-//! the product it sells with `service = "s3"` or `service = "rds"` (see [`s3`] and [`rds`] for
-//! what each does). The folder has the shape every cloud provider shares:
+//! One `[providers.<name>]` section is one set of credentials and a default region (and
+//! role); each plan's `settings` names the product it sells with `service = "s3"` or
+//! `service = "rds"` (see [`s3`] and [`rds`] for what each does), and may place it in a
+//! `region` and under a `role_arn` (with `external_id`) of its own ([`Placement`]). The folder
+//! has the shape every cloud provider shares:
 //!
 //! - `mod.rs` (this file): [`Aws`], the [`Broker`] implementation, dispatching on the plan;
 //! - [`config`]: the settings, from the configuration file or code, checked at start;
@@ -25,7 +27,11 @@
 //!   [`skybroker_config::Secret`]s or live only in the stored state and in binding
 //!   credentials; nothing here formats them, and the SDK's own types redact them.
 //! - **Lazy clients.** Building the provider (at start and in `check-config`) touches no
-//!   network; the SDK clients are made on the first call, on a worker.
+//!   network; the SDK clients of an account (region and role) are made on its first call, on
+//!   a worker, and kept.
+//! - **An instance stays where it was made.** Its region is recorded in its state when it is
+//!   created and every later call goes there; a plan change that would move it to another
+//!   region is refused (422), as AWS cannot move buckets or DB instances between regions.
 
 pub mod client;
 pub mod config;
@@ -33,14 +39,16 @@ pub mod error;
 pub mod rds;
 pub mod s3;
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::Value;
 use skybroker_config::ProviderConfig;
-use tokio::sync::OnceCell;
+use tokio::sync::Mutex;
 
-pub use client::AwsClients;
-pub use config::{AwsBuilder, AwsSettings, BuildError, StaticCredentials};
+pub use client::{Account, AwsClients};
+pub use config::{AssumeRole, AwsBuilder, AwsSettings, BuildError, StaticCredentials};
 use rds::{AwsRds, RdsPlan};
 use s3::{AwsS3, S3Plan};
 
@@ -69,23 +77,67 @@ pub enum AwsPlan {
     Rds(RdsPlan),
 }
 
+/// Where a plan's resources are made and as whom, when not the provider's defaults.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Placement {
+    /// The plan's region.
+    pub region: Option<String>,
+    /// The plan's role.
+    pub role: Option<AssumeRole>,
+}
+
+/// A plan's settings as written: the placement keys, and the product's own beside them.
+#[derive(Debug, Deserialize)]
+struct PlanSettings {
+    #[serde(default)]
+    region: Option<String>,
+    #[serde(default)]
+    role_arn: Option<String>,
+    #[serde(default)]
+    external_id: Option<String>,
+    #[serde(flatten)]
+    product: AwsPlan,
+}
+
 impl AwsPlan {
-    /// Parses and checks a plan's settings.
+    /// Parses and checks a plan's settings (the product's; see [`AwsPlan::parse_placed`]).
     pub fn parse(settings: &Value) -> Result<AwsPlan, SettingsError> {
-        let plan: AwsPlan = serde_json::from_value(settings.clone()).map_err(|err| {
+        AwsPlan::parse_placed(settings).map(|(plan, _)| plan)
+    }
+
+    /// Parses and checks a plan's settings: the product and where it is placed.
+    pub fn parse_placed(settings: &Value) -> Result<(AwsPlan, Placement), SettingsError> {
+        let raw: PlanSettings = serde_json::from_value(settings.clone()).map_err(|err| {
             SettingsError::invalid(format!(
                 "{err} (an aws plan needs service = \"s3\" or service = \"rds\")"
             ))
         })?;
-        match &plan {
+        match &raw.product {
             AwsPlan::S3(s3) => s3.check()?,
             AwsPlan::Rds(rds) => rds.check()?,
         }
-        Ok(plan)
+        let invalid = |err: BuildError| SettingsError::invalid(err.to_string());
+        if let Some(region) = &raw.region {
+            config::check_region(region).map_err(invalid)?;
+        }
+        let role = match (raw.role_arn, raw.external_id) {
+            (Some(arn), external_id) => Some(AssumeRole::new(arn, external_id).map_err(invalid)?),
+            (None, None) => None,
+            (None, Some(_)) => {
+                return Err(SettingsError::invalid(
+                    "external_id is the role's: it needs role_arn",
+                ))
+            }
+        };
+        let placement = Placement {
+            region: raw.region,
+            role,
+        };
+        Ok((raw.product, placement))
     }
 
-    fn of(request: &OperationRequest) -> Result<AwsPlan, BrokerError> {
-        AwsPlan::parse(&request.plan_settings).map_err(BrokerError::from)
+    fn of(request: &OperationRequest) -> Result<(AwsPlan, Placement), BrokerError> {
+        AwsPlan::parse_placed(&request.plan_settings).map_err(BrokerError::from)
     }
 
     fn service(&self) -> &'static str {
@@ -101,13 +153,13 @@ fn reference_field<'a>(request: &'a OperationRequest, key: &str) -> Option<&'a V
     request.reference.as_ref()?.get(key)
 }
 
-/// The AWS provider: one account and region.
+/// The AWS provider: one set of credentials, the accounts and regions its plans reach.
 #[derive(Debug)]
 pub struct Aws {
     /// What was configured.
     settings: AwsSettings,
-    /// The SDK clients, made on first use.
-    clients: OnceCell<AwsClients>,
+    /// The SDK clients of each account called so far, made on first use.
+    clients: Mutex<HashMap<Account, AwsClients>>,
 }
 
 impl Aws {
@@ -126,27 +178,46 @@ impl Aws {
     pub fn new(settings: AwsSettings) -> Self {
         Aws {
             settings,
-            clients: OnceCell::new(),
+            clients: Mutex::new(HashMap::new()),
         }
     }
 
-    async fn clients(&self) -> &AwsClients {
-        self.clients
-            .get_or_init(|| AwsClients::connect(&self.settings))
-            .await
+    /// The account of an operation: the region its instance was made in (recorded in its
+    /// state), else the plan's, else the provider's; the plan's role, else the provider's.
+    fn account(&self, request: &OperationRequest, placement: &Placement) -> Account {
+        let region = request.instance_state["region"]
+            .as_str()
+            .map(str::to_owned)
+            .or_else(|| placement.region.clone())
+            .unwrap_or_else(|| self.settings.region.clone());
+        let role = placement
+            .role
+            .clone()
+            .or_else(|| self.settings.assume_role.clone());
+        Account { region, role }
     }
 
-    async fn s3(&self) -> AwsS3<'_> {
+    async fn clients(&self, account: Account) -> AwsClients {
+        let mut clients = self.clients.lock().await;
+        if let Some(known) = clients.get(&account) {
+            return known.clone();
+        }
+        let made = AwsClients::connect_to(&self.settings, &account).await;
+        clients.insert(account, made.clone());
+        made
+    }
+
+    async fn s3(&self, request: &OperationRequest, placement: &Placement) -> AwsS3<'_> {
         AwsS3 {
             settings: &self.settings,
-            clients: self.clients().await,
+            clients: self.clients(self.account(request, placement)).await,
         }
     }
 
-    async fn rds(&self) -> AwsRds<'_> {
+    async fn rds(&self, request: &OperationRequest, placement: &Placement) -> AwsRds<'_> {
         AwsRds {
             settings: &self.settings,
-            clients: self.clients().await,
+            clients: self.clients(self.account(request, placement)).await,
         }
     }
 }
@@ -175,13 +246,15 @@ impl Broker for Aws {
 
     async fn provision(&self, request: &OperationRequest) -> Result<Progress, BrokerError> {
         match AwsPlan::of(request)? {
-            AwsPlan::S3(plan) => self.s3().await.provision(request, &plan).await,
-            AwsPlan::Rds(plan) => self.rds().await.provision(request, &plan).await,
+            (AwsPlan::S3(plan), at) => self.s3(request, &at).await.provision(request, &plan).await,
+            (AwsPlan::Rds(plan), at) => {
+                self.rds(request, &at).await.provision(request, &plan).await
+            }
         }
     }
 
     async fn update(&self, request: &OperationRequest) -> Result<Progress, BrokerError> {
-        let plan = AwsPlan::of(request)?;
+        let (plan, at) = AwsPlan::of(request)?;
         let current = request.instance_state["service"].as_str();
         if current.is_some_and(|service| service != plan.service()) {
             return Err(BrokerError::Unprocessable(format!(
@@ -190,43 +263,64 @@ impl Broker for Aws {
                 plan.service()
             )));
         }
+        let here = self.account(request, &at).region;
+        let there = at.region.as_deref().unwrap_or(&self.settings.region);
+        if here != there {
+            return Err(BrokerError::Unprocessable(format!(
+                "the instance is in {here} and the plan's region is {there}: AWS cannot move it \
+                 between regions"
+            )));
+        }
         match plan {
-            AwsPlan::S3(plan) => self.s3().await.update(request, &plan).await,
-            AwsPlan::Rds(plan) => self.rds().await.update(request, &plan).await,
+            AwsPlan::S3(plan) => self.s3(request, &at).await.update(request, &plan).await,
+            AwsPlan::Rds(plan) => self.rds(request, &at).await.update(request, &plan).await,
         }
     }
 
     async fn deprovision(&self, request: &OperationRequest) -> Result<Progress, BrokerError> {
         match AwsPlan::of(request)? {
-            AwsPlan::S3(plan) => self.s3().await.deprovision(request, &plan).await,
-            AwsPlan::Rds(plan) => self.rds().await.deprovision(request, &plan).await,
+            (AwsPlan::S3(plan), at) => {
+                self.s3(request, &at)
+                    .await
+                    .deprovision(request, &plan)
+                    .await
+            }
+            (AwsPlan::Rds(plan), at) => {
+                self.rds(request, &at)
+                    .await
+                    .deprovision(request, &plan)
+                    .await
+            }
         }
     }
 
     async fn bind(&self, request: &OperationRequest) -> Result<Progress, BrokerError> {
         match AwsPlan::of(request)? {
-            AwsPlan::S3(plan) => self.s3().await.bind(request, &plan).await,
-            AwsPlan::Rds(plan) => self.rds().await.bind(request, &plan).await,
+            (AwsPlan::S3(plan), at) => self.s3(request, &at).await.bind(request, &plan).await,
+            (AwsPlan::Rds(plan), at) => self.rds(request, &at).await.bind(request, &plan).await,
         }
     }
 
     async fn unbind(&self, request: &OperationRequest) -> Result<Progress, BrokerError> {
         match AwsPlan::of(request)? {
-            AwsPlan::S3(_) => self.s3().await.unbind(request).await,
-            AwsPlan::Rds(plan) => self.rds().await.unbind(request, &plan).await,
+            (AwsPlan::S3(_), at) => self.s3(request, &at).await.unbind(request).await,
+            (AwsPlan::Rds(plan), at) => self.rds(request, &at).await.unbind(request, &plan).await,
         }
     }
 
     async fn poll(&self, request: &OperationRequest) -> Result<Progress, BrokerError> {
         match AwsPlan::of(request)? {
             // Only emptying a bucket spans polls: carry on deleting.
-            AwsPlan::S3(plan) if request.kind == OperationKind::Deprovision => {
-                self.s3().await.deprovision(request, &plan).await
+            (AwsPlan::S3(plan), at) if request.kind == OperationKind::Deprovision => {
+                self.s3(request, &at)
+                    .await
+                    .deprovision(request, &plan)
+                    .await
             }
-            AwsPlan::S3(_) => Err(BrokerError::Failed(
+            (AwsPlan::S3(_), _) => Err(BrokerError::Failed(
                 "nothing to poll for this S3 operation".to_owned(),
             )),
-            AwsPlan::Rds(plan) => self.rds().await.poll(request, &plan).await,
+            (AwsPlan::Rds(plan), at) => self.rds(request, &at).await.poll(request, &plan).await,
         }
     }
 }
@@ -248,6 +342,15 @@ mod tests {
         let rds = json!({"service": "rds", "engine": "postgres",
                          "instance_class": "db.t4g.micro", "allocated_storage_gb": 20});
         assert!(matches!(AwsPlan::parse(&rds), Ok(AwsPlan::Rds(_))));
+        let placed = json!({"service": "s3", "region": "ap-south-1",
+                            "role_arn": "arn:aws:iam::123456789012:role/tenant",
+                            "external_id": "tenant-7"});
+        let (plan, placement) = AwsPlan::parse_placed(&placed).unwrap();
+        assert!(matches!(plan, AwsPlan::S3(_)));
+        assert_eq!(placement.region.as_deref(), Some("ap-south-1"));
+        let role = placement.role.unwrap();
+        assert_eq!(role.arn, "arn:aws:iam::123456789012:role/tenant");
+        assert_eq!(role.external_id.as_deref(), Some("tenant-7"));
         for (settings, needle) in [
             (json!({}), "service"),
             (json!({"service": "dynamodb"}), "unknown variant"),
@@ -258,6 +361,15 @@ mod tests {
             (
                 json!({"service": "rds", "engine": "oracle"}),
                 "unknown variant",
+            ),
+            (json!({"service": "s3", "region": "EU WEST"}), "region"),
+            (
+                json!({"service": "s3", "role_arn": "arn:aws:iam::1:role/x"}),
+                "not an IAM role ARN",
+            ),
+            (
+                json!({"service": "s3", "external_id": "x-1"}),
+                "needs role_arn",
             ),
         ] {
             let err = AwsPlan::parse(&settings).unwrap_err().to_string();

@@ -270,8 +270,8 @@ fn state_str<'a>(request: &'a OperationRequest, key: &str) -> Result<&'a str, Br
 pub struct AwsRds<'a> {
     /// The provider's settings.
     pub settings: &'a AwsSettings,
-    /// Its clients.
-    pub clients: &'a AwsClients,
+    /// The clients of the instance's account.
+    pub clients: AwsClients,
 }
 
 impl AwsRds<'_> {
@@ -292,6 +292,7 @@ impl AwsRds<'_> {
             description: Some(format!("creating the DB instance {identifier}")),
             state: Some(json!({
                 "service": "rds",
+                "region": self.clients.region,
                 "identifier": identifier,
                 "engine": plan.engine.name(),
                 "master_username": plan.master_username,

@@ -165,8 +165,8 @@ pub fn binding_policy(region: &str, bucket: &str, access: Access) -> Value {
 pub struct AwsS3<'a> {
     /// The provider's settings.
     pub settings: &'a AwsSettings,
-    /// Its clients.
-    pub clients: &'a AwsClients,
+    /// The clients of the instance's account.
+    pub clients: AwsClients,
 }
 
 impl AwsS3<'_> {

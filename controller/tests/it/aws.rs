@@ -21,19 +21,19 @@ use skybroker_config::{Config, ProviderConfig, Secret, ServiceOffering};
 use crate::harness::*;
 use crate::servers::*;
 
-const S3_SERVICE: &str = "aws-s3-service";
+pub(crate) const S3_SERVICE: &str = "aws-s3-service";
 const RDS_SERVICE: &str = "aws-rds-service";
-const REGION: &str = "eu-west-1";
+pub(crate) const REGION: &str = "eu-west-1";
 
 /// moto's address and the administrator's key.
-struct Moto {
-    endpoint: String,
+pub(crate) struct Moto {
+    pub(crate) endpoint: String,
     key_id: String,
     secret: String,
 }
 
 /// The moto of `./test.sh`, or `None` (test skipped, or failed under CI).
-fn moto() -> Option<Moto> {
+pub(crate) fn moto() -> Option<Moto> {
     let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     match (
         var("SKYBROKER_TEST_AWS"),
@@ -61,7 +61,7 @@ fn moto() -> Option<Moto> {
 }
 
 /// SDK clients for `endpoint` with a key.
-async fn clients(endpoint: &str, key_id: &str, secret: &str) -> AwsClients {
+pub(crate) async fn clients(endpoint: &str, key_id: &str, secret: &str) -> AwsClients {
     let settings = AwsBuilder::new()
         .with_region(REGION)
         .with_endpoint_url(endpoint)
@@ -73,7 +73,7 @@ async fn clients(endpoint: &str, key_id: &str, secret: &str) -> AwsClients {
 }
 
 impl Moto {
-    async fn admin(&self) -> AwsClients {
+    pub(crate) async fn admin(&self) -> AwsClients {
         clients(&self.endpoint, &self.key_id, &self.secret).await
     }
 
@@ -115,7 +115,7 @@ impl Moto {
 /// resources and conditions (S3 statements keep their bucket ARNs: moto checks those); it
 /// names two S3 actions its own way (`HeadBucket`, `PutPublicAccessBlock`); and it checks
 /// `DeleteObjects` against the bucket rather than each object.
-fn moto_policy(policy: &Value) -> Value {
+pub(crate) fn moto_policy(policy: &Value) -> Value {
     let mut policy = policy.clone();
     for statement in policy["Statement"].as_array_mut().expect("statements") {
         let mut actions: Vec<String> = match &statement["Action"] {
@@ -155,7 +155,7 @@ fn moto_policy(policy: &Value) -> Value {
 }
 
 /// The `[providers.aws]` section of a broker that signs with `key` and reaches `endpoint`.
-fn provider(endpoint: &str, key: &(String, String), extra: Value) -> ProviderConfig {
+pub(crate) fn provider(endpoint: &str, key: &(String, String), extra: Value) -> ProviderConfig {
     let mut settings = json!({
         "kind": "aws",
         "region": REGION,
@@ -173,24 +173,29 @@ fn provider(endpoint: &str, key: &(String, String), extra: Value) -> ProviderCon
 
 /// An offering of the `aws` provider with `plans`: `(name, settings)`; every plan may be
 /// `maximum_polling_duration` seconds long.
-fn offering(id: &str, plans: &[(&str, Value)]) -> ServiceOffering {
+pub(crate) fn offering(id: &str, plans: &[(&str, Value)]) -> ServiceOffering {
     provider_offering(id, "aws", "AWS", plans)
 }
 
-fn config_with(provider: ProviderConfig, offerings: Vec<ServiceOffering>) -> Config {
+pub(crate) fn config_with(provider: ProviderConfig, offerings: Vec<ServiceOffering>) -> Config {
     let mut config = fast_config(100);
     config.providers.insert("aws".into(), provider);
     config.services.extend(offerings);
     config
 }
 
-fn provision(service: &str, plan: &str, parameters: Value) -> Value {
+pub(crate) fn provision(service: &str, plan: &str, parameters: Value) -> Value {
     provider_provision_body(service, plan, parameters)
 }
 
 /// PUT, PATCH or DELETE of an instance with `accepts_incomplete=true`, then waits for its
 /// operation; the final last_operation.
-async fn run_async(broker: &Broker, method: Method, path: &str, body: Option<&Value>) -> Value {
+pub(crate) async fn run_async(
+    broker: &Broker,
+    method: Method,
+    path: &str,
+    body: Option<&Value>,
+) -> Value {
     let separator = if path.contains('?') { '&' } else { '?' };
     let mut request = broker.request(
         method.clone(),
@@ -211,7 +216,7 @@ async fn run_async(broker: &Broker, method: Method, path: &str, body: Option<&Va
         .await
 }
 
-async fn provision_async(broker: &Broker, id: &str, body: &Value) -> Value {
+pub(crate) async fn provision_async(broker: &Broker, id: &str, body: &Value) -> Value {
     run_async(
         broker,
         Method::PUT,
@@ -221,12 +226,23 @@ async fn provision_async(broker: &Broker, id: &str, body: &Value) -> Value {
     .await
 }
 
-async fn deprovision_async(broker: &Broker, id: &str, service: &str, plan: &str) -> Value {
+pub(crate) async fn deprovision_async(
+    broker: &Broker,
+    id: &str,
+    service: &str,
+    plan: &str,
+) -> Value {
     let path = format!("/v2/service_instances/{id}?service_id={service}&plan_id={service}-{plan}");
     run_async(broker, Method::DELETE, &path, None).await
 }
 
-async fn bind(broker: &Broker, instance: &str, binding: &str, service: &str, plan: &str) -> Value {
+pub(crate) async fn bind(
+    broker: &Broker,
+    instance: &str,
+    binding: &str,
+    service: &str,
+    plan: &str,
+) -> Value {
     let body = json!({"service_id": service, "plan_id": format!("{service}-{plan}")});
     let (status, response) = broker.put_binding(instance, binding, &body, false).await;
     assert_eq!(status, StatusCode::CREATED, "{response}");
@@ -244,7 +260,7 @@ async fn user_exists(admin: &AwsClients, binding_id: &str) -> bool {
 }
 
 /// An S3 client signing with a binding's key.
-async fn s3_of(credentials: &Value) -> skybroker_brokers::aws::sdk::s3::Client {
+pub(crate) async fn s3_of(credentials: &Value) -> skybroker_brokers::aws::sdk::s3::Client {
     clients(
         credentials["endpoint"].as_str().unwrap(),
         credentials["access_key_id"].as_str().unwrap(),
@@ -254,7 +270,7 @@ async fn s3_of(credentials: &Value) -> skybroker_brokers::aws::sdk::s3::Client {
     .s3
 }
 
-async fn put(
+pub(crate) async fn put(
     s3: &skybroker_brokers::aws::sdk::s3::Client,
     bucket: &str,
     key: &str,

@@ -4,6 +4,7 @@
 
 mod alibaba;
 mod aws;
+mod aws_roles;
 mod bindings;
 mod catalog;
 mod concurrency;
