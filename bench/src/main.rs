@@ -21,6 +21,7 @@
 //! Run `cargo run --release -p skybroker-bench -- --help`; `bench/README.md` has the latest
 //! figures.
 
+mod dashboard;
 mod engine;
 mod http;
 mod limit;
@@ -100,6 +101,8 @@ enum Scenario {
     /// The Service Manager's proxy: catalog, provisions and last_operation through a central
     /// broker as a share of talking to the external broker directly (issue #18).
     Proxy,
+    /// The operator dashboard's pages with many stored instances (issue #19).
+    Dashboard,
 }
 
 #[derive(Debug, clap::Args)]
@@ -147,6 +150,12 @@ struct RunArgs {
     /// Stored instances for the start-up scenario.
     #[arg(long, value_delimiter = ',', default_values_t = [10_000usize, 100_000])]
     startup_sizes: Vec<usize>,
+    /// Stored instances for the dashboard scenario.
+    #[arg(long, default_value_t = 100_000)]
+    dashboard_instances: usize,
+    /// How many of those are still provisioning.
+    #[arg(long, default_value_t = 1_000)]
+    dashboard_in_flight: usize,
     /// The broker's RUST_LOG (`info` is what `serve` runs with by default: an access-log
     /// line per request).
     #[arg(long, default_value = "info")]
@@ -187,6 +196,7 @@ fn main() -> anyhow::Result<()> {
         args.engine_sizes.retain(|&n| n <= 10_000);
         args.engine_window = args.engine_window.min(1.0);
         args.startup_sizes.retain(|&n| n <= 10_000);
+        args.dashboard_instances = args.dashboard_instances.min(10_000);
     }
     if args.only.is_empty() {
         args.only = Scenario::value_variants().to_vec();
@@ -220,7 +230,7 @@ fn run(args: &RunArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Result<Repo
     ]
     .into_iter()
     .any(wants);
-    let needs_broker = http_wanted || wants(Scenario::Startup);
+    let needs_broker = http_wanted || wants(Scenario::Startup) || wants(Scenario::Dashboard);
     let bin = if needs_broker {
         let bin = process::broker_binary(args.broker_bin.as_deref())?;
         eprintln!("broker binary: {}", bin.display());
@@ -269,6 +279,16 @@ fn run(args: &RunArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Result<Repo
             etcd,
         ))?;
         drop(private_etcd);
+    }
+    if let (true, Some(bin)) = (wants(Scenario::Dashboard), &bin) {
+        eprintln!("== dashboard: {} instances", args.dashboard_instances);
+        report.dashboard = runtime.block_on(dashboard::run(
+            bin,
+            &args.work_dir,
+            args.dashboard_instances,
+            args.dashboard_in_flight.min(args.dashboard_instances),
+            &args.log_level,
+        ))?;
     }
     if wants(Scenario::Store) {
         for committers in [1, 64] {

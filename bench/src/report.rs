@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use crate::dashboard::DashboardResult;
 use crate::engine::EngineResult;
 use crate::http::HttpResult;
 use crate::startup::StartupResult;
@@ -32,6 +33,8 @@ pub struct Report {
     pub startup: Vec<StartupResult>,
     /// The embedded store alone.
     pub store: Vec<StoreResult>,
+    /// The dashboard's pages.
+    pub dashboard: Vec<DashboardResult>,
     /// Raw puts to the etcd of the provision scenario.
     pub etcd_puts: Vec<EtcdPutResult>,
     /// Total run time.
@@ -82,6 +85,9 @@ impl Report {
         }
         if !self.store.is_empty() {
             out.push_str(&self.store_table());
+        }
+        if !self.dashboard.is_empty() {
+            out.push_str(&self.dashboard_table());
         }
         if !self.etcd_puts.is_empty() {
             out.push_str(&self.etcd_table());
@@ -175,6 +181,27 @@ impl Report {
         out
     }
 
+    fn dashboard_table(&self) -> String {
+        let mut out = String::from(
+            "\n### Operator dashboard (a new connection per page, basic auth, 10 loads)\n\n\
+             | instances | page | best | median | worst | size |\n\
+             |---:|---|---:|---:|---:|---:|\n",
+        );
+        for d in &self.dashboard {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {:.0} KiB |",
+                d.instances,
+                d.page,
+                duration(d.best),
+                duration(d.median),
+                duration(d.worst),
+                d.bytes as f64 / 1024.0,
+            );
+        }
+        out
+    }
+
     fn store_table(&self) -> String {
         let mut out = String::from(
             "\n### Embedded store alone (durable commits of 2 new keys, ~1 KiB)\n\n\
@@ -232,6 +259,16 @@ impl Report {
                 if met { "yes" } else { "**no**" }
             );
         };
+        for page in self.dashboard.iter().filter(|d| d.instances >= 100_000) {
+            line(
+                &format!(
+                    "dashboard < 1 s at {} instances: {}",
+                    page.instances, page.page
+                ),
+                format!("{} (worst)", duration(page.worst)),
+                page.worst < Duration::from_secs(1),
+            );
+        }
         let limit = self.limit_rps();
         let find = |prefix: &str| self.http.iter().find(|r| r.name.starts_with(prefix));
         if let (Some(limit), Some(catalog)) = (limit, find("1. catalog")) {

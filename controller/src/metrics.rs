@@ -247,6 +247,8 @@ pub struct Metrics {
     requests: HistogramFamily<RequestLabels>,
     /// Store commits.
     store_writes: Histogram,
+    /// How long the last store commit took, in microseconds (`u64::MAX`: none yet).
+    last_store_write: std::sync::atomic::AtomicU64,
     /// Failed store commits by error.
     store_errors: Family<ErrorLabels, Counter>,
     /// Plugin calls.
@@ -277,6 +279,7 @@ impl Metrics {
         Metrics {
             requests: Family::new_with_constructor(http_histogram as fn() -> Histogram),
             store_writes: Histogram::new(STORE_BUCKETS),
+            last_store_write: std::sync::atomic::AtomicU64::new(u64::MAX),
             store_errors: Family::default(),
             provider_calls: Family::new_with_constructor(provider_histogram as fn() -> Histogram),
             provider_errors: Family::default(),
@@ -367,12 +370,26 @@ impl Metrics {
     /// Records one store commit.
     pub fn observe_store_write(&self, elapsed: Duration, result: Result<(), &StoreError>) {
         self.store_writes.observe(elapsed.as_secs_f64());
+        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX - 1);
+        self.last_store_write
+            .store(micros, std::sync::atomic::Ordering::Relaxed);
         if let Err(err) = result {
             self.store_errors
                 .get_or_create(&ErrorLabels {
                     error: store_error_label(err),
                 })
                 .inc();
+        }
+    }
+
+    /// How long the last store commit took (the dashboard's store card), if there was one.
+    pub fn last_store_write(&self) -> Option<Duration> {
+        match self
+            .last_store_write
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            u64::MAX => None,
+            micros => Some(Duration::from_micros(micros)),
         }
     }
 
@@ -685,6 +702,10 @@ impl Store for MeteredStore {
 
     async fn check(&self) -> Result<(), StoreError> {
         self.inner.check().await
+    }
+
+    async fn status(&self) -> Result<skybroker_storage::StoreStatus, StoreError> {
+        self.inner.status().await
     }
 
     fn name(&self) -> &'static str {

@@ -39,7 +39,9 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::oneshot;
 
 use crate::memory::check_expectations;
-use crate::store::{Entry, PageVisitor, Revision, Store, StoreError, Write, LOAD_PAGE};
+use crate::store::{
+    Entry, PageVisitor, Revision, Store, StoreError, StoreStatus, Write, LOAD_PAGE,
+};
 
 const ENTRIES: TableDefinition<&str, (u64, &[u8])> = TableDefinition::new("entries");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
@@ -380,6 +382,19 @@ impl Store for EmbeddedStore {
         })?
     }
 
+    async fn status(&self) -> Result<StoreStatus, StoreError> {
+        let size = std::fs::metadata(&self.path)
+            .map_err(|err| {
+                StoreError::Backend(format!("cannot read {}: {err}", self.path.display()))
+            })?
+            .len();
+        Ok(StoreStatus {
+            location: Some(self.path.display().to_string()),
+            size_bytes: Some(size),
+            ..StoreStatus::default()
+        })
+    }
+
     async fn check(&self) -> Result<(), StoreError> {
         // Commits need the committer thread: a dead one (a bug) makes the store unusable.
         if self
@@ -435,6 +450,20 @@ mod tests {
     async fn embedded_store_passes_the_conformance_suite() {
         let dir = tempfile::tempdir().unwrap();
         crate::testing::conformance(&EmbeddedStore::open(dir.path()).unwrap()).await;
+    }
+
+    /// Issue #19: the embedded store names its file and its size for the dashboard.
+    #[tokio::test]
+    async fn the_store_describes_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        let status = store.status().await.unwrap();
+        assert_eq!(
+            status.location.as_deref(),
+            Some(dir.path().join(FILE_NAME).to_str().unwrap())
+        );
+        assert!(status.size_bytes.is_some_and(|size| size > 0));
+        assert!(status.members.is_empty() && status.version.is_none());
     }
 
     /// Start-up reads the store in pages of `LOAD_PAGE`, in key order, on a current-thread

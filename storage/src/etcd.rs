@@ -38,7 +38,8 @@ use tokio::task::JoinHandle;
 use tonic::Code;
 
 use crate::store::{
-    Entry, Expect, PageVisitor, Revision, Store, StoreError, WatchEvent, Write, LOAD_PAGE,
+    Entry, Expect, PageVisitor, Revision, Store, StoreError, StoreMember, StoreStatus, WatchEvent,
+    Write, LOAD_PAGE,
 };
 
 /// Attempts of a commit when etcd is unreachable (a member just died, a leader election),
@@ -532,6 +533,33 @@ impl Store for EtcdStore {
         "etcd"
     }
 
+    async fn status(&self) -> Result<StoreStatus, StoreError> {
+        let (status, members) = self
+            .endpoints
+            .call(|mut c| async move {
+                let status = c.status().await?;
+                let members = c.member_list().await?;
+                Ok((status, members))
+            })
+            .await?;
+        let leader = status.leader();
+        Ok(StoreStatus {
+            location: Some(format!("key prefix {}", self.prefix)),
+            version: Some(status.version().to_owned()),
+            size_bytes: u64::try_from(status.db_size()).ok(),
+            members: members
+                .members()
+                .iter()
+                .map(|member| StoreMember {
+                    name: member.name().to_owned(),
+                    client_urls: member.client_urls().to_vec(),
+                    leader: member.id() == leader,
+                    learner: member.is_learner(),
+                })
+                .collect(),
+        })
+    }
+
     async fn sync_point(&self) -> Result<Option<Revision>, StoreError> {
         // On the replica's lease, so the marker goes with the replica; before the lease is
         // granted, or when etcd no longer knows it (lapsed in an outage, not renewed yet),
@@ -838,6 +866,40 @@ mod tests {
             .await
             .unwrap();
         crate::testing::conformance(&store).await;
+    }
+
+    /// Issue #19: the store describes its cluster for the dashboard: the test etcd's one
+    /// member, its client URL, marked leader; the version and database size of a real server.
+    #[tokio::test]
+    async fn the_cluster_is_described_with_its_leader() {
+        let Some(endpoint) = crate::testing::etcd_endpoint() else {
+            return;
+        };
+        let options = crate::testing::etcd_options(&endpoint);
+        let prefix = options.prefix.clone();
+        let store = EtcdStore::connect(options).await.unwrap();
+        let status = store.status().await.unwrap();
+        assert_eq!(status.location, Some(format!("key prefix {prefix}")));
+        assert!(
+            status
+                .version
+                .as_deref()
+                .is_some_and(|v| v.starts_with("3.")),
+            "{status:?}"
+        );
+        assert!(status.size_bytes.is_some_and(|size| size > 0), "{status:?}");
+        assert_eq!(
+            status.members.iter().filter(|member| member.leader).count(),
+            1,
+            "{status:?}"
+        );
+        assert!(
+            status
+                .members
+                .iter()
+                .any(|member| member.client_urls.contains(&endpoint)),
+            "{status:?}"
+        );
     }
 
     /// Issue #16: a commit above etcd's 128 operations is refused plainly, before it is sent,

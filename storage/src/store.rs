@@ -126,6 +126,16 @@ pub trait Store: std::fmt::Debug + Send + Sync + 'static {
     /// A short name for logs ("memory", "embedded", "etcd").
     fn name(&self) -> &'static str;
 
+    /// What the store can tell an operator about itself (the dashboard's store card): where
+    /// the data is, how big, and for a cluster its members and leader. Like [`Store::check`],
+    /// read-only and quick. The default knows nothing beyond the name.
+    ///
+    /// # Errors
+    /// The store could not be asked.
+    async fn status(&self) -> Result<StoreStatus, StoreError> {
+        Ok(StoreStatus::default())
+    }
+
     /// Changes other processes commit from the last [`Store::load`] on, as they happen;
     /// `None` for a store no other process writes (memory, embedded). After a
     /// [`WatchEvent::Reset`] the caller loads everything again and watches anew.
@@ -175,3 +185,29 @@ pub enum WatchEvent {
 
 #[cfg(test)]
 fn _object_safe(_: &dyn Store) {}
+
+/// A store's description of itself, for operators.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreStatus {
+    /// Where the data is: the embedded store's file, etcd's key prefix.
+    pub location: Option<String>,
+    /// The server's version (etcd).
+    pub version: Option<String>,
+    /// The size of the data on disk, in bytes (etcd: the answering member's database).
+    pub size_bytes: Option<u64>,
+    /// The cluster's members (etcd), in the order the cluster lists them.
+    pub members: Vec<StoreMember>,
+}
+
+/// One member of a store cluster.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreMember {
+    /// Its name (empty while it has not started).
+    pub name: String,
+    /// Where clients reach it.
+    pub client_urls: Vec<String>,
+    /// Whether it leads the cluster now.
+    pub leader: bool,
+    /// Whether it is a learner (not voting yet).
+    pub learner: bool,
+}

@@ -95,8 +95,8 @@ fn allowed(core: &Core, authorization: &str) -> bool {
 /// What the page shows, read once per request.
 #[derive(Debug)]
 pub struct Snapshot {
-    /// The store's kind and whether it answers.
-    pub store: (&'static str, Result<(), String>),
+    /// The store: its kind, health and description.
+    pub store: StoreCard,
     /// The engine's sample: queue, workers, counts.
     pub sample: crate::metrics::Sample,
     /// Operations in flight, oldest first, with when each is polled next.
@@ -121,6 +121,19 @@ pub struct Snapshot {
     pub names: std::collections::HashMap<String, (String, String)>,
     /// Now, for ages.
     pub now: u64,
+}
+
+/// What the page says about the store.
+#[derive(Debug)]
+pub struct StoreCard {
+    /// `embedded`, `etcd`, `memory`.
+    pub kind: &'static str,
+    /// Whether it answers (the readiness probe's check).
+    pub health: Result<(), String>,
+    /// Its description (location, size, cluster members), when it gave one in time.
+    pub status: Option<skybroker_storage::StoreStatus>,
+    /// How long the last commit took.
+    pub last_commit: Option<std::time::Duration>,
 }
 
 /// Which instances the page lists: `q` (part of the id), `service` and `plan` (names or ids),
@@ -227,9 +240,21 @@ async fn snapshot(core: &Core, query: Option<&str>) -> Snapshot {
         .map(|(offering, plan, _)| (plan.id.clone(), (offering.name.clone(), plan.name.clone())))
         .collect();
     let store = core.state.store();
-    let health = match tokio::time::timeout(STORE_CHECK_TIMEOUT, store.check()).await {
+    let (health, status) = tokio::join!(
+        tokio::time::timeout(STORE_CHECK_TIMEOUT, store.check()),
+        tokio::time::timeout(STORE_CHECK_TIMEOUT, store.status()),
+    );
+    let health = match health {
         Ok(result) => result.map_err(|err| err.to_string()),
         Err(_) => Err("no answer in time".to_owned()),
+    };
+    let status = match status {
+        Ok(Ok(status)) => Some(status),
+        Ok(Err(err)) => {
+            log::debug!("the store did not describe itself: {err}");
+            None
+        }
+        Err(_) => None,
     };
     let mut in_flight = core.state.operations_in_progress();
     let in_flight_total = in_flight.len();
@@ -243,7 +268,12 @@ async fn snapshot(core: &Core, query: Option<&str>) -> Snapshot {
         })
         .collect();
     Snapshot {
-        store: (store.name(), health),
+        store: StoreCard {
+            kind: store.name(),
+            health,
+            status,
+            last_commit: core.metrics.last_store_write(),
+        },
         sample: core.engine.sample(),
         in_flight,
         in_flight_total,

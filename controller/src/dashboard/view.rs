@@ -5,6 +5,34 @@ use skybroker_storage::{Operation, ServiceInstance};
 
 use super::Snapshot;
 
+/// The store's own description: where, how big, which version; a cluster's members with the
+/// leader marked.
+fn store_status(status: &skybroker_storage::StoreStatus) -> Markup {
+    html! {
+        @if let Some(location) = &status.location {
+            p .detail { code { (location) } }
+        }
+        @if status.version.is_some() || status.size_bytes.is_some() {
+            p .detail {
+                @if let Some(version) = &status.version { "version " (version) " " }
+                @if let Some(size) = status.size_bytes { (format!("{:.1} MB", size as f64 / 1e6)) " on disk" }
+            }
+        }
+        @if !status.members.is_empty() {
+            ul .members {
+                @for member in &status.members {
+                    li .leader[member.leader] {
+                        (if member.name.is_empty() { "(starting)" } else { member.name.as_str() })
+                        @if member.leader { " · leader" }
+                        @if member.learner { " · learner" }
+                        " " code { (member.client_urls.join(", ")) }
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// `1.2 s`, `3 min`, `2.5 h` from milliseconds.
 fn span(ms: u64) -> String {
     let s = ms as f64 / 1000.0;
@@ -45,13 +73,19 @@ pub fn live(snapshot: &Snapshot) -> Markup {
     let dispatcher = &snapshot.sample.dispatcher;
     let counts = &snapshot.sample.counts;
     let operations = &snapshot.sample.operations;
-    let (store, health) = &snapshot.store;
+    let store = &snapshot.store;
     html! {
         section .cards {
-            div .card .(if health.is_ok() { "ok" } else { "bad" }) {
+            div .card #store .(if store.health.is_ok() { "ok" } else { "bad" }) {
                 h2 { "Store" }
-                p .big { (store) }
-                p { (match health { Ok(()) => "answering".to_owned(), Err(err) => err.clone() }) }
+                p .big { (store.kind) }
+                p { (match &store.health { Ok(()) => "answering".to_owned(), Err(err) => err.clone() }) }
+                @if let Some(took) = store.last_commit {
+                    p { "last commit " (format!("{:.1} ms", took.as_secs_f64() * 1000.0)) }
+                }
+                @if let Some(status) = &store.status {
+                    (store_status(status))
+                }
             }
             div .card {
                 h2 { "Queue" }

@@ -72,6 +72,23 @@ async fn the_dashboard_shows_operations_as_they_run() {
         !live.contains(&format!("data-operation=\"{operation}\"")),
         "no longer in flight: {live}"
     );
+    // The store card: its kind, the last commit's latency and, on etcd, the cluster with its
+    // leader.
+    let card = live
+        .split("id=\"store\"")
+        .nth(1)
+        .and_then(|rest| rest.split("</div>").next())
+        .expect("a store card");
+    assert!(card.contains("last commit "), "{card}");
+    if std::env::var("SKYBROKER_TEST_STORE").as_deref() == Ok("etcd") {
+        assert!(card.contains(">etcd<"), "{card}");
+        assert!(card.contains(" · leader"), "{card}");
+        assert!(card.contains("version 3."), "{card}");
+        let endpoint = std::env::var("SKYBROKER_TEST_ETCD").unwrap();
+        assert!(card.contains(&endpoint), "{card}");
+    } else {
+        assert!(card.contains(">memory<"), "{card}");
+    }
     let row = live
         .split(&format!("data-instance=\"{instance}\""))
         .nth(1)
