@@ -248,6 +248,23 @@ if [ "$#" -eq 0 ]; then
     bash controller/tests/schemathesis/run.sh "$CARGO_TARGET_DIR/debug/skybroker" 45
 fi
 
+# ===== the container image =====
+# deploy/Dockerfile built and run (deploy/image-test.sh): non-root, under 60 MB, /healthz and a
+# catalog answered. Docker is installed from Debian and its daemon started when missing; where
+# it cannot run (an unprivileged container), the step says so and is skipped.
+ensure_docker() {
+    docker info >/dev/null 2>&1 && return
+    command -v dockerd >/dev/null || apt_install docker.io || return 0
+    echo "starting dockerd (log: $STATE/dockerd.log)"
+    (nohup dockerd >"$STATE/dockerd.log" 2>&1 &)
+    wait_for 30 docker info || echo "dockerd did not start: $(tail -n 3 "$STATE/dockerd.log")"
+}
+if [ "$#" -eq 0 ]; then
+    step "container image"
+    ensure_docker
+    bash deploy/image-test.sh
+fi
+
 # ===== deploy/ =====
 # Offline: the Dockerfile (hadolint), every YAML file (yamllint), the Kubernetes manifests
 # against the Kubernetes schemas (kubernetes-validate), and the ConfigMap's configuration

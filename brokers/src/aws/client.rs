@@ -11,14 +11,18 @@
 //! same endpoint override as the other services), and the clients' identity cache renews the
 //! temporary credentials before they expire, so nothing here schedules a refresh.
 
+use std::time::SystemTime;
+
 use aws_config::retry::RetryConfig;
 use aws_config::sts::AssumeRoleProvider;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::provider::error::CredentialsError;
+use aws_credential_types::provider::{future, ProvideCredentials};
 use aws_sdk_s3::config::{Credentials, SharedCredentialsProvider, SharedHttpClient};
 use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
 
-use super::config::{AssumeRole, AwsSettings};
+use super::config::{AssumeRole, AwsSettings, KeyFiles};
 
 /// Where calls go and as whom.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -73,13 +77,19 @@ pub async fn sdk_config(settings: &AwsSettings, account: &Account) -> SdkConfig 
         loader = loader.endpoint_url(url);
     }
     if let Some(keys) = &settings.static_credentials {
-        loader = loader.credentials_provider(Credentials::new(
-            keys.access_key_id.clone(),
-            keys.secret_access_key.expose().to_owned(),
-            None,
-            None,
-            "skybroker-provider-config",
-        ));
+        loader = match &keys.files {
+            Some(files) => loader.credentials_provider(RereadKeys {
+                files: files.clone(),
+                fixed_id: keys.access_key_id.clone(),
+            }),
+            None => loader.credentials_provider(Credentials::new(
+                keys.access_key_id.clone(),
+                keys.secret_access_key.expose().to_owned(),
+                None,
+                None,
+                "skybroker-provider-config",
+            )),
+        };
     }
     let base = loader.load().await;
     let Some(role) = &account.role else {
@@ -96,6 +106,50 @@ pub async fn sdk_config(settings: &AwsSettings, account: &Account) -> SdkConfig 
     base.into_builder()
         .credentials_provider(SharedCredentialsProvider::new(assumed))
         .build()
+}
+
+/// Static keys read from their files whenever the SDK asks, which it does again once the
+/// credentials it was given expire: they are handed out as lasting `files.reload`, so a key
+/// rotated in a mounted secret is used from the next read on, without a restart.
+#[derive(Debug)]
+struct RereadKeys {
+    files: KeyFiles,
+    /// The id when there is no id file.
+    fixed_id: String,
+}
+
+impl RereadKeys {
+    fn read(&self) -> Result<Credentials, CredentialsError> {
+        let read = |path: &std::path::Path| {
+            std::fs::read_to_string(path).map_err(|err| {
+                CredentialsError::provider_error(format!(
+                    "cannot read the key file {}: {err}",
+                    path.display()
+                ))
+            })
+        };
+        let secret = read(&self.files.secret_access_key)?;
+        let id = match &self.files.access_key_id {
+            Some(path) => read(path)?.trim().to_owned(),
+            None => self.fixed_id.clone(),
+        };
+        Ok(Credentials::new(
+            id,
+            secret.trim_end_matches(['\r', '\n']).to_owned(),
+            None,
+            Some(SystemTime::now() + self.files.reload),
+            "skybroker-key-files",
+        ))
+    }
+}
+
+impl ProvideCredentials for RereadKeys {
+    fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        future::ProvideCredentials::ready(self.read())
+    }
 }
 
 /// The clients of one account.

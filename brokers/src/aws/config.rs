@@ -11,7 +11,9 @@
 //! profile files, web identity / IRSA on Kubernetes through `AWS_WEB_IDENTITY_TOKEN_FILE` and
 //! `AWS_ROLE_ARN`, ECS and EC2 instance roles). Static keys are an option for a second account;
 //! their secret comes from `password_env`/`password_file` like every provider secret, never
-//! from the file itself.
+//! from the file itself. From `password_file` (and the id from `access_key_id_file`: a mounted
+//! Kubernetes secret holds both), the keys are read again every `key_reload_secs`, so a
+//! rotated key takes effect without a restart.
 //!
 //! On top of whichever of those, `role_arn` makes the broker *assume* a role (STS
 //! AssumeRole, with `external_id` and `role_session_name`) and act as it: the usual way to let
@@ -74,6 +76,30 @@ pub struct StaticCredentials {
     pub access_key_id: String,
     /// The secret access key (`Debug` prints `******`).
     pub secret_access_key: Secret,
+    /// The files both were read from, read again as they may be rotated.
+    pub files: Option<KeyFiles>,
+}
+
+/// Where a rotated access key is read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyFiles {
+    /// The file of the key id (else the id is fixed: `access_key_id`).
+    pub access_key_id: Option<std::path::PathBuf>,
+    /// The file of the secret (`password_file`).
+    pub secret_access_key: std::path::PathBuf,
+    /// How often they are read again.
+    pub reload: Duration,
+}
+
+/// The key id in `path` (surrounding white space dropped).
+fn read_key_id(path: &std::path::Path) -> Result<String, SettingsError> {
+    std::fs::read_to_string(path)
+        .map(|text| text.trim().to_owned())
+        .map_err(|source| SettingsError::File {
+            setting: "access_key_id_file",
+            path: path.to_owned(),
+            source,
+        })
 }
 
 /// Checks a region name such as `eu-west-1` (it becomes part of host names and signatures).
@@ -165,6 +191,8 @@ struct RawSettings {
     profile: Option<String>,
     endpoint_url: Option<String>,
     access_key_id: Option<String>,
+    access_key_id_file: Option<std::path::PathBuf>,
+    key_reload_secs: Option<u64>,
     role_arn: Option<String>,
     external_id: Option<String>,
     role_session_name: Option<String>,
@@ -187,6 +215,9 @@ pub struct AwsBuilder {
     endpoint_url: Option<String>,
     access_key_id: Option<String>,
     secret_access_key: Option<Secret>,
+    access_key_id_file: Option<std::path::PathBuf>,
+    secret_access_key_file: Option<std::path::PathBuf>,
+    key_reload: Option<Duration>,
     role_arn: Option<String>,
     external_id: Option<String>,
     role_session_name: Option<String>,
@@ -221,12 +252,24 @@ impl AwsBuilder {
             })?),
             None => None,
         };
+        if raw.access_key_id.is_some() && raw.access_key_id_file.is_some() {
+            return Err(SettingsError::invalid(
+                "access_key_id and access_key_id_file: name one",
+            ));
+        }
+        let access_key_id = match &raw.access_key_id_file {
+            Some(path) => Some(read_key_id(path)?),
+            None => raw.access_key_id,
+        };
         Ok(AwsBuilder {
             region: raw.region,
             profile: raw.profile,
             endpoint_url: raw.endpoint_url,
-            access_key_id: raw.access_key_id,
+            access_key_id,
             secret_access_key: config.password.clone(),
+            access_key_id_file: raw.access_key_id_file,
+            secret_access_key_file: config.password_file.clone(),
+            key_reload: raw.key_reload_secs.map(Duration::from_secs),
             role_arn: raw.role_arn,
             external_id: raw.external_id,
             role_session_name: raw.role_session_name,
@@ -269,6 +312,32 @@ impl AwsBuilder {
         self.access_key_id = Some(access_key_id.into());
         self.secret_access_key = Some(secret_access_key);
         self
+    }
+
+    /// Static keys read from files, and read again every `reload` (a mounted secret that is
+    /// rotated): the id from `id_file`, the secret from `secret_file`.
+    ///
+    /// # Errors
+    /// The id file cannot be read.
+    pub fn with_key_files(
+        mut self,
+        id_file: impl Into<std::path::PathBuf>,
+        secret_file: impl Into<std::path::PathBuf>,
+        reload: Duration,
+    ) -> Result<Self, SettingsError> {
+        let (id_file, secret_file) = (id_file.into(), secret_file.into());
+        self.access_key_id = Some(read_key_id(&id_file)?);
+        let secret =
+            std::fs::read_to_string(&secret_file).map_err(|source| SettingsError::File {
+                setting: "password_file",
+                path: secret_file.clone(),
+                source,
+            })?;
+        self.secret_access_key = Some(Secret::new(secret.trim_end_matches(['\r', '\n'])));
+        self.access_key_id_file = Some(id_file);
+        self.secret_access_key_file = Some(secret_file);
+        self.key_reload = Some(reload);
+        Ok(self)
     }
 
     /// A role to assume for every call (with the external id its trust policy asks for).
@@ -318,10 +387,28 @@ impl AwsBuilder {
             .filter(|r| !r.is_empty())
             .ok_or(BuildError::MissingRegion)?;
         check_region(&region)?;
+        let key_reload = self.key_reload.unwrap_or(Duration::from_secs(60));
+        if key_reload.is_zero() {
+            return Err(BuildError::Invalid(
+                "key_reload_secs must be at least 1".to_owned(),
+            ));
+        }
+        if self.access_key_id_file.is_some() && self.secret_access_key_file.is_none() {
+            return Err(BuildError::IncompleteCredentials(
+                "access_key_id_file needs the secret from password_file: a rotated key \
+                 changes both",
+            ));
+        }
+        let files = self.secret_access_key_file.map(|secret| KeyFiles {
+            access_key_id: self.access_key_id_file,
+            secret_access_key: secret,
+            reload: key_reload,
+        });
         let static_credentials = match (self.access_key_id, self.secret_access_key) {
             (Some(access_key_id), Some(secret_access_key)) => Some(StaticCredentials {
                 access_key_id,
                 secret_access_key,
+                files,
             }),
             (None, None) => None,
             (Some(_), None) => {
@@ -460,6 +547,34 @@ mod tests {
     }
 
     #[test]
+    fn key_files_are_remembered_to_be_read_again() {
+        let dir = std::env::temp_dir().join(format!("skybroker-key-files-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let id = dir.join("id");
+        std::fs::write(&id, "AKIAROTATED\n").unwrap();
+        let mut config = provider(json!({"region": "us-east-1", "access_key_id_file": id}));
+        config.password = Some(Secret::new("secret"));
+        config.password_file = Some(dir.join("secret"));
+        let settings = AwsBuilder::from_config(&config).unwrap().build().unwrap();
+        let keys = settings.static_credentials.unwrap();
+        assert_eq!(keys.access_key_id, "AKIAROTATED");
+        let files = keys.files.unwrap();
+        assert_eq!(files.access_key_id, Some(id));
+        assert_eq!(files.secret_access_key, dir.join("secret"));
+        assert_eq!(files.reload, Duration::from_secs(60));
+        // The id from a file needs the secret from a file: they rotate together.
+        let mut config = provider(json!({"region": "us-east-1",
+            "access_key_id_file": dir.join("id")}));
+        config.password = Some(Secret::new("secret"));
+        let err = AwsBuilder::from_config(&config)
+            .unwrap()
+            .build()
+            .unwrap_err();
+        assert!(err.to_string().contains("password_file"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn a_role_is_assumed_with_its_external_id() {
         let settings = AwsBuilder::from_config(&provider(json!({
             "region": "eu-west-1",
@@ -537,6 +652,15 @@ mod tests {
             (
                 json!({"region": "eu-west-1", "role_session_duration_secs": 60}),
                 "between 900 and 43200",
+            ),
+            (
+                json!({"region": "eu-west-1", "access_key_id": "AKIA1",
+                       "access_key_id_file": "/run/secrets/id"}),
+                "name one",
+            ),
+            (
+                json!({"region": "eu-west-1", "access_key_id_file": "/nonexistent/skybroker"}),
+                "access_key_id_file",
             ),
         ] {
             let err = match AwsBuilder::from_config(&provider(settings.clone())) {

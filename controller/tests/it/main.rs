@@ -4,7 +4,7 @@
 
 mod alibaba;
 mod aws;
-mod aws_roles;
+mod aws_credentials;
 mod bindings;
 mod catalog;
 mod concurrency;

@@ -1,6 +1,7 @@
 //! AWS credentials as operators run them (issue 21): a role assumed on top of the broker's own
 //! key (with the external id its trust policy asks for), a plan with a region and a role of
-//! its own, and web identity from the environment exactly as EKS sets it for IRSA.
+//! its own, web identity from the environment exactly as EKS sets it for IRSA, and a key in
+//! a mounted secret rotated under a running broker.
 //!
 //! The moto of `./test.sh` enforces IAM: it checks that the caller may `sts:AssumeRole`, that
 //! the role's trust policy names the caller and its `sts:ExternalId` condition holds, and it
@@ -259,6 +260,104 @@ async fn aws_roles_are_assumed_per_provider_and_per_plan() {
     let last = provision_async(&bare, &id, &provision(S3_SERVICE, "home", json!({}))).await;
     assert_eq!(last["state"], "failed", "{last}");
     bare.stop().await;
+}
+
+/// A new key of `user`.
+async fn new_key(admin: &AwsClients, user: &str) -> (String, String) {
+    let key = admin
+        .iam
+        .create_access_key()
+        .user_name(user)
+        .send()
+        .await
+        .unwrap();
+    let key = key.access_key().unwrap();
+    (
+        key.access_key_id().to_owned(),
+        key.secret_access_key().to_owned(),
+    )
+}
+
+/// Issue 21, secrets from files: the broker's key comes from a mounted secret (id and secret
+/// in two files). The key is rotated under the running broker (a new key written, the old one
+/// deleted at AWS) and the next provision works with the new one: without the files being
+/// read again it would fail, as the old key no longer exists.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_a_rotated_key_file_is_used_without_a_restart() {
+    let Some(moto) = moto() else { return };
+    let admin = moto.admin().await;
+    let user = format!("skybroker-rotated-{}", uuid::Uuid::new_v4().simple());
+    admin
+        .iam
+        .create_user()
+        .user_name(&user)
+        .send()
+        .await
+        .unwrap();
+    for (policy, document) in broker_policies() {
+        admin
+            .iam
+            .put_user_policy()
+            .user_name(&user)
+            .policy_name(policy)
+            .policy_document(document.to_string())
+            .send()
+            .await
+            .unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (id_file, secret_file) = (dir.path().join("id"), dir.path().join("secret"));
+    let write = |key: &(String, String)| {
+        // As Kubernetes updates a secret volume: new files renamed into place.
+        for (path, text) in [(&id_file, &key.0), (&secret_file, &key.1)] {
+            let next = path.with_extension("next");
+            std::fs::write(&next, format!("{text}\n")).unwrap();
+            std::fs::rename(&next, path).unwrap();
+        }
+    };
+    let old = new_key(&admin, &user).await;
+    write(&old);
+    let mut provider = provider(
+        &moto.endpoint,
+        &old,
+        json!({"access_key_id_file": id_file, "key_reload_secs": 1}),
+    );
+    provider.settings.remove("access_key_id");
+    provider.password_file = Some(secret_file.clone());
+    let plans = [(
+        "bucket",
+        json!({"service": "s3", "on_deprovision": "empty"}),
+    )];
+    let broker =
+        Broker::with_config(config_with(provider, vec![offering(S3_SERVICE, &plans)])).await;
+    let first = new_id("rotated-1");
+    let last = provision_async(&broker, &first, &provision(S3_SERVICE, "bucket", json!({}))).await;
+    assert_eq!(last["state"], "succeeded", "{last}");
+
+    let new = new_key(&admin, &user).await;
+    write(&new);
+    admin
+        .iam
+        .delete_access_key()
+        .user_name(&user)
+        .access_key_id(&old.0)
+        .send()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let second = new_id("rotated-2");
+    let last = provision_async(
+        &broker,
+        &second,
+        &provision(S3_SERVICE, "bucket", json!({})),
+    )
+    .await;
+    assert_eq!(last["state"], "succeeded", "the new key is used: {last}");
+    for id in [&first, &second] {
+        let last = deprovision_async(&broker, id, S3_SERVICE, "bucket").await;
+        assert_eq!(last["state"], "succeeded", "{last}");
+    }
+    broker.stop().await;
 }
 
 /// A moto server of this test's own, without IAM enforcement; killed when dropped.
