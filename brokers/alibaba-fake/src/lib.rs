@@ -1,10 +1,14 @@
-//! A stand-in for Alibaba Cloud's RDS, RAM and OSS APIs, started by tests on loopback ports.
+//! A stand-in for Alibaba Cloud's RDS, RAM, STS and OSS APIs and an ECS instance's metadata
+//! service, started by tests on loopback ports.
 //!
 //! There is no Alibaba Cloud to test against here, so this fake checks what the real
 //! service checks, from its own code (it shares nothing with the broker's signer, so one
 //! bug cannot hide in both):
-//! - RPC calls (RDS, RAM) signed with ACS3-HMAC-SHA256: the signature, the timestamp window
-//!   and single use of each nonce, answered with the real error codes;
+//! - RPC calls (RDS, RAM, STS) signed with ACS3-HMAC-SHA256: the signature, the timestamp
+//!   window and single use of each nonce, answered with the real error codes;
+//! - temporary credentials from STS (AssumeRole, AssumeRoleWithOIDC) and from the ECS
+//!   metadata service, accepted only with their security token and until they expire, and
+//!   authorized with their role's policies;
 //! - OSS calls signed with OSS4-HMAC-SHA256, and RAM policies of the calling key evaluated
 //!   against the bucket and object they touch;
 //! - state machines that take time (an RDS instance stays `Creating`, then `Running`),
@@ -16,12 +20,16 @@
 //! - [`api`]: parameters, the error answer and id/date formats the RPC products share;
 //! - [`rds`]: DB instances, databases, accounts (optionally real, on a PostgreSQL/MySQL server);
 //! - [`dbserver`]: the SQL that makes RDS databases and accounts real on such a server;
-//! - [`ram`]: users, access keys, policies, and the policy evaluation OSS uses;
+//! - [`ram`]: users, access keys, policies, roles and their sessions, and the policy
+//!   evaluation every endpoint uses;
+//! - [`sts`]: AssumeRole, AssumeRoleWithOIDC, GetCallerIdentity;
+//! - [`metadata`]: the ECS instance metadata service's RAM role credentials;
 //! - [`oss`]: buckets and objects behind OSS4 verification.
 //!
 //! The binary (`src/main.rs`) runs the same fake as a process for tests in other languages
 //! (the official Python SDKs are run against it), with the unsigned control routes
-//! `GET /__fake/state` and `POST /__fake/throttle?calls=N` on the RPC port.
+//! `GET /__fake/state`, `POST /__fake/throttle?calls=N` and `POST /__fake/expire-sessions`
+//! on the RPC port.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -30,10 +38,12 @@ use std::time::Duration;
 
 pub mod api;
 pub mod dbserver;
+pub mod metadata;
 pub mod oss;
 pub mod ram;
 pub mod rds;
 pub mod rpc;
+pub mod sts;
 
 pub use ram::Principal;
 
@@ -62,6 +72,11 @@ pub struct FakeConfig {
     pub mysql: Option<String>,
     /// How many live RDS instances the account may have.
     pub instance_quota: usize,
+    /// The RAM role attached to the fake ECS instance whose metadata service
+    /// [`FakeAlibaba::metadata_url`] serves (the role itself is made in RAM by the test).
+    pub ecs_ram_role: Option<String>,
+    /// How long the metadata service's role credentials last (6 hours on ECS).
+    pub ecs_credentials_lifetime: Duration,
 }
 
 impl Default for FakeConfig {
@@ -77,6 +92,8 @@ impl Default for FakeConfig {
             postgres: None,
             mysql: None,
             instance_quota: 100,
+            ecs_ram_role: None,
+            ecs_credentials_lifetime: Duration::from_secs(6 * 3600),
         }
     }
 }
@@ -95,6 +112,8 @@ impl std::fmt::Debug for FakeConfig {
             .field("postgres", &self.postgres)
             .field("mysql", &self.mysql)
             .field("instance_quota", &self.instance_quota)
+            .field("ecs_ram_role", &self.ecs_ram_role)
+            .field("ecs_credentials_lifetime", &self.ecs_credentials_lifetime)
             .finish()
     }
 }
@@ -136,6 +155,8 @@ pub struct Shared {
     pub rds: Mutex<rds::Rds>,
     /// Signature nonces seen within the clock-skew window.
     pub nonces: Mutex<rpc::NonceCache>,
+    /// The metadata service's session tokens and current credentials.
+    pub metadata: Mutex<metadata::MetadataState>,
 }
 
 impl Shared {
@@ -150,6 +171,7 @@ impl Shared {
             faults: Faults::default(),
             rds: Mutex::new(rds::Rds::default()),
             nonces: Mutex::new(rpc::NonceCache::default()),
+            metadata: Mutex::new(metadata::MetadataState::default()),
             config,
         }
     }
@@ -172,28 +194,34 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// A running fake: two HTTP listeners on loopback, served until this is dropped.
+/// A running fake: three HTTP listeners on loopback, served until this is dropped.
 pub struct FakeAlibaba {
-    /// The state both listeners serve.
+    /// The state the listeners serve.
     shared: Arc<Shared>,
-    /// Where the RPC endpoint (RDS, RAM) listens.
+    /// Where the RPC endpoint (RDS, RAM, STS) listens.
     rpc_addr: SocketAddr,
     /// Where the OSS endpoint listens.
     oss_addr: SocketAddr,
-    /// The two server tasks, aborted on drop so a test's fake does not outlive it.
+    /// Where the ECS metadata service listens.
+    metadata_addr: SocketAddr,
+    /// The server tasks, aborted on drop so a test's fake does not outlive it.
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl FakeAlibaba {
-    /// Binds the RPC and OSS listeners on `127.0.0.1:0` and serves them on the current runtime.
+    /// Binds the RPC, OSS and metadata listeners on `127.0.0.1:0` and serves them on the
+    /// current runtime.
     pub async fn start(config: FakeConfig) -> std::io::Result<FakeAlibaba> {
         let shared = Arc::new(Shared::new(config));
         let rpc_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let oss_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let metadata_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let rpc_addr = rpc_listener.local_addr()?;
         let oss_addr = oss_listener.local_addr()?;
+        let metadata_addr = metadata_listener.local_addr()?;
         let rpc_app = rpc::router(shared.clone());
         let oss_app = oss::router(shared.clone());
+        let metadata_app = metadata::router(shared.clone());
         let tasks = vec![
             tokio::spawn(async move {
                 if let Err(err) = axum::serve(rpc_listener, rpc_app).await {
@@ -205,12 +233,20 @@ impl FakeAlibaba {
                     log::error!("fake OSS endpoint stopped: {err}");
                 }
             }),
+            tokio::spawn(async move {
+                if let Err(err) = axum::serve(metadata_listener, metadata_app).await {
+                    log::error!("fake metadata service stopped: {err}");
+                }
+            }),
         ];
-        log::info!("fake Alibaba Cloud: RPC on {rpc_addr}, OSS on {oss_addr}");
+        log::info!(
+            "fake Alibaba Cloud: RPC on {rpc_addr}, OSS on {oss_addr}, metadata on {metadata_addr}"
+        );
         Ok(FakeAlibaba {
             shared,
             rpc_addr,
             oss_addr,
+            metadata_addr,
             tasks,
         })
     }
@@ -223,6 +259,23 @@ impl FakeAlibaba {
     /// The OSS endpoint, e.g. `http://127.0.0.1:40124`.
     pub fn oss_url(&self) -> String {
         format!("http://{}", self.oss_addr)
+    }
+
+    /// The ECS metadata service, e.g. `http://127.0.0.1:40125` (`http://100.100.100.200` on
+    /// a real instance).
+    pub fn metadata_url(&self) -> String {
+        format!("http://{}", self.metadata_addr)
+    }
+
+    /// Registers an OIDC identity provider in RAM (as ACK does for a cluster with RRSA);
+    /// returns its ARN.
+    pub fn add_oidc_provider(&self, name: &str, issuer: &str, client_ids: &[&str]) -> String {
+        lock(&self.shared.ram).add_oidc_provider(name, issuer, client_ids)
+    }
+
+    /// Ends every STS session now: their keys are refused as expired from then on.
+    pub fn expire_sessions(&self) {
+        lock(&self.shared.ram).expire_sessions(time::OffsetDateTime::now_utc());
     }
 
     /// Make the next `calls` calls (on either endpoint) answer throttling.

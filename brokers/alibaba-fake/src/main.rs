@@ -2,8 +2,8 @@
 //! written in Rust (the official Python SDKs are run against it to show that it verifies
 //! signatures as the real service does).
 //!
-//! It prints one JSON line, `{"rpc_url":…,"oss_url":…}`, once both listeners are bound,
-//! then serves until killed. Logs go to stderr (`RUST_LOG`, default `info`).
+//! It prints one JSON line, `{"rpc_url":…,"oss_url":…,"metadata_url":…}`, once the
+//! listeners are bound, then serves until killed. Logs go to stderr (`RUST_LOG`, default `info`).
 
 use std::io::Write;
 use std::time::Duration;
@@ -11,7 +11,7 @@ use std::time::Duration;
 use clap::Parser;
 use skybroker_alibaba_fake::{FakeAlibaba, FakeConfig};
 
-/// Serves a fake Alibaba Cloud (RDS, RAM, OSS) on two loopback ports.
+/// Serves a fake Alibaba Cloud (RDS, RAM, STS, OSS, ECS metadata) on loopback ports.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Args {
@@ -39,6 +39,10 @@ struct Args {
     /// `host:port` of a MySQL/MariaDB server (user root, no password) for MySQL instances.
     #[arg(long)]
     mysql: Option<String>,
+    /// The RAM role attached to the fake ECS instance (its metadata service hands out the
+    /// role's credentials once the role exists).
+    #[arg(long)]
+    ecs_ram_role: Option<String>,
 }
 
 impl Args {
@@ -55,6 +59,7 @@ impl Args {
             changing: ms(self.changing_ms, defaults.changing),
             postgres: self.postgres,
             mysql: self.mysql,
+            ecs_ram_role: self.ecs_ram_role,
             ..defaults
         }
     }
@@ -66,7 +71,11 @@ async fn main() -> std::io::Result<()> {
     let config = Args::parse().into_config();
     log::info!("starting with {config:?}");
     let fake = FakeAlibaba::start(config).await?;
-    let ready = serde_json::json!({ "rpc_url": fake.rpc_url(), "oss_url": fake.oss_url() });
+    let ready = serde_json::json!({
+        "rpc_url": fake.rpc_url(),
+        "oss_url": fake.oss_url(),
+        "metadata_url": fake.metadata_url(),
+    });
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "{ready}")?;
     stdout.flush()?;

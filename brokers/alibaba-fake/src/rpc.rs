@@ -1,6 +1,6 @@
-//! The RPC endpoint: one port serving RDS (version 2014-08-15) and RAM (version 2015-05-01),
-//! told apart by the `x-acs-version` header, behind the checks Alibaba Cloud's API gateway
-//! makes before any product sees a call.
+//! The RPC endpoint: one port serving RDS (version 2014-08-15), RAM (version 2015-05-01)
+//! and STS (version 2015-04-01), told apart by the `x-acs-version` header, behind the
+//! checks Alibaba Cloud's API gateway makes before any product sees a call.
 //!
 //! # What a call goes through, in order
 //! 1. Signature V3 (`ACS3-HMAC-SHA256`, the default of the official SDKs built on
@@ -15,14 +15,23 @@
 //!    too) and compared in constant time (400 `SignatureDoesNotMatch`, whose message
 //!    carries the server's string to sign, as the real one does); the nonce must be new
 //!    within twice the skew window, the longest a signed date stays acceptable (400
-//!    `SignatureNonceUsed`).
+//!    `SignatureNonceUsed`). A temporary key issued by STS must come with its token in
+//!    `x-acs-security-token` (signed, as every `x-acs-*` header is): 400
+//!    `MissingSecurityToken` without it, `InvalidSecurityToken.MismatchWithAccessKey` for
+//!    another one (or any token with a long-lived key), `InvalidSecurityToken.Expired` once
+//!    the session has ended.
+//!
+//!    The one exception is STS's `AssumeRoleWithOIDC`, which is called without a signature
+//!    (the OIDC token authenticates); it may name its version and action in the query
+//!    (`Version`, `Action`) as Alibaba's credential tools send it, instead of the headers.
 //! 2. Injected throttling (400 `Throttling.User`, "Request was denied due to user flow
 //!    control.").
 //! 3. The version and action must be known (400 `InvalidVersion`, 404
 //!    `InvalidAction.NotFound`).
-//! 4. A RAM user's key needs a policy allowing `rds:<Action>` / `ram:<Action>` on the
-//!    resource (403 `Forbidden.RAM` for RDS, 403 `NoPermission` for RAM, both with an
-//!    `AccessDeniedDetail` object as the gateway adds).
+//! 4. A RAM user's key (or a role session's) needs a policy allowing `rds:<Action>` /
+//!    `ram:<Action>` on the resource (403 `Forbidden.RAM` for RDS, 403 `NoPermission` for
+//!    RAM, both with an `AccessDeniedDetail` object as the gateway adds). STS decides its
+//!    own permissions (`crate::sts`).
 //! 5. The product answers.
 //!
 //! Parameters come from the query string (where the official SDKs put RPC parameters) and
@@ -34,8 +43,9 @@
 //! The older V2 signature (`Signature` query parameter, HMAC-SHA1) is not accepted: the
 //! official Python SDKs use it only when configured with `signature_algorithm='v2'`.
 //!
-//! Unsigned test-control routes live here too: `GET /__fake/state` (the snapshot) and
-//! `POST /__fake/throttle?calls=N`.
+//! Unsigned test-control routes live here too: `GET /__fake/state` (the snapshot),
+//! `POST /__fake/throttle?calls=N` and `POST /__fake/expire-sessions` (every STS session
+//! ends now).
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
@@ -54,8 +64,8 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 use crate::api::{self, ApiError, Params};
-use crate::ram::{self, Decision, Principal};
-use crate::{lock, rds, Shared};
+use crate::ram::{self, Decision, Principal, TokenProblem};
+use crate::{lock, rds, sts, Shared};
 
 /// The only signature algorithm accepted.
 const ALGORITHM: &str = "ACS3-HMAC-SHA256";
@@ -75,6 +85,7 @@ const REQUIRED_HEADERS: &[&str] = &[
 enum Product {
     Rds,
     Ram,
+    Sts,
 }
 
 impl Product {
@@ -82,6 +93,7 @@ impl Product {
         match version {
             "2014-08-15" => Some(Product::Rds),
             "2015-05-01" => Some(Product::Ram),
+            "2015-04-01" => Some(Product::Sts),
             _ => None,
         }
     }
@@ -91,6 +103,7 @@ impl Product {
         match self {
             Product::Rds => "rds",
             Product::Ram => "ram",
+            Product::Sts => "sts",
         }
     }
 
@@ -99,6 +112,7 @@ impl Product {
         match self {
             Product::Rds => "rds.aliyuncs.com",
             Product::Ram => "ram.aliyuncs.com",
+            Product::Sts => "sts.aliyuncs.com",
         }
     }
 
@@ -106,6 +120,7 @@ impl Product {
         match self {
             Product::Rds => rds::ACTIONS,
             Product::Ram => ram::ACTIONS,
+            Product::Sts => sts::ACTIONS,
         }
     }
 }
@@ -146,6 +161,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/__fake/state", get(handle_state))
         .route("/__fake/throttle", post(handle_throttle))
+        .route("/__fake/expire-sessions", post(handle_expire_sessions))
         .fallback(handle_rpc)
         .with_state(shared)
 }
@@ -168,6 +184,11 @@ async fn handle_throttle(
     StatusCode::NO_CONTENT
 }
 
+async fn handle_expire_sessions(State(shared): State<Arc<Shared>>) -> StatusCode {
+    lock(&shared.ram).expire_sessions(OffsetDateTime::now_utc());
+    StatusCode::NO_CONTENT
+}
+
 /// One received call, as the signature sees it.
 #[derive(Debug)]
 pub struct RpcRequest {
@@ -187,6 +208,30 @@ impl RpcRequest {
     /// A header's value, if present and text.
     fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|value| value.to_str().ok())
+    }
+
+    /// The call's version and action: from the `x-acs-*` headers, else (for anonymous calls
+    /// in the older style) from the `Version` and `Action` parameters.
+    fn version_and_action(&self) -> (String, String) {
+        let params = self.params();
+        let pick = |header: &str, param: &str| {
+            self.header(header)
+                .or_else(|| params.get(param))
+                .unwrap_or_default()
+                .to_owned()
+        };
+        (
+            pick("x-acs-version", "Version"),
+            pick("x-acs-action", "Action"),
+        )
+    }
+
+    /// Whether the call is one that is made without a signature (and has none).
+    fn is_anonymous(&self) -> bool {
+        let (version, action) = self.version_and_action();
+        self.header("authorization").is_none()
+            && Product::from_version(&version) == Some(Product::Sts)
+            && sts::ANONYMOUS_ACTIONS.contains(&action.as_str())
     }
 
     /// The call's parameters: the query string, then a form body.
@@ -217,10 +262,8 @@ async fn handle_rpc(
         body,
     };
     let request_id = api::request_id();
-    let action = request.header("x-acs-action").unwrap_or("?").to_owned();
-    let product = request
-        .header("x-acs-version")
-        .and_then(Product::from_version);
+    let (version, action) = request.version_and_action();
+    let product = Product::from_version(&version);
     let result = serve(&shared, &request).await;
     match &result {
         Ok(_) => log::info!("RPC {action}: OK ({request_id})"),
@@ -236,7 +279,12 @@ async fn handle_rpc(
 
 /// Authenticates, throttles, authorizes and dispatches one call.
 async fn serve(shared: &Shared, request: &RpcRequest) -> Result<Value, ApiError> {
-    let principal = authenticate(shared, request, OffsetDateTime::now_utc(), Instant::now())?;
+    let now = OffsetDateTime::now_utc();
+    let principal = if request.is_anonymous() {
+        None
+    } else {
+        Some(authenticate(shared, request, now, Instant::now())?)
+    };
     if shared.faults.take_throttle() {
         return Err(ApiError::new(
             400,
@@ -244,10 +292,10 @@ async fn serve(shared: &Shared, request: &RpcRequest) -> Result<Value, ApiError>
             "Request was denied due to user flow control.",
         ));
     }
-    // Both headers are mandatory and were checked by `authenticate`.
-    let version = request.header("x-acs-version").unwrap_or_default();
-    let action = request.header("x-acs-action").unwrap_or_default();
-    let product = Product::from_version(version).ok_or_else(|| {
+    // Both are mandatory: `authenticate` checked the headers, `is_anonymous` the names.
+    let (version, action) = request.version_and_action();
+    let action = action.as_str();
+    let product = Product::from_version(&version).ok_or_else(|| {
         ApiError::new(
             400,
             "InvalidVersion",
@@ -262,10 +310,18 @@ async fn serve(shared: &Shared, request: &RpcRequest) -> Result<Value, ApiError>
         ));
     }
     let params = request.params();
-    authorize(shared, &principal, product, action, &params)?;
-    match product {
-        Product::Rds => rds::handle(shared, action, &params).await,
-        Product::Ram => ram::handle(&mut lock(&shared.ram), action, &params, &principal),
+    match (product, &principal) {
+        (Product::Sts, caller) => sts::handle(shared, action, &params, caller.as_ref(), now),
+        (Product::Rds, Some(caller)) => {
+            authorize(shared, caller, product, action, &params)?;
+            rds::handle(shared, action, &params).await
+        }
+        (Product::Ram, Some(caller)) => {
+            authorize(shared, caller, product, action, &params)?;
+            ram::handle(&mut lock(&shared.ram), action, &params, caller)
+        }
+        // `is_anonymous` lets only STS calls through unsigned.
+        (_, None) => Err(incomplete_signature()),
     }
 }
 
@@ -359,8 +415,8 @@ fn authenticate(
         return Err(incomplete_signature());
     }
 
-    let (principal, secret) = lock(&shared.ram)
-        .lookup_key(&authorization.key_id)
+    let holder = lock(&shared.ram)
+        .signer(&authorization.key_id)
         .ok_or_else(|| {
             ApiError::new(
                 404,
@@ -374,7 +430,7 @@ fn authenticate(
 
     let canonical = canonical_request(request, &authorization.signed_headers);
     let string_to_sign = string_to_sign(&canonical);
-    let expected = sign(&secret, &string_to_sign);
+    let expected = sign(&holder.secret, &string_to_sign);
     if !constant_time_eq(expected.as_bytes(), authorization.signature.as_bytes()) {
         log::debug!("signature mismatch; canonical request was:\n{canonical}");
         return Err(ApiError::new(
@@ -386,6 +442,26 @@ fn authenticate(
         ));
     }
 
+    holder
+        .check_token(request.header("x-acs-security-token"), now)
+        .map_err(|problem| match problem {
+            TokenProblem::Missing => ApiError::new(
+                400,
+                "MissingSecurityToken",
+                "SecurityToken is mandatory for this action.",
+            ),
+            TokenProblem::Mismatch => ApiError::new(
+                400,
+                "InvalidSecurityToken.MismatchWithAccessKey",
+                "Specified SecurityToken mismatch with the AccessKey.",
+            ),
+            TokenProblem::Expired => ApiError::new(
+                400,
+                "InvalidSecurityToken.Expired",
+                "Specified SecurityToken is expired.",
+            ),
+        })?;
+
     let nonce = request.header("x-acs-signature-nonce").unwrap_or_default();
     if !lock(&shared.nonces).remember(&authorization.key_id, nonce, clock, skew * 2) {
         return Err(ApiError::new(
@@ -394,7 +470,7 @@ fn authenticate(
             "Specified signature nonce was used already.",
         ));
     }
-    Ok(principal)
+    Ok(holder.principal)
 }
 
 /// `x-acs-date` must be `yyyy-MM-ddTHH:mm:ssZ` and within `skew` of `now`.
@@ -556,13 +632,19 @@ fn authorize(
     action: &str,
     params: &Params,
 ) -> Result<(), ApiError> {
-    let Principal::User(name) = principal else {
-        return Ok(());
+    let (principal_type, name) = match principal {
+        Principal::Root => return Ok(()),
+        Principal::User(name) => ("SubUser", name.clone()),
+        Principal::AssumedRole { role, session, .. } => {
+            ("AssumedRoleUser", format!("{role}:{session}"))
+        }
     };
     let auth_action = format!("{}:{action}", product.service());
     let resource = match product {
         Product::Rds => rds::resource_of(&shared.config.region, params),
         Product::Ram => ram::resource_of(params),
+        // STS decides its own permissions.
+        Product::Sts => return Ok(()),
     };
     let denial = match lock(&shared.ram).decide(principal, &auth_action, &resource) {
         Decision::Allow => return Ok(()),
@@ -575,12 +657,14 @@ fn authorize(
             "Forbidden.RAM",
             "User not authorized to operate on the specified resource, or this API does not support RAM.",
         ),
-        Product::Ram => ApiError::new(403, "NoPermission", "You are not authorized to do this action."),
+        Product::Ram | Product::Sts => {
+            ApiError::new(403, "NoPermission", "You are not authorized to do this action.")
+        }
     };
     err.access_denied_detail = Some(json!({
         "PolicyType": "AccountLevelIdentityBasedPolicy",
         "AuthPrincipalOwnerId": ram::ACCOUNT_ID,
-        "AuthPrincipalType": "SubUser",
+        "AuthPrincipalType": principal_type,
         "AuthPrincipalDisplayName": name,
         "NoPermissionType": denial,
         "AuthAction": auth_action,
@@ -606,6 +690,7 @@ fn render(
             let product_name = match product {
                 Some(Product::Rds) => "Rds",
                 Some(Product::Ram) => "Ram",
+                Some(Product::Sts) => "Sts",
                 None => "",
             };
             let mut body = json!({

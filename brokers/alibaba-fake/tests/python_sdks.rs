@@ -3,6 +3,12 @@
 //! alibabacloud-oss-v2, which must be accepted, and one call per SDK with one byte of its
 //! signature changed, which must be refused with `SignatureDoesNotMatch`.
 //!
+//! With alibabacloud-sts20150401 a RAM user made by the proof assumes a role, and the RDS
+//! SDK uses the temporary key and its security token: reads the role allows are accepted;
+//! a write it does not allow, another token and an ended session are refused, each with the
+//! code the proof expects (`Forbidden.RAM`, `InvalidSecurityToken.MismatchWithAccessKey`,
+//! `InvalidSecurityToken.Expired`).
+//!
 //! Needs `SKYBROKER_TEST_ALIBABA_PYTHON`: a python3 whose environment has
 //! `tests/sdk/requirements.txt` installed (test.sh's `ensure_alibaba_sdks` makes one).
 //! Without it the test says so loudly and passes, except in CI (`CI=true`), where a
@@ -81,17 +87,34 @@ async fn the_official_python_sdks_are_accepted_and_one_changed_byte_is_refused()
     assert_eq!(result["ok"], true, "{result:#}");
 
     // Every call as expected: each accepted call succeeded, each tampered one was refused
-    // for its signature, and each SDK has both.
+    // for its signature, each expected refusal had its code, and each SDK has the first two.
     let calls = result["calls"].as_array().expect("calls");
     for call in calls {
         if call["tampered"] == true {
             assert_eq!(call["accepted"], false, "tampered call accepted: {call:#}");
             assert_eq!(call["code"], "SignatureDoesNotMatch", "{call:#}");
+        } else if call["refused"] == true {
+            assert_eq!(call["accepted"], false, "call accepted: {call:#}");
+            assert_eq!(call["code"], call["expected_code"], "{call:#}");
         } else {
             assert_eq!(call["accepted"], true, "call refused: {call:#}");
         }
     }
-    for sdk in ["rds", "ram", "oss"] {
+    let refusals: Vec<&str> = calls
+        .iter()
+        .filter(|c| c["sdk"] == "sts" && c["refused"] == true)
+        .filter_map(|c| c["code"].as_str())
+        .collect();
+    assert_eq!(
+        refusals,
+        [
+            "Forbidden.RAM",
+            "InvalidSecurityToken.MismatchWithAccessKey",
+            "InvalidSecurityToken.Expired"
+        ],
+        "{result:#}"
+    );
+    for sdk in ["rds", "ram", "oss", "sts"] {
         let of_sdk = |tampered: bool| {
             calls
                 .iter()
@@ -113,6 +136,7 @@ async fn the_official_python_sdks_are_accepted_and_one_changed_byte_is_refused()
     let algorithms = &result["signature_algorithms"];
     assert_eq!(algorithms["rds"], "ACS3-HMAC-SHA256", "{result:#}");
     assert_eq!(algorithms["ram"], "ACS3-HMAC-SHA256", "{result:#}");
+    assert_eq!(algorithms["sts"], "ACS3-HMAC-SHA256", "{result:#}");
     assert_eq!(algorithms["oss"], "OSS4-HMAC-SHA256", "{result:#}");
     let snapshot = fake.snapshot();
     assert_eq!(

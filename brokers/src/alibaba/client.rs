@@ -7,6 +7,9 @@
 //! - throttling, 5xx and lost connections are retried with exponential back-off and full
 //!   jitter, up to [`ClientConfig::max_attempts`]; everything else is returned at once
 //!   (`AlibabaError::is_retryable` decides, from the table in [`error`](super::error));
+//! - each attempt asks the [`Signer`](super::auth) for credentials, which may be temporary
+//!   ones it keeps fresh; if the service refuses temporary credentials, they are dropped and
+//!   the next attempt signs with new ones;
 //! - errors carry the provider's request id, which Alibaba's support needs;
 //! - logs say what was called and how it ended (one `debug` line per call, one `warn` per
 //!   retry), never with the parameters: RDS calls carry database passwords.
@@ -28,11 +31,12 @@ use reqwest::{Method, Url};
 use serde::Deserialize;
 use time::OffsetDateTime;
 
+use super::auth::{default_sts_endpoint, CredentialSource, Signer};
 use super::credential::{
     acs3_canonical_query, acs3_sign, oss4_canonical_query, oss4_sign, percent_encode,
-    percent_encode_path, AccessKey, Acs3SigningRequest, OssSigningRequest,
+    percent_encode_path, AccessKey, Acs3SigningRequest, Credentials, OssSigningRequest,
 };
-use super::error::AlibabaError;
+use super::error::{AlibabaError, Kind};
 
 /// The RPC-style products the broker calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +45,8 @@ pub enum Product {
     Rds,
     /// Resource Access Management, API version 2015-05-01.
     Ram,
+    /// Security Token Service, API version 2015-04-01 (temporary credentials).
+    Sts,
 }
 
 impl Product {
@@ -49,6 +55,7 @@ impl Product {
         match self {
             Product::Rds => "2014-08-15",
             Product::Ram => "2015-05-01",
+            Product::Sts => "2015-04-01",
         }
     }
 
@@ -57,6 +64,7 @@ impl Product {
         match self {
             Product::Rds => "RDS",
             Product::Ram => "RAM",
+            Product::Sts => "STS",
         }
     }
 }
@@ -89,8 +97,8 @@ pub fn default_rds_endpoint(region: &str) -> String {
 /// How to reach Alibaba Cloud and how hard to try.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
-    /// The AccessKey every request is signed with.
-    pub access_key: AccessKey,
+    /// Where the credentials every request is signed with come from.
+    pub credentials: CredentialSource,
     /// The region resources are made in, e.g. `cn-hangzhou`; also OSS's signing region.
     pub region: String,
     /// RDS base URL with scheme; default [`default_rds_endpoint`] of the region.
@@ -99,6 +107,9 @@ pub struct ClientConfig {
     pub ram_endpoint: String,
     /// OSS base URL, `scheme://host[:port]`; default `https://oss-<region>.aliyuncs.com`.
     pub oss_endpoint: String,
+    /// STS base URL, where temporary credentials are asked for; default
+    /// [`default_sts_endpoint`] of the region.
+    pub sts_endpoint: String,
     /// Address buckets as `<endpoint>/<bucket>/<key>` instead of `<bucket>.<host>/<key>`
     /// (for look-alikes and fakes; Alibaba itself wants virtual-hosted); default false.
     pub oss_path_style: bool,
@@ -117,14 +128,20 @@ pub struct ClientConfig {
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 impl ClientConfig {
-    /// The defaults for `region`.
+    /// The defaults for `region`, signing with a long-lived AccessKey.
     pub fn new(access_key: AccessKey, region: impl Into<String>) -> ClientConfig {
+        ClientConfig::with_credentials(CredentialSource::AccessKey(access_key), region)
+    }
+
+    /// The defaults for `region`, signing with credentials from `source`.
+    pub fn with_credentials(source: CredentialSource, region: impl Into<String>) -> ClientConfig {
         let region = region.into();
         ClientConfig {
-            access_key,
+            credentials: source,
             rds_endpoint: default_rds_endpoint(&region),
             ram_endpoint: "https://ram.aliyuncs.com".to_owned(),
             oss_endpoint: format!("https://oss-{region}.aliyuncs.com"),
+            sts_endpoint: default_sts_endpoint(&region),
             region,
             oss_path_style: false,
             max_attempts: 4,
@@ -135,14 +152,35 @@ impl ClientConfig {
     }
 }
 
-/// The client. Cheap to clone: clones share the configuration and the connection pool.
+/// The client. Cheap to clone: clones share the configuration, the connection pool and the
+/// credentials.
 #[derive(Clone, Debug)]
 pub struct AlibabaClient {
-    http: reqwest::Client,
+    transport: Transport,
+    signer: Signer,
     config: Arc<ClientConfig>,
     rds: Url,
     ram: Url,
     oss: Url,
+    sts: Url,
+}
+
+/// Sending with retries, shared by the client and the credential fetches (which must not go
+/// through the client: it asks them for its credentials). Cheap to clone.
+#[derive(Clone, Debug)]
+pub(crate) struct Transport {
+    http: reqwest::Client,
+    max_attempts: u32,
+    initial_backoff: Duration,
+}
+
+/// Who signs one call.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Auth<'a> {
+    /// The client's credentials, from its [`Signer`].
+    Signer(&'a Signer),
+    /// These credentials (the base key that signs an AssumeRole).
+    Key(&'a Arc<Credentials>),
 }
 
 /// One OSS request: what to call, built with the chained setters.
@@ -231,10 +269,10 @@ pub struct OssResponse {
 
 /// An answer of any status, read whole.
 #[derive(Debug)]
-struct Answer {
+pub(crate) struct Answer {
     status: u16,
     headers: HeaderMap,
-    body: Vec<u8>,
+    pub(crate) body: Vec<u8>,
 }
 
 impl Answer {
@@ -260,7 +298,7 @@ struct ErrorBody {
 
 /// How a product answers: RPC in JSON, OSS in XML; both put a request id in a header too.
 #[derive(Debug, Clone, Copy)]
-enum Protocol {
+pub(crate) enum Protocol {
     Rpc,
     Oss,
 }
@@ -307,7 +345,16 @@ impl AlibabaClient {
         let rds = endpoint_url("rds_endpoint", &config.rds_endpoint)?;
         let ram = endpoint_url("ram_endpoint", &config.ram_endpoint)?;
         let oss = endpoint_url("oss_endpoint", &config.oss_endpoint)?;
-        let needs_roots = [&rds, &ram, &oss].iter().any(|url| url.scheme() == "https");
+        let sts = endpoint_url("sts_endpoint", &config.sts_endpoint)?;
+        let mut endpoints = vec![&rds, &ram, &oss];
+        // STS is asked only for temporary credentials: a key of its own needs no roots.
+        if matches!(
+            config.credentials,
+            CredentialSource::AssumeRole { .. } | CredentialSource::Oidc { .. }
+        ) {
+            endpoints.push(&sts);
+        }
+        let needs_roots = endpoints.iter().any(|url| url.scheme() == "https");
         let http = reqwest::Client::builder()
             .tls_backend_preconfigured(tls_config(needs_roots)?)
             .connect_timeout(config.connect_timeout)
@@ -317,12 +364,41 @@ impl AlibabaClient {
             .user_agent(concat!("skybroker/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|err| AlibabaError::Config(format!("HTTP client: {err}")))?;
-        Ok(AlibabaClient {
+        let transport = Transport {
             http,
+            max_attempts: config.max_attempts,
+            initial_backoff: config.initial_backoff,
+        };
+        let signer = Signer::new(&config.credentials, &transport, &sts);
+        Ok(AlibabaClient {
+            transport,
+            signer,
             config: Arc::new(config),
             rds,
             ram,
             oss,
+            sts,
+        })
+    }
+
+    /// A client for OSS in another region of the same account: it signs for `region` and
+    /// reaches `oss_endpoint` (when given), and shares this one's connections and
+    /// credentials, so temporary credentials are fetched once for all regions.
+    pub fn for_region(
+        &self,
+        region: &str,
+        oss_endpoint: Option<String>,
+    ) -> Result<AlibabaClient, AlibabaError> {
+        let mut config = (*self.config).clone();
+        config.region = region.to_owned();
+        if let Some(endpoint) = oss_endpoint {
+            config.oss_endpoint = endpoint;
+        }
+        let oss = endpoint_url("oss_endpoint", &config.oss_endpoint)?;
+        Ok(AlibabaClient {
+            config: Arc::new(config),
+            oss,
+            ..self.clone()
         })
     }
 
@@ -347,52 +423,17 @@ impl AlibabaClient {
         let endpoint = match product {
             Product::Rds => &self.rds,
             Product::Ram => &self.ram,
+            Product::Sts => &self.sts,
         };
-        let host = authority(endpoint);
-        let path = endpoint.path().to_owned();
-        let mut url = endpoint.clone();
-        // The wire query is the canonical one: what is signed is exactly what is sent.
-        let query = acs3_canonical_query(params);
-        url.set_query((!query.is_empty()).then_some(query.as_str()));
-        let unsigned = [
-            ("host", host.as_str()),
-            ("x-acs-action", action),
-            ("x-acs-version", product.version()),
-        ];
-        let build = || {
-            let request = Acs3SigningRequest {
-                method: "POST",
-                path: &path,
-                query: params,
-                headers: &unsigned,
-                body: b"",
-            };
-            let nonce = uuid::Uuid::new_v4().simple().to_string();
-            let signed = acs3_sign(
-                &self.config.access_key,
-                &request,
-                OffsetDateTime::now_utc(),
-                &nonce,
-            );
-            let headers = header_map(
-                unsigned
-                    .iter()
-                    .map(|(name, value)| (*name, *value))
-                    .chain(signed.iter().map(|(name, value)| (*name, value.as_str())))
-                    .chain([("accept", "application/json")]),
-            )?;
-            Ok(self.http.post(url.clone()).headers(headers))
-        };
-        let secrets = secret_values(params);
-        let answer = self
-            .call(product.service(), action, Protocol::Rpc, &secrets, build)
-            .await?;
-        serde_json::from_slice(&answer.body).map_err(|err| AlibabaError::Decode {
-            service: product.service(),
-            action: action.to_owned(),
-            detail: format!("not JSON: {err}"),
-            request_id: Protocol::Rpc.header_request_id(&answer),
-        })
+        self.transport
+            .rpc(
+                endpoint,
+                product,
+                action,
+                params,
+                Auth::Signer(&self.signer),
+            )
+            .await
     }
 
     /// One OSS call (OSS4-signed); any 2xx is `Ok`, anything else the XML `<Error>` decoded
@@ -424,7 +465,9 @@ impl AlibabaClient {
             .iter()
             .map(|(name, value)| (name.as_str(), value.as_deref()))
             .collect();
-        let build = || {
+        let build = |credentials: Option<&Credentials>| {
+            let credentials = credentials
+                .ok_or_else(|| AlibabaError::Config("OSS calls are always signed".to_owned()))?;
             let signing = OssSigningRequest {
                 method: request.method.as_str(),
                 bucket: request.bucket.as_deref(),
@@ -434,7 +477,7 @@ impl AlibabaClient {
                 additional_headers: &[],
             };
             let now = OffsetDateTime::now_utc();
-            let signed = oss4_sign(&self.config.access_key, &self.config.region, &signing, now);
+            let signed = oss4_sign(credentials, &self.config.region, &signing, now);
             // `Date` is not signed in V4 (`x-oss-date` is); Alibaba's SDKs send both.
             let date = http_date(now);
             let headers = header_map(
@@ -445,12 +488,23 @@ impl AlibabaClient {
                     .chain([("date", date.as_str())]),
             )?;
             Ok(self
+                .transport
                 .http
                 .request(request.method.clone(), url.clone())
                 .headers(headers)
                 .body(request.body.clone()))
         };
-        let answer = self.call("OSS", &action, Protocol::Oss, &[], build).await?;
+        let answer = self
+            .transport
+            .call(
+                "OSS",
+                &action,
+                Protocol::Oss,
+                &[],
+                Some(Auth::Signer(&self.signer)),
+                build,
+            )
+            .await?;
         let request_id = Protocol::Oss.header_request_id(&answer);
         Ok(OssResponse {
             status: answer.status,
@@ -511,21 +565,101 @@ impl AlibabaClient {
         })?;
         Ok((url, host))
     }
+}
 
-    /// Sends the request `build` makes (signed anew each time) until it succeeds, fails for
-    /// good, or `max_attempts` is reached; returns the 2xx answer.
-    async fn call(
+impl Transport {
+    /// The HTTP client (for calls that are not Alibaba Cloud APIs: the metadata service).
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// One RPC call to `endpoint` (POST, params in the query string, empty body,
+    /// ACS3-signed by `auth`); the JSON body of a 2xx answer.
+    pub(crate) async fn rpc(
+        &self,
+        endpoint: &Url,
+        product: Product,
+        action: &str,
+        params: &[(&str, &str)],
+        auth: Auth<'_>,
+    ) -> Result<serde_json::Value, AlibabaError> {
+        let host = authority(endpoint);
+        let path = endpoint.path().to_owned();
+        let mut url = endpoint.clone();
+        // The wire query is the canonical one: what is signed is exactly what is sent.
+        let query = acs3_canonical_query(params);
+        url.set_query((!query.is_empty()).then_some(query.as_str()));
+        let unsigned = [
+            ("host", host.as_str()),
+            ("x-acs-action", action),
+            ("x-acs-version", product.version()),
+        ];
+        let build = |credentials: Option<&Credentials>| {
+            let credentials = credentials.ok_or_else(|| {
+                AlibabaError::Config("signed RPC calls need credentials".to_owned())
+            })?;
+            let request = Acs3SigningRequest {
+                method: "POST",
+                path: &path,
+                query: params,
+                headers: &unsigned,
+                body: b"",
+            };
+            let nonce = uuid::Uuid::new_v4().simple().to_string();
+            let signed = acs3_sign(credentials, &request, OffsetDateTime::now_utc(), &nonce);
+            let headers = header_map(
+                unsigned
+                    .iter()
+                    .map(|(name, value)| (*name, *value))
+                    .chain(signed.iter().map(|(name, value)| (*name, value.as_str())))
+                    .chain([("accept", "application/json")]),
+            )?;
+            Ok(self.http.post(url.clone()).headers(headers))
+        };
+        let secrets = secret_values(params);
+        let answer = self
+            .call(
+                product.service(),
+                action,
+                Protocol::Rpc,
+                &secrets,
+                Some(auth),
+                build,
+            )
+            .await?;
+        serde_json::from_slice(&answer.body).map_err(|err| AlibabaError::Decode {
+            service: product.service(),
+            action: action.to_owned(),
+            detail: format!("not JSON: {err}"),
+            request_id: Protocol::Rpc.header_request_id(&answer),
+        })
+    }
+
+    /// Sends the request `build` makes (signed anew each time, with the credentials `auth`
+    /// gives for that attempt; `None` for anonymous calls) until it succeeds, fails for good,
+    /// or `max_attempts` is reached; returns the 2xx answer.
+    ///
+    /// Temporary credentials the service refuses are dropped once and the call tried again
+    /// with new ones, without waiting: they may have been revoked, or the clocks disagree.
+    pub(crate) async fn call(
         &self,
         service: &'static str,
         action: &str,
         protocol: Protocol,
         secrets: &[&str],
-        build: impl Fn() -> Result<reqwest::RequestBuilder, AlibabaError>,
+        auth: Option<Auth<'_>>,
+        build: impl Fn(Option<&Credentials>) -> Result<reqwest::RequestBuilder, AlibabaError>,
     ) -> Result<Answer, AlibabaError> {
-        let max = self.config.max_attempts;
+        let max = self.max_attempts;
         let mut attempt = 1;
+        let mut renewed = false;
         loop {
-            let error = match send(build()?).await {
+            let credentials = match auth {
+                Some(Auth::Signer(signer)) => Some(signer.credentials().await?),
+                Some(Auth::Key(credentials)) => Some(credentials.clone()),
+                None => None,
+            };
+            let error = match send(build(credentials.as_deref())?).await {
                 Ok(answer) if answer.is_success() => {
                     let request_id = match protocol.header_request_id(&answer) {
                         id if id.is_empty() => protocol.error_body(&answer).request_id,
@@ -555,15 +689,31 @@ impl AlibabaClient {
                     source: source.without_url(),
                 },
             };
-            if attempt >= max || !error.is_retryable() {
+            let refused_credentials = match (auth, &credentials) {
+                (Some(Auth::Signer(signer)), Some(used))
+                    if !renewed && error.kind() == Kind::Credentials =>
+                {
+                    signer.invalidate(used)
+                }
+                _ => false,
+            };
+            if attempt >= max || !(error.is_retryable() || refused_credentials) {
                 log::debug!("{service} {action}: failed after {attempt} attempt(s): {error}");
                 return Err(error);
             }
-            let delay = backoff(self.config.initial_backoff, attempt);
-            log::warn!(
-                "{service} {action}: attempt {attempt} of {max} failed, retrying in {delay:?}: {error}"
-            );
-            tokio::time::sleep(delay).await;
+            if refused_credentials {
+                renewed = true;
+                log::warn!(
+                    "{service} {action}: attempt {attempt} of {max} refused the temporary \
+                     credentials, retrying with new ones: {error}"
+                );
+            } else {
+                let delay = backoff(self.initial_backoff, attempt);
+                log::warn!(
+                    "{service} {action}: attempt {attempt} of {max} failed, retrying in {delay:?}: {error}"
+                );
+                tokio::time::sleep(delay).await;
+            }
             attempt += 1;
         }
     }
@@ -647,7 +797,8 @@ fn secret_values<'a>(params: &[(&str, &'a str)]) -> Vec<&'a str> {
         .iter()
         .filter(|(name, value)| {
             let name = name.to_ascii_lowercase();
-            (name.contains("password") || name.contains("secret")) && value.len() >= 4
+            (name.contains("password") || name.contains("secret") || name.contains("token"))
+                && value.len() >= 4
         })
         .map(|(_, value)| *value)
         .collect()
@@ -1400,7 +1551,10 @@ mod tests {
         let (rpc_addr, rpc_server) = Server::start(Check::Acs3, vec![ok.clone()]).await;
         let (oss_addr, _) = Server::start(Check::Oss4, vec![ok]).await;
         let mut config = client(rpc_addr).config().clone();
-        config.access_key.secret = Secret::new("not-the-secret");
+        config.credentials = CredentialSource::AccessKey(AccessKey {
+            id: KEY_ID.to_owned(),
+            secret: Secret::new("not-the-secret"),
+        });
         config.oss_endpoint = format!("http://{oss_addr}");
         let client = AlibabaClient::new(config).unwrap();
 

@@ -18,6 +18,12 @@
 //!
 //! Specifications: <https://www.alibabacloud.com/help/en/sdk/product-overview/v3-request-structure-and-signature>
 //! and <https://www.alibabacloud.com/help/en/oss/developer-reference/recommend-to-use-signature-version-4>.
+//!
+//! Temporary credentials (an STS AccessKey `STS.…` with its security token, see
+//! [`auth`](super::auth)) sign the same way, with one more header that both schemes then sign
+//! like any other of their own: [`ACS3_SECURITY_TOKEN`] (`x-acs-security-token`) and
+//! [`OSS4_SECURITY_TOKEN`] (`x-oss-security-token`). The service checks that the token is
+//! the one issued with the key and not expired; signing it means it cannot be swapped.
 
 use hmac::{Hmac, KeyInit, Mac};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
@@ -34,6 +40,32 @@ pub struct AccessKey {
     /// The AccessKey secret; used only as an HMAC key, never sent or logged.
     pub secret: Secret,
 }
+
+/// What a request is signed with: an AccessKey pair, and for temporary credentials the
+/// security token issued with it. `Debug` shows the key id only.
+#[derive(Clone, Debug)]
+pub struct Credentials {
+    /// The key pair (for temporary credentials, an `STS.…` id and its secret).
+    pub key: AccessKey,
+    /// The STS security token; `None` for a long-lived AccessKey.
+    pub security_token: Option<Secret>,
+}
+
+impl From<AccessKey> for Credentials {
+    fn from(key: AccessKey) -> Self {
+        Credentials {
+            key,
+            security_token: None,
+        }
+    }
+}
+
+/// The header that carries an STS security token on RPC (ACS3) calls; signed as every
+/// `x-acs-*` header is.
+pub const ACS3_SECURITY_TOKEN: &str = "x-acs-security-token";
+/// The header that carries an STS security token on OSS calls; signed as every `x-oss-*`
+/// header is.
+pub const OSS4_SECURITY_TOKEN: &str = "x-oss-security-token";
 
 /// The ACS3 algorithm name, first word of `Authorization` and first line of the string to sign.
 pub const ACS3_ALGORITHM: &str = "ACS3-HMAC-SHA256";
@@ -191,12 +223,13 @@ pub fn acs3_authorization(key: &AccessKey, request: &Acs3SigningRequest<'_>) -> 
 }
 
 /// Signs one RPC request: returns the headers to add to `request.headers`: `x-acs-date`,
-/// `x-acs-signature-nonce`, `x-acs-content-sha256` and `authorization`.
+/// `x-acs-signature-nonce`, `x-acs-content-sha256`, with temporary credentials
+/// [`ACS3_SECURITY_TOKEN`], and `authorization`.
 ///
 /// `nonce` must be new for every request, retries included: the service refuses a nonce it
 /// has seen (`SignatureNonceUsed`).
 pub fn acs3_sign(
-    key: &AccessKey,
+    credentials: &Credentials,
     request: &Acs3SigningRequest<'_>,
     time: OffsetDateTime,
     nonce: &str,
@@ -206,6 +239,9 @@ pub fn acs3_sign(
         ("x-acs-signature-nonce", nonce.to_owned()),
         ("x-acs-content-sha256", sha256_hex(request.body)),
     ];
+    if let Some(token) = &credentials.security_token {
+        added.push((ACS3_SECURITY_TOKEN, token.expose().to_owned()));
+    }
     let headers: Vec<(&str, &str)> = request
         .headers
         .iter()
@@ -216,7 +252,10 @@ pub fn acs3_sign(
         headers: &headers,
         ..*request
     };
-    added.push(("authorization", acs3_authorization(key, &signed)));
+    added.push((
+        "authorization",
+        acs3_authorization(&credentials.key, &signed),
+    ));
     added
 }
 
@@ -399,10 +438,11 @@ pub fn oss4_authorization(
 }
 
 /// Signs one OSS request: returns the headers to add to `request.headers`: `x-oss-date`,
-/// `x-oss-content-sha256` (`UNSIGNED-PAYLOAD`) and `authorization`. Any `x-oss-date` or
-/// `x-oss-content-sha256` already in `request.headers` is replaced.
+/// `x-oss-content-sha256` (`UNSIGNED-PAYLOAD`), with temporary credentials
+/// [`OSS4_SECURITY_TOKEN`], and `authorization`. Any of the first three already in
+/// `request.headers` is replaced.
 pub fn oss4_sign(
-    key: &AccessKey,
+    credentials: &Credentials,
     region: &str,
     request: &OssSigningRequest<'_>,
     time: OffsetDateTime,
@@ -411,6 +451,9 @@ pub fn oss4_sign(
         ("x-oss-date", oss4_date(time)),
         ("x-oss-content-sha256", UNSIGNED_PAYLOAD.to_owned()),
     ];
+    if let Some(token) = &credentials.security_token {
+        added.push((OSS4_SECURITY_TOKEN, token.expose().to_owned()));
+    }
     let headers: Vec<(&str, &str)> = request
         .headers
         .iter()
@@ -418,6 +461,7 @@ pub fn oss4_sign(
         .filter(|(name, _)| {
             !name.eq_ignore_ascii_case("x-oss-date")
                 && !name.eq_ignore_ascii_case("x-oss-content-sha256")
+                && !name.eq_ignore_ascii_case(OSS4_SECURITY_TOKEN)
         })
         .chain(added.iter().map(|(name, value)| (*name, value.as_str())))
         .collect();
@@ -425,7 +469,10 @@ pub fn oss4_sign(
         headers: &headers,
         ..*request
     };
-    added.push(("authorization", oss4_authorization(key, region, &signed)));
+    added.push((
+        "authorization",
+        oss4_authorization(&credentials.key, region, &signed),
+    ));
     added
 }
 
@@ -499,7 +546,7 @@ mod tests {
         };
         // 1698315752 is 2023-10-26T10:22:32Z.
         let added = acs3_sign(
-            &key,
+            &key.clone().into(),
             &request,
             at(1_698_315_752),
             "3156853299f313e23d1673dc12e1703d",
@@ -599,7 +646,12 @@ mod tests {
         };
 
         // 1702743657 is 2023-12-16T16:20:57Z.
-        let added = oss4_sign(&key, "cn-hangzhou", &request, at(1_702_743_657));
+        let added = oss4_sign(
+            &key.clone().into(),
+            "cn-hangzhou",
+            &request,
+            at(1_702_743_657),
+        );
         assert_eq!(added[0], ("x-oss-date", "20231216T162057Z".to_owned()));
         assert_eq!(
             added[1],
@@ -655,7 +707,12 @@ mod tests {
             ..request
         };
         // 1702747512 is 2023-12-16T17:25:12Z.
-        let added = oss4_sign(&key, "cn-hangzhou", &with_additional, at(1_702_747_512));
+        let added = oss4_sign(
+            &key.clone().into(),
+            "cn-hangzhou",
+            &with_additional,
+            at(1_702_747_512),
+        );
         assert_eq!(
             added[2].1,
             "OSS4-HMAC-SHA256 Credential=ak/20231216/cn-hangzhou/oss/aliyun_v4_request,\
@@ -714,11 +771,130 @@ mod tests {
             headers: &headers,
             additional_headers: &[],
         };
-        let added = oss4_sign(&key, "cn-hangzhou", &request, at(1_702_743_657));
+        let added = oss4_sign(
+            &key.clone().into(),
+            "cn-hangzhou",
+            &request,
+            at(1_702_743_657),
+        );
         assert!(
             added[2].1.contains("/20231216/cn-hangzhou/"),
             "{}",
             added[2].1
         );
+    }
+
+    /// The key and the token of some temporary credentials.
+    fn temporary(token: &str) -> Credentials {
+        Credentials {
+            key: AccessKey {
+                id: "STS.NUgYrLnoC37mZZCNnAbez2Ex9".into(),
+                secret: Secret::new("TemporarySecretValue"),
+            },
+            security_token: Some(Secret::new(token)),
+        }
+    }
+
+    /// The value of `name` among the headers a signer added.
+    fn added_header<'a>(added: &'a [(&'static str, String)], name: &str) -> Option<&'a str> {
+        added
+            .iter()
+            .find(|(added, _)| *added == name)
+            .map(|(_, value)| value.as_str())
+    }
+
+    #[test]
+    fn acs3_signs_the_security_token() {
+        let headers = [
+            ("host", "rds.aliyuncs.com"),
+            ("x-acs-action", "DescribeDBInstances"),
+            ("x-acs-version", "2014-08-15"),
+        ];
+        let request = Acs3SigningRequest {
+            method: "POST",
+            path: "/",
+            query: &[("RegionId", "cn-hangzhou")],
+            headers: &headers,
+            body: b"",
+        };
+        let sign = |credentials: &Credentials| {
+            acs3_sign(credentials, &request, at(1_698_315_752), "nonce-1")
+        };
+        let first = sign(&temporary("CAIS-token-one"));
+        assert_eq!(
+            added_header(&first, ACS3_SECURITY_TOKEN),
+            Some("CAIS-token-one")
+        );
+        let authorization = added_header(&first, "authorization").unwrap();
+        assert!(
+            authorization.contains(
+                "SignedHeaders=host;x-acs-action;x-acs-content-sha256;x-acs-date;\
+                 x-acs-security-token;x-acs-signature-nonce;x-acs-version,"
+            ),
+            "{authorization}"
+        );
+        assert!(authorization.contains("Credential=STS.NUgYrLnoC37mZZCNnAbez2Ex9,"));
+
+        // Another token, all else equal: another signature, so a token cannot be swapped.
+        let second = sign(&temporary("CAIS-token-two"));
+        assert_ne!(added_header(&second, "authorization"), Some(authorization));
+
+        // A long-lived key sends no token header and does not sign one.
+        let plain = sign(&temporary("x").key.into());
+        assert_eq!(added_header(&plain, ACS3_SECURITY_TOKEN), None);
+        assert!(!added_header(&plain, "authorization")
+            .unwrap()
+            .contains("security-token"));
+    }
+
+    #[test]
+    fn oss4_signs_the_security_token() {
+        let request = OssSigningRequest {
+            method: "GET",
+            bucket: Some("b"),
+            key: None,
+            query: &[("acl", None)],
+            // A stale token header is replaced, not signed twice.
+            headers: &[(OSS4_SECURITY_TOKEN, "stale")],
+            additional_headers: &[],
+        };
+        let sign = |credentials: &Credentials| {
+            oss4_sign(credentials, "cn-hangzhou", &request, at(1_702_743_657))
+        };
+        let first = sign(&temporary("CAIS-token-one"));
+        assert_eq!(
+            added_header(&first, OSS4_SECURITY_TOKEN),
+            Some("CAIS-token-one")
+        );
+        // The canonical request the signature covers holds the token (x-oss-* are signed by
+        // default, so the Authorization header does not list it).
+        let mut all: Vec<(&str, &str)> = first[..3]
+            .iter()
+            .map(|(name, value)| (*name, value.as_str()))
+            .collect();
+        all.push(("host", "b.oss-cn-hangzhou.aliyuncs.com"));
+        let canonical = oss4_canonical_request(&OssSigningRequest {
+            headers: &all,
+            ..request
+        });
+        assert!(
+            canonical.contains("\nx-oss-security-token:CAIS-token-one\n"),
+            "{canonical}"
+        );
+        let second = sign(&temporary("CAIS-token-two"));
+        assert_ne!(
+            added_header(&first, "authorization"),
+            added_header(&second, "authorization")
+        );
+        let plain = sign(&temporary("x").key.into());
+        assert_eq!(added_header(&plain, OSS4_SECURITY_TOKEN), None);
+    }
+
+    #[test]
+    fn debug_never_shows_a_security_token() {
+        let debug = format!("{:?}", temporary("CAIS-very-secret-token"));
+        assert!(debug.contains("STS.NUgYrLnoC37mZZCNnAbez2Ex9"), "{debug}");
+        assert!(!debug.contains("CAIS-very-secret-token"), "{debug}");
+        assert!(!debug.contains("TemporarySecretValue"), "{debug}");
     }
 }

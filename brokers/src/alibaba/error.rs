@@ -11,13 +11,18 @@
 //! | `Throttling`, `Throttling.*`, `*QpsLimitExceeded`, HTTP 429 | `Throttled` | `Transient` (the client retried already) |
 //! | `ServiceUnavailable`, `InternalError`, other 5xx, `SignatureNonceUsed`, no answer, an unreadable answer | `Unavailable` | `Transient` (the client retried what it could) |
 //! | a resource in the wrong state for now (`IncorrectDBInstanceState`, `OperationDenied.DBInstanceStatus`, `OperationAborted`, ...) | `Busy` | `Transient` (not retried within the call: states change in minutes) |
-//! | bad key, signature or clock (`InvalidAccessKeyId*`, `SignatureDoesNotMatch`, `IncompleteSignature`, `InvalidTimeStamp.*`, `RequestTimeTooSkewed`) | `Credentials` | `Unauthenticated` |
+//! | bad key, signature, token or clock (`InvalidAccessKeyId*`, `SignatureDoesNotMatch`, `IncompleteSignature`, `InvalidTimeStamp.*`, `RequestTimeTooSkewed`, `MissingSecurityToken`, `InvalidSecurityToken*`, `SecurityTokenExpired`) | `Credentials` | `Unauthenticated` |
+//! | temporary credentials could not be had ([`AlibabaError::Credentials`]: STS refused, the token file is unreadable, no ECS metadata) | `Credentials`, or `Unavailable` when it may pass | `Unauthenticated` or `Transient` |
 //! | the key lacks a permission (`Forbidden*`, `NoPermission`, `AccessDenied`, ...) | `Denied` | `Failed`, saying to fix the key's RAM policy |
 //! | quota, stock or balance exhausted (`QuotaExceeded*`, `LimitExceeded*`, `*.NotEnough`, `InsufficientBalance`, `TooManyBuckets`) | `Quota` | `Failed` |
 //! | the resource is there already (`EntityAlreadyExists*`, `*.Duplicate`) | `AlreadyExists` | `Failed` (callers that adopt ask first) |
 //! | the resource does not exist (`*.NotFound`, `EntityNotExist.*`, `NoSuchBucket`, `NoSuchKey`, ...; HTTP 404 without code) | `NotFound` | `NotFound` |
 //! | a value was refused (`InvalidParameter*`, `MissingParameter*`, `*.Malformed`, `InvalidArgument`, ...) | `Invalid` | `InvalidParameters` |
 //! | anything else | `Other` | `Failed` with service, call, code, message and request id (a bad client configuration: `Provider`) |
+//!
+//! A failed credential fetch is never read as the call's own answer: STS saying
+//! `EntityNotExist.Role` must not make a delete believe its bucket is gone, so such errors
+//! are wrapped in [`AlibabaError::Credentials`] before anything classifies them.
 //!
 //! Every message carries the provider's request id, which Alibaba's support needs to trace a
 //! call. Should a message repeat the value of a password-like parameter, the client replaces
@@ -79,6 +84,17 @@ pub enum AlibabaError {
     /// The client's configuration is unusable (bad endpoint URL...).
     #[error("Alibaba Cloud client configuration: {0}")]
     Config(String),
+    /// Temporary credentials could not be had, so the call was not sent.
+    #[error("no Alibaba Cloud credentials from {from}: {detail}")]
+    Credentials {
+        /// Where they were asked for: `STS AssumeRole`, `ECS instance metadata`...
+        from: &'static str,
+        /// What went wrong, with the service's code and request id when it answered.
+        detail: String,
+        /// Whether asking again later may succeed (STS throttled or down, metadata service
+        /// unreachable).
+        transient: bool,
+    },
 }
 
 /// What an Alibaba Cloud error means to the broker: the rows of the module's table.
@@ -121,6 +137,8 @@ const EXACT: &[(&str, Kind)] = &[
     ("RequestTimeTooSkewed", Kind::Credentials),
     ("Forbidden.AccessKeyDisabled", Kind::Credentials),
     ("InvalidSecurityToken", Kind::Credentials),
+    ("MissingSecurityToken", Kind::Credentials),
+    ("SecurityTokenExpired", Kind::Credentials),
     // Not resources: wrong API name or version, a bug in the caller.
     ("InvalidAction.NotFound", Kind::Other),
     ("InvalidVersion", Kind::Other),
@@ -256,6 +274,20 @@ impl AlibabaError {
             // A cut-off or garbled answer is as likely to pass as a 5xx.
             AlibabaError::Decode { .. } => Kind::Unavailable,
             AlibabaError::Config(_) => Kind::Other,
+            AlibabaError::Credentials {
+                transient: true, ..
+            } => Kind::Unavailable,
+            AlibabaError::Credentials { .. } => Kind::Credentials,
+        }
+    }
+
+    /// A failure of the call that fetched temporary credentials, wrapped so that it is not
+    /// taken for an answer about the resource the caller wanted.
+    pub fn credentials(from: &'static str, err: AlibabaError) -> AlibabaError {
+        AlibabaError::Credentials {
+            from,
+            transient: err.is_transient(),
+            detail: err.to_string(),
         }
     }
 
@@ -284,6 +316,8 @@ impl AlibabaError {
         match self {
             // A request that could not be built will not build next time either.
             AlibabaError::Transport { source, .. } => !source.is_builder(),
+            // The fetch retried what it could already.
+            AlibabaError::Credentials { .. } => false,
             _ => matches!(self.kind(), Kind::Throttled | Kind::Unavailable),
         }
     }
@@ -291,6 +325,15 @@ impl AlibabaError {
 
 impl From<AlibabaError> for BrokerError {
     fn from(err: AlibabaError) -> BrokerError {
+        if let AlibabaError::Credentials { transient, .. } = &err {
+            return if *transient {
+                BrokerError::Transient(err.to_string())
+            } else {
+                BrokerError::Unauthenticated(format!(
+                    "{err} (check the broker's credential settings and the role's trust policy)"
+                ))
+            };
+        }
         match err.kind() {
             Kind::Throttled | Kind::Unavailable | Kind::Busy => {
                 BrokerError::Transient(format!("Alibaba Cloud unavailable or busy: {err}"))
@@ -393,6 +436,14 @@ mod tests {
             ("IncompleteSignature", 400, Kind::Credentials),
             ("InvalidTimeStamp.Expired", 400, Kind::Credentials),
             ("InvalidTimeStamp.Format", 400, Kind::Credentials),
+            ("MissingSecurityToken", 400, Kind::Credentials),
+            ("InvalidSecurityToken.Expired", 400, Kind::Credentials),
+            (
+                "InvalidSecurityToken.MismatchWithAccessKey",
+                400,
+                Kind::Credentials,
+            ),
+            ("SecurityTokenExpired", 403, Kind::Credentials),
             ("RequestTimeTooSkewed", 403, Kind::Credentials),
             ("Forbidden.RAM", 403, Kind::Denied),
             ("Forbidden", 403, Kind::Denied),
@@ -489,6 +540,16 @@ mod tests {
                 AlibabaError::Config("bad endpoint".into()),
                 "Provider",
                 "bad endpoint",
+            ),
+            (
+                AlibabaError::credentials("STS AssumeRole", api("EntityNotExist.Role", 404)),
+                "Unauthenticated",
+                "EntityNotExist.Role",
+            ),
+            (
+                AlibabaError::credentials("STS AssumeRole", api("Throttling.User", 400)),
+                "Transient",
+                "STS AssumeRole",
             ),
         ] {
             let (name, text) = variant(err);

@@ -1,12 +1,15 @@
 //! Alibaba Cloud (kind `alibaba`): RDS databases, OSS buckets and RAM credentials in one
 //! account and region, on Alibaba Cloud's OpenAPI.
 //!
-//! One `[providers.<name>]` section is one account (an AccessKey pair) and region; each
+//! One `[providers.<name>]` section is one account and region, reached with an AccessKey
+//! pair or with temporary credentials (an assumed RAM role, ACK's RRSA, an ECS instance's
+//! RAM role: see [`auth`]); each
 //! plan's `settings` names the product it sells with `service = "rds"` or `service = "oss"`
 //! (see [`rds`] and [`oss`]). The folder has the shape every cloud provider shares:
 //!
 //! - `mod.rs` (this file): [`Alibaba`], the [`Broker`] implementation, dispatching on the plan;
 //! - [`config`]: the settings, from the configuration file or code, checked at start;
+//! - [`auth`]: where the signing credentials come from, and keeping temporary ones fresh;
 //! - [`credential`]: the AccessKey and the two signatures (ACS3 for RPC, OSS4 for OSS);
 //! - [`client`]: one HTTP client: signing, retries with back-off and jitter, timeouts,
 //!   request ids;
@@ -22,9 +25,11 @@
 //!   adopts what the first one made.
 //! - **Long work is polled.** RDS creations, changes and deletions and the emptying of buckets
 //!   answer "in progress"; the engine polls with back-off.
-//! - **No secret in a log.** The AccessKey secret is a [`skybroker_config::Secret`]; binding
-//!   passwords and keys travel only in credentials and are never formatted into messages.
+//! - **No secret in a log.** AccessKey secrets and security tokens are
+//!   [`skybroker_config::Secret`]s; binding passwords and keys travel only in credentials and
+//!   are never formatted into messages.
 
+pub mod auth;
 pub mod client;
 pub mod config;
 pub mod credential;
@@ -132,12 +137,10 @@ impl Alibaba {
         if let Some(client) = regional.get(region) {
             return Ok(client.clone());
         }
-        let mut config = self.settings.client.clone();
-        config.region = region.clone();
-        if !self.settings.oss_endpoint_overridden {
-            config.oss_endpoint = format!("https://oss-{region}.aliyuncs.com");
-        }
-        let client = AlibabaClient::new(config)?;
+        let oss_endpoint = (!self.settings.oss_endpoint_overridden)
+            .then(|| format!("https://oss-{region}.aliyuncs.com"));
+        // Shares the provider client's connections and credentials.
+        let client = self.client.for_region(region, oss_endpoint)?;
         regional.insert(region.clone(), client.clone());
         Ok(client)
     }

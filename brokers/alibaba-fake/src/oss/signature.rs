@@ -27,7 +27,11 @@
 //! (`InvalidAccessKeyId` 403), a scope in another region (`InvalidArgument` 400), a time
 //! outside the clock-skew window (`RequestTimeTooSkewed` 403), a bad
 //! `x-oss-content-sha256` (`InvalidArgument` 400), a wrong signature
-//! (`SignatureDoesNotMatch` 403, with the string to sign as the real service shows it).
+//! (`SignatureDoesNotMatch` 403, with the string to sign as the real service shows it), and
+//! for a temporary key from STS a missing `x-oss-security-token` (`InvalidAccessKeyId` 403:
+//! without its token such a key is unknown to OSS), another token (`InvalidSecurityToken`
+//! 403) or an ended session (`SecurityTokenExpired` 403). The token header is signed by
+//! default, as every `x-oss-*` header is.
 
 use std::collections::BTreeMap;
 
@@ -38,6 +42,7 @@ use time::OffsetDateTime;
 
 use super::error::OssError;
 use super::xml;
+use crate::ram::TokenProblem;
 use crate::Principal;
 
 /// The algorithm name in the header and the first line of the string to sign.
@@ -48,6 +53,8 @@ const TERMINATOR: &str = "aliyun_v4_request";
 const PRODUCT: &str = "oss";
 /// The `x-oss-content-sha256` value of a request whose body is not signed.
 const UNSIGNED_PAYLOAD: &str = "UNSIGNED-PAYLOAD";
+/// The header that carries an STS security token.
+const SECURITY_TOKEN: &str = "x-oss-security-token";
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -344,9 +351,7 @@ pub fn authenticate(
         ));
     };
 
-    let Some((principal, secret)) =
-        crate::lock(&shared.ram).lookup_key(&authorization.access_key_id)
-    else {
+    let Some(holder) = crate::lock(&shared.ram).signer(&authorization.access_key_id) else {
         return Err(OssError::new(
             StatusCode::FORBIDDEN,
             "InvalidAccessKeyId",
@@ -400,7 +405,7 @@ pub fn authenticate(
 
     let canonical = canonical_request(request, &authorization.additional_headers);
     let string_to_sign = string_to_sign(timestamp, &authorization.scope(), &canonical);
-    if !signature_matches(&secret, &authorization, &string_to_sign) {
+    if !signature_matches(&holder.secret, &authorization, &string_to_sign) {
         let bytes = string_to_sign
             .bytes()
             .map(|byte| format!("{byte:02X}"))
@@ -419,8 +424,32 @@ pub fn authenticate(
         .detail("CanonicalRequest", canonical)
         .ec("0002-00000201"));
     }
+    let token = request
+        .headers
+        .get(SECURITY_TOKEN)
+        .and_then(|value| value.to_str().ok());
+    holder
+        .check_token(token, now)
+        .map_err(|problem| match problem {
+            TokenProblem::Missing => OssError::new(
+                StatusCode::FORBIDDEN,
+                "InvalidAccessKeyId",
+                "The OSS Access Key Id you provided does not exist in our records.",
+            )
+            .detail("OSSAccessKeyId", authorization.access_key_id.clone()),
+            TokenProblem::Mismatch => OssError::new(
+                StatusCode::FORBIDDEN,
+                "InvalidSecurityToken",
+                "The security token you provided is invalid.",
+            ),
+            TokenProblem::Expired => OssError::new(
+                StatusCode::FORBIDDEN,
+                "SecurityTokenExpired",
+                "The security token you provided has expired.",
+            ),
+        })?;
     Ok(Caller::Signed {
-        principal,
+        principal: holder.principal,
         access_key_id: authorization.access_key_id,
     })
 }

@@ -125,7 +125,7 @@ fn parse_statement(statement: &Value) -> Result<Statement, String> {
 }
 
 /// A string, or a non-empty list of strings.
-fn string_list(value: Option<&Value>, element: &str) -> Result<Vec<String>, String> {
+pub(super) fn string_list(value: Option<&Value>, element: &str) -> Result<Vec<String>, String> {
     let invalid =
         || format!("A Statement's {element} must be a string or a non-empty list of strings.");
     match value {
@@ -144,7 +144,7 @@ fn string_list(value: Option<&Value>, element: &str) -> Result<Vec<String>, Stri
 }
 
 /// `{"<Operator>": {"<key>": <value or list of values>}}`.
-fn check_condition(condition: &Value) -> Result<(), String> {
+pub(super) fn check_condition(condition: &Value) -> Result<(), String> {
     let operators = condition
         .as_object()
         .filter(|operators| !operators.is_empty())

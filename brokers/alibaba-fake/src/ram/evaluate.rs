@@ -1,6 +1,7 @@
 //! Policy evaluation, which every endpoint of the fake uses to authorize a call: the root
 //! may do everything; a user what a statement of its attached policies allows, unless one
-//! denies it. Actions match case-insensitively, resources case-sensitively, both with
+//! denies it; a role session what its role's policies allow, and, when the session was
+//! given a policy, only what that policy allows too. Actions match case-insensitively, resources case-sensitively, both with
 //! `*`/`?` wildcards; a statement with a `Condition` never allows and always denies.
 
 use super::document::{parse_policy, Effect, Statement};
@@ -44,28 +45,40 @@ impl Ram {
     /// Like [`Ram::allows`], but tells an explicit `Deny` from the absence of an `Allow`
     /// (the RPC endpoint reports which in `AccessDeniedDetail.NoPermissionType`).
     pub fn decide(&self, principal: &Principal, action: &str, resource: &str) -> Decision {
-        let name = match principal {
+        let (attached, session_policy) = match principal {
             Principal::Root => return Decision::Allow,
-            Principal::User(name) => name,
+            Principal::User(name) => match self.users.get(name) {
+                Some(user) => (&user.policies, None),
+                None => return Decision::ImplicitDeny,
+            },
+            Principal::AssumedRole {
+                role,
+                access_key_id,
+                ..
+            } => match self.roles.get(role) {
+                Some(found) => (
+                    &found.policies,
+                    self.sessions
+                        .get(access_key_id)
+                        .and_then(|session| session.policy.as_ref())
+                        .map(|policy| &policy.0),
+                ),
+                None => return Decision::ImplicitDeny,
+            },
         };
-        let Some(user) = self.users.get(name) else {
-            return Decision::ImplicitDeny;
-        };
-        let mut decision = Decision::ImplicitDeny;
-        for (policy_type, policy_name) in user.policies.keys() {
-            for statement in self.statements(*policy_type, policy_name) {
-                if !statement.covers(action, resource) {
-                    continue;
-                }
-                match statement.effect {
-                    // A conditional Deny is applied as if its condition held: fail closed.
-                    Effect::Deny => return Decision::ExplicitDeny,
-                    Effect::Allow if !statement.conditional => decision = Decision::Allow,
-                    Effect::Allow => {}
-                }
-            }
+        let statements: Vec<Statement> = attached
+            .keys()
+            .flat_map(|(policy_type, policy_name)| self.statements(*policy_type, policy_name))
+            .collect();
+        let identity = evaluate(&statements, action, resource);
+        match session_policy {
+            None => identity,
+            Some(session) => match (identity, evaluate(session, action, resource)) {
+                (Decision::ExplicitDeny, _) | (_, Decision::ExplicitDeny) => Decision::ExplicitDeny,
+                (Decision::Allow, Decision::Allow) => Decision::Allow,
+                _ => Decision::ImplicitDeny,
+            },
         }
-        decision
     }
 
     /// The statements of a policy (none for a policy that no longer exists).
@@ -81,6 +94,23 @@ impl Ram {
                 .unwrap_or_default(),
         }
     }
+}
+
+/// The decision of one set of statements.
+fn evaluate(statements: &[Statement], action: &str, resource: &str) -> Decision {
+    let mut decision = Decision::ImplicitDeny;
+    for statement in statements {
+        if !statement.covers(action, resource) {
+            continue;
+        }
+        match statement.effect {
+            // A conditional Deny is applied as if its condition held: fail closed.
+            Effect::Deny => return Decision::ExplicitDeny,
+            Effect::Allow if !statement.conditional => decision = Decision::Allow,
+            Effect::Allow => {}
+        }
+    }
+    decision
 }
 
 /// Matches `text` against `pattern`, where `*` stands for any run of characters (none

@@ -16,18 +16,25 @@
 //! in the RAM API reference: 400 `InvalidParameter.*`, 404 `EntityNotExist.*`, 409
 //! `EntityAlreadyExists.*`/`DeleteConflict.*`/`LimitExceeded.*`).
 //!
+//! Roles exist for STS (`crate::sts`): `CreateRole` with a trust policy, policies attached
+//! to them, and the sessions STS issues, whose temporary keys act with the role's policies.
+//!
 //! Simplified, and documented here rather than hidden: policy versions (every policy has
-//! only `v1`), groups, roles and login profiles do not exist; a statement with a
-//! `Condition` is validated but never grants anything and always denies (the fake does not
-//! evaluate conditions, and failing closed keeps a test from passing by accident); only a
-//! handful of system policies exist ([`SYSTEM_POLICIES`]); actions match case-insensitively
-//! and resources case-sensitively.
+//! only `v1`), groups and login profiles do not exist; a statement of an identity policy
+//! with a `Condition` is validated but never grants anything and always denies (the fake
+//! does not evaluate those conditions, and failing closed keeps a test from passing by
+//! accident; trust policies are the exception, see `role`); only a handful of system
+//! policies exist ([`SYSTEM_POLICIES`]); actions match case-insensitively and resources
+//! case-sensitively. OIDC providers are registered with [`Ram::add_oidc_provider`] (real
+//! RAM manages them through another API product).
 //!
 //! # Layout
 //! - here: [`ACCOUNT_ID`], [`ACTIONS`], [`handle`] (the dispatch by action) and
 //!   [`resource_of`] (what a RAM call is authorized against);
 //! - `user`: [`Principal`], users and their access keys, and their actions;
 //! - `policy`: [`PolicyType`], system and custom policies, attachments, and their actions;
+//! - `role`: roles, trust policies and OIDC providers, and the role actions;
+//! - `session`: the temporary keys STS issues, and checking their tokens;
 //! - `document`: the policy document grammar, validated into statements;
 //! - `evaluate`: [`Decision`], [`Ram::allows`]/[`Ram::decide`], and [`wildcard_match`];
 //! - `state`: [`Ram`], what the account holds;
@@ -41,11 +48,17 @@ mod document;
 mod error;
 mod evaluate;
 mod policy;
+mod role;
+mod session;
 mod state;
 mod user;
 
 pub use evaluate::{wildcard_match, Decision};
 pub use policy::{PolicyType, SYSTEM_POLICIES};
+pub use role::{
+    oidc_provider_arn, role_arn, Assumable, OidcProvider, Truster, DEFAULT_MAX_SESSION_DURATION,
+};
+pub use session::{Issued, KeyHolder, SessionPolicy, TokenProblem};
 pub use state::Ram;
 pub use user::{Principal, MAX_KEYS_PER_USER};
 
@@ -66,6 +79,12 @@ pub const ACTIONS: &[&str] = &[
     "AttachPolicyToUser",
     "DetachPolicyFromUser",
     "ListPoliciesForUser",
+    "CreateRole",
+    "GetRole",
+    "DeleteRole",
+    "AttachPolicyToRole",
+    "DetachPolicyFromRole",
+    "ListPoliciesForRole",
 ];
 
 // ===== The RAM actions =====
@@ -90,6 +109,12 @@ pub fn handle(
         "AttachPolicyToUser" => policy::attach_policy_to_user(ram, params),
         "DetachPolicyFromUser" => policy::detach_policy_from_user(ram, params),
         "ListPoliciesForUser" => policy::list_policies_for_user(ram, params),
+        "CreateRole" => role::create_role(ram, params),
+        "GetRole" => role::get_role(ram, params),
+        "DeleteRole" => role::delete_role(ram, params),
+        "AttachPolicyToRole" => role::attach_policy_to_role(ram, params),
+        "DetachPolicyFromRole" => role::detach_policy_from_role(ram, params),
+        "ListPoliciesForRole" => role::list_policies_for_role(ram, params),
         // The endpoint only dispatches names from ACTIONS.
         other => Err(ApiError::new(
             404,
@@ -99,10 +124,12 @@ pub fn handle(
     }
 }
 
-/// The authorization resource of a RAM call: the user or policy it names.
+/// The authorization resource of a RAM call: the user, role or policy it names.
 pub fn resource_of(params: &Params) -> String {
     if let Some(user) = params.get("UserName") {
         format!("acs:ram:*:{ACCOUNT_ID}:user/{user}")
+    } else if let Some(role) = params.get("RoleName") {
+        format!("acs:ram:*:{ACCOUNT_ID}:role/{role}")
     } else if let Some(policy) = params.get("PolicyName") {
         format!("acs:ram:*:{ACCOUNT_ID}:policy/{policy}")
     } else {
@@ -257,6 +284,9 @@ mod tests {
             (err.status.as_u16(), err.code.as_str()),
             (404, "EntityNotExist.User")
         );
-        assert_eq!(ram.snapshot(), json!({"users": [], "policies": []}));
+        assert_eq!(
+            ram.snapshot(),
+            json!({"users": [], "policies": [], "roles": [], "sessions": []})
+        );
     }
 }

@@ -11,7 +11,7 @@ use super::state::{CustomPolicy, Ram};
 use crate::api::{self, ApiError, Params};
 
 /// The longest policy document RAM accepts, in characters.
-const MAX_POLICY_DOCUMENT: usize = 6144;
+pub(super) const MAX_POLICY_DOCUMENT: usize = 6144;
 
 /// The system policies the fake knows: name, description, document. Real accounts have
 /// hundreds; these are the ones a broker is likely to attach.
@@ -47,6 +47,11 @@ pub const SYSTEM_POLICIES: &[(&str, &str, &str)] = &[
         r#"{"Version":"1","Statement":[{"Effect":"Allow","Action":"ram:*","Resource":"*"}]}"#,
     ),
     (
+        "AliyunSTSAssumeRoleAccess",
+        "Permission to assume RAM roles through STS.",
+        r#"{"Version":"1","Statement":[{"Effect":"Allow","Action":"sts:AssumeRole","Resource":"*"}]}"#,
+    ),
+    (
         "AliyunRAMReadOnlyAccess",
         "Read-only access to Resource Access Management (RAM).",
         r#"{"Version":"1","Statement":[{"Effect":"Allow","Action":["ram:Get*","ram:List*"],"Resource":"*"}]}"#,
@@ -64,7 +69,7 @@ pub enum PolicyType {
 
 impl PolicyType {
     /// Parses the `PolicyType` parameter.
-    fn parse(value: &str) -> Result<PolicyType, ApiError> {
+    pub(super) fn parse(value: &str) -> Result<PolicyType, ApiError> {
         match value {
             "System" => Ok(PolicyType::System),
             "Custom" => Ok(PolicyType::Custom),
@@ -155,7 +160,11 @@ impl Ram {
         Ok(())
     }
 
-    fn policy_exists(&self, policy_type: PolicyType, name: &str) -> Result<(), ApiError> {
+    pub(super) fn policy_exists(
+        &self,
+        policy_type: PolicyType,
+        name: &str,
+    ) -> Result<(), ApiError> {
         check_policy_name(name)?;
         let exists = match policy_type {
             PolicyType::Custom => self.policies.contains_key(name),
@@ -233,11 +242,27 @@ pub(super) fn get_policy(ram: &Ram, params: &Params) -> Result<Value, ApiError> 
 pub(super) fn delete_policy(ram: &mut Ram, params: &Params) -> Result<Value, ApiError> {
     let name = params.required("PolicyName")?;
     ram.policy_exists(PolicyType::Custom, name)?;
-    if ram.attachment_count(PolicyType::Custom, name) > 0 {
+    let key = (PolicyType::Custom, name.to_owned());
+    if ram
+        .users
+        .values()
+        .any(|user| user.policies.contains_key(&key))
+    {
         return Err(ApiError::new(
             409,
             "DeleteConflict.Policy.User",
             "The policy CAN NOT been attached to any user while deleting the policy.",
+        ));
+    }
+    if ram
+        .roles
+        .values()
+        .any(|role| role.policies.contains_key(&key))
+    {
+        return Err(ApiError::new(
+            409,
+            "DeleteConflict.Policy.Role",
+            "The policy CAN NOT been attached to any role while deleting the policy.",
         ));
     }
     ram.policies.remove(name);

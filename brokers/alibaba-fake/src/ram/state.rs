@@ -1,5 +1,6 @@
 //! What the fake RAM holds for its one account: the root key, users, their access keys,
-//! custom policies, and the policies each user has attached.
+//! custom policies, the policies each user has attached, roles, the sessions STS issued
+//! for them, and the OIDC providers roles may trust.
 
 use std::collections::BTreeMap;
 
@@ -7,6 +8,8 @@ use serde_json::{json, Value};
 
 use super::document::Statement;
 use super::policy::PolicyType;
+use super::role::{OidcProvider, Role};
+use super::session::Session;
 
 /// A RAM user.
 #[derive(Debug, Clone)]
@@ -62,6 +65,12 @@ pub struct Ram {
     pub(super) keys: BTreeMap<String, AccessKey>,
     /// Custom policies by name.
     pub(super) policies: BTreeMap<String, CustomPolicy>,
+    /// Roles by name.
+    pub(super) roles: BTreeMap<String, Role>,
+    /// Role sessions by their temporary access key id.
+    pub(super) sessions: BTreeMap<String, Session>,
+    /// OIDC identity providers by name.
+    pub(super) oidc_providers: BTreeMap<String, OidcProvider>,
 }
 
 impl Ram {
@@ -73,10 +82,14 @@ impl Ram {
             users: BTreeMap::new(),
             keys: BTreeMap::new(),
             policies: BTreeMap::new(),
+            roles: BTreeMap::new(),
+            sessions: BTreeMap::new(),
+            oidc_providers: BTreeMap::new(),
         }
     }
 
-    /// Users, key ids, policies and attachments, for tests (no secrets).
+    /// Users, key ids, policies and attachments, roles and their sessions, for tests (no
+    /// secrets, no tokens).
     pub fn snapshot(&self) -> Value {
         let users: Vec<Value> = self
             .users
@@ -106,7 +119,27 @@ impl Ram {
                 })
             })
             .collect();
-        json!({ "users": users, "policies": policies })
+        let roles: Vec<Value> = self
+            .roles
+            .iter()
+            .map(|(name, role)| {
+                json!({
+                    "name": name,
+                    "max_session_duration": role.max_session_duration,
+                    "trust": serde_json::from_str::<Value>(&role.trust_document).unwrap_or(Value::Null),
+                    "policies": role.policies.keys().map(|(policy_type, name)| json!({
+                        "type": policy_type.as_str(),
+                        "name": name,
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        json!({
+            "users": users,
+            "policies": policies,
+            "roles": roles,
+            "sessions": self.sessions_snapshot(),
+        })
     }
 
     pub(super) fn key_ids(&self, user: &str) -> Vec<&str> {
@@ -119,9 +152,16 @@ impl Ram {
 
     pub(super) fn attachment_count(&self, policy_type: PolicyType, name: &str) -> usize {
         let key = (policy_type, name.to_owned());
-        self.users
+        let users = self
+            .users
             .values()
             .filter(|user| user.policies.contains_key(&key))
-            .count()
+            .count();
+        let roles = self
+            .roles
+            .values()
+            .filter(|role| role.policies.contains_key(&key))
+            .count();
+        users + roles
     }
 }

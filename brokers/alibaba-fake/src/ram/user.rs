@@ -21,6 +21,30 @@ pub enum Principal {
     Root,
     /// A RAM user, by name: allowed what its attached policies allow.
     User(String),
+    /// A session of a RAM role (a temporary `STS.…` key): allowed what the role's attached
+    /// policies allow, narrowed by the session policy.
+    AssumedRole {
+        /// The role's name.
+        role: String,
+        /// The session's name.
+        session: String,
+        /// The session's temporary key.
+        access_key_id: String,
+    },
+}
+
+impl Principal {
+    /// The principal's ARN, as trust policies and `GetCallerIdentity` name it.
+    pub fn arn(&self) -> String {
+        let account = super::ACCOUNT_ID;
+        match self {
+            Principal::Root => format!("acs:ram::{account}:root"),
+            Principal::User(name) => format!("acs:ram::{account}:user/{name}"),
+            Principal::AssumedRole { role, session, .. } => {
+                format!("acs:ram::{account}:assumed-role/{role}/{session}")
+            }
+        }
+    }
 }
 
 impl Ram {
@@ -97,6 +121,11 @@ impl Ram {
             },
         );
         Ok((id, secret))
+    }
+
+    /// The numeric id of user `name`, if it exists.
+    pub fn user_id(&self, name: &str) -> Option<String> {
+        self.users.get(name).map(|user| user.user_id.clone())
     }
 
     pub(super) fn user(&self, name: &str) -> Result<&User, ApiError> {
@@ -214,8 +243,11 @@ fn user_param(params: &Params, caller: &Principal) -> Result<String, ApiError> {
     match (params.get("UserName"), caller) {
         (Some(name), _) => Ok(name.to_owned()),
         (None, Principal::User(name)) => Ok(name.clone()),
-        // The root account's own keys are not managed through this fake.
-        (None, Principal::Root) => Err(ApiError::missing("UserName")),
+        // The root account's own keys are not managed through this fake, and a role
+        // session has no keys of its own.
+        (None, Principal::Root | Principal::AssumedRole { .. }) => {
+            Err(ApiError::missing("UserName"))
+        }
     }
 }
 

@@ -10,6 +10,7 @@ use time::OffsetDateTime;
 
 pub const RDS: &str = "2014-08-15";
 pub const RAM: &str = "2015-05-01";
+pub const STS: &str = "2015-04-01";
 
 /// A key to sign with.
 #[derive(Clone, Debug)]
@@ -66,6 +67,8 @@ pub struct Client {
     http: reqwest::Client,
     url: String,
     pub key: Key,
+    /// The STS security token sent (and signed) with a temporary key.
+    pub security_token: Option<String>,
 }
 
 impl Client {
@@ -77,6 +80,7 @@ impl Client {
             },
             url: url.to_owned(),
             key,
+            security_token: None,
         }
     }
 
@@ -122,6 +126,9 @@ impl Client {
                 "content-type".into(),
                 "application/x-www-form-urlencoded".into(),
             ));
+        }
+        if let Some(token) = &self.security_token {
+            headers.push(("x-acs-security-token".into(), token.clone()));
         }
         if tamper == Tamper::DropNonce {
             headers.retain(|(name, _)| name != "x-acs-signature-nonce");

@@ -2,6 +2,8 @@
 //! - `signature`: what the gateway accepts and refuses, with the real codes;
 //! - `rds`: the instance state machine, idempotency and throttling over HTTP;
 //! - `ram`: users, keys and policies, and RAM keys calling RDS under their policies;
+//! - `sts`: AssumeRole and AssumeRoleWithOIDC with what STS checks, and temporary keys
+//!   held to their token, their expiry and their role's policies;
 //! - `databases`: grants made real on PostgreSQL and MySQL servers, when
 //!   `SKYBROKER_TEST_POSTGRES` / `SKYBROKER_TEST_MYSQL` name them (skipped loudly
 //!   otherwise, and failing when `CI=true`).
@@ -14,6 +16,7 @@ mod databases;
 mod ram;
 mod rds;
 mod signature;
+mod sts;
 
 use std::time::Duration;
 

@@ -169,7 +169,7 @@ async fn unknown_versions_and_actions() {
         (400, Some("InvalidVersion"))
     );
     let (status, body) = client
-        .send(&Call::new(RAM, "CreateRole", &[]), Tamper::None)
+        .send(&Call::new(RAM, "CreateGroup", &[]), Tamper::None)
         .await;
     assert_eq!(
         (status.as_u16(), body["Code"].as_str()),

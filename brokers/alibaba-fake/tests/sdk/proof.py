@@ -7,6 +7,14 @@ answers: alibabacloud-rds20140815 and alibabacloud-ram20150501 on the fake's RPC
 path-style). Then each SDK repeats one call with one byte of its signature changed, and
 the fake must refuse it with SignatureDoesNotMatch.
 
+alibabacloud-sts20150401 proves temporary credentials: a RAM user made for the proof
+(whose only permission is sts:AssumeRole) assumes a role that may read RDS; the RDS SDK,
+given the returned key and security token, reads RDS with them (the token travels in the
+signed x-acs-security-token header) and is refused what the role may not do; the same key
+with another token, and with its session ended (the fake's /__fake/expire-sessions), is
+refused with the codes STS's tokens are refused with. Those refusals are recorded as
+expected refusals, with the code each must have.
+
 The tampering happens after the SDK has signed, on the Authorization header it built:
 - RPC SDKs: the signing function they all call, alibabacloud_tea_openapi's
   Utils.get_authorization, is wrapped for the one call;
@@ -31,6 +39,7 @@ import json
 import os
 import sys
 import traceback
+import urllib.request
 import uuid
 from urllib.parse import urlsplit
 
@@ -40,12 +49,15 @@ from alibabacloud_ram20150501 import models as ram_models
 from alibabacloud_ram20150501.client import Client as RamClient
 from alibabacloud_rds20140815 import models as rds_models
 from alibabacloud_rds20140815.client import Client as RdsClient
+from alibabacloud_sts20150401 import models as sts_models
+from alibabacloud_sts20150401.client import Client as StsClient
 from alibabacloud_tea_openapi import models as openapi_models
 from alibabacloud_tea_openapi.utils import Utils as OpenApiUtils
 
 PACKAGES = [
     "alibabacloud-rds20140815",
     "alibabacloud-ram20150501",
+    "alibabacloud-sts20150401",
     "alibabacloud-oss-v2",
     "alibabacloud-tea-openapi",
     "darabonba-core",
@@ -70,6 +82,17 @@ class Proof:
             record.update(accepted=False, ok=False, error=describe(err))
         self.calls.append(record)
         return record.get("detail", {})
+
+    def refused(self, sdk, operation, call, code):
+        """Runs `call`, correctly signed, which the fake must refuse with `code`."""
+        record = {"sdk": sdk, "operation": operation, "tampered": False, "refused": True, "expected_code": code}
+        try:
+            call()
+            record.update(accepted=True, ok=False, error="the call was accepted")
+        except Exception as err:  # noqa: BLE001
+            record.update(accepted=False, **error_fields(err))
+            record["ok"] = record.get("code") == code
+        self.calls.append(record)
 
     def rejected(self, sdk, operation, call):
         """Runs `call` with a tampered signature: it must fail with SignatureDoesNotMatch."""
@@ -160,12 +183,14 @@ class OneByteOffSignerV4(SignerV4):
         headers["Authorization"] = tamper(headers["Authorization"])
 
 
-def rpc_config(args):
-    """tea-openapi configuration pointing at the fake's RPC endpoint over http."""
+def rpc_config(args, key_id=None, secret=None, token=None):
+    """tea-openapi configuration pointing at the fake's RPC endpoint over http, signing with
+    the root key, or with `key_id`/`secret` (and the STS `token`) when given."""
     endpoint = urlsplit(args.rpc_url)
     return openapi_models.Config(
-        access_key_id=args.access_key_id,
-        access_key_secret=args.access_key_secret,
+        access_key_id=key_id or args.access_key_id,
+        access_key_secret=secret or args.access_key_secret,
+        security_token=token,
         region_id=args.region,
         endpoint=endpoint.netloc,
         protocol=endpoint.scheme or "http",
@@ -283,6 +308,134 @@ def prove_ram(proof, args):
     proof.accepted("ram", "GetUser (the refused user does not exist)", tampered_had_no_effect)
 
 
+def prove_sts(proof, args):
+    """AssumeRole as a RAM user, RDS with the temporary credentials, their refusals."""
+    ram = RamClient(rpc_config(args))
+    suffix = uuid.uuid4().hex[:10]
+    user = f"proof-sts-{suffix}"
+    role = f"proof-reader-{suffix}"
+    session = {}
+
+    # The account: a user that may only assume roles, a role that trusts it and may read RDS.
+    with rpc_signatures(proof.algorithms, "ram"):
+        ram.create_user(ram_models.CreateUserRequest(user_name=user))
+        key = ram.create_access_key(ram_models.CreateAccessKeyRequest(user_name=user)).body.access_key
+        ram.attach_policy_to_user(
+            ram_models.AttachPolicyToUserRequest(
+                policy_type="System", policy_name="AliyunSTSAssumeRoleAccess", user_name=user
+            )
+        )
+        account = "1234567890123456"
+        trust = json.dumps(
+            {
+                "Version": "1",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Action": "sts:AssumeRole",
+                        "Principal": {"RAM": [f"acs:ram::{account}:user/{user}"]},
+                    }
+                ],
+            }
+        )
+        created = ram.create_role(
+            ram_models.CreateRoleRequest(role_name=role, assume_role_policy_document=trust)
+        ).body.role
+        ram.attach_policy_to_role(
+            ram_models.AttachPolicyToRoleRequest(
+                policy_type="System", policy_name="AliyunRDSReadOnlyAccess", role_name=role
+            )
+        )
+    sts = StsClient(rpc_config(args, key.access_key_id, key.access_key_secret))
+    assume = sts_models.AssumeRoleRequest(
+        role_arn=created.arn, role_session_name="sdk-proof", duration_seconds=900
+    )
+
+    def assume_role():
+        with rpc_signatures(proof.algorithms, "sts"):
+            body = sts.assume_role(assume).body
+        credentials = body.credentials
+        assert credentials.access_key_id.startswith("STS."), credentials.access_key_id
+        assert credentials.security_token, "no SecurityToken"
+        assert credentials.expiration.endswith("Z"), credentials.expiration
+        session.update(
+            id=credentials.access_key_id,
+            secret=credentials.access_key_secret,
+            token=credentials.security_token,
+        )
+        return {
+            "AccessKeyId": credentials.access_key_id,
+            "Expiration": credentials.expiration,
+            "AssumedRoleUser": body.assumed_role_user.arn,
+        }
+
+    def assume_role_tampered():
+        with rpc_signatures(proof.algorithms, "sts", tampered=True):
+            sts.assume_role(assume)
+
+    def temporary(token=None):
+        """A client signing with the session's key and `token` (its own by default)."""
+        return rpc_config(args, session.get("id"), session.get("secret"), token or session.get("token"))
+
+    def caller_identity():
+        with rpc_signatures(proof.algorithms, "sts"):
+            body = StsClient(temporary()).get_caller_identity().body
+        assert body.identity_type == "AssumedRoleUser", body.identity_type
+        assert body.arn.endswith(f":assumed-role/{role}/sdk-proof"), body.arn
+        return {"IdentityType": body.identity_type, "Arn": body.arn}
+
+    def describe_instances():
+        with rpc_signatures(proof.algorithms, "sts"):
+            body = RdsClient(temporary()).describe_dbinstances(
+                rds_models.DescribeDBInstancesRequest(region_id=args.region)
+            ).body
+        return {"TotalRecordCount": body.total_record_count}
+
+    def create_instance():
+        RdsClient(temporary()).create_dbinstance(
+            rds_models.CreateDBInstanceRequest(
+                region_id=args.region,
+                engine="MySQL",
+                engine_version="8.0",
+                dbinstance_class="mysql.n2.small.1",
+                dbinstance_storage=20,
+                dbinstance_net_type="Intranet",
+                security_iplist="10.0.0.0/8",
+                pay_type="Postpaid",
+            )
+        )
+
+    def with_another_token():
+        token = session.get("token", "")
+        RdsClient(temporary(token[:-1] + ("A" if token[-1:] != "A" else "B"))).describe_dbinstances(
+            rds_models.DescribeDBInstancesRequest(region_id=args.region)
+        )
+
+    def after_the_session_ended():
+        request = urllib.request.Request(f"{args.rpc_url}/__fake/expire-sessions", method="POST")
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            assert answer.status == 204, answer.status
+        describe_instances()
+
+    proof.accepted("sts", "AssumeRole", assume_role)
+    proof.rejected("sts", "AssumeRole", assume_role_tampered)
+    proof.accepted("sts", "GetCallerIdentity (with the STS credentials)", caller_identity)
+    proof.accepted("sts", "RDS DescribeDBInstances (with the STS credentials)", describe_instances)
+    proof.refused("sts", "RDS CreateDBInstance (the role may only read)", create_instance, "Forbidden.RAM")
+    proof.refused(
+        "sts",
+        "RDS DescribeDBInstances (another security token)",
+        with_another_token,
+        "InvalidSecurityToken.MismatchWithAccessKey",
+    )
+    proof.refused(
+        "sts",
+        "RDS DescribeDBInstances (the session ended)",
+        after_the_session_ended,
+        "InvalidSecurityToken.Expired",
+    )
+
+
 def oss_config(args):
     """OSS configuration: the fake's endpoint over http, path-style addressing."""
     config = oss.config.load_default()
@@ -384,11 +537,11 @@ def arguments():
 def main():
     args = arguments()
     proof = Proof()
-    for prove in (prove_rds, prove_ram, prove_oss):
+    for prove in (prove_rds, prove_ram, prove_oss, prove_sts):
         prove(proof, args)
 
     failures = [call for call in proof.calls if not call["ok"]]
-    sdks = {"rds", "ram", "oss"}
+    sdks = {"rds", "ram", "oss", "sts"}
     for sdk in sorted(sdks):
         accepted = any(c["sdk"] == sdk and not c["tampered"] and c["ok"] for c in proof.calls)
         rejected = any(c["sdk"] == sdk and c["tampered"] and c["ok"] for c in proof.calls)
