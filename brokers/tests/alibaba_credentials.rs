@@ -191,6 +191,11 @@ impl Cloud {
 
     /// `[providers.alibaba]` reaching the fake, with `settings` added.
     fn provider(&self, settings: Value, secret: Option<&Secret>) -> Alibaba {
+        self.provider_with(settings, |config| config.password = secret.cloned())
+    }
+
+    /// [`Cloud::provider`], with the section then changed by `tweak`.
+    fn provider_with(&self, settings: Value, tweak: impl FnOnce(&mut ProviderConfig)) -> Alibaba {
         let mut section = json!({
             "kind": "alibaba",
             "region": self.config.region,
@@ -204,7 +209,7 @@ impl Cloud {
             section[name] = value.clone();
         }
         let mut config: ProviderConfig = serde_json::from_value(section).unwrap();
-        config.password = secret.cloned();
+        tweak(&mut config);
         Alibaba::from_config(&config).expect("the provider builds")
     }
 
@@ -553,4 +558,92 @@ async fn oidc_token_file_is_exchanged_and_read_again_at_every_fetch() {
 
     std::fs::remove_file(&token_file).ok();
     assert_not_logged(&[&good, &intruder, &renewed, &cloud.config.access_key_secret]);
+}
+
+/// Issue #21, secrets from files: the AccessKey comes from a mounted secret (an id file and a
+/// secret file). It is rotated under the running provider (a new key written as Kubernetes
+/// writes a secret volume, the old key deleted in RAM) and the next lifecycle works with the
+/// new key; had the files not been read again, it would fail, the old key being gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_key_files_rotated_under_a_running_provider() {
+    let cloud = Cloud::start(|_| {}).await;
+    let user = "skybroker-rotated";
+    cloud.ram("CreateUser", &[("UserName", user)]).await;
+    let policy = shipped("oss.json", &[]);
+    cloud
+        .ram(
+            "CreatePolicy",
+            &[
+                ("PolicyName", "skybroker-oss-rotated"),
+                ("PolicyDocument", &policy),
+            ],
+        )
+        .await;
+    cloud
+        .ram(
+            "AttachPolicyToUser",
+            &[
+                ("PolicyType", "Custom"),
+                ("PolicyName", "skybroker-oss-rotated"),
+                ("UserName", user),
+            ],
+        )
+        .await;
+    let new_key = || async {
+        let key = cloud.ram("CreateAccessKey", &[("UserName", user)]).await;
+        (
+            key["AccessKey"]["AccessKeyId"].as_str().unwrap().to_owned(),
+            key["AccessKey"]["AccessKeySecret"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        )
+    };
+    let dir = std::env::temp_dir().join(format!("skybroker-alibaba-keys-{}", new_hex()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (id_file, secret_file) = (dir.join("id"), dir.join("secret"));
+    let write = |key: &(String, String)| {
+        for (path, text) in [(&id_file, &key.0), (&secret_file, &key.1)] {
+            let next = path.with_extension("next");
+            std::fs::write(&next, format!("{text}\n")).unwrap();
+            std::fs::rename(&next, path).unwrap();
+        }
+    };
+    let old = new_key().await;
+    write(&old);
+    let broker = cloud.provider_with(
+        json!({"access_key_id_file": id_file, "key_reload_secs": 1}),
+        |config| {
+            config.password = Some(Secret::new(old.1.clone()));
+            config.password_file = Some(secret_file.clone());
+        },
+    );
+    lifecycle(&cloud, &broker, &format!("rotated-{}", new_hex())).await;
+    // The same key, not from files: it is read once.
+    let fixed = cloud.provider(
+        json!({"access_key_id": old.0}),
+        Some(&Secret::new(old.1.clone())),
+    );
+
+    let new = new_key().await;
+    write(&new);
+    cloud
+        .ram(
+            "DeleteAccessKey",
+            &[("UserName", user), ("UserAccessKeyId", old.0.as_str())],
+        )
+        .await;
+    lifecycle(&cloud, &broker, &format!("rotated-{}", new_hex())).await;
+    let refused = fixed
+        .provision(&request(
+            OperationKind::Provision,
+            &format!("fixed-{}", new_hex()),
+        ))
+        .await;
+    assert!(
+        matches!(refused, Err(BrokerError::Unauthenticated(_))),
+        "the deleted key, read once, is refused: {refused:?}"
+    );
+    assert_not_logged(&[&old.1, &new.1]);
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -100,6 +100,9 @@ pub struct RoleSession {
 pub enum CredentialSource {
     /// A long-lived AccessKey pair, used as it is.
     AccessKey(AccessKey),
+    /// A long-lived AccessKey pair read from files (a mounted Kubernetes secret), read again
+    /// every `reload` so that a rotated key is used without a restart.
+    AccessKeyFiles(KeyFiles),
     /// STS `AssumeRole`, signed with a base AccessKey that needs only `sts:AssumeRole`.
     AssumeRole {
         /// The key that signs the AssumeRole call (and nothing else).
@@ -131,7 +134,7 @@ impl CredentialSource {
     /// The name used in settings (`credential_source`) and messages.
     pub fn name(&self) -> &'static str {
         match self {
-            CredentialSource::AccessKey(_) => "access_key",
+            CredentialSource::AccessKey(_) | CredentialSource::AccessKeyFiles(_) => "access_key",
             CredentialSource::AssumeRole { .. } => "assume_role",
             CredentialSource::Oidc { .. } => "oidc",
             CredentialSource::EcsRamRole { .. } => "ecs_ram_role",
@@ -142,6 +145,19 @@ impl CredentialSource {
     pub fn is_temporary(&self) -> bool {
         !matches!(self, CredentialSource::AccessKey(_))
     }
+}
+
+/// Where a rotated AccessKey is read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyFiles {
+    /// The file of the AccessKey id; `None`: the id is `id`, fixed.
+    pub id_file: Option<PathBuf>,
+    /// The id when there is no id file.
+    pub id: String,
+    /// The file of the AccessKey secret (`password_file`).
+    pub secret_file: PathBuf,
+    /// How often both are read again.
+    pub reload: Duration,
 }
 
 // ===== checks the builder makes =====
@@ -450,6 +466,10 @@ impl Signer {
             CredentialSource::AccessKey(key) => {
                 return Signer::Static(Arc::new(key.clone().into()))
             }
+            CredentialSource::AccessKeyFiles(files) => Box::new(ReadKeyFiles {
+                files: files.clone(),
+                what: files.secret_file.display().to_string(),
+            }),
             CredentialSource::AssumeRole {
                 base,
                 role,
@@ -509,6 +529,53 @@ impl Signer {
 }
 
 // ===== the fetches =====
+
+/// The AccessKey in its files, handed to the refreshing cache as lasting `reload`: read
+/// again after half of that, and at once when the service refuses the key (rotated, the old
+/// one deleted).
+#[derive(Debug)]
+struct ReadKeyFiles {
+    files: KeyFiles,
+    /// The secret file's path, for messages.
+    what: String,
+}
+
+#[async_trait]
+impl Fetch for ReadKeyFiles {
+    fn from(&self) -> &'static str {
+        "the AccessKey files"
+    }
+
+    fn role(&self) -> &str {
+        &self.what
+    }
+
+    async fn fetch(&self) -> Result<Temporary, AlibabaError> {
+        let read = |path: PathBuf| async move {
+            tokio::fs::read_to_string(&path)
+                .await
+                .map_err(|err| AlibabaError::Credentials {
+                    from: "the AccessKey files",
+                    detail: format!("cannot read {}: {err}", path.display()),
+                    // A secret volume being updated may be missing for a moment.
+                    transient: true,
+                })
+        };
+        let secret = read(self.files.secret_file.clone()).await?;
+        let id = match &self.files.id_file {
+            Some(path) => read(path.clone()).await?.trim().to_owned(),
+            None => self.files.id.clone(),
+        };
+        Ok(Temporary {
+            credentials: AccessKey {
+                id,
+                secret: Secret::new(secret.trim_end_matches(['\r', '\n'])),
+            }
+            .into(),
+            expiration: OffsetDateTime::now_utc() + self.files.reload,
+        })
+    }
+}
 
 /// The `Credentials` object of STS answers (AssumeRole, AssumeRoleWithOIDC) and the
 /// document of the ECS metadata service: the same field names.

@@ -20,6 +20,12 @@
 //! | `oidc` (ACK RRSA) | `role_arn`, `oidc_provider_arn`, `oidc_token_file`, each else from `ALIBABA_CLOUD_ROLE_ARN`, `ALIBABA_CLOUD_OIDC_PROVIDER_ARN`, `ALIBABA_CLOUD_OIDC_TOKEN_FILE` | `role_session_name`, `role_session_duration_secs`, `sts_endpoint` |
 //! | `ecs_ram_role` | nothing (the attached role is asked for) | `ecs_ram_role`, `ecs_metadata_endpoint` |
 //!
+//! An `access_key` whose secret comes from `password_file` (and whose id may come from
+//! `access_key_id_file`: a mounted Kubernetes secret holds both) is read again every
+//! `key_reload_secs` (60), and at once when Alibaba refuses it, so a rotated key is used
+//! without a restart. (The base key of `assume_role` is read at start: it signs one call per
+//! session.)
+//!
 //! Without `credential_source` the settings say it: `oidc_*` means `oidc`, `ecs_ram_role`
 //! means `ecs_ram_role`, `role_arn` means `assume_role`, an AccessKey pair means
 //! `access_key`, and with none of these the three RRSA variables mean `oidc`. A setting that
@@ -35,7 +41,7 @@ use skybroker_config::{ProviderConfig, Secret};
 
 use super::auth::{
     check_ecs_role_name, check_external_id, check_oidc_provider_arn, check_role_arn,
-    check_session_duration, check_session_name, CredentialSource, RoleSession,
+    check_session_duration, check_session_name, CredentialSource, KeyFiles, RoleSession,
     DEFAULT_METADATA_ENDPOINT, DEFAULT_ROLE_SESSION_NAME, DEFAULT_SESSION_DURATION,
     OIDC_PROVIDER_ARN_ENV, OIDC_TOKEN_FILE_ENV, ROLE_ARN_ENV,
 };
@@ -43,6 +49,9 @@ use super::client::ClientConfig;
 use super::credential::AccessKey;
 use crate::names::check_cloud_prefix;
 use crate::SettingsError;
+
+/// How often an AccessKey from files is read again when `key_reload_secs` is not set.
+pub const DEFAULT_KEY_RELOAD: Duration = Duration::from_secs(60);
 
 /// The environment variable Alibaba Cloud's tools read the AccessKey id from.
 pub const ACCESS_KEY_ID_ENV: &str = "ALIBABA_CLOUD_ACCESS_KEY_ID";
@@ -140,6 +149,8 @@ impl RrsaEnv {
 struct RawSettings {
     region: Option<String>,
     access_key_id: Option<String>,
+    access_key_id_file: Option<PathBuf>,
+    key_reload_secs: Option<u64>,
     credential_source: Option<CredentialKind>,
     role_arn: Option<String>,
     role_session_name: Option<String>,
@@ -169,6 +180,10 @@ pub struct AlibabaBuilder {
     /// Whether the key was configured (settings, password, code) rather than found in the
     /// environment: only a configured key is an error where no key is used.
     access_key_configured: bool,
+    /// The files of a rotated key: the id's (else the id is fixed) and the secret's.
+    access_key_id_file: Option<PathBuf>,
+    access_key_secret_file: Option<PathBuf>,
+    key_reload: Option<Duration>,
     credential_kind: Option<CredentialKind>,
     role_arn: Option<String>,
     role_session_name: Option<String>,
@@ -213,10 +228,31 @@ impl AlibabaBuilder {
     ) -> Result<Self, SettingsError> {
         let raw: RawSettings = serde_json::from_value(Value::Object(config.settings.clone()))?;
         let env = |name: &str| env(name).filter(|v| !v.is_empty());
+        if raw.access_key_id.is_some() && raw.access_key_id_file.is_some() {
+            return Err(SettingsError::invalid(
+                "access_key_id and access_key_id_file: name one",
+            ));
+        }
+        let access_key_id = match &raw.access_key_id_file {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .map_err(|source| SettingsError::File {
+                        setting: "access_key_id_file",
+                        path: path.clone(),
+                        source,
+                    })?
+                    .trim()
+                    .to_owned(),
+            ),
+            None => raw.access_key_id,
+        };
         Ok(AlibabaBuilder {
             region: raw.region,
-            access_key_configured: raw.access_key_id.is_some() || config.password.is_some(),
-            access_key_id: raw.access_key_id.or_else(|| env(ACCESS_KEY_ID_ENV)),
+            access_key_configured: access_key_id.is_some() || config.password.is_some(),
+            access_key_id: access_key_id.or_else(|| env(ACCESS_KEY_ID_ENV)),
+            access_key_id_file: raw.access_key_id_file,
+            access_key_secret_file: config.password_file.clone(),
+            key_reload: raw.key_reload_secs.map(Duration::from_secs),
             access_key_secret: config
                 .password
                 .clone()
@@ -426,7 +462,13 @@ impl AlibabaBuilder {
         let kind = self.credential_kind()?;
         let invalid = |message: String| Err(BuildError::Invalid(message));
         // Each setting and the sources that use it.
-        let settings: [(&str, bool, &[CredentialKind]); 9] = [
+        let settings: [(&str, bool, &[CredentialKind]); 11] = [
+            (
+                "access_key_id_file",
+                self.access_key_id_file.is_some(),
+                &[Key],
+            ),
+            ("key_reload_secs", self.key_reload.is_some(), &[Key]),
             ("role_arn", self.role_arn.is_some(), &[AssumeRole, Oidc]),
             (
                 "role_session_name",
@@ -513,9 +555,27 @@ impl AlibabaBuilder {
             })
         };
         match kind {
-            Key => key
-                .map(CredentialSource::AccessKey)
-                .ok_or(BuildError::MissingAccessKey),
+            Key => {
+                let key = key.ok_or(BuildError::MissingAccessKey)?;
+                let reload = self.key_reload.unwrap_or(DEFAULT_KEY_RELOAD);
+                if reload.is_zero() {
+                    return invalid("key_reload_secs must be at least 1".to_owned());
+                }
+                match &self.access_key_secret_file {
+                    Some(secret_file) => Ok(CredentialSource::AccessKeyFiles(KeyFiles {
+                        id_file: self.access_key_id_file.clone(),
+                        id: key.id,
+                        secret_file: secret_file.clone(),
+                        reload,
+                    })),
+                    None if self.access_key_id_file.is_some() => invalid(
+                        "access_key_id_file needs the secret from password_file: a rotated key \
+                         changes both"
+                            .to_owned(),
+                    ),
+                    None => Ok(CredentialSource::AccessKey(key)),
+                }
+            }
             AssumeRole => {
                 let base = key.ok_or(BuildError::MissingAccessKey)?;
                 if let Some(external_id) = &self.external_id {
@@ -921,6 +981,11 @@ mod tests {
                 serde_json::json!({"credential_source": "sts"}),
                 key.0,
                 "unknown variant",
+            ),
+            (
+                serde_json::json!({"role_arn": ROLE, "key_reload_secs": 5}),
+                key.0,
+                "key_reload_secs is not used with credential_source = \"assume_role\"",
             ),
         ] {
             let mut settings = settings;
