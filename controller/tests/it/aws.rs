@@ -80,34 +80,64 @@ impl Moto {
     /// A new IAM user holding the broker's policies (`deploy/policies/aws/`, as moto can
     /// evaluate them); its key.
     async fn broker_key(&self) -> (String, String) {
-        let iam = self.admin().await.iam;
+        self.broker_user().await.1
+    }
+
+    /// A new IAM user holding the broker's policies; its name and a key.
+    pub(crate) async fn broker_user(&self) -> (String, (String, String)) {
+        let admin = self.admin().await;
         let user = format!("skybroker-it-{}", uuid::Uuid::new_v4().simple());
-        iam.create_user().user_name(&user).send().await.unwrap();
-        for (name, policy) in [
-            ("s3", include_str!("../../../deploy/policies/aws/s3.json")),
-            ("rds", include_str!("../../../deploy/policies/aws/rds.json")),
-        ] {
-            let policy: Value = serde_json::from_str(policy).expect("the policy is JSON");
-            iam.put_user_policy()
-                .user_name(&user)
-                .policy_name(name)
-                .policy_document(moto_policy(&policy).to_string())
-                .send()
-                .await
-                .unwrap();
-        }
-        let key = iam
-            .create_access_key()
+        admin
+            .iam
+            .create_user()
             .user_name(&user)
             .send()
             .await
             .unwrap();
-        let key = key.access_key().unwrap();
-        (
-            key.access_key_id().to_owned(),
-            key.secret_access_key().to_owned(),
-        )
+        for (name, policy) in broker_policies() {
+            admin
+                .iam
+                .put_user_policy()
+                .user_name(&user)
+                .policy_name(name)
+                .policy_document(policy.to_string())
+                .send()
+                .await
+                .unwrap();
+        }
+        let key = new_key(&admin, &user).await;
+        (user, key)
     }
+}
+
+/// The broker policies of `deploy/policies/aws/`, as moto enforces them.
+pub(crate) fn broker_policies() -> Vec<(&'static str, Value)> {
+    [
+        ("s3", include_str!("../../../deploy/policies/aws/s3.json")),
+        ("rds", include_str!("../../../deploy/policies/aws/rds.json")),
+    ]
+    .into_iter()
+    .map(|(name, text)| {
+        let policy: Value = serde_json::from_str(text).expect("the policy is JSON");
+        (name, moto_policy(&policy))
+    })
+    .collect()
+}
+
+/// A new access key of `user`.
+pub(crate) async fn new_key(admin: &AwsClients, user: &str) -> (String, String) {
+    let key = admin
+        .iam
+        .create_access_key()
+        .user_name(user)
+        .send()
+        .await
+        .unwrap();
+    let key = key.access_key().unwrap();
+    (
+        key.access_key_id().to_owned(),
+        key.secret_access_key().to_owned(),
+    )
 }
 
 /// A documented policy as moto can enforce it: moto authorizes IAM and RDS actions against

@@ -22,17 +22,6 @@ use crate::aws::*;
 use crate::harness::*;
 use crate::servers::*;
 
-/// The broker policies of `deploy/policies/aws/`, as moto enforces them.
-fn broker_policies() -> Vec<(&'static str, Value)> {
-    [
-        ("s3", include_str!("../../../deploy/policies/aws/s3.json")),
-        ("rds", include_str!("../../../deploy/policies/aws/rds.json")),
-    ]
-    .into_iter()
-    .map(|(name, text)| (name, moto_policy(&serde_json::from_str(text).unwrap())))
-    .collect()
-}
-
 /// A user that may only assume roles; its ARN and key.
 async fn assume_only_user(admin: &AwsClients) -> (String, (String, String)) {
     let name = format!("skybroker-assumer-{}", uuid::Uuid::new_v4().simple());
@@ -55,21 +44,7 @@ async fn assume_only_user(admin: &AwsClients) -> (String, (String, String)) {
         .send()
         .await
         .unwrap();
-    let key = admin
-        .iam
-        .create_access_key()
-        .user_name(&name)
-        .send()
-        .await
-        .unwrap();
-    let key = key.access_key().unwrap();
-    (
-        arn,
-        (
-            key.access_key_id().to_owned(),
-            key.secret_access_key().to_owned(),
-        ),
-    )
+    (arn, new_key(admin, &name).await)
 }
 
 /// A role that `trusted` may assume (with `external_id`, if given), holding the broker's
@@ -262,22 +237,6 @@ async fn aws_roles_are_assumed_per_provider_and_per_plan() {
     bare.stop().await;
 }
 
-/// A new key of `user`.
-async fn new_key(admin: &AwsClients, user: &str) -> (String, String) {
-    let key = admin
-        .iam
-        .create_access_key()
-        .user_name(user)
-        .send()
-        .await
-        .unwrap();
-    let key = key.access_key().unwrap();
-    (
-        key.access_key_id().to_owned(),
-        key.secret_access_key().to_owned(),
-    )
-}
-
 /// Issue 21, secrets from files: the broker's key comes from a mounted secret (id and secret
 /// in two files). The key is rotated under the running broker (a new key written, the old one
 /// deleted at AWS) and the next provision works with the new one: without the files being
@@ -286,25 +245,7 @@ async fn new_key(admin: &AwsClients, user: &str) -> (String, String) {
 async fn aws_a_rotated_key_file_is_used_without_a_restart() {
     let Some(moto) = moto() else { return };
     let admin = moto.admin().await;
-    let user = format!("skybroker-rotated-{}", uuid::Uuid::new_v4().simple());
-    admin
-        .iam
-        .create_user()
-        .user_name(&user)
-        .send()
-        .await
-        .unwrap();
-    for (policy, document) in broker_policies() {
-        admin
-            .iam
-            .put_user_policy()
-            .user_name(&user)
-            .policy_name(policy)
-            .policy_document(document.to_string())
-            .send()
-            .await
-            .unwrap();
-    }
+    let (user, old) = moto.broker_user().await;
     let dir = tempfile::tempdir().unwrap();
     let (id_file, secret_file) = (dir.path().join("id"), dir.path().join("secret"));
     let write = |key: &(String, String)| {
@@ -315,7 +256,6 @@ async fn aws_a_rotated_key_file_is_used_without_a_restart() {
             std::fs::rename(&next, path).unwrap();
         }
     };
-    let old = new_key(&admin, &user).await;
     write(&old);
     let mut provider = provider(
         &moto.endpoint,
