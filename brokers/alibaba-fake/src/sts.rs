@@ -222,8 +222,7 @@ fn assume_role(
     if !allowed {
         return Err(no_permission());
     }
-    let not_found = || ApiError::new(404, "EntityNotExist.Role", "The specified Role not exists.");
-    let role = role.ok_or_else(not_found)?;
+    let role = role.ok_or_else(role_not_found)?;
     let mut context = BTreeMap::new();
     if let Some(external_id) = params.get("ExternalId") {
         context.insert("sts:ExternalId", vec![external_id.to_owned()]);
@@ -232,32 +231,67 @@ fn assume_role(
         Principal::AssumedRole { role, .. } => ram::role_arn(role),
         other => other.arn(),
     });
-    let assumable = ram
-        .assumable(role, &truster, &context)
-        .ok_or_else(not_found)?;
-    if !assumable.trusted {
-        return Err(no_permission());
-    }
-    let duration = check_duration(params, assumable.max_session_duration)?;
-    let issued = ram.issue_session(
+    let session = Session {
         role,
         session_name,
-        Duration::from_secs(duration),
         policy,
         now,
-    );
-    log::info!(
-        "STS: {} assumed {role} as {session_name}: {} until {}",
-        caller.arn(),
-        issued.access_key_id,
-        api::iso8601(issued.expiration)
-    );
-    Ok(Value::Object(issued_json(
-        &issued,
-        role,
-        &assumable.role_id,
-        session_name,
-    )))
+    };
+    let answer = session.issue(&mut ram, &truster, &context, params, &caller.arn())?;
+    Ok(Value::Object(answer))
+}
+
+/// A session asked for by AssumeRole or AssumeRoleWithOIDC, once the caller is known.
+struct Session<'a> {
+    role: &'a str,
+    session_name: &'a str,
+    policy: Option<SessionPolicy>,
+    now: OffsetDateTime,
+}
+
+impl Session<'_> {
+    /// Issues the session if the role exists and its trust policy lets `truster` in with
+    /// `context`, for as long as `DurationSeconds` asks within the role's maximum; the answer's
+    /// fields. `who` names the caller in the log.
+    fn issue(
+        self,
+        ram: &mut ram::Ram,
+        truster: &Truster,
+        context: &BTreeMap<&str, Vec<String>>,
+        params: &Params,
+        who: &str,
+    ) -> Result<serde_json::Map<String, Value>, ApiError> {
+        let Session {
+            role,
+            session_name,
+            policy,
+            now,
+        } = self;
+        let assumable = ram
+            .assumable(role, truster, context)
+            .ok_or_else(role_not_found)?;
+        if !assumable.trusted {
+            return Err(no_permission());
+        }
+        let duration = check_duration(params, assumable.max_session_duration)?;
+        let issued = ram.issue_session(
+            role,
+            session_name,
+            Duration::from_secs(duration),
+            policy,
+            now,
+        );
+        log::info!(
+            "STS: {who} assumed {role} as {session_name}: {} until {}",
+            issued.access_key_id,
+            api::iso8601(issued.expiration)
+        );
+        Ok(issued_json(&issued, role, &assumable.role_id, session_name))
+    }
+}
+
+fn role_not_found() -> ApiError {
+    ApiError::new(404, "EntityNotExist.Role", "The specified Role not exists.")
 }
 
 /// The claims of a JWT that `AssumeRoleWithOIDC` looks at.
@@ -385,8 +419,7 @@ fn assume_role_with_oidc(
         ));
     }
     drop(ram);
-    let not_found = || ApiError::new(404, "EntityNotExist.Role", "The specified Role not exists.");
-    let role = role.ok_or_else(not_found)?;
+    let role = role.ok_or_else(role_not_found)?;
     let context = BTreeMap::from([
         ("oidc:iss", vec![claims.issuer.clone()]),
         ("oidc:aud", claims.audiences.clone()),
@@ -394,27 +427,14 @@ fn assume_role_with_oidc(
     ]);
     let mut ram = lock(&shared.ram);
     let truster = Truster::Federated(provider_arn.to_owned());
-    let assumable = ram
-        .assumable(role, &truster, &context)
-        .ok_or_else(not_found)?;
-    if !assumable.trusted {
-        return Err(no_permission());
-    }
-    let duration = check_duration(params, assumable.max_session_duration)?;
-    let issued = ram.issue_session(
+    let session = Session {
         role,
         session_name,
-        Duration::from_secs(duration),
         policy,
         now,
-    );
-    log::info!(
-        "STS: OIDC subject {} assumed {role} as {session_name}: {} until {}",
-        claims.subject,
-        issued.access_key_id,
-        api::iso8601(issued.expiration)
-    );
-    let mut answer = issued_json(&issued, role, &assumable.role_id, session_name);
+    };
+    let who = format!("OIDC subject {}", claims.subject);
+    let mut answer = session.issue(&mut ram, &truster, &context, params, &who)?;
     let at = |seconds: i64| {
         OffsetDateTime::from_unix_timestamp(seconds)
             .map(api::iso8601)
