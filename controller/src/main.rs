@@ -47,6 +47,11 @@ enum Api {
     ServiceManager,
 }
 
+/// mimalloc instead of the system allocator, when built with `--features mimalloc`.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let env = std::env::vars().collect();
     // Human or JSON lines (SKYBROKER_LOG_FORMAT), filtered by RUST_LOG.
