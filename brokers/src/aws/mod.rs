@@ -183,13 +183,18 @@ impl Aws {
     }
 
     /// The account of an operation: the region its instance was made in (recorded in its
-    /// state), else the plan's, else the provider's; the plan's role, else the provider's.
+    /// state; an instance made before regions were recorded is in the provider's), or for a
+    /// provision the plan's region, else the provider's; the plan's role, else the provider's.
     fn account(&self, request: &OperationRequest, placement: &Placement) -> Account {
-        let region = request.instance_state["region"]
-            .as_str()
-            .map(str::to_owned)
-            .or_else(|| placement.region.clone())
-            .unwrap_or_else(|| self.settings.region.clone());
+        let recorded = request.instance_state["region"].as_str().map(str::to_owned);
+        let region = match (recorded, request.kind) {
+            (Some(region), _) => region,
+            (None, OperationKind::Provision) => placement
+                .region
+                .clone()
+                .unwrap_or_else(|| self.settings.region.clone()),
+            (None, _) => self.settings.region.clone(),
+        };
         let role = placement
             .role
             .clone()
@@ -375,6 +380,44 @@ mod tests {
             let err = AwsPlan::parse(&settings).unwrap_err().to_string();
             assert!(err.contains(needle), "{settings}: {err}");
         }
+    }
+
+    #[test]
+    fn an_instance_is_called_in_its_own_region() {
+        let aws = Aws::new(AwsBuilder::new().with_region("eu-west-1").build().unwrap());
+        let placement = Placement {
+            region: Some("us-west-2".to_owned()),
+            role: None,
+        };
+        let request = |kind, state: Value| OperationRequest {
+            kind,
+            operation_id: "op-1".into(),
+            instance_id: "instance-1".into(),
+            binding_id: None,
+            service_id: "s3".into(),
+            plan_id: "s3-west".into(),
+            previous_plan_id: None,
+            plan_settings: std::sync::Arc::new(json!({"service": "s3", "region": "us-west-2"})),
+            parameters: Value::Null,
+            context: Value::Null,
+            maintenance_version: None,
+            instance_state: state,
+            binding_state: Value::Null,
+            reference: None,
+            accepts_incomplete: true,
+            originating_identity: None,
+        };
+        let region = |kind, state| aws.account(&request(kind, state), &placement).region;
+        // A provision goes where the plan says; later calls where the instance is.
+        assert_eq!(region(OperationKind::Provision, Value::Null), "us-west-2");
+        assert_eq!(
+            region(OperationKind::Deprovision, json!({"region": "ap-south-1"})),
+            "ap-south-1"
+        );
+        // An instance whose state has no region was made before regions were recorded: in the
+        // provider's, whatever its plan says now.
+        assert_eq!(region(OperationKind::Bind, json!({})), "eu-west-1");
+        assert_eq!(region(OperationKind::Update, json!({})), "eu-west-1");
     }
 
     #[test]
