@@ -67,6 +67,15 @@ pub fn check_cloud_prefix(prefix: &str) -> Result<(), SettingsError> {
     }
 }
 
+/// Whether `region` has the shape of a cloud region id (`eu-west-1`, `cn-hangzhou`): lower-case
+/// letters, digits and `-`, as it becomes part of host names and signatures.
+pub fn is_region_id(region: &str) -> bool {
+    !region.is_empty()
+        && region
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
 /// A strong random password: 256 bits as 64 hex digits (safe in any SQL literal and URI).
 pub fn new_password() -> String {
     format!(

@@ -91,11 +91,7 @@ pub enum BuildError {
 
 /// Checks a region id such as `cn-hangzhou` (it becomes part of host names and signatures).
 pub fn check_region(region: &str) -> Result<(), SettingsError> {
-    let valid = !region.is_empty()
-        && region
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    if valid {
+    if crate::names::is_region_id(region) {
         Ok(())
     } else {
         Err(SettingsError::invalid(format!(

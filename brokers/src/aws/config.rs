@@ -104,11 +104,7 @@ fn read_key_id(path: &std::path::Path) -> Result<String, SettingsError> {
 
 /// Checks a region name such as `eu-west-1` (it becomes part of host names and signatures).
 pub fn check_region(region: &str) -> Result<(), BuildError> {
-    let valid = !region.is_empty()
-        && region
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    if valid {
+    if crate::names::is_region_id(region) {
         Ok(())
     } else {
         Err(BuildError::Invalid(format!(
@@ -312,32 +308,6 @@ impl AwsBuilder {
         self.access_key_id = Some(access_key_id.into());
         self.secret_access_key = Some(secret_access_key);
         self
-    }
-
-    /// Static keys read from files, and read again every `reload` (a mounted secret that is
-    /// rotated): the id from `id_file`, the secret from `secret_file`.
-    ///
-    /// # Errors
-    /// The id file cannot be read.
-    pub fn with_key_files(
-        mut self,
-        id_file: impl Into<std::path::PathBuf>,
-        secret_file: impl Into<std::path::PathBuf>,
-        reload: Duration,
-    ) -> Result<Self, SettingsError> {
-        let (id_file, secret_file) = (id_file.into(), secret_file.into());
-        self.access_key_id = Some(read_key_id(&id_file)?);
-        let secret =
-            std::fs::read_to_string(&secret_file).map_err(|source| SettingsError::File {
-                setting: "password_file",
-                path: secret_file.clone(),
-                source,
-            })?;
-        self.secret_access_key = Some(Secret::new(secret.trim_end_matches(['\r', '\n'])));
-        self.access_key_id_file = Some(id_file);
-        self.secret_access_key_file = Some(secret_file);
-        self.key_reload = Some(reload);
-        Ok(self)
     }
 
     /// A role to assume for every call (with the external id its trust policy asks for).
