@@ -74,6 +74,7 @@ pub fn provisioned(index: usize, in_flight: bool, attempts: u32, now: UnixMillis
         created_at,
         platform_id: None,
         shared: false,
+        labels: Default::default(),
     };
     let operation = Operation {
         id: operation_id.into(),

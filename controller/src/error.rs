@@ -135,6 +135,9 @@ impl ApiError {
         if failure.unreachable {
             return ApiError::BadGateway(failure.description.clone());
         }
+        if failure.cancelled {
+            return ApiError::Concurrency(failure.description.clone());
+        }
         if failure.client_error {
             return if failure.unprocessable {
                 ApiError::Unprocessable(failure.description.clone())
@@ -304,6 +307,26 @@ mod tests {
         .body();
         assert_eq!(failed["instance_usable"], true);
         assert_eq!(failed["update_repeatable"], false);
+    }
+
+    /// Issue #16: a synchronous create a concurrent delete stopped (D-17) answers 422
+    /// ConcurrencyError, not 500: the platform's request met another operation.
+    #[test]
+    fn a_create_cancelled_by_a_delete_is_a_concurrency_error() {
+        let mut operation: Operation = serde_json::from_value(json!({
+            "id": "op-1", "kind": "bind", "instance_id": "i-1", "binding_id": "b-1",
+            "state": "failed", "sync": true, "created_at": 1, "deadline": 2,
+        }))
+        .unwrap();
+        operation.failure = Some(skybroker_storage::Failure::new("stopped"));
+        assert_eq!(
+            ApiError::from_failed(&operation).status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+        operation.failure = Some(skybroker_storage::Failure::new("stopped").cancelled());
+        let err = ApiError::from_failed(&operation);
+        assert_eq!(err.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(err.body()["error"], "ConcurrencyError");
     }
 
     #[test]

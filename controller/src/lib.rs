@@ -26,6 +26,7 @@
 //! - [`listener`]: the accept loop, with the header deadline slow clients need.
 //! - [`metrics`]: the Prometheus metrics and the store wrapper that times commits.
 //! - [`admin`]: the metrics listener (`/metrics`, `/healthz`, `/readyz`).
+//! - [`admin_cli`]: `skybroker admin`, a command-line client of the Service Manager API.
 //! - [`dashboard`]: the operator dashboard on the metrics listener (`/dashboard`).
 //! - [`logging`]: human or JSON-lines log output, with the request identity.
 //!
@@ -36,6 +37,7 @@
 #![warn(missing_docs)]
 
 pub mod admin;
+pub mod admin_cli;
 pub mod admission;
 pub mod api;
 pub mod catalog;

@@ -1,5 +1,5 @@
-//! The `skybroker` binary: `serve`, `check-config` and `openapi`. Everything else is in the
-//! library.
+//! The `skybroker` binary: `serve`, `check-config`, `openapi` and `admin`. Everything else is
+//! in the library.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -28,6 +28,8 @@ enum Command {
         /// The configuration file (TOML).
         file: PathBuf,
     },
+    /// Manage a running broker's Service Manager: brokers, platforms, visibilities, instances.
+    Admin(skybroker::admin_cli::AdminArgs),
     /// Print an API's OpenAPI 3.1 document (JSON).
     Openapi {
         /// `osb` (the `/v2` API, for the configured catalog) or `service-manager` (`/v1`).
@@ -64,6 +66,7 @@ fn main() -> ExitCode {
         Command::Serve { config } => (config.as_deref(), true),
         Command::CheckConfig { file } => (Some(file.as_path()), false),
         Command::Openapi { api, config } => return print_openapi(*api, config.as_deref(), &env),
+        Command::Admin(_) => return admin(cli.command),
     };
     let mut config = match skybroker::load_config(path, &env) {
         Ok(config) => config,
@@ -114,6 +117,33 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `skybroker admin`.
+fn admin(command: Command) -> ExitCode {
+    let Command::Admin(args) = command else {
+        return ExitCode::FAILURE;
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(skybroker::admin_cli::run(args)) {
+        Ok(output) => {
+            println!("{output}");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("error: {err}");
             ExitCode::FAILURE
         }
     }

@@ -11,6 +11,7 @@
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -292,6 +293,19 @@ impl Api {
         headers: &[(&str, &str)],
         body: Option<&Value>,
     ) -> (StatusCode, Value) {
+        let (status, _, value) = self.exchange(method, path, query, headers, body).await;
+        (status, value)
+    }
+
+    /// [`Api::call`], with the response's headers.
+    async fn exchange(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        headers: &[(&str, &str)],
+        body: Option<&Value>,
+    ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
         let mut request = self
             .client
             .request(method.clone(), format!("{}{path}", self.base))
@@ -313,13 +327,14 @@ impl Api {
             .await
             .unwrap_or_else(|err| panic!("{method} {path}: {err}"));
         let status = response.status();
+        let headers = response.headers().clone();
         let text = response.text().await.expect("a response body");
         let value = if text.is_empty() {
             Value::Null
         } else {
             serde_json::from_str(&text).unwrap_or(Value::String(text))
         };
-        (status, value)
+        (status, headers, value)
     }
 
     async fn catalog(&self) -> StatusCode {
@@ -1513,9 +1528,10 @@ async fn a_killed_replica_loses_nothing_of_200_provisions() {
     );
 }
 
-/// Issue 3: etcd stopped for 10 s: writes answer 503 with Retry-After and an OSB body, reads
-/// keep answering from the map (a miss is 503), and the broker recovers by itself when etcd returns; nothing
-/// acknowledged is lost. Also: one member of a three-member cluster killed under load.
+/// Issues 3 and 16: etcd stopped for 10 s under a steady stream of provisions: writes answer
+/// 503 with Retry-After and an OSB body, reads keep answering from the map (a miss is 503), and
+/// the broker recovers by itself when etcd returns; nothing acknowledged before, during or
+/// after the outage is lost. Also: one member of a three-member cluster killed under load.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_outages_are_survived() {
     if test_etcd().is_none() {
@@ -1562,6 +1578,13 @@ async fn etcd_outages_are_survived() {
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     let operation = operation_of(&body);
+
+    // Writes keep coming through the outage and after it, from eight clients.
+    let stop = Arc::new(AtomicBool::new(false));
+    let steady: Vec<_> = (0..8)
+        .map(|client| steady_writes(broker.api.clone(), Arc::clone(&stop), client))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
 
     // The whole cluster down.
     for member in members.iter_mut() {
@@ -1613,15 +1636,102 @@ async fn etcd_outages_are_survived() {
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+    let (mut acknowledged, mut refused) = (Vec::new(), 0);
+    for client in steady {
+        let seen = client.await.expect("the steady writes");
+        acknowledged.extend(seen.acknowledged);
+        refused += seen.refused;
+    }
+    assert!(refused > 0, "the steady writes never met the outage");
     let state = broker
         .api
         .await_operation("before-outage", &operation, Duration::from_secs(30))
         .await;
     assert_eq!(state, "succeeded");
+    // Nothing acknowledged before, during or after the outage is lost.
+    for (id, operation) in &acknowledged {
+        match operation {
+            Some(operation) => {
+                let state = broker
+                    .api
+                    .await_operation(id, operation, Duration::from_secs(30))
+                    .await;
+                assert_eq!(state, "succeeded", "{id}");
+            }
+            None => assert_eq!(broker.api.get_instance(id).await.0, StatusCode::OK, "{id}"),
+        }
+    }
+    eprintln!(
+        "steady writes through a 10 s etcd outage: {} acknowledged and kept, {refused} refused with 503 + Retry-After",
+        acknowledged.len()
+    );
     for n in 0..40 {
         let (status, _) = broker.api.get_instance(&format!("member-{n}")).await;
         assert_eq!(status, StatusCode::OK, "member-{n} survived");
     }
+}
+
+/// A provision every 50 ms through `api` (synchronous and asynchronous in turn) until `stop`,
+/// ids `steady-<client>-<n>`:
+/// each answer must be an acknowledgement (201, or 202 with its operation) or a refusal the
+/// platform can retry (503 with `Retry-After` and an OSB error body).
+fn steady_writes(
+    api: Api,
+    stop: Arc<AtomicBool>,
+    client: usize,
+) -> tokio::task::JoinHandle<SteadyWrites> {
+    tokio::spawn(async move {
+        let (mut acknowledged, mut refused) = (Vec::new(), 0);
+        let mut n = 0;
+        while !stop.load(Ordering::Relaxed) {
+            let id = format!("steady-{client}-{n}");
+            let asynchronous = n % 2 == 1;
+            let body = json!({
+                "service_id": SERVICE_ID,
+                "plan_id": if asynchronous { ASYNC_PLAN } else { SYNC_PLAN },
+                "organization_guid": "org",
+                "space_guid": "space",
+            });
+            let query: &[(&str, &str)] = if asynchronous {
+                &[("accepts_incomplete", "true")]
+            } else {
+                &[]
+            };
+            let path = format!("/v2/service_instances/{id}");
+            let (status, headers, body) = api
+                .exchange(Method::PUT, &path, query, &[], Some(&body))
+                .await;
+            match status {
+                StatusCode::CREATED => acknowledged.push((id, None)),
+                StatusCode::ACCEPTED => acknowledged.push((id, Some(operation_of(&body)))),
+                StatusCode::SERVICE_UNAVAILABLE => {
+                    assert!(
+                        headers.contains_key(reqwest::header::RETRY_AFTER),
+                        "{id}: 503 without Retry-After"
+                    );
+                    assert!(body["description"].is_string(), "{id}: {body}");
+                    refused += 1;
+                }
+                other => panic!("{id}: {other} {body}"),
+            }
+            n += 1;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        SteadyWrites {
+            acknowledged,
+            refused,
+        }
+    })
+}
+
+/// What [`steady_writes`] saw.
+struct SteadyWrites {
+    /// The ids acknowledged, with the operation of the asynchronous ones.
+    acknowledged: Vec<(String, Option<String>)>,
+    /// How many were refused with 503.
+    refused: usize,
 }
 
 /// Issue 16 item 2: etcd restored from a file backup taken earlier (its revisions go back).

@@ -5,6 +5,7 @@
 //! wire field must never make stored state unreadable. Every field added later must be
 //! `#[serde(default)]` so old records still load.
 
+use crate::registry::Labels;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -110,6 +111,9 @@ pub struct ServiceInstance {
     /// instance sharing); only the creating platform changes or deletes it.
     #[serde(default)]
     pub shared: bool,
+    /// Service Manager labels an operator put on it (`PATCH /v1/service_instances/<id>`).
+    #[serde(default)]
+    pub labels: Labels,
 }
 
 impl ServiceInstance {
@@ -179,6 +183,12 @@ pub struct ServiceBinding {
     pub last_operation: Option<OperationId>,
     /// When the binding was first accepted.
     pub created_at: UnixMillis,
+    /// The Service Manager platform that bound; `None`: the broker's own credentials.
+    #[serde(default)]
+    pub platform_id: Option<String>,
+    /// Service Manager labels an operator put on it (`PATCH /v1/service_bindings/<id>`).
+    #[serde(default)]
+    pub labels: Labels,
 }
 
 pub use skybroker_config::{BindingId, InstanceId, OperationId, OperationKind, PlanId, ServiceId};
@@ -233,8 +243,13 @@ pub struct Failure {
     pub unprocessable: bool,
     /// The provider could not be reached, or kept failing in a way that may pass, until the
     /// operation gave up: a synchronous request answers 502, not 500.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    // Never skipped when false: records are packed positionally in memory (see `packed`).
+    #[serde(default)]
     pub unreachable: bool,
+    /// A delete of the resource stopped this create while it ran (D-17): a synchronous
+    /// request answers 422 ConcurrencyError, as it would have had the delete come first.
+    #[serde(default)]
+    pub cancelled: bool,
 }
 
 impl Failure {
@@ -249,7 +264,14 @@ impl Failure {
             client_error: false,
             unprocessable: false,
             unreachable: false,
+            cancelled: false,
         }
+    }
+
+    /// Marks the create as stopped by a delete (see [`Failure::cancelled`]).
+    pub fn cancelled(mut self) -> Self {
+        self.cancelled = true;
+        self
     }
 
     /// Says whether the instance is still usable.

@@ -335,6 +335,7 @@ mod tests {
             created_at: 1_764_000_000_000,
             platform_id: None,
             shared: false,
+            labels: Default::default(),
         }
     }
 

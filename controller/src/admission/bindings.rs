@@ -189,6 +189,8 @@ async fn bind_once(
         plugin_state: Value::Null,
         last_operation: Some(operation.id.clone()),
         created_at: operation.created_at,
+        platform_id: request.caller.platform.clone(),
+        labels: Default::default(),
     };
     // A new binding is created only if the store has none (another replica may have created
     // it since the map was read); a failed one is replaced only as read.

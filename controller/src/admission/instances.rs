@@ -110,6 +110,7 @@ pub async fn provision(
         created_at: 0,
         platform_id: request.caller.platform.clone(),
         shared: false,
+        labels: Default::default(),
     };
     let (requested, caller) = (&requested, &request.caller);
     decided(core, move |_| provision_once(core, requested, sync, caller)).await

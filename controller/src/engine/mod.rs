@@ -271,9 +271,11 @@ impl Engine {
         operation: Operation,
     ) -> Result<Launched, ApiError> {
         let admitted = Admitted::of(&changes);
+        let halted = halted_by(&changes);
         self.state.commit_on(&basis, changes).await?;
         drop(guard);
         self.metrics.record_admitted(admitted);
+        self.wake(halted);
         log::info!(
             "operation {} ({}) accepted",
             operation.id,
@@ -291,6 +293,10 @@ impl Engine {
             return Ok(Launched::Async(operation.id));
         }
         let waiter = self.register_waiter(&operation.id);
+        // A delete may have halted it already (D-17), before there was a waiter to wake.
+        if let Some(ended) = (self.state.operation(&operation.id)).filter(|op| !op.in_progress()) {
+            self.finished(ended);
+        }
         self.schedule_now(&operation.id);
         let timeout = Duration::from_secs(self.config.sync_timeout_secs);
         match tokio::time::timeout(timeout, waiter).await {
@@ -333,6 +339,13 @@ impl Engine {
         }
     }
 
+    /// Wakes the local requests waiting for `operations` (see [`halted_by`]), once committed.
+    fn wake(&self, operations: Vec<Operation>) {
+        for operation in operations {
+            self.finished(operation);
+        }
+    }
+
     /// Wakes a local request waiting for `operation`, which has finished (here, or on
     /// another replica), with the records as the map holds them now.
     pub fn finished(&self, operation: Operation) {
@@ -368,4 +381,18 @@ impl Live for Engine {
             operations: self.state.operation_counts(),
         }
     }
+}
+
+/// The operations `changes` end without the engine applying an outcome to them: creates a
+/// delete halts (D-17). A synchronous request may wait for one here; once the changes are
+/// committed it must be woken (the create's own outcome, if it ever comes, finds it ended
+/// and changes nothing).
+fn halted_by(changes: &[Change]) -> Vec<Operation> {
+    changes
+        .iter()
+        .filter_map(|change| match change {
+            Change::PutOperation(operation) if !operation.in_progress() => Some(operation.clone()),
+            _ => None,
+        })
+        .collect()
 }

@@ -354,8 +354,10 @@ async fn cascade_unbind(
             .is_none_or(|next| batch.len() + next.len() > MAX_CHANGES);
         if full {
             let admitted = Admitted::of(&batch);
+            let halted = super::halted_by(&batch);
             engine.state.commit(std::mem::take(&mut batch)).await?;
             engine.metrics.record_admitted(admitted);
+            engine.wake(halted);
         }
     }
     for id in started {

@@ -431,12 +431,15 @@ fn halt(create: Option<Operation>, by: &Operation, now: UnixMillis) -> Option<(O
     let mut create = create.filter(Operation::in_progress)?;
     create.state = OperationState::Failed;
     create.finished_at = Some(now);
-    create.failure = Some(Failure::new(format!(
-        "the {} was cancelled by {} {}",
-        create.kind.name(),
-        by.kind.name(),
-        by.id
-    )));
+    create.failure = Some(
+        Failure::new(format!(
+            "the {} was cancelled by {} {}",
+            create.kind.name(),
+            by.kind.name(),
+            by.id
+        ))
+        .cancelled(),
+    );
     let reference = create.reference.clone().unwrap_or_default();
     Some((create, reference))
 }

@@ -24,10 +24,12 @@
 //! - [`platforms`]: `/platforms` (credentials generated and shown once);
 //! - [`visibilities`] holds `/visibilities`;
 //! - [`operations`]: `?async=true` and `/service_brokers/{id}/operations/{op}`;
-//! - [`offerings`]: `/service_offerings`, `/service_plans` (read only), `/service_instances`
-//!   (read, and `PATCH {"shared": true}` to share one between platforms).
+//! - [`offerings`]: `/service_offerings`, `/service_plans` (read only);
+//! - [`instances`]: `/service_instances` and `/service_bindings` (read, labels, their
+//!   operations, and `PATCH {"shared": true}` to share an instance between platforms).
 
 pub mod brokers;
+pub mod instances;
 pub mod offerings;
 pub mod operations;
 pub mod platforms;
@@ -94,10 +96,23 @@ pub fn router(core: Arc<Core>) -> Router {
         .route("/service_offerings/{id}", get(offerings::get_offering))
         .route("/service_plans", get(offerings::list_plans))
         .route("/service_plans/{id}", get(offerings::get_plan))
-        .route("/service_instances", get(offerings::list_instances))
+        .route("/service_instances", get(instances::list_instances))
         .route(
             "/service_instances/{id}",
-            get(offerings::get_instance).patch(offerings::share_instance),
+            get(instances::get_instance).patch(instances::update_instance),
+        )
+        .route(
+            "/service_instances/{id}/operations/{operation_id}",
+            get(instances::instance_operation),
+        )
+        .route("/service_bindings", get(instances::list_bindings))
+        .route(
+            "/service_bindings/{id}",
+            get(instances::get_binding).patch(instances::update_binding),
+        )
+        .route(
+            "/service_bindings/{id}/operations/{operation_id}",
+            get(instances::binding_operation),
         )
         .fallback(|| async { ApiError::NotFound("no such Service Manager route".to_owned()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })

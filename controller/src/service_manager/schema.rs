@@ -313,34 +313,77 @@ pub struct ServiceInstance {
     pub platform_id: Option<String>,
     /// Whether other platforms may bind to it.
     pub shared: bool,
+    /// Labels.
+    pub labels: LabelMap,
     /// RFC 3339.
     pub created_at: String,
 }
 
-/// `PATCH /v1/service_instances/{id}`.
+/// `PATCH /v1/service_instances/{id}`: at least one of the two.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct InstanceSharing {
+pub struct InstancePatch {
     /// Share with every platform that sees the plan (they may bind), or stop sharing.
-    pub shared: bool,
+    pub shared: Option<bool>,
+    /// Label changes.
+    pub labels: Option<LabelsPatch>,
 }
 
-/// An asynchronous operation (`?async=true`).
+/// A tracked service binding (its credentials are the platform's, not shown here).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ServiceBinding {
+    /// The platform's id for it.
+    pub id: String,
+    /// The instance it binds.
+    pub service_instance_id: String,
+    /// Its plan's Service Manager id.
+    pub service_plan_id: String,
+    /// The broker it lives on.
+    pub broker_id: String,
+    /// `binding`, `bound`, `bindfailed`, `unbinding`.
+    pub state: String,
+    /// The application bound, if the platform said.
+    pub app_guid: Option<String>,
+    /// `bind_resource` as the platform sent it.
+    #[schema(value_type = Object)]
+    pub bind_resource: serde_json::Value,
+    /// The platform context of the bind.
+    #[schema(value_type = Object)]
+    pub context: serde_json::Value,
+    /// The operation that last changed it.
+    pub last_operation: Option<String>,
+    /// The platform that bound; none: the broker's own credentials.
+    pub platform_id: Option<String>,
+    /// Labels.
+    pub labels: LabelMap,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
+/// `PATCH /v1/service_bindings/{id}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BindingPatch {
+    /// Label changes.
+    pub labels: LabelsPatch,
+}
+
+/// An operation: a broker's registration or update with `?async=true`, or a provision,
+/// update, deprovision, bind or unbind a platform asked for.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Operation {
     /// Its id.
     pub id: String,
-    /// `create` or `update`.
+    /// `create`, `update` or `delete`.
     #[serde(rename = "type")]
     pub kind: String,
     /// `in progress`, `succeeded` or `failed`.
     pub state: String,
-    /// `service_brokers`.
+    /// `service_brokers`, `service_instances` or `service_bindings`.
     pub resource_type: String,
     /// The resource's id.
     pub resource_id: String,
     /// Why it failed, or what it did.
     pub description: Option<String>,
-    /// The status the request would have answered without `async=true`.
+    /// The status the request would have answered without `async=true` (broker operations).
     pub status: Option<u16>,
     /// RFC 3339.
     pub created_at: String,
@@ -373,6 +416,7 @@ page!(VisibilityPage, Visibility);
 page!(OfferingPage, ServiceOffering);
 page!(PlanPage, ServicePlan);
 page!(InstancePage, ServiceInstance);
+page!(BindingPage, ServiceBinding);
 
 /// Declares the admin token scheme every operation requires.
 struct AdminToken;
@@ -413,9 +457,14 @@ impl Modify for AdminToken {
         super::offerings::get_offering,
         super::offerings::list_plans,
         super::offerings::get_plan,
-        super::offerings::list_instances,
-        super::offerings::get_instance,
-        super::offerings::share_instance,
+        super::instances::list_instances,
+        super::instances::get_instance,
+        super::instances::update_instance,
+        super::instances::instance_operation,
+        super::instances::list_bindings,
+        super::instances::get_binding,
+        super::instances::update_binding,
+        super::instances::binding_operation,
         super::operations::get_one,
     ),
     components(schemas(ErrorBody, Empty)),

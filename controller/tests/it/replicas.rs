@@ -283,6 +283,14 @@ async fn a_lagging_replica_answers_for_what_another_just_accepted() {
     b.stop().await;
 }
 
+/// What [`conflicting`] ran: the replicas, their etcd prefix, and per instance the answers to
+/// its 16 requests (in the order they were sent).
+struct Race {
+    brokers: Vec<Arc<Broker>>,
+    prefix: String,
+    results: Vec<(String, Vec<(StatusCode, serde_json::Value)>)>,
+}
+
 /// Issue #16, the lost update between replicas: `replicas` replicas on one etcd, `ids`
 /// instances, and for each instance 16 conflicting requests spread over the replicas at the
 /// same moment (`request(n, broker, id)` sends the n-th). Returns, per instance, the answers.
@@ -295,10 +303,7 @@ async fn conflicting(
         Arc<Broker>,
         String,
     ) -> tokio::task::JoinHandle<(StatusCode, serde_json::Value)>,
-) -> Option<(
-    Vec<Arc<Broker>>,
-    Vec<(String, Vec<(StatusCode, serde_json::Value)>)>,
-)> {
+) -> Option<Race> {
     let endpoint = etcd()?;
     let prefix = prefix();
     let mut brokers = Vec::new();
@@ -349,7 +354,11 @@ async fn conflicting(
             results.push((id, answers));
         }
     }
-    Some((brokers, results))
+    Some(Race {
+        brokers,
+        prefix,
+        results,
+    })
 }
 
 /// Issue #16: 16 different updates of each of 50 instances at once, over two and three
@@ -360,7 +369,9 @@ async fn conflicting(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn conflicting_updates_across_replicas_have_one_winner() {
     for replicas in [2, 3] {
-        let Some((brokers, results)) = conflicting(
+        let Some(Race {
+            brokers, results, ..
+        }) = conflicting(
             replicas,
             50,
             |broker, id| {
@@ -429,7 +440,7 @@ async fn conflicting_updates_across_replicas_have_one_winner() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn repeated_provisions_of_a_failed_instance_across_replicas_start_one() {
     for replicas in [2, 3] {
-        let Some((_, results)) = conflicting(
+        let Some(Race { results, .. }) = conflicting(
             replicas,
             50,
             |broker, id| {
@@ -472,5 +483,222 @@ async fn repeated_provisions_of_a_failed_instance_across_replicas_start_one() {
                 "{replicas} replicas, {id}: {answers:?}"
             );
         }
+    }
+}
+
+/// The instance and binding keys etcd holds under `prefix` for the instance `id` (its bindings'
+/// ids are made from it).
+async fn records_naming(prefix: &str, id: &str) -> Vec<String> {
+    let endpoint = etcd().expect("etcd");
+    let store = EtcdStore::connect(skybroker_storage::EtcdOptions {
+        prefix: prefix.to_owned(),
+        ..skybroker_storage::testing::etcd_options(&endpoint)
+    })
+    .await
+    .unwrap();
+    store
+        .load()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|entry| entry.key)
+        .filter(|key| {
+            [format!("instances/{id}"), format!("bindings/{id}-")]
+                .iter()
+                .any(|start| key.starts_with(start.as_str()))
+        })
+        .collect()
+}
+
+/// Waits until no replica holds the instance `id` or any of `bindings`, and every replica
+/// answers 404 for them (the deprovision that won is what every replica shows).
+async fn gone_everywhere(brokers: &[Arc<Broker>], id: &str, bindings: &[String]) {
+    for broker in brokers {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let state = &broker.core().state;
+            if !state.has_instance(id) && bindings.iter().all(|b| !state.has_binding(b)) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{id} or its bindings stayed on a replica"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(
+            broker.get_instance(id).await.0,
+            StatusCode::NOT_FOUND,
+            "{id}"
+        );
+        for binding in bindings {
+            assert_eq!(
+                broker.get_binding(id, binding).await.0,
+                StatusCode::NOT_FOUND,
+                "{binding}"
+            );
+        }
+    }
+}
+
+/// The deprovisions among `answers` (odd positions) have exactly one winner (200); the others
+/// found it gone (410) or still being deleted (422 ConcurrencyError).
+fn one_deprovision_won(id: &str, answers: &[(StatusCode, serde_json::Value)]) {
+    let deprovisions: Vec<_> = answers.iter().skip(1).step_by(2).collect();
+    let won = deprovisions
+        .iter()
+        .filter(|(status, _)| *status == StatusCode::OK)
+        .count();
+    assert_eq!(won, 1, "{id}: {deprovisions:?}");
+    for (status, body) in deprovisions {
+        match *status {
+            StatusCode::OK | StatusCode::GONE => {}
+            StatusCode::UNPROCESSABLE_ENTITY => {
+                assert_eq!(body["error"], "ConcurrencyError", "{id}: {body}")
+            }
+            other => panic!("{id}: deprovision answered {other} {body}"),
+        }
+    }
+}
+
+/// Issue #16, bind vs deprovision: 8 binds (each a new binding) and 8 deprovisions of each of
+/// 50 instances at once, over two and three replicas. One deprovision wins; a bind either came
+/// before it (201, and the deprovision removed that binding with the instance) or found the
+/// instance being deleted or gone (422, 404, 410). No binding outlives its instance in etcd: a
+/// deprovision decided without a bind that committed meanwhile would leave that bind's record
+/// behind, an acknowledged binding of an instance that no longer exists.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn binds_racing_deprovisions_across_replicas_leave_no_binding_behind() {
+    for replicas in [2, 3] {
+        let Some(Race {
+            brokers,
+            prefix,
+            results,
+        }) = conflicting(
+            replicas,
+            50,
+            |broker, id| {
+                tokio::spawn(async move {
+                    let (status, body) =
+                        broker.put_instance(&id, &provision_body(SYNC), false).await;
+                    assert_eq!(status, StatusCode::CREATED, "{body}");
+                })
+            },
+            |n, broker, id| {
+                tokio::spawn(async move {
+                    if n % 2 == 0 {
+                        let binding = format!("{id}-b{n}");
+                        broker
+                            .put_binding(&id, &binding, &bind_body(SYNC), false)
+                            .await
+                    } else {
+                        broker.delete_instance(&id, SYNC, false).await
+                    }
+                })
+            },
+        )
+        .await
+        else {
+            return;
+        };
+        let mut bound = 0;
+        for (id, answers) in &results {
+            one_deprovision_won(id, answers);
+            let mut bindings = Vec::new();
+            for (n, (status, body)) in answers.iter().enumerate().step_by(2) {
+                match *status {
+                    StatusCode::CREATED => bound += 1,
+                    StatusCode::NOT_FOUND | StatusCode::GONE => {}
+                    StatusCode::UNPROCESSABLE_ENTITY => {
+                        assert_eq!(body["error"], "ConcurrencyError", "{id}: {body}")
+                    }
+                    other => panic!("{id}: bind answered {other} {body}"),
+                }
+                bindings.push(format!("{id}-b{n}"));
+            }
+            gone_everywhere(&brokers, id, &bindings).await;
+            let left = records_naming(&prefix, id).await;
+            assert!(
+                left.is_empty(),
+                "{replicas} replicas, {id}: {left:?} outlived the deprovision\n{answers:?}"
+            );
+        }
+        eprintln!(
+            "{replicas} replicas: {} instances, 8 binds and 8 deprovisions each: one deprovision won each, {bound} binds came first, no binding left",
+            results.len()
+        );
+    }
+}
+
+/// Issue #16, unbind vs deprovision: each of 50 instances has 8 bindings; 8 unbinds (one per
+/// binding) and 8 deprovisions of the instance at once, over two and three replicas. One
+/// deprovision wins; an unbind came first (200), found the binding gone (410) or found its
+/// instance being deleted (422: the deprovision unbinds it). Nothing of the instance is left in
+/// etcd, and no replica shows any of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn unbinds_racing_deprovisions_across_replicas_leave_nothing_behind() {
+    for replicas in [2, 3] {
+        let Some(Race {
+            brokers,
+            prefix,
+            results,
+        }) = conflicting(
+            replicas,
+            50,
+            |broker, id| {
+                tokio::spawn(async move {
+                    let (status, body) =
+                        broker.put_instance(&id, &provision_body(SYNC), false).await;
+                    assert_eq!(status, StatusCode::CREATED, "{body}");
+                    for n in (0..16).step_by(2) {
+                        let binding = format!("{id}-b{n}");
+                        let (status, body) = broker
+                            .put_binding(&id, &binding, &bind_body(SYNC), false)
+                            .await;
+                        assert_eq!(status, StatusCode::CREATED, "{body}");
+                    }
+                })
+            },
+            |n, broker, id| {
+                tokio::spawn(async move {
+                    if n % 2 == 0 {
+                        let binding = format!("{id}-b{n}");
+                        broker.delete_binding(&id, &binding, SYNC, false).await
+                    } else {
+                        broker.delete_instance(&id, SYNC, false).await
+                    }
+                })
+            },
+        )
+        .await
+        else {
+            return;
+        };
+        let mut unbound = 0;
+        for (id, answers) in &results {
+            one_deprovision_won(id, answers);
+            let mut bindings = Vec::new();
+            for (n, (status, body)) in answers.iter().enumerate().step_by(2) {
+                match *status {
+                    StatusCode::OK => unbound += 1,
+                    StatusCode::GONE => {}
+                    StatusCode::UNPROCESSABLE_ENTITY => {
+                        assert_eq!(body["error"], "ConcurrencyError", "{id}: {body}")
+                    }
+                    other => panic!("{id}: unbind answered {other} {body}"),
+                }
+                bindings.push(format!("{id}-b{n}"));
+            }
+            gone_everywhere(&brokers, id, &bindings).await;
+            let left = records_naming(&prefix, id).await;
+            assert!(
+                left.is_empty(),
+                "{replicas} replicas, {id}: {left:?} outlived the deprovision\n{answers:?}"
+            );
+        }
+        eprintln!(
+            "{replicas} replicas: {} instances, 8 unbinds and 8 deprovisions each: one deprovision won each, {unbound} unbinds came first, nothing left",
+            results.len()
+        );
     }
 }

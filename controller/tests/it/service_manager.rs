@@ -338,6 +338,77 @@ async fn an_external_broker_serves_platforms_through_the_central_one() {
         "the external broker's credentials"
     );
 
+    // The binding is tracked (without its credentials), and both can be labelled and found
+    // by label; the provision is an operation of the instance, and of no other.
+    let by_instance = format!("/service_bindings?fieldQuery=service_instance_id eq '{instance}'");
+    let (status, listed) = admin(&broker, Method::GET, &by_instance, None).await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    assert_eq!(listed["num_items"], 1, "{listed}");
+    let tracked = &listed["items"][0];
+    assert_eq!(tracked["id"], binding.as_str());
+    assert_eq!(tracked["state"], "bound");
+    assert_eq!(tracked["platform_id"], cf_id.as_str());
+    assert_eq!(tracked["broker_id"], broker_id.as_str());
+    assert!(
+        tracked.get("credentials").is_none() && !listed.to_string().contains("password"),
+        "no credentials in the Service Manager's view: {listed}"
+    );
+    for (resource, id) in [
+        ("service_instances", &instance),
+        ("service_bindings", &binding),
+    ] {
+        let (status, body) = admin(
+            &broker,
+            Method::PATCH,
+            &format!("/{resource}/{id}"),
+            Some(json!({"labels": [{"op": "add", "key": "team", "values": ["db"]}]})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["labels"], json!({"team": ["db"]}), "{body}");
+        let (_, found) = admin(
+            &broker,
+            Method::GET,
+            &format!("/{resource}?labelQuery=team eq 'db'"),
+            None,
+        )
+        .await;
+        assert_eq!(found["num_items"], 1, "{found}");
+        assert_eq!(found["items"][0]["id"], id.as_str());
+        let (status, body) = admin(
+            &broker,
+            Method::PATCH,
+            &format!("/{resource}/{id}"),
+            Some(json!({})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "nothing to change: {body}");
+    }
+    let (status, shown) = admin(
+        &broker,
+        Method::GET,
+        &format!("/service_instances/{instance}/operations/{operation}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{shown}");
+    assert_eq!(
+        (&shown["type"], &shown["state"], &shown["resource_id"]),
+        (&json!("create"), &json!("succeeded"), &json!(instance))
+    );
+    let (status, _) = admin(
+        &broker,
+        Method::GET,
+        &format!("/service_bindings/{binding}/operations/{operation}"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "the provision is not the binding's"
+    );
+
     // Unbind and deprovision, forwarded; the external broker no longer has them.
     for (target, query) in [
         (
@@ -1228,5 +1299,165 @@ async fn external_brokers_behind_mutual_tls() {
         )
         .await;
     assert_eq!(status, StatusCode::OK);
+    broker.stop().await;
+}
+
+/// `skybroker admin …` with the central broker's address and admin token in the environment,
+/// as an operator's shell has them; `env` adds more. Whether it succeeded, its stdout and
+/// its stderr.
+async fn admin_command(
+    broker: &Broker,
+    env: &[(&str, &str)],
+    args: &[&str],
+) -> (bool, String, String) {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_skybroker"))
+        .arg("admin")
+        .args(args)
+        .env("SKYBROKER_URL", &broker.url)
+        .env("SKYBROKER_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
+        .output()
+        .await
+        .expect("run skybroker admin");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// Issue #18 item 4: the operator's work through `skybroker admin` against a running central
+/// broker: register an external broker (its password from the environment, never the command
+/// line) and a platform, enable a plan for that platform by its names, list, share an
+/// instance, disable the plan again; refusals are the server's words with exit status 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_command_does_an_operators_work() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let ext = external(dir.path()).await;
+    let broker = central().await;
+    let secret = [("EXT_PASSWORD", PASSWORD)];
+
+    let (ok, out, err) = admin_command(
+        &broker,
+        &secret,
+        &[
+            "register-broker",
+            "external",
+            &ext.api,
+            "--username",
+            USER,
+            "--password-env",
+            "EXT_PASSWORD",
+            "--label",
+            "env=dev",
+        ],
+    )
+    .await;
+    assert!(ok, "{err}\n{}", ext.output());
+    let registered: Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(registered["name"], "external");
+    assert_eq!(registered["labels"], json!({"env": ["dev"]}));
+    assert!(!out.contains(PASSWORD), "the password is not echoed");
+
+    let (ok, out, err) = admin_command(
+        &broker,
+        &[],
+        &["register-platform", "cf-eu", "--type", "cloudfoundry"],
+    )
+    .await;
+    assert!(ok, "{err}");
+    let platform: Value = serde_json::from_str(&out).expect("JSON");
+    let basic = &platform["credentials"]["basic"];
+    let cf = (
+        basic["username"].as_str().unwrap().to_owned(),
+        basic["password"].as_str().unwrap().to_owned(),
+    );
+    let cf_id = platform["id"].as_str().unwrap().to_owned();
+
+    // Enabled by the offering's and plan's names, for one platform.
+    let (ok, _, err) = admin_command(
+        &broker,
+        &[],
+        &[
+            "enable-access",
+            "external-sandbox/async",
+            "--platform",
+            "cf-eu",
+        ],
+    )
+    .await;
+    assert!(ok, "{err}");
+    let (_, catalog) = broker
+        .send(as_platform(&broker, &cf, Method::GET, "/v2/catalog"))
+        .await;
+    assert_eq!(
+        catalog["services"][0]["plans"][0]["id"], EXTERNAL_ASYNC,
+        "{catalog}"
+    );
+    assert_eq!(catalog["services"][0]["plans"].as_array().unwrap().len(), 1);
+    let (ok, out, _) = admin_command(&broker, &[], &["list-visibilities", "--json"]).await;
+    assert!(ok);
+    let visibilities: Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(visibilities.as_array().unwrap().len(), 1, "{out}");
+    assert_eq!(visibilities[0]["platform_id"], cf_id.as_str());
+    // A table: the registered broker beside the built-in one.
+    let (ok, out, _) = admin_command(&broker, &[], &["list-brokers"]).await;
+    assert!(ok);
+    assert!(
+        out.starts_with("id ") && out.contains("external") && out.ends_with("2 item(s)\n"),
+        "{out}"
+    );
+
+    // Instances are listed and shared.
+    let instance = new_id("cli");
+    let mut provision = provision_body(EXTERNAL_SYNC);
+    provision["service_id"] = json!(EXTERNAL_SERVICE);
+    let (status, body) = broker.put_instance(&instance, &provision, false).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let query = format!("catalog_plan_id eq '{EXTERNAL_SYNC}'");
+    let (ok, out, _) = admin_command(
+        &broker,
+        &[],
+        &["list-instances", "--field-query", &query, "--json"],
+    )
+    .await;
+    assert!(ok);
+    let listed: Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{out}");
+    assert_eq!(listed[0]["id"], instance.as_str());
+    let (ok, out, err) = admin_command(&broker, &[], &["share-instance", &instance]).await;
+    assert!(ok, "{err}");
+    assert!(out.contains("\"shared\": true"), "{out}");
+
+    // Refusals: the server's words, exit status 1.
+    let (ok, _, err) = admin_command(&broker, &[], &["delete-broker", "external"]).await;
+    assert!(!ok);
+    assert!(err.contains("409") && err.contains("instance"), "{err}");
+    let (ok, _, err) = admin_command(&broker, &[], &["--token", "wrong", "list-brokers"]).await;
+    assert!(!ok);
+    assert!(err.contains("401"), "{err}");
+    let (ok, _, err) =
+        admin_command(&broker, &[], &["enable-access", "external-sandbox/none"]).await;
+    assert!(!ok);
+    assert!(err.contains("no plan"), "{err}");
+
+    // Disabled again: the platform sees nothing.
+    let (ok, _, err) = admin_command(
+        &broker,
+        &[],
+        &[
+            "disable-access",
+            "external-sandbox/async",
+            "--platform",
+            "cf-eu",
+        ],
+    )
+    .await;
+    assert!(ok, "{err}");
+    let (_, catalog) = broker
+        .send(as_platform(&broker, &cf, Method::GET, "/v2/catalog"))
+        .await;
+    assert_eq!(catalog["services"], json!([]), "{catalog}");
     broker.stop().await;
 }

@@ -36,7 +36,9 @@ use crate::model::{
     BindingId, InstanceId, Operation, OperationId, OperationKind, OperationState, ServiceBinding,
     ServiceInstance, UnixMillis,
 };
-use crate::packed::{Packed, Sealed, Slot, Table, INSTANCE_SERVICE_ID, OPERATION_INSTANCE_ID};
+use crate::packed::{
+    Keyed, Packed, Sealed, Slot, Table, INSTANCE_SERVICE_ID, OPERATION_INSTANCE_ID,
+};
 use crate::registry::{
     Platform, RegistryKind, RegistryOperation, RegistryRecord, ServiceBroker, Visibility,
 };
@@ -204,6 +206,32 @@ struct Maps {
     registry: BTreeMap<String, (Revision, RegistryRecord)>,
     /// Counts changes to `registry`, so its readers know when to rebuild what they derive.
     registry_generation: u64,
+}
+
+/// Up to `limit` records of `table` in id order after `after` that `keep` accepts, and
+/// whether more follow: the ids sorted, then decoded in order until the page is full.
+fn matching<T: Keyed>(
+    table: &Table<Held>,
+    after: Option<&str>,
+    limit: usize,
+    keep: impl Fn(&T) -> bool,
+) -> (Vec<T>, bool) {
+    let mut held: Vec<&Held> = table
+        .iter()
+        .filter(|held| after.is_none_or(|after| held.packed.id() > after))
+        .collect();
+    held.sort_unstable_by(|a, b| a.packed.id().cmp(b.packed.id()));
+    let mut found = Vec::new();
+    for held in held {
+        let record: T = held.packed.unpack();
+        if keep(&record) {
+            if found.len() == limit {
+                return (found, true);
+            }
+            found.push(record);
+        }
+    }
+    (found, false)
 }
 
 /// The in-memory map over a store.
@@ -577,24 +605,18 @@ impl StateMap {
         limit: usize,
         keep: impl Fn(&ServiceInstance) -> bool,
     ) -> (Vec<ServiceInstance>, bool) {
-        let maps = self.read();
-        let mut held: Vec<&Held> = maps
-            .instances
-            .iter()
-            .filter(|held| after.is_none_or(|after| held.packed.id() > after))
-            .collect();
-        held.sort_unstable_by(|a, b| a.packed.id().cmp(b.packed.id()));
-        let mut found = Vec::new();
-        for held in held {
-            let instance: ServiceInstance = held.packed.unpack();
-            if keep(&instance) {
-                if found.len() == limit {
-                    return (found, true);
-                }
-                found.push(instance);
-            }
-        }
-        (found, false)
+        matching(&self.read().instances, after, limit, keep)
+    }
+
+    /// Up to `limit` bindings in id order after `after` that `keep` accepts, and whether more
+    /// follow (as [`StateMap::instances_matching`]).
+    pub fn bindings_matching(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        keep: impl Fn(&ServiceBinding) -> bool,
+    ) -> (Vec<ServiceBinding>, bool) {
+        matching(&self.read().bindings, after, limit, keep)
     }
 
     /// Whether any instance is of an offering `service` accepts (nothing decoded).
@@ -1093,6 +1115,7 @@ mod tests {
             created_at: 1,
             platform_id: None,
             shared: false,
+            labels: Default::default(),
         }
     }
 
@@ -1474,6 +1497,8 @@ mod tests {
             plugin_state: json!(null),
             last_operation: None,
             created_at: 1,
+            platform_id: None,
+            labels: Default::default(),
         };
         map.commit(vec![
             Change::PutBinding(binding("b2", "i1")),
