@@ -98,6 +98,21 @@ async fn dispatch_waited_for(engine: &Engine, now: UnixMillis) {
     if waited_for.is_empty() {
         return;
     }
+    // A request whose operation ended without passing through this process's applier or
+    // watch follower (finished by another replica while the watch was re-established and
+    // the map reloaded, say) is answered now rather than at its timeout. The in-progress
+    // check reads no record; only an ended one is decoded.
+    for operation_id in &waited_for {
+        if engine
+            .state
+            .instance_of_operation_in_progress(operation_id)
+            .is_none()
+        {
+            if let Some(ended) = engine.state.operation(operation_id) {
+                engine.finished(ended);
+            }
+        }
+    }
     let waited_for = lock(&engine.schedule).take_if_due(waited_for, now);
     let mut batch = Vec::with_capacity(waited_for.len());
     for operation_id in waited_for {

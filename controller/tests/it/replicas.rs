@@ -542,22 +542,46 @@ async fn gone_everywhere(brokers: &[Arc<Broker>], id: &str, bindings: &[String])
 }
 
 /// The deprovisions among `answers` (odd positions) have exactly one winner (200); the others
-/// found it gone (410) or still being deleted (422 ConcurrencyError).
-fn one_deprovision_won(id: &str, answers: &[(StatusCode, serde_json::Value)]) {
+/// found it gone (410) or still being deleted (422 ConcurrencyError). When they do not, the
+/// failure shows every record etcd holds that names the instance.
+async fn one_deprovision_won(prefix: &str, id: &str, answers: &[(StatusCode, serde_json::Value)]) {
     let deprovisions: Vec<_> = answers.iter().skip(1).step_by(2).collect();
     let won = deprovisions
         .iter()
         .filter(|(status, _)| *status == StatusCode::OK)
         .count();
-    assert_eq!(won, 1, "{id}: {deprovisions:?}");
-    for (status, body) in deprovisions {
-        match *status {
-            StatusCode::OK | StatusCode::GONE => {}
-            StatusCode::UNPROCESSABLE_ENTITY => {
-                assert_eq!(body["error"], "ConcurrencyError", "{id}: {body}")
-            }
-            other => panic!("{id}: deprovision answered {other} {body}"),
-        }
+    let expected = deprovisions.iter().all(|(status, body)| match *status {
+        StatusCode::OK | StatusCode::GONE => true,
+        StatusCode::UNPROCESSABLE_ENTITY => body["error"] == "ConcurrencyError",
+        _ => false,
+    });
+    if won != 1 || !expected {
+        let endpoint = etcd().expect("etcd");
+        let store = EtcdStore::connect(skybroker_storage::EtcdOptions {
+            prefix: prefix.to_owned(),
+            ..skybroker_storage::testing::etcd_options(&endpoint)
+        })
+        .await
+        .unwrap();
+        let records: Vec<String> = store
+            .load()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| {
+                format!(
+                    "{} @{}: {}",
+                    e.key,
+                    e.revision,
+                    String::from_utf8_lossy(&e.value)
+                )
+            })
+            .filter(|record| record.contains(id))
+            .collect();
+        panic!(
+            "{id}: {won} deprovisions won: {deprovisions:?}\nrecords naming it:\n{}",
+            records.join("\n")
+        );
     }
 }
 
@@ -603,7 +627,7 @@ async fn binds_racing_deprovisions_across_replicas_leave_no_binding_behind() {
         };
         let mut bound = 0;
         for (id, answers) in &results {
-            one_deprovision_won(id, answers);
+            one_deprovision_won(&prefix, id, answers).await;
             let mut bindings = Vec::new();
             for (n, (status, body)) in answers.iter().enumerate().step_by(2) {
                 match *status {
@@ -676,7 +700,7 @@ async fn unbinds_racing_deprovisions_across_replicas_leave_nothing_behind() {
         };
         let mut unbound = 0;
         for (id, answers) in &results {
-            one_deprovision_won(id, answers);
+            one_deprovision_won(&prefix, id, answers).await;
             let mut bindings = Vec::new();
             for (n, (status, body)) in answers.iter().enumerate().step_by(2) {
                 match *status {
