@@ -16,6 +16,7 @@
 //! - `http`: scenarios 1–4; `proxy`: the Service Manager's proxy; `engine`: 5; `startup`:
 //!   6 and 7; `storebench`: the embedded
 //!   store alone (group commit); `records`: stored records shaped like the broker's.
+//! - `sweep`: throughput against concurrency, drawn as an SVG chart.
 //! - `report`: the tables and the targets.
 //!
 //! Run `cargo run --release -p skybroker-bench -- --help`; `bench/README.md` has the latest
@@ -33,6 +34,7 @@ mod records;
 mod report;
 mod startup;
 mod storebench;
+mod sweep;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -103,6 +105,9 @@ enum Scenario {
     Proxy,
     /// The operator dashboard's pages with many stored instances (issue #19).
     Dashboard,
+    /// Throughput against concurrency for the limit, the catalog and async provisions, drawn
+    /// as an SVG chart (issue #20).
+    Sweep,
 }
 
 #[derive(Debug, clap::Args)]
@@ -156,6 +161,15 @@ struct RunArgs {
     /// How many of those are still provisioning.
     #[arg(long, default_value_t = 1_000)]
     dashboard_in_flight: usize,
+    /// Connection counts of the sweep.
+    #[arg(long, value_delimiter = ',', default_values_t = [1usize, 4, 16, 64, 256])]
+    sweep_connections: Vec<usize>,
+    /// Seconds each point of the sweep is measured.
+    #[arg(long, default_value_t = 2.0)]
+    sweep_seconds: f64,
+    /// Where the sweep's chart goes (default: `throughput.svg` in the work directory).
+    #[arg(long)]
+    plot: Option<PathBuf>,
     /// The broker's RUST_LOG (`info` is what `serve` runs with by default: an access-log
     /// line per request).
     #[arg(long, default_value = "info")]
@@ -230,7 +244,10 @@ fn run(args: &RunArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Result<Repo
     ]
     .into_iter()
     .any(wants);
-    let needs_broker = http_wanted || wants(Scenario::Startup) || wants(Scenario::Dashboard);
+    let needs_broker = http_wanted
+        || wants(Scenario::Startup)
+        || wants(Scenario::Dashboard)
+        || wants(Scenario::Sweep);
     let bin = if needs_broker {
         let bin = process::broker_binary(args.broker_bin.as_deref())?;
         eprintln!("broker binary: {}", bin.display());
@@ -289,6 +306,23 @@ fn run(args: &RunArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Result<Repo
             args.dashboard_in_flight.min(args.dashboard_instances),
             &args.log_level,
         ))?;
+    }
+    if let (true, Some(bin)) = (wants(Scenario::Sweep), &bin) {
+        report.sweep = runtime.block_on(sweep::run(
+            bin,
+            &args.work_dir,
+            &args.log_level,
+            &args.sweep_connections,
+            args.sweep_seconds,
+        ))?;
+        let path = (args.plot.clone()).unwrap_or_else(|| args.work_dir.join("throughput.svg"));
+        let subtitle = format!(
+            "{}, {} s per point",
+            time::OffsetDateTime::now_utc().date(),
+            args.sweep_seconds
+        );
+        sweep::plot(&report.sweep, &subtitle, &path)?;
+        eprintln!("sweep chart: {}", path.display());
     }
     if wants(Scenario::Store) {
         for committers in [1, 64] {

@@ -37,6 +37,8 @@ pub struct Report {
     pub dashboard: Vec<DashboardResult>,
     /// Raw puts to the etcd of the provision scenario.
     pub etcd_puts: Vec<EtcdPutResult>,
+    /// Throughput against concurrency.
+    pub sweep: Vec<crate::sweep::SweepPoint>,
     /// Total run time.
     pub elapsed: Duration,
 }
@@ -92,7 +94,38 @@ impl Report {
         if !self.etcd_puts.is_empty() {
             out.push_str(&self.etcd_table());
         }
+        if !self.sweep.is_empty() {
+            out.push_str(&self.sweep_table());
+        }
         out.push_str(&self.targets());
+        out
+    }
+
+    fn sweep_table(&self) -> String {
+        let mut out = String::from(
+            "\n### Throughput against concurrency\n\n\
+             | series | connections | req/s | vs limit at the same concurrency | p99 |\n\
+             |---|---:|---:|---:|---:|\n",
+        );
+        for point in &self.sweep {
+            let limit = self
+                .sweep
+                .iter()
+                .find(|p| p.connections == point.connections && p.series.starts_with("limit"))
+                .map(|p| p.per_second);
+            let ratio = limit.map_or("–".to_owned(), |l| {
+                format!("{:.0}%", 100.0 * point.per_second / l.max(1e-9))
+            });
+            let _ = writeln!(
+                out,
+                "| {} | {} | {:.0} | {} | {} |",
+                point.series,
+                point.connections,
+                point.per_second,
+                ratio,
+                duration(point.p99)
+            );
+        }
         out
     }
 

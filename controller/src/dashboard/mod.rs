@@ -256,10 +256,7 @@ async fn snapshot(core: &Core, query: Option<&str>) -> Snapshot {
         }
         Err(_) => None,
     };
-    let mut in_flight = core.state.operations_in_progress();
-    let in_flight_total = in_flight.len();
-    in_flight.sort_by_key(|operation| operation.created_at);
-    in_flight.truncate(IN_FLIGHT_SHOWN);
+    let (in_flight, in_flight_total) = core.state.oldest_in_progress(IN_FLIGHT_SHOWN);
     let in_flight = in_flight
         .into_iter()
         .map(|operation| {

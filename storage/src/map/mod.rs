@@ -709,6 +709,30 @@ impl StateMap {
         maps.operations.get(id).map(|held| held.packed.unpack())
     }
 
+    /// The `limit` operations in progress that were accepted first, oldest first, and how
+    /// many are in progress: an overview that decodes only what it shows (issue #20: the
+    /// dashboard's in-flight table stays flat however many run).
+    pub fn oldest_in_progress(&self, limit: usize) -> (Vec<Operation>, usize) {
+        let maps = self.read();
+        let mut running: Vec<&HeldOperation> = maps
+            .operations
+            .iter()
+            .filter(|held| held.status.state == OperationState::InProgress)
+            .collect();
+        let total = running.len();
+        let accepted = |held: &&HeldOperation| held.status.brief.created_at;
+        if running.len() > limit {
+            running.select_nth_unstable_by_key(limit, accepted);
+            running.truncate(limit);
+        }
+        running.sort_by_key(accepted);
+        let shown = running
+            .into_iter()
+            .map(|held| held.packed.unpack())
+            .collect();
+        (shown, total)
+    }
+
     /// Every operation still in progress (the engine resumes them at start).
     pub fn operations_in_progress(&self) -> Vec<Operation> {
         let maps = self.read();
@@ -1227,6 +1251,24 @@ mod tests {
                 operations: 2
             }
         );
+    }
+
+    #[tokio::test]
+    async fn the_oldest_operations_in_progress_come_first_and_all_are_counted() {
+        let map = StateMap::open(Arc::new(MemoryStore::new())).await.unwrap();
+        let mut changes: Vec<Change> = [50, 10, 40, 30, 20]
+            .iter()
+            .map(|&at| Change::PutOperation(operation(&format!("o{at}"), "i1", at)))
+            .collect();
+        let mut done = operation("o5", "i1", 5);
+        done.state = OperationState::Succeeded;
+        changes.push(Change::PutOperation(done));
+        map.commit(changes).await.unwrap();
+        let (shown, total) = map.oldest_in_progress(3);
+        let ids: Vec<&str> = shown.iter().map(|op| op.id.as_str()).collect();
+        assert_eq!((ids, total), (vec!["o10", "o20", "o30"], 5));
+        let (shown, total) = map.oldest_in_progress(10);
+        assert_eq!((shown.len(), total), (5, 5));
     }
 
     #[tokio::test]
