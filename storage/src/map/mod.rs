@@ -27,7 +27,7 @@
 //! - `catch_up`: [`StateMap::catch_up`] and [`StateMap::catch_up_unless`], which wait for
 //!   the watch to deliver a sync marker before a miss is answered.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::num::NonZeroU64;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -42,13 +42,14 @@ use crate::packed::{
 use crate::registry::{
     Platform, RegistryKind, RegistryOperation, RegistryRecord, ServiceBroker, Visibility,
 };
-use crate::store::{Expect, Revision, Store, StoreError, WatchEvent, Write};
+use crate::store::{Entry, Expect, Revision, Store, StoreError, WatchEvent, Write};
 
 mod catch_up;
 mod codec;
 
 use catch_up::Markers;
 use codec::{binding_key, decode_entry, encode, encode_registry, instance_key, operation_key};
+use hashbrown::HashMap;
 
 /// What an operation record reports on: an instance or a binding.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -206,6 +207,44 @@ struct Maps {
     registry: BTreeMap<String, (Revision, RegistryRecord)>,
     /// Counts changes to `registry`, so its readers know when to rebuild what they derive.
     registry_generation: u64,
+}
+
+/// A page of a load decoded and packed, in store order. Decoding (JSON) and packing are most
+/// of a start-up's CPU (issue #20: a million instances), so a large page is cut into one
+/// part per core, decoded side by side; the map is then filled from them on this thread, in
+/// order.
+fn decode_page(page: &[Entry]) -> Result<Vec<(Revision, Packing)>, StoreError> {
+    let decode = |entries: &[Entry]| -> Result<Vec<(Revision, Packing)>, StoreError> {
+        let mut decoded = Vec::with_capacity(entries.len());
+        for entry in entries {
+            if let Some(change) = decode_entry(entry)? {
+                decoded.push((entry.revision, change.into()));
+            }
+        }
+        Ok(decoded)
+    };
+    let cores = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(8);
+    if cores < 2 || page.len() < 256 {
+        return decode(page);
+    }
+    let part = page.len().div_ceil(cores);
+    let mut parts = page.chunks(part);
+    let first = parts.next().unwrap_or_default();
+    std::thread::scope(|scope| {
+        let others: Vec<_> = parts
+            .map(|part| scope.spawn(move || decode(part)))
+            .collect();
+        let mut decoded = decode(first)?;
+        for other in others {
+            let part = other
+                .join()
+                .map_err(|_| StoreError::Backend("a decoding thread panicked".to_owned()))??;
+            decoded.extend(part);
+        }
+        Ok(decoded)
+    })
 }
 
 /// Up to `limit` records of `table` in id order after `after` that `keep` accepts, and
@@ -395,10 +434,8 @@ impl Maps {
         let mut maps = Maps::default();
         store
             .load_pages(&mut |page| {
-                for entry in page {
-                    if let Some(change) = decode_entry(&entry)? {
-                        maps.apply(entry.revision, change.into());
-                    }
+                for (revision, packing) in decode_page(&page)? {
+                    maps.apply(revision, packing);
                 }
                 Ok(())
             })
