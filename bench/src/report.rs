@@ -370,6 +370,54 @@ impl Report {
                 per < 1024.0,
             );
         }
+        // Issue #20's goals, beside issue #5's.
+        if let (Some(limit), Some(catalog)) = (limit, find("1. catalog")) {
+            let share = catalog.measured.per_second() / limit;
+            line(
+                "catalog ≥ 90% of the hyper limit (#20)",
+                format!("{:.0}%", share * 100.0),
+                share >= 0.90,
+            );
+        }
+        if let Some(provision) = find("3. async provision (embedded") {
+            let rps = provision.measured.per_second();
+            line(
+                "async provisions, embedded store ≥ 20,000/s (#20)",
+                format!("{rps:.0}/s"),
+                rps >= 20_000.0,
+            );
+        }
+        if let Some(e) = self
+            .engine
+            .iter()
+            .find(|e| e.in_flight == 10_000 && e.instances >= 1_000_000)
+        {
+            let worst = e.burst_cpu.max(e.steady_cpu_max);
+            line(
+                &format!(
+                    "scan pass with 10,000 due at {} instances < 10 ms CPU (#20)",
+                    e.instances
+                ),
+                format!(
+                    "burst {}, steady max {}",
+                    duration(e.burst_cpu),
+                    duration(e.steady_cpu_max)
+                ),
+                worst < Duration::from_millis(10),
+            );
+        }
+        if let Some(s) = (self.startup.iter().filter(embedded)).find(|s| s.instances >= 1_000_000) {
+            line(
+                &format!("start-up with {} instances < 5 s (#20)", s.instances),
+                duration(s.started_in),
+                s.started_in < Duration::from_secs(5),
+            );
+            line(
+                &format!("RSS with {} instances < 1 GiB (#20)", s.instances),
+                format!("{:.0} MiB", s.rss as f64 / (1024.0 * 1024.0)),
+                s.rss < 1 << 30,
+            );
+        }
         out
     }
 }
