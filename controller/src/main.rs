@@ -103,15 +103,8 @@ fn main() -> ExitCode {
             config.server.username
         );
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(err) => {
-            eprintln!("error: cannot start the runtime: {err}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = runtime(tokio::runtime::Builder::new_multi_thread()) else {
+        return ExitCode::FAILURE;
     };
     match runtime.block_on(skybroker::serve(config, skybroker::shutdown_signal())) {
         Ok(()) => ExitCode::SUCCESS,
@@ -122,20 +115,24 @@ fn main() -> ExitCode {
     }
 }
 
+/// The runtime `builder` makes, with I/O and timers; `None` (said on stderr) if it cannot.
+fn runtime(mut builder: tokio::runtime::Builder) -> Option<tokio::runtime::Runtime> {
+    match builder.enable_all().build() {
+        Ok(runtime) => Some(runtime),
+        Err(err) => {
+            eprintln!("error: cannot start the runtime: {err}");
+            None
+        }
+    }
+}
+
 /// `skybroker admin`.
 fn admin(command: Command) -> ExitCode {
     let Command::Admin(args) = command else {
         return ExitCode::FAILURE;
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(err) => {
-            eprintln!("error: cannot start the runtime: {err}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = runtime(tokio::runtime::Builder::new_current_thread()) else {
+        return ExitCode::FAILURE;
     };
     match runtime.block_on(skybroker::admin_cli::run(args)) {
         Ok(output) => {
