@@ -15,15 +15,14 @@ use clap::{Args, Subcommand};
 use reqwest::Method;
 use serde_json::{json, Value};
 
-/// `skybroker admin`: where the broker is, how to authenticate, what to do.
+/// `skybroker admin`: where the broker is and what to do. The admin token (one of
+/// `server.admin_tokens`) comes from `SKYBROKER_ADMIN_TOKEN` only, never from the command line,
+/// where `ps` and shell histories would show it.
 #[derive(Debug, Args)]
 pub struct AdminArgs {
     /// The broker's base URL.
     #[arg(long, env = "SKYBROKER_URL", default_value = "http://127.0.0.1:8080")]
     url: String,
-    /// An admin token of the broker (`server.admin_tokens`).
-    #[arg(long, env = "SKYBROKER_ADMIN_TOKEN", hide_env_values = true)]
-    token: String,
     /// A PEM file with the CA the broker's certificate chains to (a private CA).
     #[arg(long)]
     cacert: Option<PathBuf>,
@@ -194,6 +193,7 @@ struct Client {
 
 impl Client {
     fn new(args: &AdminArgs) -> Result<Client, AdminError> {
+        let token = secret_from("SKYBROKER_ADMIN_TOKEN")?;
         let timeout = Duration::from_secs(60);
         let http = match &args.cacert {
             None => skybroker_brokers::osb::http_client(timeout),
@@ -208,7 +208,7 @@ impl Client {
         Ok(Client {
             http,
             base: format!("{}/v1", args.url.trim_end_matches('/')),
-            token: args.token.clone(),
+            token,
         })
     }
 
@@ -315,6 +315,13 @@ impl Client {
     }
 }
 
+/// `text` as one path segment (ids may hold `/`, `?`, `%`).
+fn segment(text: &str) -> String {
+    form_urlencoded::byte_serialize(text.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
+}
+
 /// The value of the environment variable `name` (a secret: never taken from the command line).
 fn secret_from(name: &str) -> Result<String, AdminError> {
     std::env::var(name).map_err(|_| AdminError::Usage(format!("{name} is not set")))
@@ -381,14 +388,14 @@ async fn execute(client: &Client, command: AdminCommand) -> Result<Output, Admin
                 Some(url) => json!({"broker_url": url}),
                 None => json!({}),
             };
-            let path = format!("/service_brokers/{id}");
+            let path = format!("/service_brokers/{}", segment(&id));
             Ok(Output::Json(
                 client.call(Method::PATCH, &path, &[], Some(body)).await?,
             ))
         }
         DeleteBroker { broker } => {
             let id = client.id_of("/service_brokers", &broker).await?;
-            let path = format!("/service_brokers/{id}");
+            let path = format!("/service_brokers/{}", segment(&id));
             client.call(Method::DELETE, &path, &[], None).await?;
             Ok(Output::Json(json!({"deleted": id})))
         }
@@ -406,7 +413,7 @@ async fn execute(client: &Client, command: AdminCommand) -> Result<Output, Admin
         }
         RegenerateCredentials { platform } => {
             let id = client.id_of("/platforms", &platform).await?;
-            let path = format!("/platforms/{id}");
+            let path = format!("/platforms/{}", segment(&id));
             let query = [("regenerate_credentials", "true")];
             Ok(Output::Json(
                 client
@@ -416,7 +423,7 @@ async fn execute(client: &Client, command: AdminCommand) -> Result<Output, Admin
         }
         DeletePlatform { platform } => {
             let id = client.id_of("/platforms", &platform).await?;
-            let path = format!("/platforms/{id}");
+            let path = format!("/platforms/{}", segment(&id));
             client.call(Method::DELETE, &path, &[], None).await?;
             Ok(Output::Json(json!({"deleted": id})))
         }
@@ -453,8 +460,8 @@ async fn execute(client: &Client, command: AdminCommand) -> Result<Output, Admin
                     "no such visibility: the plan is not enabled there".to_owned(),
                 ));
             }
-            for visibility in &found {
-                let path = format!("/visibilities/{}", visibility["id"].as_str().unwrap_or(""));
+            for id in found.iter().filter_map(|v| v["id"].as_str()) {
+                let path = format!("/visibilities/{}", segment(id));
                 client.call(Method::DELETE, &path, &[], None).await?;
             }
             Ok(Output::Json(json!({"deleted": found.len()})))
@@ -506,7 +513,7 @@ fn filters<'a>(field: &'a Option<String>, label: &'a Option<String>) -> Vec<(&'a
 }
 
 async fn share(client: &Client, instance: &str, shared: bool) -> Result<Output, AdminError> {
-    let path = format!("/service_instances/{instance}");
+    let path = format!("/service_instances/{}", segment(instance));
     let body = json!({ "shared": shared });
     Ok(Output::Json(
         client.call(Method::PATCH, &path, &[], Some(body)).await?,
@@ -568,6 +575,12 @@ mod tests {
             table(&["id", "name", "shared"], &rows),
             "id    name   shared\np-1   cf-eu  true\np-22         false\n2 item(s)"
         );
+    }
+
+    #[test]
+    fn ids_are_one_path_segment() {
+        assert_eq!(segment("a/b c%?#"), "a%2Fb%20c%25%3F%23");
+        assert_eq!(segment("plain-id"), "plain-id");
     }
 
     #[test]

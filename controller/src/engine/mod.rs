@@ -294,8 +294,12 @@ impl Engine {
         }
         let waiter = self.register_waiter(&operation.id);
         // A delete may have halted it already (D-17), before there was a waiter to wake.
-        if let Some(ended) = (self.state.operation(&operation.id)).filter(|op| !op.in_progress()) {
-            self.finished(ended);
+        let running = self.state.instance_of_operation_in_progress(&operation.id);
+        if let Some(ended) = running
+            .is_none()
+            .then(|| self.state.operation(&operation.id))
+        {
+            ended.into_iter().for_each(|ended| self.finished(ended));
         }
         self.schedule_now(&operation.id);
         let timeout = Duration::from_secs(self.config.sync_timeout_secs);

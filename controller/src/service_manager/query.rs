@@ -184,8 +184,12 @@ pub fn apply_label_changes(labels: &mut Labels, changes: &Value) -> Result<(), A
     let bad = |why: &str| ApiError::BadRequest(format!("labels: {why}"));
     match changes {
         Value::Object(_) => {
-            *labels = serde_json::from_value(changes.clone())
+            let replaced: Labels = serde_json::from_value(changes.clone())
                 .map_err(|_| bad("an object of string arrays, or a list of changes"))?;
+            if replaced.contains_key("") {
+                return Err(bad("a label key must not be empty"));
+            }
+            *labels = replaced;
             Ok(())
         }
         Value::Array(changes) => {
@@ -204,6 +208,8 @@ pub fn apply_label_changes(labels: &mut Labels, changes: &Value) -> Result<(), A
                     _ => return Err(bad("values must be a list of strings")),
                 };
                 match change["op"].as_str() {
+                    // Adding no values adds nothing (no key with an empty list).
+                    Some("add" | "add_values") if values.is_empty() => {}
                     Some("add" | "add_values") => {
                         let held = labels.entry(key.to_owned()).or_default();
                         for value in values {
@@ -318,6 +324,10 @@ mod tests {
             Labels::from([("env".to_owned(), vec!["test".to_owned()])])
         );
         assert!(apply_label_changes(&mut labels, &json!([{"op": "rename", "key": "x"}])).is_err());
+        // Adding no values adds no key; an empty key is refused in either form.
+        apply_label_changes(&mut labels, &json!([{"op": "add", "key": "none"}])).unwrap();
+        assert!(!labels.contains_key("none"));
+        assert!(apply_label_changes(&mut labels, &json!({"": ["x"]})).is_err());
         apply_label_changes(&mut labels, &json!({"a": ["b"]})).unwrap();
         assert_eq!(
             labels,

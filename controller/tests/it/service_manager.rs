@@ -1434,7 +1434,8 @@ async fn the_admin_command_does_an_operators_work() {
     let (ok, _, err) = admin_command(&broker, &[], &["delete-broker", "external"]).await;
     assert!(!ok);
     assert!(err.contains("409") && err.contains("instance"), "{err}");
-    let (ok, _, err) = admin_command(&broker, &[], &["--token", "wrong", "list-brokers"]).await;
+    let wrong = [("SKYBROKER_ADMIN_TOKEN", "wrong")];
+    let (ok, _, err) = admin_command(&broker, &wrong, &["list-brokers"]).await;
     assert!(!ok);
     assert!(err.contains("401"), "{err}");
     let (ok, _, err) =

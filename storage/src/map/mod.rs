@@ -236,14 +236,21 @@ fn decode_page(page: &[Entry]) -> Result<Vec<(Revision, Packing)>, StoreError> {
         let others: Vec<_> = parts
             .map(|part| scope.spawn(move || decode(part)))
             .collect();
-        let mut decoded = decode(first)?;
+        let mut decoded = decode(first);
+        // Every thread is joined before an error is answered.
         for other in others {
-            let part = other
-                .join()
-                .map_err(|_| StoreError::Backend("a decoding thread panicked".to_owned()))??;
-            decoded.extend(part);
+            let part = other.join().unwrap_or_else(|_| {
+                Err(StoreError::Backend("a decoding thread panicked".to_owned()))
+            });
+            decoded = match (decoded, part) {
+                (Ok(mut decoded), Ok(part)) => {
+                    decoded.extend(part);
+                    Ok(decoded)
+                }
+                (Err(err), _) | (_, Err(err)) => Err(err),
+            };
         }
-        Ok(decoded)
+        decoded
     })
 }
 
