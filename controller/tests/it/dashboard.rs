@@ -252,6 +252,10 @@ async fn a_browser_sees_an_operation_finish_without_reloading() {
         "{} bytes",
         png.len()
     );
+    // SKYBROKER_DASHBOARD_SCREENSHOT=controller/dashboard.png refreshes the README's picture.
+    if let Ok(keep) = std::env::var("SKYBROKER_DASHBOARD_SCREENSHOT") {
+        std::fs::write(&keep, &png).expect("write the screenshot");
+    }
     broker.stop().await;
 }
 
