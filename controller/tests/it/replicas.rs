@@ -113,24 +113,8 @@ async fn conflicting_provisions_across_replicas_create_one_instance() {
         }
     }
     // The store holds one instance record and one provision operation.
-    let store = EtcdStore::connect(skybroker_storage::EtcdOptions {
-        prefix: prefix.clone(),
-        ..skybroker_storage::testing::etcd_options(&endpoint)
-    })
-    .await
-    .unwrap();
-    let entries = store.load().await.unwrap();
-    let records: Vec<String> = entries
-        .iter()
-        .map(|e| {
-            format!(
-                "{} @{}: {}",
-                e.key,
-                e.revision,
-                String::from_utf8_lossy(&e.value)
-            )
-        })
-        .collect();
+    let entries = etcd_entries(&prefix).await;
+    let records: Vec<String> = entries.iter().map(record_shown).collect();
     let count = |kind: &str| entries.iter().filter(|e| e.key.starts_with(kind)).count();
     assert_eq!(
         (created, count("instances/"), count("operations/")),
@@ -498,6 +482,12 @@ async fn etcd_entries(prefix: &str) -> Vec<skybroker_storage::Entry> {
     store.load().await.unwrap()
 }
 
+/// An etcd entry as a failure shows it: key, revision, value.
+fn record_shown(entry: &skybroker_storage::Entry) -> String {
+    let value = String::from_utf8_lossy(&entry.value);
+    format!("{} @{}: {value}", entry.key, entry.revision)
+}
+
 /// The instance and binding keys etcd holds under `prefix` for the instance `id` (its bindings'
 /// ids are made from it).
 async fn records_naming(prefix: &str, id: &str) -> Vec<String> {
@@ -561,15 +551,8 @@ async fn one_deprovision_won(prefix: &str, id: &str, answers: &[(StatusCode, ser
     if won != 1 || !expected {
         let records: Vec<String> = etcd_entries(prefix)
             .await
-            .into_iter()
-            .map(|e| {
-                format!(
-                    "{} @{}: {}",
-                    e.key,
-                    e.revision,
-                    String::from_utf8_lossy(&e.value)
-                )
-            })
+            .iter()
+            .map(record_shown)
             .filter(|record| record.contains(id))
             .collect();
         panic!(

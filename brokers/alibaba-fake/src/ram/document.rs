@@ -54,6 +54,16 @@ const CONDITION_OPERATORS: &[&str] = &[
 /// non-empty list of strings) and an optional `Condition`. The error is the detail that
 /// becomes the `MalformedPolicyDocument` message.
 pub(super) fn parse_policy(document: &str) -> Result<Vec<Statement>, String> {
+    parse_statements(document, parse_statement)
+}
+
+/// The statements of a policy document (`{"Version":"1","Statement":[...]}`: nothing else,
+/// at least one statement), each read by `parse`: the envelope permission and trust policies
+/// share.
+pub(super) fn parse_statements<T>(
+    document: &str,
+    parse: impl Fn(&Value) -> Result<T, String>,
+) -> Result<Vec<T>, String> {
     let value: Value = serde_json::from_str(document)
         .map_err(|err| format!("The policy document is not valid JSON: {err}"))?;
     let object = value
@@ -72,7 +82,7 @@ pub(super) fn parse_policy(document: &str) -> Result<Vec<Statement>, String> {
         .and_then(Value::as_array)
         .filter(|statements| !statements.is_empty())
         .ok_or("The policy document must have a non-empty Statement list.")?;
-    statements.iter().map(parse_statement).collect()
+    statements.iter().map(parse).collect()
 }
 
 fn parse_statement(statement: &Value) -> Result<Statement, String> {

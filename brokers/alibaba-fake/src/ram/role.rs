@@ -27,7 +27,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
-use super::document::{check_condition, string_list, Effect};
+use super::document::{check_condition, parse_statements, string_list, Effect};
 use super::error::length_error;
 use super::evaluate::wildcard_match;
 use super::policy::{PolicyType, MAX_POLICY_DOCUMENT};
@@ -108,26 +108,7 @@ pub enum Truster {
 
 /// Parses a trust policy (see the module docs).
 fn parse_trust_policy(document: &str) -> Result<Vec<TrustStatement>, String> {
-    let value: Value = serde_json::from_str(document)
-        .map_err(|err| format!("The policy document is not valid JSON: {err}"))?;
-    let object = value
-        .as_object()
-        .ok_or("The policy document must be a JSON object.")?;
-    if object
-        .keys()
-        .any(|key| key != "Version" && key != "Statement")
-    {
-        return Err("Unknown element in the policy document.".to_owned());
-    }
-    if object.get("Version") != Some(&json!("1")) {
-        return Err("The policy document's Version must be \"1\".".to_owned());
-    }
-    let statements = object
-        .get("Statement")
-        .and_then(Value::as_array)
-        .filter(|statements| !statements.is_empty())
-        .ok_or("The policy document must have a non-empty Statement list.")?;
-    statements.iter().map(parse_trust_statement).collect()
+    parse_statements(document, parse_trust_statement)
 }
 
 fn parse_trust_statement(statement: &Value) -> Result<TrustStatement, String> {
