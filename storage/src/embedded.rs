@@ -40,7 +40,7 @@ use tokio::sync::oneshot;
 
 use crate::memory::check_expectations;
 use crate::store::{
-    Entry, PageVisitor, Revision, Store, StoreError, StoreStatus, Write, LOAD_PAGE,
+    Entry, PageVisitor, RecordFormat, Revision, Store, StoreError, StoreStatus, Write, LOAD_PAGE,
 };
 
 const ENTRIES: TableDefinition<&str, (u64, &[u8])> = TableDefinition::new("entries");
@@ -419,6 +419,11 @@ impl Store for EmbeddedStore {
 
     fn name(&self) -> &'static str {
         "embedded"
+    }
+
+    /// Packed: one process opens the file, and a build reads what an earlier one wrote.
+    fn record_format(&self) -> RecordFormat {
+        RecordFormat::Packed
     }
 }
 

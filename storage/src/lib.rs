@@ -35,6 +35,6 @@ pub use registry::{
     RegistryOperationState, RegistryRecord, ServiceBroker, Visibility,
 };
 pub use store::{
-    Entry, Expect, PageVisitor, Revision, Store, StoreError, StoreMember, StoreStatus, WatchEvent,
-    Write, LOAD_PAGE,
+    Entry, Expect, PageVisitor, RecordFormat, Revision, Store, StoreError, StoreMember,
+    StoreStatus, WatchEvent, Write, LOAD_PAGE,
 };

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use crate::store::{Entry, Expect, PageVisitor, Revision, Store, StoreError, Write};
+use crate::store::{Entry, Expect, PageVisitor, RecordFormat, Revision, Store, StoreError, Write};
 
 /// Key → (revision, value).
 type Entries = BTreeMap<String, (Revision, Vec<u8>)>;
@@ -93,6 +93,11 @@ impl Store for MemoryStore {
 
     fn name(&self) -> &'static str {
         "memory"
+    }
+
+    /// Packed: nothing outlives the process.
+    fn record_format(&self) -> RecordFormat {
+        RecordFormat::Packed
     }
 }
 

@@ -82,6 +82,12 @@ impl Packed {
         Packed(bytes.into_boxed_slice())
     }
 
+    /// The record without its id, as MessagePack: what a store that keeps records packed
+    /// stores (the id is in the key).
+    pub(crate) fn body(&self) -> &[u8] {
+        &self.0[LEN + self.id_len()..]
+    }
+
     fn id_len(&self) -> usize {
         let mut len = [0; LEN];
         len.copy_from_slice(&self.0[..LEN]);
@@ -101,8 +107,8 @@ impl Packed {
     /// The record, decoded.
     pub(crate) fn unpack<T: Keyed>(&self) -> T {
         // The bytes were packed from a `T` by this process: a failure is a bug, not data.
-        let mut record: T = rmp_serde::from_slice(&self.0[LEN + self.id_len()..])
-            .expect("a record the map packed unpacks");
+        let mut record: T =
+            rmp_serde::from_slice(self.body()).expect("a record the map packed unpacks");
         record.set_id(self.id().to_owned());
         record
     }
@@ -110,7 +116,7 @@ impl Packed {
     /// Optional string field `index` of the record, read in place as [`Packed::leading_str`]
     /// reads a string (every field before it a string).
     pub(crate) fn leading_opt_str(&self, index: usize) -> Option<&str> {
-        let mut body = &self.0[LEN + self.id_len()..];
+        let mut body = self.body();
         let fields = rmp::decode::read_array_len(&mut body).expect("a packed record is an array");
         assert!(index < fields as usize, "a packed record has field {index}");
         for _ in 0..index {
@@ -131,7 +137,7 @@ impl Packed {
     /// decoding, no allocation.
     pub(crate) fn leading_str(&self, index: usize) -> &str {
         // As for `unpack`: the bytes were packed by this process from a record shaped so.
-        let mut body = &self.0[LEN + self.id_len()..];
+        let mut body = self.body();
         let fields = rmp::decode::read_array_len(&mut body).expect("a packed record is an array");
         assert!(index < fields as usize, "a packed record has field {index}");
         let mut field = "";

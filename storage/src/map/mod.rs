@@ -22,8 +22,9 @@
 //! - here: [`StateMap`] and its public API (reads, [`StateMap::commit`], following other
 //!   replicas with [`StateMap::apply_remote`]), the [`Change`]s a commit is made of, and
 //!   the tables the map holds;
-//! - `codec`: the stored form of a record (a versioned JSON envelope) and the store key of
-//!   each kind of record;
+//! - `codec`: the stored forms of a record (a versioned JSON envelope, or the packed form the
+//!   map holds in memory, as the store asks) and the store key of each kind of record;
+//! - `load`: reading the whole store into the tables, on every core;
 //! - `catch_up`: [`StateMap::catch_up`] and [`StateMap::catch_up_unless`], which wait for
 //!   the watch to deliver a sync marker before a miss is answered.
 
@@ -42,13 +43,14 @@ use crate::packed::{
 use crate::registry::{
     Platform, RegistryKind, RegistryOperation, RegistryRecord, ServiceBroker, Visibility,
 };
-use crate::store::{Entry, Expect, Revision, Store, StoreError, WatchEvent, Write};
+use crate::store::{Expect, RecordFormat, Revision, Store, StoreError, WatchEvent, Write};
 
 mod catch_up;
 mod codec;
+mod load;
 
 use catch_up::Markers;
-use codec::{binding_key, decode_entry, encode, encode_registry, instance_key, operation_key};
+use codec::{binding_key, decode_entry, instance_key, json_value, operation_key, packed_value};
 use hashbrown::HashMap;
 
 /// What an operation record reports on: an instance or a binding.
@@ -209,51 +211,6 @@ struct Maps {
     registry_generation: u64,
 }
 
-/// A page of a load decoded and packed, in store order. Decoding (JSON) and packing are most
-/// of a start-up's CPU (issue #20: a million instances), so a large page is cut into one
-/// part per core, decoded side by side; the map is then filled from them on this thread, in
-/// order.
-fn decode_page(page: &[Entry]) -> Result<Vec<(Revision, Packing)>, StoreError> {
-    let decode = |entries: &[Entry]| -> Result<Vec<(Revision, Packing)>, StoreError> {
-        let mut decoded = Vec::with_capacity(entries.len());
-        for entry in entries {
-            if let Some(change) = decode_entry(entry)? {
-                decoded.push((entry.revision, change.into()));
-            }
-        }
-        Ok(decoded)
-    };
-    let cores = std::thread::available_parallelism()
-        .map_or(1, usize::from)
-        .min(8);
-    if cores < 2 || page.len() < 256 {
-        return decode(page);
-    }
-    let part = page.len().div_ceil(cores);
-    let mut parts = page.chunks(part);
-    let first = parts.next().unwrap_or_default();
-    std::thread::scope(|scope| {
-        let others: Vec<_> = parts
-            .map(|part| scope.spawn(move || decode(part)))
-            .collect();
-        let mut decoded = decode(first);
-        // Every thread is joined before an error is answered.
-        for other in others {
-            let part = other.join().unwrap_or_else(|_| {
-                Err(StoreError::Backend("a decoding thread panicked".to_owned()))
-            });
-            decoded = match (decoded, part) {
-                (Ok(mut decoded), Ok(part)) => {
-                    decoded.extend(part);
-                    Ok(decoded)
-                }
-                (Err(err), _) | (_, Err(err)) => Err(err),
-            };
-        }
-        decoded
-    })
-}
-
 /// Up to `limit` records of `table` in id order after `after` that `keep` accepts, and
 /// whether more follow: the ids sorted, then decoded in order until the page is full.
 fn matching<T: Keyed>(
@@ -313,6 +270,18 @@ enum Packing {
     DeleteOperation(String),
     Registry(RegistryRecord),
     DeleteRegistry(String),
+}
+
+impl Packing {
+    /// The packed record of a put of an instance, binding or operation.
+    fn packed(&self) -> Option<&Packed> {
+        match self {
+            Packing::Instance(packed)
+            | Packing::Binding { packed, .. }
+            | Packing::Operation { packed, .. } => Some(packed),
+            _ => None,
+        }
+    }
 }
 
 impl From<Change> for Packing {
@@ -436,18 +405,9 @@ impl Maps {
         }
     }
 
-    /// Everything `store` holds.
+    /// Everything `store` holds (see `load`).
     async fn load(store: &dyn Store) -> Result<Maps, StoreError> {
-        let mut maps = Maps::default();
-        store
-            .load_pages(&mut |page| {
-                for (revision, packing) in decode_page(&page)? {
-                    maps.apply(revision, packing);
-                }
-                Ok(())
-            })
-            .await?;
-        Ok(maps)
+        load::load(store).await
     }
 
     /// The revision the maps hold for a store key.
@@ -927,17 +887,12 @@ impl StateMap {
                     if let (Some(read), false) = (basis.revision_of(&key), created) {
                         expect = read.map_or(Expect::Absent, Expect::Revision);
                     }
-                    let value = match change {
-                        Change::PutInstance(i) | Change::CreateInstance(i) => Some(encode(i)),
-                        Change::PutBinding(b) | Change::CreateBinding(b) => Some(encode(b)),
-                        Change::PutOperation(o) => Some(encode(o)),
-                        Change::PutRegistry(record) => Some(encode_registry(record)),
-                        Change::DeleteInstance(_)
-                        | Change::DeleteBinding(_)
-                        | Change::DeleteOperation(_)
-                        | Change::DeleteRegistry(..) => None,
-                    };
-                    Write { key, value, expect }
+                    // The value is filled in below, once the record is packed.
+                    Write {
+                        key,
+                        value: None,
+                        expect,
+                    }
                 })
                 .collect();
             // Records read and left as they are: written again, conditioned on the read.
@@ -967,23 +922,31 @@ impl StateMap {
                     // Gone from the map since the read: the store moved on.
                     return Err(StoreError::Conflict { key: key.clone() });
                 };
-                let value = match &again {
-                    Change::PutInstance(i) => encode(i),
-                    Change::PutBinding(b) => encode(b),
-                    Change::PutOperation(o) => encode(o),
-                    _ => unreachable!("only puts are written again"),
-                };
                 writes.push(Write {
                     key: key.clone(),
-                    value: Some(value),
+                    value: None,
                     expect: Expect::Revision(*revision),
                 });
                 changes.push(again);
             }
             writes
         };
+        // Each record is packed once, for the map and (in that form) for the store.
+        let format = self.store.record_format();
+        let mut writes = writes;
+        let mut packed = Vec::with_capacity(changes.len());
+        for (write, change) in writes.iter_mut().zip(changes) {
+            let json = (format == RecordFormat::Json)
+                .then(|| json_value(&change))
+                .flatten();
+            let packing = Packing::from(change);
+            write.value = match format {
+                RecordFormat::Json => json,
+                RecordFormat::Packed => packed_value(&packing),
+            };
+            packed.push(packing);
+        }
         let revision = self.store.commit(writes).await?;
-        let packed: Vec<Packing> = changes.into_iter().map(Packing::from).collect();
         let mut maps = self.maps.write().unwrap_or_else(|e| e.into_inner());
         for change in packed {
             maps.apply(revision, change);
@@ -1159,13 +1122,13 @@ impl Basis {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::memory::MemoryStore;
     use crate::model::*;
     use serde_json::json;
 
-    pub(super) fn instance(id: &str) -> ServiceInstance {
+    pub(crate) fn instance(id: &str) -> ServiceInstance {
         ServiceInstance {
             id: id.into(),
             service_id: "s".into(),
@@ -1294,6 +1257,53 @@ mod tests {
                 bindings: 0,
                 operations: 2
             }
+        );
+    }
+
+    #[tokio::test]
+    async fn a_store_written_as_json_loads_and_its_records_take_the_packed_form_when_written() {
+        // As an embedded store that an earlier build filled: every record in JSON.
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        assert_eq!(store.record_format(), RecordFormat::Packed);
+        let json = |change: Change| Write {
+            key: Maps::default().expect(&change).0,
+            value: json_value(&change),
+            expect: Expect::Any,
+        };
+        store
+            .commit(vec![
+                json(Change::PutInstance(instance("i1"))),
+                json(Change::PutInstance(instance("i2"))),
+                json(Change::PutOperation(operation("o1", "i1", 10))),
+            ])
+            .await
+            .unwrap();
+        let map = StateMap::open(Arc::clone(&store)).await.unwrap();
+        assert_eq!(map.instance("i2"), Some(instance("i2")));
+        assert_eq!(map.operation("o1"), Some(operation("o1", "i1", 10)));
+
+        let mut changed = instance("i1");
+        changed.plan_id = "p2".into();
+        map.commit(vec![Change::PutInstance(changed.clone())])
+            .await
+            .unwrap();
+        let first_bytes: Vec<(String, u8)> = (store.load().await.unwrap().into_iter())
+            .map(|entry| (entry.key, entry.value[0]))
+            .collect();
+        assert_eq!(
+            first_bytes,
+            [
+                ("instances/i1".to_owned(), 0xc1),
+                ("instances/i2".to_owned(), b'{'),
+                ("operations/o1".to_owned(), b'{'),
+            ]
+        );
+        let reloaded = StateMap::open(store).await.unwrap();
+        assert_eq!(reloaded.instance("i1"), Some(changed));
+        assert_eq!(reloaded.instance("i2"), Some(instance("i2")));
+        assert_eq!(
+            reloaded.latest_operation(&Target::Instance("i1".into())),
+            Some(operation("o1", "i1", 10))
         );
     }
 
