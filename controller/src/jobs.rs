@@ -253,10 +253,10 @@ mod tests {
     }
 
     fn sealed(state: &StateMap, binding: bool) -> SealedRequest {
-        let (_, operation) = state.operation_to_dispatch("op-1").unwrap();
+        let dispatchable = state.to_dispatch("op-1", "i-1").unwrap();
         SealedRequest {
-            operation,
-            instance: state.sealed_instance("i-1").unwrap(),
+            operation: dispatchable.operation,
+            instance: dispatchable.instance.unwrap(),
             binding: binding.then(|| state.sealed_binding("b-1").unwrap()),
             plan_settings: Arc::new(json!({"mode": "async"})),
         }

@@ -26,7 +26,9 @@ pub mod testing;
 
 pub use embedded::EmbeddedStore;
 pub use etcd::{EtcdOptions, EtcdStore, MAX_TXN_OPS};
-pub use map::{Basis, Change, Counts, OperationBrief, OperationCounts, Read, StateMap, Target};
+pub use map::{
+    Basis, Change, Counts, Dispatchable, OperationBrief, OperationCounts, Read, StateMap, Target,
+};
 pub use memory::MemoryStore;
 pub use model::*;
 pub use packed::Sealed;

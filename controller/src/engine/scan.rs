@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use skybroker_dispatcher::SubmitError;
 use skybroker_storage::{
-    now_millis, BindingState, Change, Failure, Operation, OperationBrief, OperationKind, Sealed,
-    ServiceBinding, StoreError, UnixMillis,
+    now_millis, BindingState, Change, Dispatchable, Failure, Operation, OperationBrief,
+    OperationKind, Sealed, ServiceBinding, ServiceInstance, StoreError, UnixMillis,
 };
 use tokio::sync::watch;
 
@@ -69,15 +69,11 @@ async fn scan_pass(engine: &Engine, now: UnixMillis) {
             }
             continue;
         }
-        let mut batch = Vec::with_capacity(fits);
-        let mut drained = false;
-        for _ in 0..fits {
-            room -= 1;
-            let next = lock(&engine.schedule).pop_due(now);
-            let Some(operation_id) = next else {
-                drained = true;
-                break;
-            };
+        let due = lock(&engine.schedule).pop_due_many(now, fits);
+        let drained = due.len() < fits;
+        room -= due.len();
+        let mut batch = Vec::with_capacity(due.len());
+        for operation_id in due {
             if let Some(ready) = prepare(engine, &operation_id).await {
                 batch.push(ready);
             }
@@ -176,10 +172,14 @@ async fn prepare(engine: &Engine, operation_id: &str) -> Option<Ready> {
         .state
         .instance_of_operation_in_progress(operation_id)?;
     let _guard = engine.locks.lock(&instance_id).await;
-    let basis = apply::basis(engine, operation_id, &instance_id);
-    // Re-read under the lock: a request may have changed it meanwhile. The record stays
-    // packed unless this step needs more than its brief.
-    let (brief, operation) = engine.state.operation_to_dispatch(operation_id)?;
+    // Re-read under the lock: a request may have changed it meanwhile. The records stay
+    // packed unless this step needs more than the operation's brief.
+    let Dispatchable {
+        basis,
+        brief,
+        operation,
+        instance,
+    } = engine.state.to_dispatch(operation_id, &instance_id)?;
     let now = now_millis();
     let retry_soon = now + engine.config.scan_interval_ms.max(1);
     if lock(&engine.busy).contains_key(&instance_id) {
@@ -234,7 +234,7 @@ async fn prepare(engine: &Engine, operation_id: &str) -> Option<Ready> {
             }
         }
     }
-    let job = match build_job(engine, &brief, operation) {
+    let job = match build_job(engine, &brief, operation, instance) {
         Ok(job) => job,
         Err(failed) => {
             let (operation, description) = *failed;
@@ -393,8 +393,9 @@ fn build_job(
     engine: &Engine,
     brief: &OperationBrief,
     operation: Sealed<Operation>,
+    instance: Option<Sealed<ServiceInstance>>,
 ) -> Result<Job, Box<(Sealed<Operation>, String)>> {
-    let Some(instance) = engine.state.sealed_instance(operation.instance_id()) else {
+    let Some(instance) = instance else {
         let reason = format!("instance {} no longer exists", operation.instance_id());
         return Err(Box::new((operation, reason)));
     };

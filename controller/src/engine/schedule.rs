@@ -61,6 +61,17 @@ impl Schedule {
         Some(id)
     }
 
+    /// Up to `most` operations due by `now`, longest due first, taken out (one lock for a
+    /// batch of the scanner's).
+    pub fn pop_due_many(&mut self, now: UnixMillis, most: usize) -> Vec<Arc<str>> {
+        let mut due = Vec::with_capacity(most.min(self.due_of.len()));
+        while due.len() < most {
+            let Some(id) = self.pop_due(now) else { break };
+            due.push(id);
+        }
+        due
+    }
+
     /// Those of `operation_ids` due by `now`, out of the index; the others stay.
     pub fn take_if_due(&mut self, operation_ids: Vec<String>, now: UnixMillis) -> Vec<Arc<str>> {
         operation_ids
@@ -142,6 +153,13 @@ mod tests {
         assert_eq!(schedule.pop_due(20).as_deref(), Some("b"));
         assert_eq!(schedule.pop_due(20), None);
         assert!(schedule.is_empty() && schedule.by_due.is_empty());
+        for (id, due) in [("d", 40), ("e", 10), ("f", 30), ("g", 20)] {
+            schedule.insert(id, due);
+        }
+        let ids = |due: Vec<Arc<str>>| due.iter().map(|id| id.to_string()).collect::<Vec<_>>();
+        assert_eq!(ids(schedule.pop_due_many(30, 2)), ["e", "g"]);
+        assert_eq!(ids(schedule.pop_due_many(30, 5)), ["f"]);
+        assert_eq!(schedule.len(), 1);
     }
 
     #[test]

@@ -163,6 +163,19 @@ impl OperationStatus {
     }
 }
 
+/// An operation in progress as the engine dispatches it (see [`StateMap::to_dispatch`]).
+#[derive(Debug)]
+pub struct Dispatchable {
+    /// The revisions of the operation and its instance, for a commit that writes either.
+    pub basis: Basis,
+    /// What the engine decides on.
+    pub brief: OperationBrief,
+    /// The operation, packed.
+    pub operation: Sealed<Operation>,
+    /// Its instance, packed (`None`: gone).
+    pub instance: Option<Sealed<ServiceInstance>>,
+}
+
 /// What the engine decides an operation's next step on, read without decoding the record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OperationBrief {
@@ -657,14 +670,6 @@ impl StateMap {
             .map(|held| held.packed.unpack())
     }
 
-    /// An instance, still packed: one copy, decoded later by whoever needs its fields.
-    pub fn sealed_instance(&self, id: &str) -> Option<Sealed<ServiceInstance>> {
-        self.read()
-            .instances
-            .get(id)
-            .map(|held| Sealed::of(&held.packed))
-    }
-
     /// A binding, still packed: one copy, decoded later by whoever needs its fields.
     pub fn sealed_binding(&self, id: &str) -> Option<Sealed<ServiceBinding>> {
         self.read()
@@ -673,15 +678,38 @@ impl StateMap {
             .map(|held| Sealed::of(&held.packed))
     }
 
-    /// An operation in progress, for the engine to dispatch: what it decides on, and the
-    /// record still packed (the worker decodes it).
-    pub fn operation_to_dispatch(&self, id: &str) -> Option<(OperationBrief, Sealed<Operation>)> {
+    /// An operation in progress, for the engine to dispatch, read under one lock with its
+    /// instance: what the step rests on (the basis of both records, conditioning only what
+    /// it writes), what the engine decides on, and both records still packed (the worker
+    /// decodes them). One look-up of each record, as the scanner makes this read for every
+    /// due operation (issue #20: a scan pass with 10,000 due).
+    pub fn to_dispatch(&self, operation_id: &str, instance_id: &str) -> Option<Dispatchable> {
         let maps = self.read();
-        let held = maps
+        let operation = maps
             .operations
-            .get(id)
+            .get(operation_id)
             .filter(|held| held.status.state == OperationState::InProgress)?;
-        Some((held.status.brief, Sealed::of(&held.packed)))
+        let instance = maps.instances.get(instance_id);
+        Some(Dispatchable {
+            basis: Basis {
+                read: vec![
+                    (
+                        operation_key(operation_id),
+                        Some(operation.revision),
+                        Record::Operation(operation_id.to_owned()),
+                    ),
+                    (
+                        instance_key(instance_id),
+                        instance.map(|held| held.revision),
+                        Record::Instance(instance_id.to_owned()),
+                    ),
+                ],
+                written_only: true,
+            },
+            brief: operation.status.brief,
+            operation: Sealed::of(&operation.packed),
+            instance: instance.map(|held| Sealed::of(&held.packed)),
+        })
     }
 
     /// The instance of an operation in progress, read without decoding the rest of the
