@@ -712,6 +712,10 @@ impl Store for MeteredStore {
         self.inner.name()
     }
 
+    fn record_format(&self) -> skybroker_storage::RecordFormat {
+        self.inner.record_format()
+    }
+
     async fn watch(
         &self,
     ) -> Result<Option<tokio::sync::mpsc::Receiver<skybroker_storage::WatchEvent>>, StoreError>

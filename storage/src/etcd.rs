@@ -38,8 +38,8 @@ use tokio::task::JoinHandle;
 use tonic::Code;
 
 use crate::store::{
-    Entry, Expect, PageVisitor, Revision, Store, StoreError, StoreMember, StoreStatus, WatchEvent,
-    Write, LOAD_PAGE,
+    Entry, Expect, PageVisitor, RecordFormat, Revision, Store, StoreError, StoreMember,
+    StoreStatus, WatchEvent, Write, LOAD_PAGE,
 };
 
 /// Attempts of a commit when etcd is unreachable (a member just died, a leader election),
@@ -440,6 +440,12 @@ async fn keep_lease(endpoints: Arc<Endpoints>, lease: Arc<AtomicI64>, ttl: Durat
 
 #[async_trait]
 impl Store for EtcdStore {
+    /// JSON: operators read it with `etcdctl`, and replicas of two builds share it during an
+    /// upgrade.
+    fn record_format(&self) -> RecordFormat {
+        RecordFormat::Json
+    }
+
     async fn load_pages(&self, visit: &mut PageVisitor<'_>) -> Result<(), StoreError> {
         let end = range_end(&self.prefix);
         let mut start = self.prefix.as_bytes().to_vec();

@@ -1,9 +1,10 @@
 //! The records Skybroker keeps: service instances, service bindings and operations.
 //!
-//! These are the stored shape (they are what the store persists, inside a versioned
-//! envelope), deliberately separate from the OSB wire bodies in the controller: renaming a
-//! wire field must never make stored state unreadable. Every field added later must be
-//! `#[serde(default)]` so old records still load.
+//! These are the stored shape (they are what the store persists, as versioned JSON or packed:
+//! see the map's `codec`), deliberately separate from the OSB wire bodies in the controller:
+//! renaming a wire field must never make stored state unreadable. The packed form stores
+//! fields by position, so a field added later goes **at the end** of its struct and is
+//! `#[serde(default)]`, so that old records still load; fields are never reordered or removed.
 
 use crate::registry::Labels;
 use serde::{Deserialize, Serialize};
@@ -13,9 +14,10 @@ use serde_json::Value;
 /// null reference (the work was accepted, there is nothing to name) and D-17's "this delete
 /// halted a create that had no reference yet".
 ///
-/// JSON, the stored form, writes them as it always did (`null` either way, so the difference
-/// does not survive a restart). The map's packed form (MessagePack, not human-readable) would
-/// read `Some(Null)` back as `None` on every access, so it writes `Some(v)` as `[v]`.
+/// JSON writes them as it always did (`null` either way, so on etcd the difference does not
+/// survive a restart). The packed form (MessagePack, not human-readable: the map in memory and
+/// the embedded store) would read `Some(Null)` back as `None`, so it writes `Some(v)` as `[v]`
+/// and the difference survives.
 mod null_aware {
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
     use serde_json::Value;

@@ -109,9 +109,10 @@ pub const LOAD_PAGE: usize = 1000;
 #[async_trait]
 pub trait Store: std::fmt::Debug + Send + Sync + 'static {
     /// Every stored entry, in key order, handed to `visit` a page at a time (one consistent
-    /// snapshot). The map decodes each page before the next is read, so a large store is
-    /// never held twice over at start-up: issue #5's memory per instance, since buffers freed
-    /// in bulk after a load stay resident between the records that outlive them.
+    /// snapshot). The map decodes pages as they come, a few at a time (its load blocks
+    /// `visit` while they queue), so a large store is never held twice over at start-up:
+    /// issue #5's memory per instance, since buffers freed in bulk after a load stay resident
+    /// between the records that outlive them.
     async fn load_pages(&self, visit: &mut PageVisitor<'_>) -> Result<(), StoreError>;
 
     /// Every stored entry, in key order, at once (tests and tools; the map reads in pages).
@@ -139,11 +140,9 @@ pub trait Store: std::fmt::Debug + Send + Sync + 'static {
     /// A short name for logs ("memory", "embedded", "etcd").
     fn name(&self) -> &'static str;
 
-    /// The form the map writes its records in (see [`RecordFormat`]); JSON unless the store
-    /// says otherwise.
-    fn record_format(&self) -> RecordFormat {
-        RecordFormat::Json
-    }
+    /// The form the map writes its records in (see [`RecordFormat`]). No default: a store
+    /// that wraps another must pass its answer on.
+    fn record_format(&self) -> RecordFormat;
 
     /// What the store can tell an operator about itself (the dashboard's store card): where
     /// the data is, how big, and for a cluster its members and leader. Like [`Store::check`],

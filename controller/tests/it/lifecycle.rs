@@ -224,6 +224,23 @@ async fn operations_in_flight_resume_after_restart() {
         .await;
     let operation = body["operation"].as_str().unwrap().to_owned();
     broker.stop().await;
+    {
+        // The records went into the store in its packed form (0xc1, a version, MessagePack:
+        // the map's codec), through every wrapper the broker puts around its store.
+        let store = skybroker_storage::EmbeddedStore::open(dir.path()).unwrap();
+        let entries = skybroker_storage::Store::load(&store).await.unwrap();
+        let records: Vec<(&str, u8)> = (entries.iter())
+            .filter(|entry| {
+                entry.key.starts_with("instances/") || entry.key.starts_with("operations/")
+            })
+            .map(|entry| (entry.key.as_str(), entry.value[0]))
+            .collect();
+        assert_eq!(records.len(), 4, "{records:?}");
+        assert!(
+            records.iter().all(|(_, first)| *first == 0xc1),
+            "{records:?}"
+        );
+    }
     let broker = Broker::with_config(config()).await;
     assert_eq!(broker.get_instance("r-sync").await.0, StatusCode::OK);
     assert_eq!(

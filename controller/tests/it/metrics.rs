@@ -349,6 +349,10 @@ impl Store for Switchable {
     fn name(&self) -> &'static str {
         "switchable"
     }
+
+    fn record_format(&self) -> skybroker_storage::RecordFormat {
+        self.inner.record_format()
+    }
 }
 
 /// `/healthz` answers while the process lives; `/readyz` turns 503 when the store stops

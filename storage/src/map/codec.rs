@@ -138,6 +138,9 @@ fn decode_keyed<T: Keyed>(key: &str, bytes: &[u8]) -> Result<T, StoreError> {
             format!("packed record version {version} is newer than this build"),
         ));
     }
+    if *version == 0 {
+        return Err(corrupt(key, "packed record version 0 was never written"));
+    }
     let mut record: T = rmp_serde::from_slice(body).map_err(|err| corrupt(key, err))?;
     let id = key.split_once('/').map_or("", |(_, id)| id);
     record.set_id(id.to_owned());
@@ -280,8 +283,11 @@ mod tests {
         // A later version of the packed form.
         let mut later = packed.clone();
         later[1] = PACKED_VERSION + 1;
-        let err = decoded_instance("instances/i1", later).unwrap_err();
+        let err = decoded_instance("instances/i1", later.clone()).unwrap_err();
         assert!(err.to_string().contains("newer than this build"), "{err}");
+        later[1] = 0;
+        let err = decoded_instance("instances/i1", later).unwrap_err();
+        assert!(err.to_string().contains("version 0"), "{err}");
         // A later version of the JSON envelope.
         let json = br#"{"v":2,"record":{}}"#.to_vec();
         let err = decoded_instance("instances/i1", json).unwrap_err();

@@ -6,8 +6,9 @@
 //! tables are each a second or more. Done one after the other for each page, most of the
 //! machine waits: reading page N+1 and filling the tables with page N-1 now overlap with
 //! decoding page N. Store order is kept (a later revision of a key is applied after an
-//! earlier one, as a plain loop would), and the bounded queues keep at most a few pages in
-//! flight, so a load never holds the store twice over.
+//! earlier one, as a plain loop would). The bounded queues keep a few raw pages in flight;
+//! decoded pages that arrive ahead of their turn wait for it in packed form, as they would in
+//! the tables, so a load never holds the store twice over.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
