@@ -304,13 +304,16 @@ impl Report {
         }
         let limit = self.limit_rps();
         let find = |prefix: &str| self.http.iter().find(|r| r.name.starts_with(prefix));
+        // Issue #5's goals, with issue #20's beside them where it raised one.
         if let (Some(limit), Some(catalog)) = (limit, find("1. catalog")) {
-            let share = catalog.measured.per_second() / limit;
-            line(
-                "catalog ≥ 70% of the hyper limit",
-                format!("{:.0}%", share * 100.0),
-                share >= 0.70,
-            );
+            let percent = 100.0 * catalog.measured.per_second() / limit;
+            for (goal, issue) in [(70.0, ""), (90.0, " (#20)")] {
+                line(
+                    &format!("catalog ≥ {goal}% of the hyper limit{issue}"),
+                    format!("{percent:.0}%"),
+                    percent >= goal,
+                );
+            }
         }
         for (prefix, case) in [
             ("2a. last_operation", "in flight for minutes"),
@@ -327,27 +330,37 @@ impl Report {
         }
         if let Some(provision) = find("3. async provision (embedded") {
             let rps = provision.measured.per_second();
-            line(
-                "async provisions, embedded store ≥ 10,000/s",
-                format!("{rps:.0}/s"),
-                rps >= 10_000.0,
-            );
+            for (goal, shown, issue) in [(10_000.0, "10,000", ""), (20_000.0, "20,000", " (#20)")] {
+                line(
+                    &format!("async provisions, embedded store ≥ {shown}/s{issue}"),
+                    format!("{rps:.0}/s"),
+                    rps >= goal,
+                );
+            }
         }
-        if let Some(e) = self
-            .engine
-            .iter()
-            .find(|e| e.in_flight == 10_000 && e.instances == 100_000)
-        {
+        let mut scan_pass = |target: &str, e: &EngineResult, goal: Duration| {
             let worst = e.burst_cpu.max(e.steady_cpu_max);
-            line(
-                "scan pass with 10,000 in flight (100,000 instances) < 20 ms CPU",
-                format!(
-                    "burst {}, steady max {}",
-                    duration(e.burst_cpu),
-                    duration(e.steady_cpu_max)
-                ),
-                worst < Duration::from_millis(20),
+            let measured = format!(
+                "burst {}, steady max {}",
+                duration(e.burst_cpu),
+                duration(e.steady_cpu_max)
             );
+            line(target, measured, worst < goal);
+        };
+        if let Some(e) =
+            (self.engine.iter()).find(|e| e.in_flight == 10_000 && e.instances == 100_000)
+        {
+            let target = "scan pass with 10,000 in flight (100,000 instances) < 20 ms CPU";
+            scan_pass(target, e, Duration::from_millis(20));
+        }
+        if let Some(e) =
+            (self.engine.iter()).find(|e| e.in_flight == 10_000 && e.instances >= 1_000_000)
+        {
+            let target = format!(
+                "scan pass with 10,000 due at {} instances < 10 ms CPU (#20)",
+                e.instances
+            );
+            scan_pass(&target, e, Duration::from_millis(10));
         }
         let embedded = |s: &&StartupResult| s.store == "embedded";
         if let Some(s) = self
@@ -368,42 +381,6 @@ impl Report {
                 "RSS per stored instance < 1 KiB",
                 format!("{per:.0} B"),
                 per < 1024.0,
-            );
-        }
-        // Issue #20's goals, beside issue #5's.
-        if let (Some(limit), Some(catalog)) = (limit, find("1. catalog")) {
-            let share = catalog.measured.per_second() / limit;
-            line(
-                "catalog ≥ 90% of the hyper limit (#20)",
-                format!("{:.0}%", share * 100.0),
-                share >= 0.90,
-            );
-        }
-        if let Some(provision) = find("3. async provision (embedded") {
-            let rps = provision.measured.per_second();
-            line(
-                "async provisions, embedded store ≥ 20,000/s (#20)",
-                format!("{rps:.0}/s"),
-                rps >= 20_000.0,
-            );
-        }
-        if let Some(e) = self
-            .engine
-            .iter()
-            .find(|e| e.in_flight == 10_000 && e.instances >= 1_000_000)
-        {
-            let worst = e.burst_cpu.max(e.steady_cpu_max);
-            line(
-                &format!(
-                    "scan pass with 10,000 due at {} instances < 10 ms CPU (#20)",
-                    e.instances
-                ),
-                format!(
-                    "burst {}, steady max {}",
-                    duration(e.burst_cpu),
-                    duration(e.steady_cpu_max)
-                ),
-                worst < Duration::from_millis(10),
             );
         }
         if let Some(s) = (self.startup.iter().filter(embedded)).find(|s| s.instances >= 1_000_000) {

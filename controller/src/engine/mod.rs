@@ -294,13 +294,7 @@ impl Engine {
         }
         let waiter = self.register_waiter(&operation.id);
         // A delete may have halted it already (D-17), before there was a waiter to wake.
-        let running = self.state.instance_of_operation_in_progress(&operation.id);
-        if let Some(ended) = running
-            .is_none()
-            .then(|| self.state.operation(&operation.id))
-        {
-            ended.into_iter().for_each(|ended| self.finished(ended));
-        }
+        self.answer_if_ended(&operation.id);
         self.schedule_now(&operation.id);
         let timeout = Duration::from_secs(self.config.sync_timeout_secs);
         match tokio::time::timeout(timeout, waiter).await {
@@ -347,6 +341,21 @@ impl Engine {
     fn wake(&self, operations: Vec<Operation>) {
         for operation in operations {
             self.finished(operation);
+        }
+    }
+
+    /// Answers the waiter of `operation_id` if the operation has ended: the in-progress check
+    /// reads no record; only an ended one is decoded.
+    fn answer_if_ended(&self, operation_id: &str) {
+        if self
+            .state
+            .instance_of_operation_in_progress(operation_id)
+            .is_some()
+        {
+            return;
+        }
+        if let Some(ended) = (self.state.operation(operation_id)).filter(|op| !op.in_progress()) {
+            self.finished(ended);
         }
     }
 

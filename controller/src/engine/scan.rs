@@ -96,22 +96,11 @@ async fn dispatch_waited_for(engine: &Engine, now: UnixMillis) {
     }
     // A request whose operation ended without passing through this process's applier or
     // watch follower (finished by another replica while the watch was re-established and
-    // the map reloaded, say) is answered now rather than at its timeout. The in-progress
-    // check reads no record; only an ended one is decoded. (An operation another replica
-    // removed, reverting a request it could not queue, is not seen here: that request
-    // still waits for its timeout.)
+    // the map reloaded, say) is answered now rather than at its timeout. (An operation
+    // another replica removed, reverting a request it could not queue, is not seen here:
+    // that request still waits for its timeout.)
     for operation_id in &waited_for {
-        if engine
-            .state
-            .instance_of_operation_in_progress(operation_id)
-            .is_none()
-        {
-            if let Some(ended) =
-                (engine.state.operation(operation_id)).filter(|op| !op.in_progress())
-            {
-                engine.finished(ended);
-            }
-        }
+        engine.answer_if_ended(operation_id);
     }
     let waited_for = lock(&engine.schedule).take_if_due(waited_for, now);
     let mut batch = Vec::with_capacity(waited_for.len());

@@ -107,7 +107,7 @@ fn corrupt(key: &str, message: impl ToString) -> StoreError {
     }
 }
 
-/// A record in either form; the id of a packed one comes from its key.
+/// A record in its JSON envelope.
 fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, StoreError> {
     let newer = |v: u32| corrupt(key, format!("record version {v} is newer than this build"));
     let envelope: Envelope<T> = serde_json::from_slice(bytes).map_err(|err| {
@@ -132,14 +132,13 @@ fn decode_keyed<T: Keyed>(key: &str, bytes: &[u8]) -> Result<T, StoreError> {
     let [PACKED, version, body @ ..] = bytes else {
         return decode(key, bytes);
     };
-    if *version > PACKED_VERSION {
-        return Err(corrupt(
-            key,
-            format!("packed record version {version} is newer than this build"),
-        ));
-    }
-    if *version == 0 {
-        return Err(corrupt(key, "packed record version 0 was never written"));
+    match *version {
+        1..=PACKED_VERSION => {}
+        0 => return Err(corrupt(key, "packed record version 0 was never written")),
+        newer => {
+            let message = format!("packed record version {newer} is newer than this build");
+            return Err(corrupt(key, message));
+        }
     }
     let mut record: T = rmp_serde::from_slice(body).map_err(|err| corrupt(key, err))?;
     let id = key.split_once('/').map_or("", |(_, id)| id);

@@ -418,11 +418,6 @@ impl Maps {
         }
     }
 
-    /// Everything `store` holds (see `load`).
-    async fn load(store: &dyn Store) -> Result<Maps, StoreError> {
-        load::load(store).await
-    }
-
     /// The revision the maps hold for a store key.
     fn revision_of(&self, key: &str) -> Option<Revision> {
         let (kind, id) = key.split_once('/')?;
@@ -491,7 +486,7 @@ impl StateMap {
     /// # Errors
     /// The store cannot be read, or holds a record this build cannot decode.
     pub async fn open(store: Arc<dyn Store>) -> Result<StateMap, StoreError> {
-        let maps = Maps::load(store.as_ref()).await?;
+        let maps = load::load(store.as_ref()).await?;
         Ok(StateMap {
             store,
             registry_generation: AtomicU64::new(maps.registry_generation),
@@ -506,7 +501,7 @@ impl StateMap {
     /// # Errors
     /// The store cannot be read; the map is then unchanged.
     pub async fn reload(&self) -> Result<(), StoreError> {
-        let mut maps = Maps::load(self.store.as_ref()).await?;
+        let mut maps = load::load(self.store.as_ref()).await?;
         let mut held = self.maps.write().unwrap_or_else(|e| e.into_inner());
         maps.registry_generation += held.registry_generation + 1;
         *held = maps;
@@ -693,16 +688,8 @@ impl StateMap {
         Some(Dispatchable {
             basis: Basis {
                 read: vec![
-                    (
-                        operation_key(operation_id),
-                        Some(operation.revision),
-                        Record::Operation(operation_id.to_owned()),
-                    ),
-                    (
-                        instance_key(instance_id),
-                        instance.map(|held| held.revision),
-                        Record::Instance(instance_id.to_owned()),
-                    ),
+                    Read::Operation(operation_id).at(Some(operation.revision)),
+                    Read::Instance(instance_id).at(instance.map(|held| held.revision)),
                 ],
                 written_only: true,
             },
@@ -859,21 +846,12 @@ impl StateMap {
         let read = records
             .iter()
             .map(|record| {
-                let (key, revision) = match record {
-                    Read::Instance(id) => (
-                        instance_key(id),
-                        maps.instances.get(id).map(|held| held.revision),
-                    ),
-                    Read::Binding(id) => (
-                        binding_key(id),
-                        maps.bindings.get(id).map(|held| held.revision),
-                    ),
-                    Read::Operation(id) => (
-                        operation_key(id),
-                        maps.operations.get(id).map(|held| held.revision),
-                    ),
+                let revision = match record {
+                    Read::Instance(id) => maps.instances.get(id).map(|held| held.revision),
+                    Read::Binding(id) => maps.bindings.get(id).map(|held| held.revision),
+                    Read::Operation(id) => maps.operations.get(id).map(|held| held.revision),
                 };
-                (key, revision, record.owned())
+                record.at(revision)
             })
             .collect();
         Basis {
@@ -904,7 +882,7 @@ impl StateMap {
         if changes.is_empty() {
             return Ok(());
         }
-        let writes: Vec<Write> = {
+        let mut writes: Vec<Write> = {
             let maps = self.read();
             let mut writes: Vec<Write> = changes
                 .iter()
@@ -961,17 +939,15 @@ impl StateMap {
         };
         // Each record is packed once, for the map and (in that form) for the store.
         let format = self.store.record_format();
-        let mut writes = writes;
         let mut packed = Vec::with_capacity(changes.len());
         for (write, change) in writes.iter_mut().zip(changes) {
-            let json = (format == RecordFormat::Json)
-                .then(|| json_value(&change))
-                .flatten();
+            if format == RecordFormat::Json {
+                write.value = json_value(&change);
+            }
             let packing = Packing::from(change);
-            write.value = match format {
-                RecordFormat::Json => json,
-                RecordFormat::Packed => packed_value(&packing),
-            };
+            if format == RecordFormat::Packed {
+                write.value = packed_value(&packing);
+            }
             packed.push(packing);
         }
         let revision = self.store.commit(writes).await?;
@@ -1099,11 +1075,12 @@ pub enum Read<'a> {
 }
 
 impl Read<'_> {
-    fn owned(&self) -> Record {
+    /// This read as a basis holds it: store key, the revision it was read at, the record.
+    fn at(&self, revision: Option<Revision>) -> (String, Option<Revision>, Record) {
         match self {
-            Read::Instance(id) => Record::Instance((*id).to_owned()),
-            Read::Binding(id) => Record::Binding((*id).to_owned()),
-            Read::Operation(id) => Record::Operation((*id).to_owned()),
+            Read::Instance(id) => (instance_key(id), revision, Record::Instance((*id).into())),
+            Read::Binding(id) => (binding_key(id), revision, Record::Binding((*id).into())),
+            Read::Operation(id) => (operation_key(id), revision, Record::Operation((*id).into())),
         }
     }
 }
