@@ -700,6 +700,18 @@ impl Store for MeteredStore {
         result
     }
 
+    async fn commit_claiming(
+        &self,
+        writes: Vec<Write>,
+        claims: &skybroker_storage::Claims,
+    ) -> Result<Revision, StoreError> {
+        let started = Instant::now();
+        let result = self.inner.commit_claiming(writes, claims).await;
+        self.metrics
+            .observe_store_write(started.elapsed(), result.as_ref().map(|_| ()));
+        result
+    }
+
     async fn check(&self) -> Result<(), StoreError> {
         self.inner.check().await
     }

@@ -23,9 +23,10 @@
 //! - etcd being unreachable is [`StoreError::Unavailable`]; the client reconnects by itself
 //!   and the lease is granted again, so the broker recovers without a restart.
 
+use std::collections::HashSet;
 use std::error::Error as StdError;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -37,8 +38,9 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tonic::Code;
 
+use crate::model::OperationId;
 use crate::store::{
-    Entry, Expect, PageVisitor, RecordFormat, Revision, Store, StoreError, StoreMember,
+    Claims, Entry, Expect, PageVisitor, RecordFormat, Revision, Store, StoreError, StoreMember,
     StoreStatus, WatchEvent, Write, LOAD_PAGE,
 };
 
@@ -162,6 +164,44 @@ impl Endpoints {
     }
 }
 
+/// The claims this replica holds, and on which lease. A claim on the current lease is known
+/// held without asking etcd: the engine claims an operation before each of its polls, and
+/// each claim asked of etcd is a transaction through its log (a disk write on every member).
+/// A new lease (the old one lapsed: its keys are gone, and other replicas may have claimed
+/// them) starts an empty set.
+#[derive(Debug, Default)]
+struct Held {
+    lease: i64,
+    operations: HashSet<String>,
+}
+
+impl Held {
+    fn holds(&self, lease: i64, operation_id: &str) -> bool {
+        self.lease == lease && self.operations.contains(operation_id)
+    }
+
+    fn took(&mut self, lease: i64, operation_id: &str) {
+        if self.lease != lease {
+            self.lease = lease;
+            self.operations.clear();
+        }
+        self.operations.insert(operation_id.to_owned());
+    }
+
+    fn gave_up(&mut self, operation_id: &str) {
+        self.operations.remove(operation_id);
+    }
+}
+
+/// Whether a commit's claims went into its transaction.
+enum ClaimsTaken {
+    /// They did, on this lease; these operations were claimed (a claim held by someone
+    /// already is not).
+    Yes { lease: i64, taken: Vec<OperationId> },
+    /// They did not (no lease, too many writes, or an outcome read back after a retry).
+    No,
+}
+
 /// The etcd store.
 pub struct EtcdStore {
     endpoints: Arc<Endpoints>,
@@ -170,6 +210,8 @@ pub struct EtcdStore {
     replica: String,
     /// The current lease (0 while none is granted).
     lease: Arc<AtomicI64>,
+    /// The claims this replica holds (see [`Held`]).
+    held: Mutex<Held>,
     /// The revision of the last `load`, where `watch` starts.
     loaded_at: AtomicI64,
     /// How long a commit keeps retrying while etcd is unreachable.
@@ -299,6 +341,7 @@ impl EtcdStore {
             prefix: options.prefix,
             replica: uuid::Uuid::new_v4().simple().to_string(),
             lease,
+            held: Mutex::default(),
             loaded_at: AtomicI64::new(0),
             retry_budget: options.request_timeout,
             keeper,
@@ -322,8 +365,13 @@ impl EtcdStore {
             .is_some_and(|key| key.starts_with(SYNC.as_bytes()))
     }
 
-    /// One attempt at a commit: one transaction.
-    async fn try_commit(&self, writes: &[Write]) -> Result<Revision, StoreError> {
+    /// One attempt at a commit: one transaction, with the claims when they fit in it (and a
+    /// lease is granted to take them on); the answer says whether they went along.
+    async fn try_commit(
+        &self,
+        writes: &[Write],
+        claims: &Claims,
+    ) -> Result<(Revision, ClaimsTaken), StoreError> {
         let mut compares = Vec::new();
         let mut operations = Vec::new();
         for write in writes {
@@ -344,6 +392,19 @@ impl EtcdStore {
                 None => TxnOp::delete(key, None),
             });
         }
+        let fits = writes.len() + claims.take.len() + claims.give_up.len() <= MAX_TXN_OPS;
+        let lease = self
+            .current_lease()
+            .ok()
+            .filter(|_| fits && !claims.is_empty());
+        if let Some(lease) = lease {
+            for id in &claims.take {
+                operations.push(TxnOp::txn(self.claim_txn(id, lease)));
+            }
+            for id in &claims.give_up {
+                operations.push(TxnOp::txn(self.release_txn(id)));
+            }
+        }
         let txn = Txn::new().when(compares).and_then(operations);
         let response = self
             .endpoints
@@ -359,7 +420,87 @@ impl EtcdStore {
                 key: conditional.join(", "),
             });
         }
-        Ok(response.header().map_or(0, |h| h.revision()) as Revision)
+        let revision = response.header().map_or(0, |h| h.revision()) as Revision;
+        let Some(lease) = lease else {
+            return Ok((revision, ClaimsTaken::No));
+        };
+        // The answers of the claims follow those of the writes, in order.
+        let taken = (response.op_responses().into_iter().skip(writes.len()))
+            .zip(&claims.take)
+            .filter(|(answer, _)| matches!(answer, TxnOpResponse::Txn(txn) if txn.succeeded()))
+            .map(|(_, id)| id.clone())
+            .collect();
+        Ok((revision, ClaimsTaken::Yes { lease, taken }))
+    }
+
+    /// The transaction that claims `operation_id` on `lease` unless someone holds it.
+    fn claim_txn(&self, operation_id: &str, lease: i64) -> Txn {
+        let key = self.full_key(&format!("{OWNERS}{operation_id}"));
+        Txn::new()
+            .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(
+                key,
+                self.replica.clone(),
+                Some(PutOptions::new().with_lease(lease)),
+            )])
+    }
+
+    /// The transaction that removes this replica's claim on `operation_id` (only its own).
+    fn release_txn(&self, operation_id: &str) -> Txn {
+        let key = self.full_key(&format!("{OWNERS}{operation_id}"));
+        Txn::new()
+            .when([Compare::value(
+                key.clone(),
+                CompareOp::Equal,
+                self.replica.clone(),
+            )])
+            .and_then([TxnOp::delete(key, None)])
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, Held> {
+        // Single inserts and removes: consistent across a panic.
+        self.held.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A commit, retried while etcd is unreachable (see [`Store::commit`]).
+    async fn commit_attempts(
+        &self,
+        writes: &[Write],
+        claims: &Claims,
+    ) -> Result<(Revision, ClaimsTaken), StoreError> {
+        // etcd refuses larger transactions with an opaque error; say it plainly instead.
+        if writes.len() > MAX_TXN_OPS {
+            return Err(StoreError::TooManyWrites {
+                writes: writes.len(),
+                limit: MAX_TXN_OPS,
+            });
+        }
+        let mut delay = RETRY_DELAY;
+        let mut attempt = 1;
+        let give_up = tokio::time::Instant::now() + self.retry_budget;
+        loop {
+            match self.try_commit(writes, claims).await {
+                Err(StoreError::Unavailable(message))
+                    if attempt < MIN_ATTEMPTS || tokio::time::Instant::now() < give_up =>
+                {
+                    // Typically a member that just died: the next attempt goes to another.
+                    log::debug!("etcd commit attempt {attempt} failed ({message}); retrying");
+                }
+                // After a failed attempt whose outcome is unknown, a conflict may be our own
+                // earlier attempt having applied: read back before calling it a conflict.
+                Err(StoreError::Conflict { key }) if attempt > 1 => {
+                    return match self.already_applied(writes).await? {
+                        // Whether the claims went along is not known: as if they did not.
+                        Some(revision) => Ok((revision, ClaimsTaken::No)),
+                        None => Err(StoreError::Conflict { key }),
+                    };
+                }
+                result => return result,
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(1));
+            attempt += 1;
+        }
     }
 
     /// Whether every write of `writes` is what etcd holds now (an earlier attempt applied);
@@ -492,38 +633,35 @@ impl Store for EtcdStore {
     }
 
     async fn commit(&self, writes: Vec<Write>) -> Result<Revision, StoreError> {
-        // etcd refuses larger transactions with an opaque error; say it plainly instead.
-        if writes.len() > MAX_TXN_OPS {
-            return Err(StoreError::TooManyWrites {
-                writes: writes.len(),
-                limit: MAX_TXN_OPS,
-            });
-        }
-        let mut delay = RETRY_DELAY;
-        let mut attempt = 1;
-        let give_up = tokio::time::Instant::now() + self.retry_budget;
-        loop {
-            match self.try_commit(&writes).await {
-                Err(StoreError::Unavailable(message))
-                    if attempt < MIN_ATTEMPTS || tokio::time::Instant::now() < give_up =>
-                {
-                    // Typically a member that just died: the next attempt goes to another.
-                    log::debug!("etcd commit attempt {attempt} failed ({message}); retrying");
+        self.commit_claiming(writes, &Claims::none()).await
+    }
+
+    async fn commit_claiming(
+        &self,
+        writes: Vec<Write>,
+        claims: &Claims,
+    ) -> Result<Revision, StoreError> {
+        let (revision, taken) = self.commit_attempts(&writes, claims).await?;
+        match taken {
+            ClaimsTaken::Yes { lease, taken } => {
+                let mut held = self.held();
+                for id in &taken {
+                    held.took(lease, id);
                 }
-                // After a failed attempt whose outcome is unknown, a conflict may be our own
-                // earlier attempt having applied: read back before calling it a conflict.
-                Err(StoreError::Conflict { key }) if attempt > 1 => {
-                    return match self.already_applied(&writes).await? {
-                        Some(revision) => Ok(revision),
-                        None => Err(StoreError::Conflict { key }),
-                    };
+                for id in &claims.give_up {
+                    held.gave_up(id);
                 }
-                result => return result,
             }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(1));
-            attempt += 1;
+            ClaimsTaken::No => {
+                // Taken by `claim` when the operation is driven; given up here.
+                for id in &claims.give_up {
+                    if let Err(err) = self.release(id).await {
+                        log::debug!("operation {id}: claim not released ({err})");
+                    }
+                }
+            }
         }
+        Ok(revision)
     }
 
     async fn check(&self) -> Result<(), StoreError> {
@@ -607,43 +745,52 @@ impl Store for EtcdStore {
 
     async fn claim(&self, operation_id: &str) -> Result<bool, StoreError> {
         let lease = self.current_lease()?;
+        if self.held().holds(lease, operation_id) {
+            return Ok(true);
+        }
         let key = self.full_key(&format!("{OWNERS}{operation_id}"));
-        let txn = Txn::new()
-            .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
-            .and_then([TxnOp::put(
-                key.clone(),
-                self.replica.clone(),
-                Some(PutOptions::new().with_lease(lease)),
-            )])
+        // Looked at first, from the member's own copy: replicas standing by ask every second
+        // for every operation another drives, and a read costs etcd no write to its log. A
+        // stale answer only delays the claim by a retry (the transaction below decides).
+        let look = GetOptions::new().with_serializable();
+        let seen = {
+            let key = key.clone();
+            self.endpoints
+                .call(|mut c| async move { c.get(key, Some(look)).await })
+                .await?
+        };
+        if let Some(kv) = seen.kvs().first() {
+            if kv.value() != self.replica.as_bytes() {
+                return Ok(false);
+            }
+        }
+        let txn = self
+            .claim_txn(operation_id, lease)
             .or_else([TxnOp::get(key, None)]);
         let response = self
             .endpoints
             .call(|mut c| async move { c.txn(txn).await })
             .await?;
-        if response.succeeded() {
-            return Ok(true);
-        }
         // Held already: by this replica (an earlier claim), or by another live one.
-        let mine = response.op_responses().into_iter().any(|op| match op {
+        let owner = response.op_responses().into_iter().find_map(|op| match op {
             TxnOpResponse::Get(get) => get
                 .kvs()
-                .iter()
-                .any(|kv| kv.value() == self.replica.as_bytes()),
-            _ => false,
+                .first()
+                .map(|kv| (kv.value() == self.replica.as_bytes(), kv.lease())),
+            _ => None,
         });
+        let mine = response.succeeded() || owner.is_some_and(|(mine, _)| mine);
+        // Remembered only on the current lease: a claim on a lease this replica lost (still
+        // alive in etcd until it lapses) must be asked for again, to be taken anew then.
+        if response.succeeded() || owner == Some((true, lease)) {
+            self.held().took(lease, operation_id);
+        }
         Ok(mine)
     }
 
     async fn release(&self, operation_id: &str) -> Result<(), StoreError> {
-        let key = self.full_key(&format!("{OWNERS}{operation_id}"));
-        // Only this replica's own claim is removed.
-        let txn = Txn::new()
-            .when([Compare::value(
-                key.clone(),
-                CompareOp::Equal,
-                self.replica.clone(),
-            )])
-            .and_then([TxnOp::delete(key, None)]);
+        self.held().gave_up(operation_id);
+        let txn = self.release_txn(operation_id);
         self.endpoints
             .call(|mut c| async move { c.txn(txn).await })
             .await?;
@@ -1026,5 +1173,88 @@ mod tests {
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+
+    /// The owner of `operation_id`'s claim, read from etcd itself.
+    async fn owner(store: &EtcdStore, operation_id: &str) -> Option<String> {
+        let key = store.full_key(&format!("{OWNERS}{operation_id}"));
+        let response = (store.endpoints)
+            .call(|mut c| async move { c.get(key, None).await })
+            .await
+            .unwrap();
+        let kv = response.kvs().first()?;
+        Some(String::from_utf8(kv.value().to_vec()).unwrap())
+    }
+
+    // Issue #20: the replica that stores an operation claims it in the same transaction, and
+    // gives the claim up in the one that stores its end; a claim another replica holds is
+    // neither taken nor given up by a commit.
+    #[tokio::test]
+    async fn commits_take_and_give_up_claims_in_their_transaction() {
+        let Some(endpoint) = crate::testing::etcd_endpoint() else {
+            return;
+        };
+        let options = crate::testing::etcd_options(&endpoint);
+        let a = EtcdStore::connect(options.clone()).await.unwrap();
+        let b = EtcdStore::connect(options).await.unwrap();
+        for store in [&a, &b] {
+            for _ in 0..50 {
+                if store.current_lease().is_ok() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        let put = |key: &str| Write {
+            key: key.into(),
+            value: Some(b"x".to_vec()),
+            expect: Expect::Any,
+        };
+        let claims = |take: &[&str], give_up: &[&str]| Claims {
+            take: take.iter().map(|id| OperationId::from(*id)).collect(),
+            give_up: give_up.iter().map(|id| OperationId::from(*id)).collect(),
+        };
+        assert!(b.claim("op-b").await.unwrap());
+        a.commit_claiming(
+            vec![put("operations/op-a")],
+            &claims(&["op-a", "op-b"], &[]),
+        )
+        .await
+        .unwrap();
+        assert_eq!(owner(&a, "op-a").await.as_deref(), Some(a.replica.as_str()));
+        assert_eq!(
+            owner(&a, "op-b").await.as_deref(),
+            Some(b.replica.as_str()),
+            "another replica's claim stays its own"
+        );
+        assert!(a.claim("op-a").await.unwrap());
+        assert!(!b.claim("op-a").await.unwrap(), "taken by the commit");
+        assert!(!a.claim("op-b").await.unwrap());
+
+        // A commit that fails its condition takes no claim.
+        let absent = Write {
+            expect: Expect::Absent,
+            ..put("operations/op-a")
+        };
+        let refused = a
+            .commit_claiming(vec![absent], &claims(&["op-c"], &[]))
+            .await;
+        assert!(
+            matches!(refused, Err(StoreError::Conflict { .. })),
+            "{refused:?}"
+        );
+        assert_eq!(owner(&a, "op-c").await, None);
+
+        // Giving up: only a's own claim goes.
+        a.commit_claiming(
+            vec![put("operations/op-a")],
+            &claims(&[], &["op-a", "op-b"]),
+        )
+        .await
+        .unwrap();
+        assert_eq!(owner(&a, "op-a").await, None);
+        assert_eq!(owner(&a, "op-b").await.as_deref(), Some(b.replica.as_str()));
+        assert!(b.claim("op-a").await.unwrap(), "given up, so b may take it");
+        assert!(!a.claim("op-a").await.unwrap(), "a no longer holds it");
     }
 }

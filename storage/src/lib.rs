@@ -37,6 +37,6 @@ pub use registry::{
     RegistryOperationState, RegistryRecord, ServiceBroker, Visibility,
 };
 pub use store::{
-    Entry, Expect, PageVisitor, RecordFormat, Revision, Store, StoreError, StoreMember,
+    Claims, Entry, Expect, PageVisitor, RecordFormat, Revision, Store, StoreError, StoreMember,
     StoreStatus, WatchEvent, Write, LOAD_PAGE,
 };

@@ -6,7 +6,9 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use crate::store::{Entry, Expect, PageVisitor, RecordFormat, Revision, Store, StoreError, Write};
+use crate::store::{
+    Claims, Entry, Expect, PageVisitor, RecordFormat, Revision, Store, StoreError, Write,
+};
 
 /// Key → (revision, value).
 type Entries = BTreeMap<String, (Revision, Vec<u8>)>;
@@ -64,6 +66,15 @@ impl Store for MemoryStore {
                 .collect()
         };
         visit(page)
+    }
+
+    async fn commit_claiming(
+        &self,
+        writes: Vec<Write>,
+        _claims: &Claims,
+    ) -> Result<Revision, StoreError> {
+        // Only this process opens it: nobody else could drive an operation.
+        self.commit(writes).await
     }
 
     async fn commit(&self, writes: Vec<Write>) -> Result<Revision, StoreError> {

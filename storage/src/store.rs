@@ -8,6 +8,8 @@
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 
+use crate::model::OperationId;
+
 /// A store revision; every commit gets a new, larger one.
 pub type Revision = u64;
 
@@ -31,6 +33,35 @@ pub struct Write {
     pub value: Option<Vec<u8>>,
     /// The condition.
     pub expect: Expect,
+}
+
+/// The claims (see [`Store::claim`]) a commit takes and gives up with its writes.
+///
+/// On a store shared by replicas they go into the commit's transaction: the replica that
+/// accepts an operation claims it as it stores it, and gives the claim up as it stores its
+/// end, instead of a round trip to the store for each (issue #20: the etcd path). They are
+/// an economy, never a condition of the commit: a claim the store could not take with it is
+/// taken by [`Store::claim`] before the operation is driven, and one not given up lapses
+/// with its process.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Claims {
+    /// Operations this process drives from now on (the commit creates them).
+    pub take: Vec<OperationId>,
+    /// Operations this process stops driving (the commit ends them): given up only where
+    /// this process holds them.
+    pub give_up: Vec<OperationId>,
+}
+
+impl Claims {
+    /// No claim taken or given up.
+    pub fn none() -> Self {
+        Claims::default()
+    }
+
+    /// Whether there is nothing to take or give up.
+    pub fn is_empty(&self) -> bool {
+        self.take.is_empty() && self.give_up.is_empty()
+    }
 }
 
 /// One stored key.
@@ -128,6 +159,15 @@ pub trait Store: std::fmt::Debug + Send + Sync + 'static {
 
     /// Applies `writes` atomically; returns the commit's revision.
     async fn commit(&self, writes: Vec<Write>) -> Result<Revision, StoreError>;
+
+    /// [`Store::commit`], taking and giving up `claims` with the writes where the store can
+    /// (see [`Claims`]). A store only one process opens has no claims to keep and just
+    /// commits. No default: a store that wraps another must pass the claims on.
+    async fn commit_claiming(
+        &self,
+        writes: Vec<Write>,
+        claims: &Claims,
+    ) -> Result<Revision, StoreError>;
 
     /// Whether the store can serve reads and writes right now, without changing anything:
     /// the readiness probe asks this, so it must be cheap and must not block for long (the

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use skybroker_brokers::BrokerError;
 use skybroker_storage::{
-    now_millis, Basis, Change, Failure, Operation, OperationKind, Read, StoreError,
+    now_millis, Basis, Change, Claims, Failure, Operation, OperationKind, Read, StoreError,
 };
 use tokio::sync::{mpsc, watch};
 
@@ -186,8 +186,10 @@ pub async fn apply(engine: &Engine, outcome: Outcome) {
                     log::warn!("plugin state of halted {operation_id} not persisted: {err}");
                 }
             }
+            // The delete that halted it ended it, on this replica or another: the claim goes.
+            engine.release(&operation_id).await;
         }
-        Step::Halted { state: None } => {}
+        Step::Halted { state: None } => engine.release(&operation_id).await,
     }
 }
 
@@ -250,7 +252,12 @@ async fn carry_out(engine: &Engine, basis: &Basis, ending: Ending) {
             return;
         }
     }
-    if let Err(err) = engine.state.commit_on(basis, changes).await {
+    // The claim goes with the ending (the record too, when reverted).
+    let claims = Claims {
+        take: Vec::new(),
+        give_up: vec![operation.id.clone()],
+    };
+    if let Err(err) = engine.state.commit_claiming(basis, changes, &claims).await {
         retry_later(engine, &operation.id, err);
         return;
     }
@@ -262,7 +269,6 @@ async fn carry_out(engine: &Engine, basis: &Basis, ending: Ending) {
             operation.describe(),
             if succeeded { "succeeded" } else { "failed" }
         );
-        engine.release(&operation.id).await;
     }
     let outcome = if succeeded {
         EndedAs::Succeeded

@@ -41,7 +41,7 @@ use hashbrown::HashMap;
 use skybroker_config::{EngineConfig, Plan};
 use skybroker_dispatcher::Dispatcher;
 use skybroker_storage::{
-    now_millis, Basis, Change, Operation, OperationId, OperationKind, ServiceBinding,
+    now_millis, Basis, Change, Claims, Operation, OperationId, OperationKind, ServiceBinding,
     ServiceInstance, StateMap, UnixMillis,
 };
 use tokio::sync::{oneshot, MutexGuard, Notify};
@@ -272,7 +272,15 @@ impl Engine {
     ) -> Result<Launched, ApiError> {
         let admitted = Admitted::of(&changes);
         let halted = halted_by(&changes);
-        self.state.commit_on(&basis, changes).await?;
+        // Claimed as it is stored: this replica drives what it accepts (the creates it
+        // halted are given up, if this replica drove them).
+        let claims = Claims {
+            take: vec![operation.id.clone()],
+            give_up: halted.iter().map(|halted| halted.id.clone()).collect(),
+        };
+        (self.state)
+            .commit_claiming(&basis, changes, &claims)
+            .await?;
         drop(guard);
         self.metrics.record_admitted(admitted);
         self.wake(halted);

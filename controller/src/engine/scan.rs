@@ -18,8 +18,9 @@ use std::time::Duration;
 
 use skybroker_dispatcher::SubmitError;
 use skybroker_storage::{
-    now_millis, BindingState, Change, Dispatchable, Failure, Operation, OperationBrief,
-    OperationKind, Sealed, ServiceBinding, ServiceInstance, StoreError, UnixMillis,
+    now_millis, Basis, BindingState, Change, Claims, Dispatchable, Failure, Operation,
+    OperationBrief, OperationId, OperationKind, Sealed, ServiceBinding, ServiceInstance,
+    StoreError, UnixMillis,
 };
 use tokio::sync::watch;
 
@@ -291,11 +292,18 @@ async fn not_queued(engine: &Engine, job: &Job, ready: &Refused) {
     };
     let subject = apply::subject(engine, operation);
     let kind = subject.operation.kind;
-    match engine.state.commit(transitions::revert(&subject)).await {
+    let changes = transitions::revert(&subject);
+    let claims = Claims {
+        take: Vec::new(),
+        give_up: vec![operation_id.into()],
+    };
+    match (engine.state)
+        .commit_claiming(&Basis::default(), changes, &claims)
+        .await
+    {
         Ok(()) => engine.metrics.operation_finished(kind, EndedAs::QueueFull),
         Err(err) => log::warn!("reverting {operation_id} not persisted: {err}"),
     }
-    engine.release(operation_id).await;
     engine.notify(operation_id, SyncOutcome::QueueFull);
 }
 
@@ -363,7 +371,15 @@ async fn cascade_unbind(
         if full {
             let admitted = Admitted::of(&batch);
             let halted = super::halted_by(&batch);
-            engine.state.commit(std::mem::take(&mut batch)).await?;
+            // This replica drives the unbinds it starts (see `Engine::submit`).
+            let claims = Claims {
+                take: started_by(&batch),
+                give_up: halted.iter().map(|halted| halted.id.clone()).collect(),
+            };
+            let batch = std::mem::take(&mut batch);
+            (engine.state)
+                .commit_claiming(&Basis::default(), batch, &claims)
+                .await?;
             engine.metrics.record_admitted(admitted);
             engine.wake(halted);
         }
@@ -373,6 +389,19 @@ async fn cascade_unbind(
         engine.schedule_now(&id);
     }
     Ok(())
+}
+
+/// The operations `changes` start (stored in progress).
+fn started_by(changes: &[Change]) -> Vec<OperationId> {
+    changes
+        .iter()
+        .filter_map(|change| match change {
+            Change::PutOperation(operation) if operation.in_progress() => {
+                Some(operation.id.clone())
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 /// Builds the plugin call for an operation from the map. The operation, instance and binding

@@ -341,6 +341,15 @@ impl Store for Switchable {
         self.inner.commit(writes).await
     }
 
+    async fn commit_claiming(
+        &self,
+        writes: Vec<Write>,
+        claims: &skybroker_storage::Claims,
+    ) -> Result<Revision, StoreError> {
+        self.reachable()?;
+        self.inner.commit_claiming(writes, claims).await
+    }
+
     async fn check(&self) -> Result<(), StoreError> {
         self.reachable()?;
         self.inner.check().await

@@ -43,7 +43,9 @@ use crate::packed::{
 use crate::registry::{
     Platform, RegistryKind, RegistryOperation, RegistryRecord, ServiceBroker, Visibility,
 };
-use crate::store::{Expect, RecordFormat, Revision, Store, StoreError, WatchEvent, Write};
+use crate::store::{
+    Claims, Entry, Expect, RecordFormat, Revision, Store, StoreError, WatchEvent, Write,
+};
 
 mod catch_up;
 mod codec;
@@ -222,6 +224,10 @@ struct Maps {
     registry: BTreeMap<String, (Revision, RegistryRecord)>,
     /// Counts changes to `registry`, so its readers know when to rebuild what they derive.
     registry_generation: u64,
+    /// The newest revision the store's watch has delivered (0 for a store nobody else
+    /// writes): a commit of this process at or below it has come back through the watch
+    /// already, with every change after it (see [`StateMap::commit_claiming`]).
+    delivered: Revision,
 }
 
 /// Up to `limit` records of `table` in id order after `after` that `keep` accepts, and
@@ -286,6 +292,20 @@ enum Packing {
 }
 
 impl Packing {
+    /// The id of the instance, binding or operation it writes or deletes; `None` for a
+    /// registry record.
+    fn record_id(&self) -> Option<&str> {
+        match self {
+            Packing::Instance(packed)
+            | Packing::Binding { packed, .. }
+            | Packing::Operation { packed, .. } => Some(packed.id()),
+            Packing::DeleteInstance(id)
+            | Packing::DeleteBinding(id)
+            | Packing::DeleteOperation(id) => Some(id),
+            Packing::Registry(_) | Packing::DeleteRegistry(_) => None,
+        }
+    }
+
     /// The packed record of a put of an instance, binding or operation.
     fn packed(&self) -> Option<&Packed> {
         match self {
@@ -419,6 +439,24 @@ impl Maps {
     }
 
     /// The revision the maps hold for a store key.
+    /// The revision at which the map holds the record `change` writes or deletes.
+    fn held_revision(&self, change: &Packing) -> Option<Revision> {
+        match (change, change.record_id()) {
+            (Packing::Instance(_) | Packing::DeleteInstance(_), Some(id)) => {
+                self.instances.get(id).map(|held| held.revision)
+            }
+            (Packing::Binding { .. } | Packing::DeleteBinding(_), Some(id)) => {
+                self.bindings.get(id).map(|held| held.revision)
+            }
+            (Packing::Operation { .. } | Packing::DeleteOperation(_), Some(id)) => {
+                self.operations.get(id).map(|held| held.revision)
+            }
+            (Packing::Registry(record), _) => self.registry.get(&record.key()).map(|(r, _)| *r),
+            (Packing::DeleteRegistry(key), _) => self.registry.get(key).map(|(r, _)| *r),
+            _ => None,
+        }
+    }
+
     fn revision_of(&self, key: &str) -> Option<Revision> {
         let (kind, id) = key.split_once('/')?;
         match kind {
@@ -504,6 +542,8 @@ impl StateMap {
         let mut maps = load::load(self.store.as_ref()).await?;
         let mut held = self.maps.write().unwrap_or_else(|e| e.into_inner());
         maps.registry_generation += held.registry_generation + 1;
+        // The load read the store after the watch delivered this much.
+        maps.delivered = held.delivered;
         *held = maps;
         self.registry_generation
             .store(held.registry_generation, Ordering::Release);
@@ -519,6 +559,12 @@ impl StateMap {
         let mut operations = Vec::new();
         let mut progress = None;
         for event in events {
+            if let WatchEvent::Put(Entry { revision, .. })
+            | WatchEvent::Delete { revision, .. }
+            | WatchEvent::Progress(revision) = &event
+            {
+                maps.delivered = maps.delivered.max(*revision);
+            }
             match event {
                 WatchEvent::Put(entry) => {
                     if maps
@@ -878,6 +924,20 @@ impl StateMap {
     /// As [`StateMap::commit`]; [`StoreError::Conflict`] also when a record of the basis
     /// changed since it was taken.
     pub async fn commit_on(&self, basis: &Basis, changes: Vec<Change>) -> Result<(), StoreError> {
+        self.commit_claiming(basis, changes, &Claims::none()).await
+    }
+
+    /// [`StateMap::commit_on`], taking and giving up `claims` with the changes (see
+    /// [`Claims`]): what the engine commits as it accepts or ends an operation.
+    ///
+    /// # Errors
+    /// As [`StateMap::commit_on`].
+    pub async fn commit_claiming(
+        &self,
+        basis: &Basis,
+        changes: Vec<Change>,
+        claims: &Claims,
+    ) -> Result<(), StoreError> {
         let mut changes = changes;
         if changes.is_empty() {
             return Ok(());
@@ -950,10 +1010,23 @@ impl StateMap {
             }
             packed.push(packing);
         }
-        let revision = self.store.commit(writes).await?;
+        let revision = self.store.commit_claiming(writes, claims).await?;
         let mut maps = self.maps.write().unwrap_or_else(|e| e.into_inner());
-        for change in packed {
-            maps.apply(revision, change);
+        // Between the store's answer and this lock, the watch may have delivered this commit
+        // and other processes' changes after it: applied now, this commit would put their
+        // records back to what it wrote, and the map would hold a stale revision until the
+        // record changed again (every commit conditioned on it refused meanwhile: issue #16's
+        // race of binds and deprovisions saw an unbind retried for a minute). So what the
+        // watch has passed is left as it is, and so is a record the map holds newer.
+        if revision > maps.delivered {
+            for change in packed {
+                if maps
+                    .held_revision(&change)
+                    .is_none_or(|held| held <= revision)
+                {
+                    maps.apply(revision, change);
+                }
+            }
         }
         self.registry_generation
             .store(maps.registry_generation, Ordering::Release);
@@ -1578,6 +1651,133 @@ pub(crate) mod tests {
             InstanceState::Deprovisioning
         );
         assert!(map.binding("b1").is_some());
+    }
+
+    /// A memory store that, when armed, holds back its next commit's answer (the commit is
+    /// applied) until the test lets it go: an answer from etcd that comes after the watch has
+    /// delivered the commit and changes made after it.
+    #[derive(Debug, Default)]
+    struct SlowAnswer {
+        inner: MemoryStore,
+        gate: std::sync::Mutex<Option<tokio::sync::oneshot::Receiver<()>>>,
+    }
+
+    impl SlowAnswer {
+        fn arm(&self) -> tokio::sync::oneshot::Sender<()> {
+            let (open, gate) = tokio::sync::oneshot::channel();
+            *self.gate.lock().unwrap() = Some(gate);
+            open
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl Store for SlowAnswer {
+        async fn load_pages(
+            &self,
+            visit: &mut crate::store::PageVisitor<'_>,
+        ) -> Result<(), StoreError> {
+            self.inner.load_pages(visit).await
+        }
+
+        async fn commit(&self, writes: Vec<Write>) -> Result<Revision, StoreError> {
+            let revision = self.inner.commit(writes).await;
+            let gate = self.gate.lock().unwrap().take();
+            if let Some(gate) = gate {
+                let _ = gate.await;
+            }
+            revision
+        }
+
+        async fn commit_claiming(
+            &self,
+            writes: Vec<Write>,
+            _claims: &Claims,
+        ) -> Result<Revision, StoreError> {
+            self.commit(writes).await
+        }
+
+        async fn check(&self) -> Result<(), StoreError> {
+            Ok(())
+        }
+
+        fn name(&self) -> &'static str {
+            "slow answer"
+        }
+
+        fn record_format(&self) -> RecordFormat {
+            RecordFormat::Json
+        }
+    }
+
+    // Issue #16 (found racing binds and deprovisions over three replicas): a commit whose
+    // answer arrives after the watch has delivered it and another process's change after it
+    // must not put the map back to what it wrote. The map held the stale revision, and every
+    // commit conditioned on that record was refused until the record changed again.
+    #[tokio::test]
+    async fn a_late_answer_never_puts_back_what_the_watch_delivered_since() {
+        let store = Arc::new(SlowAnswer::default());
+        let map = Arc::new(
+            StateMap::open(Arc::clone(&store) as Arc<dyn Store>)
+                .await
+                .unwrap(),
+        );
+        let other = StateMap::open(Arc::clone(&store) as Arc<dyn Store>)
+            .await
+            .unwrap();
+        let follow = |map: &StateMap, stored: Vec<Entry>, from: Revision| {
+            let events = stored.into_iter().filter(|entry| entry.revision >= from);
+            map.apply_remote(events.map(WatchEvent::Put).collect());
+        };
+        map.commit(vec![Change::PutInstance(instance("i1"))])
+            .await
+            .unwrap();
+        let planned = |plan: &str| {
+            let mut instance = instance("i1");
+            instance.plan_id = plan.into();
+            Change::PutInstance(instance)
+        };
+
+        // Updated here (answer held back), then by the other process.
+        let open = store.arm();
+        let mine = tokio::spawn({
+            let map = Arc::clone(&map);
+            async move { map.commit(vec![planned("mine")]).await }
+        });
+        while store.inner.load().await.unwrap()[0].revision < 2 {
+            tokio::task::yield_now().await;
+        }
+        other.reload().await.unwrap();
+        other.commit(vec![planned("theirs")]).await.unwrap();
+        follow(&map, store.load().await.unwrap(), 2);
+        open.send(()).unwrap();
+        mine.await.unwrap().unwrap();
+        assert_eq!(map.instance("i1").unwrap().plan_id, "theirs");
+        let basis = map.basis(&[Read::Instance("i1")]);
+        map.commit_on(&basis, vec![planned("again")])
+            .await
+            .expect("the map holds the stored revision");
+
+        // Updated here (answer held back), then deleted by the other process.
+        let open = store.arm();
+        let mine = tokio::spawn({
+            let map = Arc::clone(&map);
+            async move { map.commit(vec![planned("mine")]).await }
+        });
+        while store.inner.load().await.unwrap()[0].revision < 5 {
+            tokio::task::yield_now().await;
+        }
+        other.reload().await.unwrap();
+        other
+            .commit(vec![Change::DeleteInstance("i1".into())])
+            .await
+            .unwrap();
+        map.apply_remote(vec![WatchEvent::Delete {
+            key: "instances/i1".into(),
+            revision: 6,
+        }]);
+        open.send(()).unwrap();
+        mine.await.unwrap().unwrap();
+        assert!(map.instance("i1").is_none(), "deleted after this commit");
     }
 
     #[tokio::test]
