@@ -76,7 +76,7 @@ pub struct Entry {
 }
 
 /// Why a store operation failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
     /// A write's expectation did not hold: someone else changed the key. Nothing was applied.

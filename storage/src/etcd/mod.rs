@@ -31,24 +31,22 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use etcd_client::{
-    Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, PutOptions,
-    SortOrder, SortTarget, TlsOptions, Txn, TxnOp, TxnOpResponse, WatchOptions,
+    Certificate, Client, ConnectOptions, GetOptions, Identity, PutOptions, SortOrder, SortTarget,
+    TlsOptions, TxnOp, TxnOpResponse, WatchOptions,
 };
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tonic::Code;
 
-use crate::model::OperationId;
+mod commit;
+
+use commit::{ClaimsTaken, Connection, Group};
+
 use crate::store::{
-    Claims, Entry, Expect, PageVisitor, RecordFormat, Revision, Store, StoreError, StoreMember,
+    Claims, Entry, PageVisitor, RecordFormat, Revision, Store, StoreError, StoreMember,
     StoreStatus, WatchEvent, Write, LOAD_PAGE,
 };
 
-/// Attempts of a commit when etcd is unreachable (a member just died, a leader election),
-/// at least; more while the retry budget (the request timeout) lasts.
-const MIN_ATTEMPTS: u32 = 3;
-/// First pause between attempts; doubles each time.
-const RETRY_DELAY: Duration = Duration::from_millis(100);
 /// Where ownership keys live, under the prefix.
 const OWNERS: &str = "owners/";
 
@@ -193,29 +191,15 @@ impl Held {
     }
 }
 
-/// Whether a commit's claims went into its transaction.
-enum ClaimsTaken {
-    /// They did, on this lease; these operations were claimed (a claim held by someone
-    /// already is not).
-    Yes { lease: i64, taken: Vec<OperationId> },
-    /// They did not (no lease, too many writes, or an outcome read back after a retry).
-    No,
-}
-
 /// The etcd store.
 pub struct EtcdStore {
-    endpoints: Arc<Endpoints>,
-    prefix: String,
-    /// This process's id, the value of the ownership keys it holds.
-    replica: String,
-    /// The current lease (0 while none is granted).
-    lease: Arc<AtomicI64>,
+    connection: Arc<Connection>,
+    /// Commits go through it (see [`commit`]).
+    group: Group,
     /// The claims this replica holds (see [`Held`]).
     held: Mutex<Held>,
     /// The revision of the last `load`, where `watch` starts.
     loaded_at: AtomicI64,
-    /// How long a commit keeps retrying while etcd is unreachable.
-    retry_budget: Duration,
     /// Keeps the lease alive; aborted on drop.
     keeper: JoinHandle<()>,
 }
@@ -223,8 +207,8 @@ pub struct EtcdStore {
 impl std::fmt::Debug for EtcdStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EtcdStore")
-            .field("prefix", &self.prefix)
-            .field("replica", &self.replica)
+            .field("prefix", &self.connection.prefix)
+            .field("replica", &self.connection.replica)
             .finish()
     }
 }
@@ -336,20 +320,20 @@ impl EtcdStore {
             Arc::clone(&lease),
             options.lease_ttl,
         ));
-        Ok(EtcdStore {
+        let connection = Arc::new(Connection {
             endpoints,
             prefix: options.prefix,
             replica: uuid::Uuid::new_v4().simple().to_string(),
             lease,
+            retry_budget: options.request_timeout,
+        });
+        Ok(EtcdStore {
+            group: Group::start(Arc::clone(&connection)),
+            connection,
             held: Mutex::default(),
             loaded_at: AtomicI64::new(0),
-            retry_budget: options.request_timeout,
             keeper,
         })
-    }
-
-    fn full_key(&self, key: &str) -> String {
-        format!("{}{key}", self.prefix)
     }
 
     /// The store key of an etcd key under the prefix, unless it is an ownership key or a sync
@@ -365,176 +349,9 @@ impl EtcdStore {
             .is_some_and(|key| key.starts_with(SYNC.as_bytes()))
     }
 
-    /// One attempt at a commit: one transaction, with the claims when they fit in it (and a
-    /// lease is granted to take them on); the answer says whether they went along.
-    async fn try_commit(
-        &self,
-        writes: &[Write],
-        claims: &Claims,
-    ) -> Result<(Revision, ClaimsTaken), StoreError> {
-        let mut compares = Vec::new();
-        let mut operations = Vec::new();
-        for write in writes {
-            let key = self.full_key(&write.key);
-            match write.expect {
-                Expect::Any => {}
-                Expect::Absent => {
-                    compares.push(Compare::create_revision(key.clone(), CompareOp::Equal, 0))
-                }
-                Expect::Revision(revision) => compares.push(Compare::mod_revision(
-                    key.clone(),
-                    CompareOp::Equal,
-                    revision as i64,
-                )),
-            }
-            operations.push(match &write.value {
-                Some(value) => TxnOp::put(key, value.clone(), None),
-                None => TxnOp::delete(key, None),
-            });
-        }
-        let fits = writes.len() + claims.take.len() + claims.give_up.len() <= MAX_TXN_OPS;
-        let lease = self
-            .current_lease()
-            .ok()
-            .filter(|_| fits && !claims.is_empty());
-        if let Some(lease) = lease {
-            for id in &claims.take {
-                operations.push(TxnOp::txn(self.claim_txn(id, lease)));
-            }
-            for id in &claims.give_up {
-                operations.push(TxnOp::txn(self.release_txn(id)));
-            }
-        }
-        let txn = Txn::new().when(compares).and_then(operations);
-        let response = self
-            .endpoints
-            .call(|mut c| async move { c.txn(txn).await })
-            .await?;
-        if !response.succeeded() {
-            let conditional: Vec<&str> = writes
-                .iter()
-                .filter(|w| w.expect != Expect::Any)
-                .map(|w| w.key.as_str())
-                .collect();
-            return Err(StoreError::Conflict {
-                key: conditional.join(", "),
-            });
-        }
-        let revision = response.header().map_or(0, |h| h.revision()) as Revision;
-        let Some(lease) = lease else {
-            return Ok((revision, ClaimsTaken::No));
-        };
-        // The answers of the claims follow those of the writes, in order.
-        let taken = (response.op_responses().into_iter().skip(writes.len()))
-            .zip(&claims.take)
-            .filter(|(answer, _)| matches!(answer, TxnOpResponse::Txn(txn) if txn.succeeded()))
-            .map(|(_, id)| id.clone())
-            .collect();
-        Ok((revision, ClaimsTaken::Yes { lease, taken }))
-    }
-
-    /// The transaction that claims `operation_id` on `lease` unless someone holds it.
-    fn claim_txn(&self, operation_id: &str, lease: i64) -> Txn {
-        let key = self.full_key(&format!("{OWNERS}{operation_id}"));
-        Txn::new()
-            .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
-            .and_then([TxnOp::put(
-                key,
-                self.replica.clone(),
-                Some(PutOptions::new().with_lease(lease)),
-            )])
-    }
-
-    /// The transaction that removes this replica's claim on `operation_id` (only its own).
-    fn release_txn(&self, operation_id: &str) -> Txn {
-        let key = self.full_key(&format!("{OWNERS}{operation_id}"));
-        Txn::new()
-            .when([Compare::value(
-                key.clone(),
-                CompareOp::Equal,
-                self.replica.clone(),
-            )])
-            .and_then([TxnOp::delete(key, None)])
-    }
-
     fn held(&self) -> std::sync::MutexGuard<'_, Held> {
         // Single inserts and removes: consistent across a panic.
         self.held.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// A commit, retried while etcd is unreachable (see [`Store::commit`]).
-    async fn commit_attempts(
-        &self,
-        writes: &[Write],
-        claims: &Claims,
-    ) -> Result<(Revision, ClaimsTaken), StoreError> {
-        // etcd refuses larger transactions with an opaque error; say it plainly instead.
-        if writes.len() > MAX_TXN_OPS {
-            return Err(StoreError::TooManyWrites {
-                writes: writes.len(),
-                limit: MAX_TXN_OPS,
-            });
-        }
-        let mut delay = RETRY_DELAY;
-        let mut attempt = 1;
-        let give_up = tokio::time::Instant::now() + self.retry_budget;
-        loop {
-            match self.try_commit(writes, claims).await {
-                Err(StoreError::Unavailable(message))
-                    if attempt < MIN_ATTEMPTS || tokio::time::Instant::now() < give_up =>
-                {
-                    // Typically a member that just died: the next attempt goes to another.
-                    log::debug!("etcd commit attempt {attempt} failed ({message}); retrying");
-                }
-                // After a failed attempt whose outcome is unknown, a conflict may be our own
-                // earlier attempt having applied: read back before calling it a conflict.
-                Err(StoreError::Conflict { key }) if attempt > 1 => {
-                    return match self.already_applied(writes).await? {
-                        // Whether the claims went along is not known: as if they did not.
-                        Some(revision) => Ok((revision, ClaimsTaken::No)),
-                        None => Err(StoreError::Conflict { key }),
-                    };
-                }
-                result => return result,
-            }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(1));
-            attempt += 1;
-        }
-    }
-
-    /// Whether every write of `writes` is what etcd holds now (an earlier attempt applied);
-    /// the revision they were written at if so.
-    async fn already_applied(&self, writes: &[Write]) -> Result<Option<Revision>, StoreError> {
-        let mut revision = None;
-        for write in writes {
-            let key = self.full_key(&write.key);
-            let response = self
-                .endpoints
-                .call(|mut c| async move { c.get(key, None).await })
-                .await?;
-            let current = response.kvs().first();
-            let same = match (&write.value, current) {
-                (Some(value), Some(kv)) => {
-                    revision = Some(kv.mod_revision() as Revision);
-                    kv.value() == value.as_slice()
-                }
-                (None, None) => true,
-                _ => false,
-            };
-            if !same {
-                return Ok(None);
-            }
-        }
-        Ok(revision.or(Some(0)))
-    }
-
-    /// This replica's lease, or `Unavailable` while none is granted.
-    fn current_lease(&self) -> Result<i64, StoreError> {
-        match self.lease.load(Ordering::SeqCst) {
-            0 => Err(StoreError::Unavailable("no etcd lease yet".to_owned())),
-            lease => Ok(lease),
-        }
     }
 }
 
@@ -588,8 +405,8 @@ impl Store for EtcdStore {
     }
 
     async fn load_pages(&self, visit: &mut PageVisitor<'_>) -> Result<(), StoreError> {
-        let end = range_end(&self.prefix);
-        let mut start = self.prefix.as_bytes().to_vec();
+        let end = range_end(&self.connection.prefix);
+        let mut start = self.connection.prefix.as_bytes().to_vec();
         let mut revision = 0;
         loop {
             let mut options = GetOptions::new()
@@ -602,6 +419,7 @@ impl Store for EtcdStore {
             }
             let key = start.clone();
             let response = self
+                .connection
                 .endpoints
                 .call(|mut c| async move { c.get(key, Some(options)).await })
                 .await?;
@@ -613,7 +431,7 @@ impl Store for EtcdStore {
                 .iter()
                 .filter_map(|kv| {
                     Some(Entry {
-                        key: Self::store_key(&self.prefix, kv.key())?,
+                        key: Self::store_key(&self.connection.prefix, kv.key())?,
                         value: kv.value().to_vec(),
                         revision: kv.mod_revision() as Revision,
                     })
@@ -641,7 +459,7 @@ impl Store for EtcdStore {
         writes: Vec<Write>,
         claims: &Claims,
     ) -> Result<Revision, StoreError> {
-        let (revision, taken) = self.commit_attempts(&writes, claims).await?;
+        let (revision, taken) = self.group.commit(writes, claims.clone()).await?;
         match taken {
             ClaimsTaken::Yes { lease, taken } => {
                 let mut held = self.held();
@@ -666,8 +484,9 @@ impl Store for EtcdStore {
 
     async fn check(&self) -> Result<(), StoreError> {
         let options = GetOptions::new().with_count_only();
-        let key = self.full_key("health");
-        self.endpoints
+        let key = self.connection.full_key("health");
+        self.connection
+            .endpoints
             .call(|mut c| async move { c.get(key, Some(options)).await })
             .await?;
         Ok(())
@@ -679,6 +498,7 @@ impl Store for EtcdStore {
 
     async fn status(&self) -> Result<StoreStatus, StoreError> {
         let (status, members) = self
+            .connection
             .endpoints
             .call(|mut c| async move {
                 let status = c.status().await?;
@@ -688,7 +508,7 @@ impl Store for EtcdStore {
             .await?;
         let leader = status.leader();
         Ok(StoreStatus {
-            location: Some(format!("key prefix {}", self.prefix)),
+            location: Some(format!("key prefix {}", self.connection.prefix)),
             version: Some(status.version().to_owned()),
             size_bytes: u64::try_from(status.db_size()).ok(),
             members: members
@@ -708,14 +528,17 @@ impl Store for EtcdStore {
         // On the replica's lease, so the marker goes with the replica; before the lease is
         // granted, or when etcd no longer knows it (lapsed in an outage, not renewed yet),
         // without one (one small key per replica id).
-        let key = self.full_key(&format!("{SYNC}{}", self.replica));
+        let key = self
+            .connection
+            .full_key(&format!("{SYNC}{}", self.connection.replica));
         let put = |lease: Option<i64>| {
             let key = key.clone();
             let options = lease.map(|lease| PutOptions::new().with_lease(lease));
-            self.endpoints
+            self.connection
+                .endpoints
                 .call(|mut c| async move { c.put(key, Vec::new(), options).await })
         };
-        let response = match self.current_lease() {
+        let response = match self.connection.current_lease() {
             Ok(lease) => match put(Some(lease)).await {
                 Err(StoreError::Backend(message)) => {
                     log::debug!("sync marker not written on lease {lease:x}: {message}");
@@ -735,8 +558,8 @@ impl Store for EtcdStore {
         let (sender, receiver) = mpsc::channel(1024);
         let from = self.loaded_at.load(Ordering::SeqCst) + 1;
         tokio::spawn(forward_changes(
-            Arc::clone(&self.endpoints),
-            self.prefix.clone(),
+            Arc::clone(&self.connection.endpoints),
+            self.connection.prefix.clone(),
             from,
             sender,
         ));
@@ -744,30 +567,33 @@ impl Store for EtcdStore {
     }
 
     async fn claim(&self, operation_id: &str) -> Result<bool, StoreError> {
-        let lease = self.current_lease()?;
+        let lease = self.connection.current_lease()?;
         if self.held().holds(lease, operation_id) {
             return Ok(true);
         }
-        let key = self.full_key(&format!("{OWNERS}{operation_id}"));
+        let key = self.connection.full_key(&format!("{OWNERS}{operation_id}"));
         // Looked at first, from the member's own copy: replicas standing by ask every second
         // for every operation another drives, and a read costs etcd no write to its log. A
         // stale answer only delays the claim by a retry (the transaction below decides).
         let look = GetOptions::new().with_serializable();
         let seen = {
             let key = key.clone();
-            self.endpoints
+            self.connection
+                .endpoints
                 .call(|mut c| async move { c.get(key, Some(look)).await })
                 .await?
         };
         if let Some(kv) = seen.kvs().first() {
-            if kv.value() != self.replica.as_bytes() {
+            if kv.value() != self.connection.replica.as_bytes() {
                 return Ok(false);
             }
         }
         let txn = self
+            .connection
             .claim_txn(operation_id, lease)
             .or_else([TxnOp::get(key, None)]);
         let response = self
+            .connection
             .endpoints
             .call(|mut c| async move { c.txn(txn).await })
             .await?;
@@ -776,7 +602,7 @@ impl Store for EtcdStore {
             TxnOpResponse::Get(get) => get
                 .kvs()
                 .first()
-                .map(|kv| (kv.value() == self.replica.as_bytes(), kv.lease())),
+                .map(|kv| (kv.value() == self.connection.replica.as_bytes(), kv.lease())),
             _ => None,
         });
         let mine = response.succeeded() || owner.is_some_and(|(mine, _)| mine);
@@ -790,8 +616,9 @@ impl Store for EtcdStore {
 
     async fn release(&self, operation_id: &str) -> Result<(), StoreError> {
         self.held().gave_up(operation_id);
-        let txn = self.release_txn(operation_id);
-        self.endpoints
+        let txn = self.connection.release_txn(operation_id);
+        self.connection
+            .endpoints
             .call(|mut c| async move { c.txn(txn).await })
             .await?;
         Ok(())
@@ -916,6 +743,8 @@ async fn forward_changes(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::OperationId;
+    use crate::store::Expect;
 
     #[test]
     fn a_revision_below_the_last_one_seen_means_a_restored_store() {
@@ -1141,7 +970,7 @@ mod tests {
         // Claims: wait for both leases, then exactly one replica owns an operation.
         for store in [&a, &b] {
             for _ in 0..50 {
-                if store.current_lease().is_ok() {
+                if store.connection.current_lease().is_ok() {
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -1177,8 +1006,10 @@ mod tests {
 
     /// The owner of `operation_id`'s claim, read from etcd itself.
     async fn owner(store: &EtcdStore, operation_id: &str) -> Option<String> {
-        let key = store.full_key(&format!("{OWNERS}{operation_id}"));
-        let response = (store.endpoints)
+        let key = store
+            .connection
+            .full_key(&format!("{OWNERS}{operation_id}"));
+        let response = (store.connection.endpoints)
             .call(|mut c| async move { c.get(key, None).await })
             .await
             .unwrap();
@@ -1199,7 +1030,7 @@ mod tests {
         let b = EtcdStore::connect(options).await.unwrap();
         for store in [&a, &b] {
             for _ in 0..50 {
-                if store.current_lease().is_ok() {
+                if store.connection.current_lease().is_ok() {
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -1221,10 +1052,13 @@ mod tests {
         )
         .await
         .unwrap();
-        assert_eq!(owner(&a, "op-a").await.as_deref(), Some(a.replica.as_str()));
+        assert_eq!(
+            owner(&a, "op-a").await.as_deref(),
+            Some(a.connection.replica.as_str())
+        );
         assert_eq!(
             owner(&a, "op-b").await.as_deref(),
-            Some(b.replica.as_str()),
+            Some(b.connection.replica.as_str()),
             "another replica's claim stays its own"
         );
         assert!(a.claim("op-a").await.unwrap());
@@ -1253,8 +1087,72 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(owner(&a, "op-a").await, None);
-        assert_eq!(owner(&a, "op-b").await.as_deref(), Some(b.replica.as_str()));
+        assert_eq!(
+            owner(&a, "op-b").await.as_deref(),
+            Some(b.connection.replica.as_str())
+        );
         assert!(b.claim("op-a").await.unwrap(), "given up, so b may take it");
         assert!(!a.claim("op-a").await.unwrap(), "a no longer holds it");
+    }
+
+    // Issue #20: commits that wait together go as one transaction; a failed condition in it
+    // fails only its own commit, and two commits of one key never share a transaction.
+    #[tokio::test]
+    async fn concurrent_commits_share_transactions_and_conflicts_stay_their_own() {
+        let Some(endpoint) = crate::testing::etcd_endpoint() else {
+            return;
+        };
+        let store = Arc::new(
+            EtcdStore::connect(crate::testing::etcd_options(&endpoint))
+                .await
+                .unwrap(),
+        );
+        let put = |key: String, expect| Write {
+            key,
+            value: Some(b"x".to_vec()),
+            expect,
+        };
+        store
+            .commit(vec![put("instances/taken".into(), Expect::Absent)])
+            .await
+            .unwrap();
+        // Handed over together (this runtime has one thread: every task queues its commit
+        // before the committer runs): 100 new keys, one that exists already, and the same
+        // key three times.
+        let mut commits = tokio::task::JoinSet::new();
+        for n in 0..100 {
+            let store = Arc::clone(&store);
+            let write = put(format!("instances/g{n}"), Expect::Absent);
+            commits.spawn(async move { (n, store.commit(vec![write]).await) });
+        }
+        for n in 100..103 {
+            let store = Arc::clone(&store);
+            let write = put("instances/same".into(), Expect::Any);
+            commits.spawn(async move { (n, store.commit(vec![write]).await) });
+        }
+        let taken = put("instances/taken".into(), Expect::Absent);
+        let conflicting = Arc::clone(&store);
+        commits.spawn(async move { (103, conflicting.commit(vec![taken]).await) });
+        let mut revisions = std::collections::BTreeSet::new();
+        while let Some(done) = commits.join_next().await {
+            let (n, result) = done.unwrap();
+            match (n, result) {
+                (103, Err(StoreError::Conflict { .. })) => {}
+                (103, other) => panic!("the existing key was created again: {other:?}"),
+                (_, Ok(revision)) => {
+                    revisions.insert(revision);
+                }
+                (n, Err(err)) => panic!("commit {n} failed: {err}"),
+            }
+        }
+        assert!(
+            revisions.len() < 50,
+            "103 commits in {} transactions: they were not merged",
+            revisions.len()
+        );
+        let stored = store.load().await.unwrap();
+        let keys: Vec<&str> = stored.iter().map(|entry| entry.key.as_str()).collect();
+        assert_eq!(keys.len(), 102, "{keys:?}");
+        assert!((0..100).all(|n| keys.contains(&format!("instances/g{n}").as_str())));
     }
 }
