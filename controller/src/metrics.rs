@@ -728,6 +728,10 @@ impl Store for MeteredStore {
         self.inner.record_format()
     }
 
+    fn loaded_revision(&self) -> Revision {
+        self.inner.loaded_revision()
+    }
+
     async fn watch(
         &self,
     ) -> Result<Option<tokio::sync::mpsc::Receiver<skybroker_storage::WatchEvent>>, StoreError>

@@ -62,7 +62,11 @@ pub async fn follow(
                 core.engine
                     .schedule_at(&operation.id, now_millis() + STANDBY_MS);
             } else {
-                // Another replica finished it: a request here may be waiting for it.
+                // Another replica ended it (or a delete there halted it while this replica
+                // drove it: the claim goes). A request here may be waiting for it.
+                if let Err(err) = core.state.store().release(&operation.id).await {
+                    log::debug!("operation {}: claim not released ({err})", operation.id);
+                }
                 core.engine.finished(operation);
             }
         }

@@ -68,6 +68,11 @@ impl Store for MemoryStore {
         visit(page)
     }
 
+    fn loaded_revision(&self) -> Revision {
+        // Nobody else writes it: nothing to watch for.
+        0
+    }
+
     async fn commit_claiming(
         &self,
         writes: Vec<Write>,

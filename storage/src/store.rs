@@ -184,6 +184,10 @@ pub trait Store: std::fmt::Debug + Send + Sync + 'static {
     /// that wraps another must pass its answer on.
     fn record_format(&self) -> RecordFormat;
 
+    /// The revision of the snapshot the last load read: [`Store::watch`] delivers what comes
+    /// after it. 0 for a store no other process writes. No default, as `record_format`.
+    fn loaded_revision(&self) -> Revision;
+
     /// What the store can tell an operator about itself (the dashboard's store card): where
     /// the data is, how big, and for a cluster its members and leader. Like [`Store::check`],
     /// read-only and quick. The default knows nothing beyond the name.

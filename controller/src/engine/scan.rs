@@ -302,7 +302,13 @@ async fn not_queued(engine: &Engine, job: &Job, ready: &Refused) {
         .await
     {
         Ok(()) => engine.metrics.operation_finished(kind, EndedAs::QueueFull),
-        Err(err) => log::warn!("reverting {operation_id} not persisted: {err}"),
+        Err(err) => {
+            // Still in progress in the store: it runs after all, and its request waits on.
+            log::warn!("reverting {operation_id} not persisted: {err}; it stays queued");
+            let retry = now_millis() + engine.config.scan_interval_ms.max(1);
+            engine.schedule_at(operation_id, retry);
+            return;
+        }
     }
     engine.notify(operation_id, SyncOutcome::QueueFull);
 }

@@ -362,6 +362,10 @@ impl Store for Switchable {
     fn record_format(&self) -> skybroker_storage::RecordFormat {
         self.inner.record_format()
     }
+
+    fn loaded_revision(&self) -> Revision {
+        self.inner.loaded_revision()
+    }
 }
 
 /// `/healthz` answers while the process lives; `/readyz` turns 503 when the store stops

@@ -12,7 +12,6 @@
 //! are under way, so it adds no wait of its own (issue #20: the etcd path against raw puts).
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,7 +19,7 @@ use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp, TxnOpResponse};
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
-use super::{Endpoints, MAX_TXN_OPS, OWNERS};
+use super::{Endpoints, Lease, MAX_TXN_OPS, OWNERS};
 use crate::model::OperationId;
 use crate::store::{Claims, Expect, Revision, StoreError, Write};
 
@@ -29,6 +28,9 @@ use crate::store::{Claims, Expect, Revision, StoreError, Write};
 const MIN_ATTEMPTS: u32 = 3;
 /// First pause between attempts; doubles each time.
 const RETRY_DELAY: Duration = Duration::from_millis(100);
+/// Operations of a transaction that nests claims: etcd allows a nested transaction only the
+/// operations the outer one leaves of its limit, so one is kept free.
+const MAX_WITH_CLAIMS: usize = MAX_TXN_OPS - 1;
 /// Transactions in flight at once; commits arriving meanwhile wait and go merged.
 const IN_FLIGHT: usize = 8;
 /// The most bytes of values a merged transaction carries (etcd refuses requests over
@@ -36,6 +38,12 @@ const IN_FLIGHT: usize = 8;
 const MERGED_BYTES: usize = 512 * 1024;
 /// Commits waiting for a transaction, at most (then callers wait to hand theirs over).
 const WAITING: usize = 4096;
+
+/// No claims, for a commit that cannot take them along.
+fn no_claims() -> &'static Claims {
+    static NONE: std::sync::OnceLock<Claims> = std::sync::OnceLock::new();
+    NONE.get_or_init(Claims::none)
+}
 
 /// Whether a commit's claims went into its transaction.
 pub(super) enum ClaimsTaken {
@@ -56,8 +64,8 @@ pub(super) struct Connection {
     pub(super) prefix: String,
     /// This process's id, the value of the ownership keys it holds.
     pub(super) replica: String,
-    /// The current lease (0 while none is granted).
-    pub(super) lease: Arc<AtomicI64>,
+    /// This replica's lease.
+    pub(super) lease: Arc<Lease>,
     /// How long a commit keeps retrying while etcd is unreachable.
     pub(super) retry_budget: Duration,
 }
@@ -94,7 +102,7 @@ impl Connection {
                 None => TxnOp::delete(key, None),
             });
         }
-        let fits = writes.len() + claims.take.len() + claims.give_up.len() <= MAX_TXN_OPS;
+        let fits = writes.len() + claims.take.len() + claims.give_up.len() <= MAX_WITH_CLAIMS;
         let lease = self
             .current_lease()
             .ok()
@@ -160,20 +168,19 @@ impl Connection {
     }
 
     /// A commit, retried while etcd is unreachable (see [`Store::commit`]).
+    ///
+    /// `uncertain`: an earlier attempt of these writes may have applied (its answer was
+    /// lost), so a conflict is read back before it is reported. The answer says whether the
+    /// outcome was uncertain at the end (for a merged commit split after it).
     pub(super) async fn commit_attempts(
         &self,
         writes: &[Write],
         claims: &Claims,
-    ) -> Result<(Revision, ClaimsTaken), StoreError> {
-        // etcd refuses larger transactions with an opaque error; say it plainly instead.
-        if writes.len() > MAX_TXN_OPS {
-            return Err(StoreError::TooManyWrites {
-                writes: writes.len(),
-                limit: MAX_TXN_OPS,
-            });
-        }
+        mut uncertain: bool,
+    ) -> (Committed, bool) {
         let mut delay = RETRY_DELAY;
         let mut attempt = 1;
+        let mut claims = claims;
         let give_up = tokio::time::Instant::now() + self.retry_budget;
         loop {
             match self.try_commit(writes, claims).await {
@@ -182,17 +189,29 @@ impl Connection {
                 {
                     // Typically a member that just died: the next attempt goes to another.
                     log::debug!("etcd commit attempt {attempt} failed ({message}); retrying");
+                    uncertain = true;
+                }
+                // The lease lapsed before the keeper noticed: the claims cannot go on it, and
+                // they never fail a commit (see `Claims`); taken later by `claim`.
+                Err(StoreError::Backend(message))
+                    if !claims.is_empty() && message.contains("lease not found") =>
+                {
+                    log::debug!("etcd lease gone ({message}); committing without the claims");
+                    claims = no_claims();
+                    continue;
                 }
                 // After a failed attempt whose outcome is unknown, a conflict may be our own
                 // earlier attempt having applied: read back before calling it a conflict.
-                Err(StoreError::Conflict { key }) if attempt > 1 => {
-                    return match self.already_applied(writes).await? {
+                Err(StoreError::Conflict { key }) if uncertain => {
+                    let committed = match self.already_applied(writes).await {
                         // Whether the claims went along is not known: as if they did not.
-                        Some(revision) => Ok((revision, ClaimsTaken::No)),
-                        None => Err(StoreError::Conflict { key }),
+                        Ok(Some(revision)) => Ok((revision, ClaimsTaken::No)),
+                        Ok(None) => Err(StoreError::Conflict { key }),
+                        Err(err) => Err(err),
                     };
+                    return (committed, uncertain);
                 }
-                result => return result,
+                result => return (result, uncertain),
             }
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_secs(1));
@@ -207,12 +226,16 @@ impl Connection {
         writes: &[Write],
     ) -> Result<Option<Revision>, StoreError> {
         let mut revision = None;
+        // A commit of deletes only leaves no revision behind: the store's revision then (at
+        // or past the delete's) stands for it, so the map takes the deletes.
+        let mut read_at = 0;
         for write in writes {
             let key = self.full_key(&write.key);
             let response = self
                 .endpoints
                 .call(|mut c| async move { c.get(key, None).await })
                 .await?;
+            read_at = response.header().map_or(0, |h| h.revision()) as Revision;
             let current = response.kvs().first();
             let same = match (&write.value, current) {
                 (Some(value), Some(kv)) => {
@@ -226,15 +249,12 @@ impl Connection {
                 return Ok(None);
             }
         }
-        Ok(revision.or(Some(0)))
+        Ok(revision.or(Some(read_at)))
     }
 
     /// This replica's lease, or `Unavailable` while none is granted.
     pub(super) fn current_lease(&self) -> Result<i64, StoreError> {
-        match self.lease.load(Ordering::SeqCst) {
-            0 => Err(StoreError::Unavailable("no etcd lease yet".to_owned())),
-            lease => Ok(lease),
-        }
+        (self.lease.id()).ok_or_else(|| StoreError::Unavailable("no etcd lease yet".to_owned()))
     }
 }
 
@@ -280,7 +300,7 @@ impl Batch {
     fn add(&mut self, pending: Pending) -> Result<(), Pending> {
         let operations = self.operations + pending.operations();
         let bytes = self.bytes + pending.bytes();
-        let fits = operations <= MAX_TXN_OPS && bytes <= MERGED_BYTES;
+        let fits = operations <= MAX_WITH_CLAIMS && bytes <= MERGED_BYTES;
         if !self.commits.is_empty() && (!fits || pending.keys().any(|k| self.keys.contains(&k))) {
             return Err(pending);
         }
@@ -299,7 +319,8 @@ impl Batch {
                 claims,
                 answer,
             } = self.commits.remove(0);
-            let _ = answer.send(connection.commit_attempts(&writes, &claims).await);
+            let (committed, _) = connection.commit_attempts(&writes, &claims, false).await;
+            let _ = answer.send(committed);
             return;
         }
         let mut writes = Vec::with_capacity(self.operations);
@@ -311,7 +332,8 @@ impl Batch {
                 .give_up
                 .extend(pending.claims.give_up.iter().cloned());
         }
-        match connection.commit_attempts(&writes, &claims).await {
+        let (committed, uncertain) = connection.commit_attempts(&writes, &claims, false).await;
+        match committed {
             Ok((revision, taken)) => {
                 for pending in self.commits {
                     let taken = match &taken {
@@ -327,24 +349,26 @@ impl Batch {
                     let _ = pending.answer.send(Ok((revision, taken)));
                 }
             }
-            Err(StoreError::Conflict { .. }) => {
-                // Whose condition failed etcd does not say: each alone decides.
+            // etcd out of reach for the whole retry budget: the same for each alone.
+            Err(err @ StoreError::Unavailable(_)) => {
+                for pending in self.commits {
+                    let _ = pending.answer.send(Err(err.clone()));
+                }
+            }
+            Err(_) => {
+                // Whose condition (or which write) failed etcd does not say: each alone
+                // decides, reading back first if the merged one may have applied.
                 let mut alone = tokio::task::JoinSet::new();
                 for pending in self.commits {
                     let connection = Arc::clone(connection);
                     alone.spawn(async move {
-                        let committed = connection
-                            .commit_attempts(&pending.writes, &pending.claims)
+                        let (committed, _) = connection
+                            .commit_attempts(&pending.writes, &pending.claims, uncertain)
                             .await;
                         let _ = pending.answer.send(committed);
                     });
                 }
                 while alone.join_next().await.is_some() {}
-            }
-            Err(err) => {
-                for pending in self.commits {
-                    let _ = pending.answer.send(Err(err.clone()));
-                }
             }
         }
     }

@@ -8,9 +8,17 @@
 //!   replica dies and another replica can claim the operation.
 //!
 //! # Guarantees
-//! - Every commit is one etcd transaction whose comparisons are the writes' expectations
-//!   (`create_revision = 0` for "absent", `mod_revision = r` for "at r"): no lost update
-//!   between replicas. The store revision is etcd's revision.
+//! - Every commit goes in one etcd transaction whose comparisons are the writes'
+//!   expectations (`create_revision = 0` for "absent", `mod_revision = r` for "at r"): no
+//!   lost update between replicas. The store revision is etcd's revision. Commits that wait
+//!   together share a transaction ([`commit`]: group commit), so several commits may get one
+//!   revision, as the keys of one commit do.
+//! - Claims ride along: the ownership key of an operation a commit creates (or ends) is put
+//!   (or removed) in that commit's transaction, and the claims this replica holds on its
+//!   current lease are remembered, so driving an operation asks etcd nothing more until it
+//!   ends. They are trusted only while the lease surely lives (renewed within its time to
+//!   live): in a partition etcd may let it lapse, and another replica take over, before the
+//!   keeper notices.
 //! - `load` reads the whole prefix in pages at one revision (a consistent snapshot, never one
 //!   giant response) and `watch` continues from exactly that revision; a compacted history
 //!   is reported as [`WatchEvent::Reset`] so the caller reloads.
@@ -25,7 +33,7 @@
 
 use std::collections::HashSet;
 use std::error::Error as StdError;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -162,6 +170,56 @@ impl Endpoints {
     }
 }
 
+/// This replica's lease, and how long etcd keeps it at least: since the last renewal was
+/// sent, its time to live (etcd counts from when the renewal reached it, later).
+#[derive(Debug, Default)]
+pub(crate) struct Lease {
+    /// The lease (0 while none is granted).
+    id: AtomicI64,
+    /// Until when it surely lives, on [`Lease::clock`].
+    alive_until: AtomicU64,
+}
+
+impl Lease {
+    /// Milliseconds on a monotonic clock (a wall clock set back must not extend a lease).
+    fn clock() -> u64 {
+        static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        START
+            .get_or_init(std::time::Instant::now)
+            .elapsed()
+            .as_millis() as u64
+    }
+
+    fn granted(&self, id: i64, ttl_secs: i64) {
+        self.alive_until.store(
+            Self::clock() + ttl_secs.max(0) as u64 * 1000,
+            Ordering::SeqCst,
+        );
+        self.id.store(id, Ordering::SeqCst);
+    }
+
+    fn renewed(&self, sent: u64, ttl_secs: i64) {
+        self.alive_until
+            .store(sent + ttl_secs.max(0) as u64 * 1000, Ordering::SeqCst);
+    }
+
+    fn lost(&self) {
+        self.id.store(0, Ordering::SeqCst);
+        self.alive_until.store(0, Ordering::SeqCst);
+    }
+
+    /// The lease, if one is granted.
+    pub(crate) fn id(&self) -> Option<i64> {
+        Some(self.id.load(Ordering::SeqCst)).filter(|id| *id != 0)
+    }
+
+    /// The lease, if etcd surely still keeps it (renewed within its time to live).
+    fn surely_alive(&self) -> Option<i64> {
+        self.id()
+            .filter(|_| Self::clock() < self.alive_until.load(Ordering::SeqCst))
+    }
+}
+
 /// The claims this replica holds, and on which lease. A claim on the current lease is known
 /// held without asking etcd: the engine claims an operation before each of its polls, and
 /// each claim asked of etcd is a transaction through its log (a disk write on every member).
@@ -186,8 +244,9 @@ impl Held {
         self.operations.insert(operation_id.to_owned());
     }
 
-    fn gave_up(&mut self, operation_id: &str) {
-        self.operations.remove(operation_id);
+    /// Forgets a claim; whether it was held.
+    fn gave_up(&mut self, operation_id: &str) -> bool {
+        self.operations.remove(operation_id)
     }
 }
 
@@ -314,7 +373,7 @@ impl EtcdStore {
             options: connect,
             current: std::sync::Mutex::new(first),
         });
-        let lease = Arc::new(AtomicI64::new(0));
+        let lease = Arc::new(Lease::default());
         let keeper = tokio::spawn(keep_lease(
             Arc::clone(&endpoints),
             Arc::clone(&lease),
@@ -353,11 +412,23 @@ impl EtcdStore {
         // Single inserts and removes: consistent across a panic.
         self.held.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    /// Remembers claims taken on `lease`, if it is still the current one (an answer that
+    /// comes after a new lease was granted names claims that lapse with the old one).
+    fn took<'a>(&self, lease: i64, operations: impl IntoIterator<Item = &'a str>) {
+        if self.connection.lease.id() != Some(lease) {
+            return;
+        }
+        let mut held = self.held();
+        for id in operations {
+            held.took(lease, id);
+        }
+    }
 }
 
 /// Grants this replica's lease and keeps it alive; grants a new one whenever it is lost
 /// (etcd down longer than the TTL, a broken stream).
-async fn keep_lease(endpoints: Arc<Endpoints>, lease: Arc<AtomicI64>, ttl: Duration) {
+async fn keep_lease(endpoints: Arc<Endpoints>, lease: Arc<Lease>, ttl: Duration) {
     let ttl_secs = ttl.as_secs().max(2) as i64;
     let interval = Duration::from_millis((ttl_secs as u64 * 1000) / 3);
     loop {
@@ -372,18 +443,21 @@ async fn keep_lease(endpoints: Arc<Endpoints>, lease: Arc<AtomicI64>, ttl: Durat
                 continue;
             }
         };
-        lease.store(granted, Ordering::SeqCst);
+        lease.granted(granted, ttl_secs);
         log::debug!("etcd lease {granted:x} granted for {ttl_secs}s");
         let (index, mut client) = endpoints.client();
         if let Ok((mut keeper, mut stream)) = client.lease_keep_alive(granted).await {
             loop {
                 tokio::time::sleep(interval).await;
+                let sent = Lease::clock();
                 if keeper.keep_alive().await.is_err() {
                     break;
                 }
                 match stream.message().await {
                     // A TTL of 0 means the lease expired meanwhile.
-                    Ok(Some(response)) if response.ttl() > 0 => {}
+                    Ok(Some(response)) if response.ttl() > 0 => {
+                        lease.renewed(sent, response.ttl());
+                    }
                     _ => break,
                 }
             }
@@ -391,7 +465,7 @@ async fn keep_lease(endpoints: Arc<Endpoints>, lease: Arc<AtomicI64>, ttl: Durat
         // The member may be gone: move on before granting again (a lease lives in the
         // cluster, but this one lapses while the stream is down, so a new one is simpler).
         endpoints.failover(index).await;
-        lease.store(0, Ordering::SeqCst);
+        lease.lost();
         log::warn!("etcd lease {granted:x} lost; granting a new one");
     }
 }
@@ -454,6 +528,10 @@ impl Store for EtcdStore {
         self.commit_claiming(writes, &Claims::none()).await
     }
 
+    fn loaded_revision(&self) -> Revision {
+        self.loaded_at.load(Ordering::SeqCst) as Revision
+    }
+
     async fn commit_claiming(
         &self,
         writes: Vec<Write>,
@@ -462,10 +540,8 @@ impl Store for EtcdStore {
         let (revision, taken) = self.group.commit(writes, claims.clone()).await?;
         match taken {
             ClaimsTaken::Yes { lease, taken } => {
+                self.took(lease, taken.iter().map(|id| id.as_str()));
                 let mut held = self.held();
-                for id in &taken {
-                    held.took(lease, id);
-                }
                 for id in &claims.give_up {
                     held.gave_up(id);
                 }
@@ -568,7 +644,10 @@ impl Store for EtcdStore {
 
     async fn claim(&self, operation_id: &str) -> Result<bool, StoreError> {
         let lease = self.connection.current_lease()?;
-        if self.held().holds(lease, operation_id) {
+        // Known held only while the lease surely lives: in a partition etcd may have let it
+        // lapse (and another replica claimed the operation) before the keeper notices.
+        let alive = self.connection.lease.surely_alive() == Some(lease);
+        if alive && self.held().holds(lease, operation_id) {
             return Ok(true);
         }
         let key = self.connection.full_key(&format!("{OWNERS}{operation_id}"));
@@ -609,13 +688,16 @@ impl Store for EtcdStore {
         // Remembered only on the current lease: a claim on a lease this replica lost (still
         // alive in etcd until it lapses) must be asked for again, to be taken anew then.
         if response.succeeded() || owner == Some((true, lease)) {
-            self.held().took(lease, operation_id);
+            self.took(lease, [operation_id]);
         }
         Ok(mine)
     }
 
     async fn release(&self, operation_id: &str) -> Result<(), StoreError> {
-        self.held().gave_up(operation_id);
+        // Every claim on the current lease is in `held`; one on a lease lost lapses with it.
+        if !self.held().gave_up(operation_id) {
+            return Ok(());
+        }
         let txn = self.connection.release_txn(operation_id);
         self.connection
             .endpoints
@@ -1093,6 +1175,25 @@ mod tests {
         );
         assert!(b.claim("op-a").await.unwrap(), "given up, so b may take it");
         assert!(!a.claim("op-a").await.unwrap(), "a no longer holds it");
+
+        // etcd gives a nested transaction what the outer one leaves of its 128 operations:
+        // claims go along only while one is left; a commit at the limit goes without them.
+        let many = |n: usize, tag: &str| -> Vec<Write> {
+            (0..n)
+                .map(|i| put(&format!("instances/{tag}-{i}")))
+                .collect()
+        };
+        a.commit_claiming(many(127, "full"), &claims(&["op-full"], &[]))
+            .await
+            .expect("the writes go, without the claim");
+        assert_eq!(owner(&a, "op-full").await, None);
+        a.commit_claiming(many(126, "room"), &claims(&["op-room"], &[]))
+            .await
+            .unwrap();
+        assert_eq!(
+            owner(&a, "op-room").await.as_deref(),
+            Some(a.connection.replica.as_str())
+        );
     }
 
     // Issue #20: commits that wait together go as one transaction; a failed condition in it

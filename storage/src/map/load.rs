@@ -74,7 +74,11 @@ pub(super) async fn load(store: &dyn Store) -> Result<Maps, StoreError> {
         (_, Err(err)) => Err(err),
         (Err(err), Ok(_)) => Err(err),
         (Ok(()), Ok(_)) if panicked => Err(stopped()),
-        (Ok(()), Ok(maps)) => Ok(maps),
+        (Ok(()), Ok(mut maps)) => {
+            // The watch takes over from the snapshot read.
+            maps.delivered = store.loaded_revision();
+            Ok(maps)
+        }
     }
 }
 

@@ -438,7 +438,6 @@ impl Maps {
         }
     }
 
-    /// The revision the maps hold for a store key.
     /// The revision at which the map holds the record `change` writes or deletes.
     fn held_revision(&self, change: &Packing) -> Option<Revision> {
         match (change, change.record_id()) {
@@ -457,6 +456,7 @@ impl Maps {
         }
     }
 
+    /// The revision the maps hold for a store key.
     fn revision_of(&self, key: &str) -> Option<Revision> {
         let (kind, id) = key.split_once('/')?;
         match kind {
@@ -542,8 +542,6 @@ impl StateMap {
         let mut maps = load::load(self.store.as_ref()).await?;
         let mut held = self.maps.write().unwrap_or_else(|e| e.into_inner());
         maps.registry_generation += held.registry_generation + 1;
-        // The load read the store after the watch delivered this much.
-        maps.delivered = held.delivered;
         *held = maps;
         self.registry_generation
             .store(held.registry_generation, Ordering::Release);
@@ -1016,9 +1014,10 @@ impl StateMap {
         // and other processes' changes after it: applied now, this commit would put their
         // records back to what it wrote, and the map would hold a stale revision until the
         // record changed again (every commit conditioned on it refused meanwhile: issue #16's
-        // race of binds and deprovisions saw an unbind retried for a minute). So what the
-        // watch has passed is left as it is, and so is a record the map holds newer.
-        if revision > maps.delivered {
+        // race of binds and deprovisions saw an unbind retried for a minute). So a commit the
+        // watch has passed is left as the watch applied it; one it has reached (a part of its
+        // events delivered) or not yet reached is applied, except to records held newer.
+        if revision >= maps.delivered {
             for change in packed {
                 if maps
                     .held_revision(&change)
@@ -1706,6 +1705,10 @@ pub(crate) mod tests {
 
         fn record_format(&self) -> RecordFormat {
             RecordFormat::Json
+        }
+
+        fn loaded_revision(&self) -> Revision {
+            0
         }
     }
 
