@@ -31,8 +31,11 @@ const RETRY_DELAY: Duration = Duration::from_millis(100);
 /// Operations of a transaction that nests claims: etcd allows a nested transaction only the
 /// operations the outer one leaves of its limit, so one is kept free.
 const MAX_WITH_CLAIMS: usize = MAX_TXN_OPS - 1;
-/// Transactions in flight at once; commits arriving meanwhile wait and go merged.
-const IN_FLIGHT: usize = 8;
+/// Transactions in flight at once; commits arriving meanwhile wait and go merged. Measured
+/// (bench/README.md, issue #20): async provisions over etcd at 64 connections reached
+/// 5,500–6,100/s with 8, 7,100–8,000/s with 2 (etcd's CPU per request down by a third),
+/// 5,700–6,200/s with 1 (nothing overlaps etcd's disk write).
+const IN_FLIGHT: usize = 2;
 /// The most bytes of values a merged transaction carries (etcd refuses requests over
 /// `--max-request-bytes`, 1.5 MiB by default; a single commit is never held to this).
 const MERGED_BYTES: usize = 512 * 1024;
