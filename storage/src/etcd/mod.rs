@@ -1050,14 +1050,7 @@ mod tests {
             }))
         );
         // Claims: wait for both leases, then exactly one replica owns an operation.
-        for store in [&a, &b] {
-            for _ in 0..50 {
-                if store.connection.current_lease().is_ok() {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
+        with_leases(&[&a, &b]).await;
         assert!(a.claim("op-1").await.unwrap());
         assert!(a.claim("op-1").await.unwrap(), "a claim is kept");
         assert!(
@@ -1086,6 +1079,18 @@ mod tests {
         }
     }
 
+    /// Waits (up to 5 s) until each store has its lease.
+    async fn with_leases(stores: &[&EtcdStore]) {
+        for store in stores {
+            for _ in 0..50 {
+                if store.connection.current_lease().is_ok() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+
     /// The owner of `operation_id`'s claim, read from etcd itself.
     async fn owner(store: &EtcdStore, operation_id: &str) -> Option<String> {
         let key = store
@@ -1110,14 +1115,7 @@ mod tests {
         let options = crate::testing::etcd_options(&endpoint);
         let a = EtcdStore::connect(options.clone()).await.unwrap();
         let b = EtcdStore::connect(options).await.unwrap();
-        for store in [&a, &b] {
-            for _ in 0..50 {
-                if store.connection.current_lease().is_ok() {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
+        with_leases(&[&a, &b]).await;
         let put = |key: &str| Write {
             key: key.into(),
             value: Some(b"x".to_vec()),

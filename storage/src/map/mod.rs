@@ -1739,13 +1739,16 @@ pub(crate) mod tests {
             instance.plan_id = plan.into();
             Change::PutInstance(instance)
         };
+        // Commits `change` here with its answer held back until `open` is sent.
+        let held_back = |change: Change| {
+            let open = store.arm();
+            let map = Arc::clone(&map);
+            let mine = tokio::spawn(async move { map.commit(vec![change]).await });
+            (open, mine)
+        };
 
         // Updated here (answer held back), then by the other process.
-        let open = store.arm();
-        let mine = tokio::spawn({
-            let map = Arc::clone(&map);
-            async move { map.commit(vec![planned("mine")]).await }
-        });
+        let (open, mine) = held_back(planned("mine"));
         while store.inner.load().await.unwrap()[0].revision < 2 {
             tokio::task::yield_now().await;
         }
@@ -1761,11 +1764,7 @@ pub(crate) mod tests {
             .expect("the map holds the stored revision");
 
         // Updated here (answer held back), then deleted by the other process.
-        let open = store.arm();
-        let mine = tokio::spawn({
-            let map = Arc::clone(&map);
-            async move { map.commit(vec![planned("mine")]).await }
-        });
+        let (open, mine) = held_back(planned("mine"));
         while store.inner.load().await.unwrap()[0].revision < 5 {
             tokio::task::yield_now().await;
         }
