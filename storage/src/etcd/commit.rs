@@ -8,8 +8,9 @@
 //! never share a transaction (etcd refuses a key twice in one), and a merged transaction
 //! stays within etcd's limits of operations and bytes.
 //!
-//! A lone commit goes at once, as before; merging happens only while earlier transactions
-//! are under way, so it adds no wait of its own (issue #20: the etcd path against raw puts).
+//! A commit goes at once while fewer than [`IN_FLIGHT`] transactions are under way; else it
+//! waits for one of them, and goes with every commit that waited with it. Two in flight keep
+//! etcd's disk busy while the next batch gathers (issue #20: the etcd path against raw puts).
 
 use std::collections::HashSet;
 use std::sync::Arc;
