@@ -360,9 +360,10 @@ fn read_pages(db: &Database, visit: &mut PageVisitor<'_>) -> Result<(), StoreErr
 impl Store for EmbeddedStore {
     async fn load_pages(&self, visit: &mut PageVisitor<'_>) -> Result<(), StoreError> {
         // The read runs on this very thread, page by page, while the map's loading threads
-        // decode the pages it has handed over (a few at a time: a full queue blocks `visit`). (Read whole on the blocking pool, the entries stayed
-        // resident in that thread's arena, pinned there by the few allocations that outlive
-        // the load: about 1 KiB of RSS per stored instance.) On a multi-threaded runtime
+        // decode the pages it has handed over (a few at a time: a full queue blocks `visit`).
+        // (Read whole on the blocking pool, the entries stayed resident in that thread's
+        // arena, pinned there by the few allocations that outlive the load: about 1 KiB of
+        // RSS per stored instance.) On a multi-threaded runtime
         // `block_in_place` lets the other tasks move on; a current-thread runtime (tests,
         // tools) has nothing else to run while it opens its store.
         let multi_threaded = tokio::runtime::Handle::try_current().is_ok_and(|runtime| {

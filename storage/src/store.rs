@@ -58,6 +58,14 @@ impl Claims {
         Claims::default()
     }
 
+    /// Gives up the claim on `operation`, which the commit ends.
+    pub fn giving_up(operation: impl Into<OperationId>) -> Self {
+        Claims {
+            take: Vec::new(),
+            give_up: vec![operation.into()],
+        }
+    }
+
     /// Whether there is nothing to take or give up.
     pub fn is_empty(&self) -> bool {
         self.take.is_empty() && self.give_up.is_empty()

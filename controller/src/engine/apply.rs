@@ -253,10 +253,7 @@ async fn carry_out(engine: &Engine, basis: &Basis, ending: Ending) {
         }
     }
     // The claim goes with the ending (the record too, when reverted).
-    let claims = Claims {
-        take: Vec::new(),
-        give_up: vec![operation.id.clone()],
-    };
+    let claims = Claims::giving_up(operation.id.clone());
     if let Err(err) = engine.state.commit_claiming(basis, changes, &claims).await {
         retry_later(engine, &operation.id, err);
         return;

@@ -274,10 +274,7 @@ impl Engine {
         let halted = halted_by(&changes);
         // Claimed as it is stored: this replica drives what it accepts (the creates it
         // halted are given up, if this replica drove them).
-        let claims = Claims {
-            take: vec![operation.id.clone()],
-            give_up: halted.iter().map(|halted| halted.id.clone()).collect(),
-        };
+        let claims = claims(vec![operation.id.clone()], &halted);
         (self.state)
             .commit_claiming(&basis, changes, &claims)
             .await?;
@@ -401,6 +398,15 @@ impl Live for Engine {
             counts: self.state.counts(),
             operations: self.state.operation_counts(),
         }
+    }
+}
+
+/// The claims of a commit that starts `take` and halts `halted` (given up, if this replica
+/// drove them).
+fn claims(take: Vec<OperationId>, halted: &[Operation]) -> Claims {
+    Claims {
+        take,
+        give_up: halted.iter().map(|halted| halted.id.clone()).collect(),
     }
 }
 

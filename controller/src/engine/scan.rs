@@ -293,10 +293,7 @@ async fn not_queued(engine: &Engine, job: &Job, ready: &Refused) {
     let subject = apply::subject(engine, operation);
     let kind = subject.operation.kind;
     let changes = transitions::revert(&subject);
-    let claims = Claims {
-        take: Vec::new(),
-        give_up: vec![operation_id.into()],
-    };
+    let claims = Claims::giving_up(operation_id);
     match (engine.state)
         .commit_claiming(&Basis::default(), changes, &claims)
         .await
@@ -378,10 +375,7 @@ async fn cascade_unbind(
             let admitted = Admitted::of(&batch);
             let halted = super::halted_by(&batch);
             // This replica drives the unbinds it starts (see `Engine::submit`).
-            let claims = Claims {
-                take: started_by(&batch),
-                give_up: halted.iter().map(|halted| halted.id.clone()).collect(),
-            };
+            let claims = super::claims(started_by(&batch), &halted);
             let batch = std::mem::take(&mut batch);
             (engine.state)
                 .commit_claiming(&Basis::default(), batch, &claims)

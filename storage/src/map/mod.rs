@@ -292,20 +292,6 @@ enum Packing {
 }
 
 impl Packing {
-    /// The id of the instance, binding or operation it writes or deletes; `None` for a
-    /// registry record.
-    fn record_id(&self) -> Option<&str> {
-        match self {
-            Packing::Instance(packed)
-            | Packing::Binding { packed, .. }
-            | Packing::Operation { packed, .. } => Some(packed.id()),
-            Packing::DeleteInstance(id)
-            | Packing::DeleteBinding(id)
-            | Packing::DeleteOperation(id) => Some(id),
-            Packing::Registry(_) | Packing::DeleteRegistry(_) => None,
-        }
-    }
-
     /// The packed record of a put of an instance, binding or operation.
     fn packed(&self) -> Option<&Packed> {
         match self {
@@ -435,24 +421,6 @@ impl Maps {
             if self.latest.get(&target).map(|latest| &**latest) == Some(id) {
                 self.latest.remove(&target);
             }
-        }
-    }
-
-    /// The revision at which the map holds the record `change` writes or deletes.
-    fn held_revision(&self, change: &Packing) -> Option<Revision> {
-        match (change, change.record_id()) {
-            (Packing::Instance(_) | Packing::DeleteInstance(_), Some(id)) => {
-                self.instances.get(id).map(|held| held.revision)
-            }
-            (Packing::Binding { .. } | Packing::DeleteBinding(_), Some(id)) => {
-                self.bindings.get(id).map(|held| held.revision)
-            }
-            (Packing::Operation { .. } | Packing::DeleteOperation(_), Some(id)) => {
-                self.operations.get(id).map(|held| held.revision)
-            }
-            (Packing::Registry(record), _) => self.registry.get(&record.key()).map(|(r, _)| *r),
-            (Packing::DeleteRegistry(key), _) => self.registry.get(key).map(|(r, _)| *r),
-            _ => None,
         }
     }
 
@@ -1008,6 +976,8 @@ impl StateMap {
             }
             packed.push(packing);
         }
+        // The keys, to find what the map holds of each once the store has answered.
+        let keys: Vec<String> = writes.iter().map(|write| write.key.clone()).collect();
         let revision = self.store.commit_claiming(writes, claims).await?;
         let mut maps = self.maps.write().unwrap_or_else(|e| e.into_inner());
         // Between the store's answer and this lock, the watch may have delivered this commit
@@ -1018,11 +988,8 @@ impl StateMap {
         // watch has passed is left as the watch applied it; one it has reached (a part of its
         // events delivered) or not yet reached is applied, except to records held newer.
         if revision >= maps.delivered {
-            for change in packed {
-                if maps
-                    .held_revision(&change)
-                    .is_none_or(|held| held <= revision)
-                {
+            for (key, change) in keys.iter().zip(packed) {
+                if maps.revision_of(key).is_none_or(|held| held <= revision) {
                     maps.apply(revision, change);
                 }
             }
