@@ -189,12 +189,25 @@ async fn the_dashboard_shows_operations_as_they_run() {
 /// operation in flight; the same page, never reloaded, then shows the instance ready; a failed
 /// operation shows its error; wrong credentials get nothing; a screenshot is written under
 /// the test's temp dir.
+///
+/// Chromium is started before the provision it is to watch: on a loaded machine its start
+/// alone can outlast the operation, and the page must load while the operation is in flight.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_browser_sees_an_operation_finish_without_reloading() {
     let Some(chromium) = crate::servers::server("SKYBROKER_TEST_CHROMIUM") else {
         return;
     };
-    let broker = Broker::with_config(fast_config(2500)).await;
+    let broker = Broker::with_config(fast_config(4000)).await;
+    let base = broker.metrics_url().replace("http://", "");
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let shot = dir.path().join("dashboard.png");
+    let (started, browser_started) = tokio::sync::oneshot::channel();
+    let (watch, to_watch) = tokio::sync::oneshot::channel::<(String, String)>();
+    let browser = {
+        let shot = shot.clone();
+        tokio::task::spawn_blocking(move || browse(&chromium, &base, started, to_watch, &shot))
+    };
+
     let failing = new_id("browser-fail");
     let (status, body) = broker
         .put_instance(&failing, &provision_body(FAIL), true)
@@ -205,22 +218,18 @@ async fn a_browser_sees_an_operation_finish_without_reloading() {
         broker.wait_instance(&failing, &failed_op).await["state"],
         "failed"
     );
+    browser_started.await.expect("Chromium starts");
     let instance = new_id("browser");
     let (status, body) = broker
         .put_instance(&instance, &provision_body(ASYNC), true)
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     let operation = body["operation"].as_str().unwrap().to_owned();
+    watch
+        .send((instance, operation))
+        .expect("the browser waits for its operation");
 
-    let base = broker.metrics_url().replace("http://", "");
-    let dir = tempfile::tempdir().expect("a temp dir");
-    let shot = dir.path().join("dashboard.png");
-    let seen = {
-        let (instance, operation, shot) = (instance.clone(), operation.clone(), shot.clone());
-        tokio::task::spawn_blocking(move || browse(&chromium, &base, &instance, &operation, &shot))
-    }
-    .await
-    .expect("the browser task");
+    let seen = browser.await.expect("the browser task");
     assert!(
         seen.in_flight_at_load,
         "the operation in flight when the page loaded"
@@ -269,11 +278,13 @@ struct Seen {
 }
 
 /// Drives Chromium on the dashboard at `base` (`host:port`) with the test's credentials.
+/// It says when Chromium has a tab open (`started`), then waits for the instance and the
+/// operation to watch (`to_watch`).
 fn browse(
     chromium: &str,
     base: &str,
-    instance: &str,
-    operation: &str,
+    started: tokio::sync::oneshot::Sender<()>,
+    to_watch: tokio::sync::oneshot::Receiver<(String, String)>,
     shot: &std::path::Path,
 ) -> Seen {
     use headless_chrome::protocol::cdp::Page::CaptureScreenshotFormatOption;
@@ -286,6 +297,8 @@ fn browse(
         .expect("launch options");
     let browser = Browser::new(options).expect("Chromium starts");
     let tab = browser.new_tab().expect("a tab");
+    started.send(()).expect("the test waits for Chromium");
+    let (instance, operation) = to_watch.blocking_recv().expect("an operation to watch");
     let eval = |expression: &str| -> serde_json::Value {
         tab.evaluate(expression, false)
             .expect("evaluates")
