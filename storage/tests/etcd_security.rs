@@ -553,10 +553,12 @@ async fn password_auth_with_a_role_on_the_prefix() {
         "claimed by another replica"
     );
     store.release("op-1").await.unwrap();
-    assert!(
-        claim_when_leased(&other, "op-1").await,
-        "released, then claimed"
-    );
+    // The other replica knew op-1 held: it asks again once that knowledge is old (< 1 s).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !claim_when_leased(&other, "op-1").await {
+        assert!(Instant::now() < deadline, "released, then claimed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // A wrong password fails at connect, with etcd's reason.
     let err = EtcdStore::connect(EtcdOptions {

@@ -35,7 +35,7 @@ use std::collections::HashSet;
 use std::error::Error as StdError;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use etcd_client::{
@@ -250,6 +250,25 @@ impl Held {
     }
 }
 
+/// How long one read of every claim answers for the operations other replicas hold.
+const OTHERS_FRESH: Duration = Duration::from_millis(500);
+
+/// The operations other replicas held at the last read of every claim.
+///
+/// A replica standing by asks about every operation another drives once a second, to take
+/// over when that one dies. One read of all the claims answers those questions, not one read
+/// per operation: with thousands in flight, reads one by one held the standby's scanner for
+/// seconds a pass (each under its instance's lock) and cost etcd a request each. An answer
+/// at most [`OTHERS_FRESH`] old delays a takeover by no more than that, and a claim lapses
+/// with its replica's lease, seconds after the replica died.
+#[derive(Default)]
+struct Others {
+    read_at: Option<Instant>,
+    operations: HashSet<String>,
+    /// How many times every claim was read (tests).
+    reads: u64,
+}
+
 /// The etcd store.
 pub struct EtcdStore {
     connection: Arc<Connection>,
@@ -257,6 +276,8 @@ pub struct EtcdStore {
     group: Group,
     /// The claims this replica holds (see [`Held`]).
     held: Mutex<Held>,
+    /// The claims other replicas hold (see [`Others`]).
+    others: tokio::sync::Mutex<Others>,
     /// The revision of the last `load`, where `watch` starts.
     loaded_at: AtomicI64,
     /// Keeps the lease alive; aborted on drop.
@@ -390,6 +411,7 @@ impl EtcdStore {
             group: Group::start(Arc::clone(&connection)),
             connection,
             held: Mutex::default(),
+            others: tokio::sync::Mutex::default(),
             loaded_at: AtomicI64::new(0),
             keeper,
         })
@@ -423,6 +445,56 @@ impl EtcdStore {
         for id in operations {
             held.took(lease, id);
         }
+    }
+
+    /// Whether another replica held `operation_id`'s claim at the last read of every claim
+    /// (see [`Others`]), read again when older than [`OTHERS_FRESH`]: in pages, from the
+    /// member's own copy (serializable: a stale answer only delays a claim, the transaction
+    /// that takes one decides).
+    async fn held_by_another(&self, operation_id: &str) -> Result<bool, StoreError> {
+        let mut others = self.others.lock().await;
+        if others.read_at.is_none_or(|at| at.elapsed() >= OTHERS_FRESH) {
+            let prefix = self.connection.full_key(OWNERS);
+            let end = range_end(&prefix);
+            let mine = self.connection.replica.as_bytes();
+            let mut operations = HashSet::new();
+            let mut start = prefix.as_bytes().to_vec();
+            let mut revision = 0;
+            loop {
+                let mut options = GetOptions::new()
+                    .with_range(end.clone())
+                    .with_limit(LOAD_PAGE as i64)
+                    .with_serializable();
+                if revision > 0 {
+                    options = options.with_revision(revision);
+                }
+                let key = start.clone();
+                let response = self
+                    .connection
+                    .endpoints
+                    .call(|mut c| async move { c.get(key, Some(options)).await })
+                    .await?;
+                if revision == 0 {
+                    revision = response.header().map_or(0, |h| h.revision());
+                }
+                let held = response.kvs().iter().filter(|kv| kv.value() != mine);
+                operations.extend(held.filter_map(|kv| {
+                    let key = std::str::from_utf8(kv.key()).ok()?;
+                    Some(key.strip_prefix(prefix.as_str())?.to_owned())
+                }));
+                match (response.more(), response.kvs().last()) {
+                    (true, Some(last)) => {
+                        start = last.key().to_vec();
+                        start.push(0);
+                    }
+                    _ => break,
+                }
+            }
+            others.operations = operations;
+            others.read_at = Some(Instant::now());
+            others.reads += 1;
+        }
+        Ok(others.operations.contains(operation_id))
     }
 }
 
@@ -650,23 +722,10 @@ impl Store for EtcdStore {
         if alive && self.held().holds(lease, operation_id) {
             return Ok(true);
         }
-        let key = self.connection.full_key(&format!("{OWNERS}{operation_id}"));
-        // Looked at first, from the member's own copy: replicas standing by ask every second
-        // for every operation another drives, and a read costs etcd no write to its log. A
-        // stale answer only delays the claim by a retry (the transaction below decides).
-        let look = GetOptions::new().with_serializable();
-        let seen = {
-            let key = key.clone();
-            self.connection
-                .endpoints
-                .call(|mut c| async move { c.get(key, Some(look)).await })
-                .await?
-        };
-        if let Some(kv) = seen.kvs().first() {
-            if kv.value() != self.connection.replica.as_bytes() {
-                return Ok(false);
-            }
+        if self.held_by_another(operation_id).await? {
+            return Ok(false);
         }
+        let key = self.connection.full_key(&format!("{OWNERS}{operation_id}"));
         let txn = self
             .connection
             .claim_txn(operation_id, lease)
@@ -685,6 +744,12 @@ impl Store for EtcdStore {
             _ => None,
         });
         let mine = response.succeeded() || owner.is_some_and(|(mine, _)| mine);
+        if !mine {
+            // Taken since the last read of every claim: not asked about again until the next.
+            (self.others.lock().await)
+                .operations
+                .insert(operation_id.to_owned());
+        }
         // Remembered only on the current lease: a claim on a lease this replica lost (still
         // alive in etcd until it lapses) must be asked for again, to be taken anew then.
         if response.succeeded() || owner == Some((true, lease)) {
@@ -1063,10 +1128,7 @@ mod tests {
             "release by another replica does nothing"
         );
         a.release("op-1").await.unwrap();
-        assert!(
-            b.claim("op-1").await.unwrap(),
-            "released claims can be taken"
-        );
+        takes(&b, "op-1").await;
         // A dead replica's claims lapse with its lease.
         drop(b);
         let deadline = std::time::Instant::now() + Duration::from_secs(15);
@@ -1076,6 +1138,52 @@ mod tests {
                 "the claim never lapsed"
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    // A replica standing by learns who holds every claim in one read, however many it asks
+    // about (issue #20: one read each held its scanner for seconds a pass), reads them again
+    // once that read is old, and takes a claim given up after that.
+    #[tokio::test]
+    async fn one_read_answers_for_every_claim_another_replica_holds() {
+        let Some(endpoint) = crate::testing::etcd_endpoint() else {
+            return;
+        };
+        let options = crate::testing::etcd_options(&endpoint);
+        let a = EtcdStore::connect(options.clone()).await.unwrap();
+        let b = EtcdStore::connect(options).await.unwrap();
+        with_leases(&[&a, &b]).await;
+        let ids: Vec<String> = (0..300).map(|i| format!("op-held-{i}")).collect();
+        for id in &ids {
+            assert!(a.claim(id).await.unwrap());
+        }
+        for id in &ids {
+            assert!(!b.claim(id).await.unwrap(), "{id} is held by a");
+        }
+        assert_eq!(b.others.lock().await.reads, 1, "one read for 300 claims");
+        assert!(b.claim("op-free").await.unwrap(), "a claim no one holds");
+        assert_eq!(b.others.lock().await.reads, 1);
+        // Given up: taken once the last read is old.
+        a.release(&ids[7]).await.unwrap();
+        takes(&b, &ids[7]).await;
+        assert!(b.others.lock().await.reads >= 2, "read again");
+        assert_eq!(
+            owner(&b, &ids[7]).await.as_deref(),
+            Some(b.connection.replica.as_str())
+        );
+        assert!(!b.claim(&ids[8]).await.unwrap(), "the rest stay a's");
+    }
+
+    /// Claims `operation_id` for `store`, which may take until its last read of every claim
+    /// is old (up to 5 s here).
+    async fn takes(store: &EtcdStore, operation_id: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !store.claim(operation_id).await.unwrap() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{operation_id} was never taken"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
@@ -1171,7 +1279,7 @@ mod tests {
             owner(&a, "op-b").await.as_deref(),
             Some(b.connection.replica.as_str())
         );
-        assert!(b.claim("op-a").await.unwrap(), "given up, so b may take it");
+        takes(&b, "op-a").await; // given up, so b may take it
         assert!(!a.claim("op-a").await.unwrap(), "a no longer holds it");
 
         // etcd gives a nested transaction what the outer one leaves of its 128 operations:
