@@ -98,7 +98,8 @@ enum Scenario {
     Engine,
     /// 6 and 7. start-up time and RSS with many stored instances.
     Startup,
-    /// The embedded store alone: commits/s with 1 and many committers (group commit).
+    /// The stores alone: embedded commits/s with 1 and many committers (group commit); with
+    /// etcd among the stores, a standby replica's passes over another's claims.
     Store,
     /// The Service Manager's proxy: catalog, provisions and last_operation through a central
     /// broker as a share of talking to the external broker directly (issue #18).
@@ -145,6 +146,10 @@ struct RunArgs {
     /// benchmark starts a private etcd (the `etcd` on PATH) for the scenario.
     #[arg(long)]
     etcd_endpoint: Option<String>,
+    /// Operations one replica drives while another stands by (`store` with etcd among the
+    /// stores).
+    #[arg(long, default_value_t = 10_000)]
+    standby_operations: usize,
     /// Engine sizes: the smallest in flight in maps of every size (the cost must stay flat),
     /// then the largest map with every size in flight (the cost grows).
     #[arg(long, value_delimiter = ',', default_values_t = [1_000usize, 10_000, 100_000])]
@@ -334,6 +339,27 @@ fn run(args: &RunArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Result<Repo
                 Duration::from_secs(3),
                 200_000,
             ))?);
+        }
+        if args.stores.contains(&Backend::Etcd) {
+            eprintln!("== etcd: a standby replica's claims");
+            let standby = runtime.block_on(async {
+                let private_etcd = match &args.etcd_endpoint {
+                    Some(_) => None,
+                    None => Some(process::Etcd::start(&args.work_dir).await?),
+                };
+                let endpoint = match (&private_etcd, &args.etcd_endpoint) {
+                    (Some(etcd), _) => etcd.endpoint.clone(),
+                    (None, endpoint) => endpoint.clone().unwrap_or_default(),
+                };
+                storebench::standby_claims(&endpoint, args.standby_operations).await
+            });
+            match standby {
+                Ok(standby) => report.standby = Some(standby),
+                Err(err) => {
+                    let name = "etcd: a standby replica's claims".to_owned();
+                    report.skipped.push((name, format!("{err:#}")));
+                }
+            }
         }
     }
     report.load_after = procfs::load_average();

@@ -8,7 +8,7 @@ use crate::dashboard::DashboardResult;
 use crate::engine::EngineResult;
 use crate::http::HttpResult;
 use crate::startup::StartupResult;
-use crate::storebench::{EtcdPutResult, StoreResult};
+use crate::storebench::{EtcdPutResult, StandbyResult, StoreResult};
 
 /// Everything one run measured.
 #[derive(Debug, Default)]
@@ -37,6 +37,8 @@ pub struct Report {
     pub dashboard: Vec<DashboardResult>,
     /// Raw puts to the etcd of the provision scenario.
     pub etcd_puts: Vec<EtcdPutResult>,
+    /// A standby replica's claims on etcd.
+    pub standby: Option<StandbyResult>,
     /// Throughput against concurrency.
     pub sweep: Vec<crate::sweep::SweepPoint>,
     /// Total run time.
@@ -93,6 +95,9 @@ impl Report {
         }
         if !self.etcd_puts.is_empty() {
             out.push_str(&self.etcd_table());
+        }
+        if let Some(standby) = &self.standby {
+            out.push_str(&standby_table(standby));
         }
         if !self.sweep.is_empty() {
             out.push_str(&self.sweep_table());
@@ -397,4 +402,24 @@ impl Report {
         }
         out
     }
+}
+
+/// A standby replica's passes over the claims another replica holds.
+fn standby_table(standby: &StandbyResult) -> String {
+    let mut out = format!(
+        "\n### etcd: a standby replica asks for {} claims another replica holds\n\n\
+         | pass | time | per claim |\n\
+         |---:|---:|---:|\n",
+        standby.operations
+    );
+    for (n, pass) in standby.passes.iter().enumerate() {
+        let per_claim = pass.as_secs_f64() * 1e6 / standby.operations.max(1) as f64;
+        let _ = writeln!(
+            out,
+            "| {} | {} | {per_claim:.1} µs |",
+            n + 1,
+            duration(*pass)
+        );
+    }
+    out
 }

@@ -7,12 +7,15 @@
 //! - etcd: raw puts per second straight through `etcd-client` (no broker, no transaction,
 //!   no condition), sequential and concurrent, to the etcd the broker's provision scenario
 //!   uses in the same run: the ceiling the broker's etcd figure is read against.
+//! - etcd claims from a replica standing by: one replica holds many operations' claims and
+//!   another asks for each, as its scanner does once a second to take over when the owner
+//!   dies. A pass costs that scanner this long (each claim under its instance's lock).
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use skybroker_storage::{EmbeddedStore, Expect, Store, Write};
+use skybroker_storage::{Claims, EmbeddedStore, EtcdOptions, EtcdStore, Expect, Store, Write};
 
 /// One configuration's figures.
 #[derive(Debug, Clone)]
@@ -182,6 +185,69 @@ pub async fn etcd_puts(
         p50,
         p99,
     })
+}
+
+/// A standby replica's passes over operations another replica drives.
+#[derive(Debug, Clone)]
+pub struct StandbyResult {
+    /// Operations the owner holds.
+    pub operations: usize,
+    /// Each pass asking for every one of them (a second apart).
+    pub passes: Vec<Duration>,
+}
+
+/// One replica takes the claims of `operations` operations (in commits, as admissions do);
+/// a second asks for each of them in three passes a second apart, every claim refused.
+pub async fn standby_claims(endpoint: &str, operations: usize) -> anyhow::Result<StandbyResult> {
+    let prefix = format!("/skybroker-bench-standby/{}/", std::process::id());
+    let connect = || {
+        EtcdStore::connect(EtcdOptions {
+            endpoints: vec![endpoint.to_owned()],
+            prefix: prefix.clone(),
+            user: None,
+            ca_pem: None,
+            identity_pem: None,
+            lease_ttl: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(10),
+        })
+    };
+    let (owner, standby) = (connect().await?, connect().await?);
+    // Each store is granted its lease in the background: claims wait for it.
+    for store in [&owner, &standby] {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while store.claim("standby-bench-lease").await.is_err() {
+            anyhow::ensure!(Instant::now() < deadline, "no etcd lease granted");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let ids: Vec<String> = (0..operations)
+        .map(|i| format!("standby-bench-{i}"))
+        .collect();
+    for chunk in ids.chunks(100) {
+        let write = Write {
+            key: format!("operations/{}", chunk[0]),
+            value: Some(b"o".to_vec()),
+            expect: Expect::Any,
+        };
+        let claims = Claims {
+            take: chunk.iter().map(|id| id.as_str().into()).collect(),
+            give_up: Vec::new(),
+        };
+        owner.commit_claiming(vec![write], &claims).await?;
+    }
+    let mut passes = Vec::new();
+    for _ in 0..3 {
+        let started = Instant::now();
+        for id in &ids {
+            anyhow::ensure!(!standby.claim(id).await?, "{id}: the standby took it");
+        }
+        passes.push(started.elapsed());
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let mut client = etcd_client::Client::connect([endpoint], None).await?;
+    let all = etcd_client::DeleteOptions::new().with_prefix();
+    client.delete(prefix.as_str(), Some(all)).await?;
+    Ok(StandbyResult { operations, passes })
 }
 
 /// The `q` quantile of sorted latencies (zero when there are none).
