@@ -39,8 +39,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use etcd_client::{
-    Certificate, Client, ConnectOptions, GetOptions, Identity, PutOptions, SortOrder, SortTarget,
-    TlsOptions, TxnOp, TxnOpResponse, WatchOptions,
+    Certificate, Client, ConnectOptions, GetOptions, Identity, KeyValue, PutOptions, TlsOptions,
+    TxnOp, TxnOpResponse, WatchOptions,
 };
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -259,14 +259,35 @@ const OTHERS_FRESH: Duration = Duration::from_millis(500);
 /// over when that one dies. One read of all the claims answers those questions, not one read
 /// per operation: with thousands in flight, reads one by one held the standby's scanner for
 /// seconds a pass (each under its instance's lock) and cost etcd a request each. An answer
-/// at most [`OTHERS_FRESH`] old delays a takeover by no more than that, and a claim lapses
-/// with its replica's lease, seconds after the replica died.
+/// at most [`OTHERS_FRESH`] old (counted from when its read began) delays a takeover by no
+/// more than that, and a claim lapses with its replica's lease, seconds after the replica
+/// died. A read that failed answers its error for as long, so claims wait for etcd without
+/// each trying the read again.
 #[derive(Default)]
 struct Others {
+    /// When the last read began.
     read_at: Option<Instant>,
+    /// The operations it found held by other replicas, and those refused since.
     operations: HashSet<String>,
-    /// How many times every claim was read (tests).
+    /// The revision it read at.
+    revision: i64,
+    /// Why it failed, if it did.
+    failure: Option<StoreError>,
+    /// How many reads succeeded (tests).
     reads: u64,
+}
+
+impl Others {
+    /// Whether another replica holds `operation_id`, unless the last read is too old to say.
+    fn answer(&self, operation_id: &str) -> Option<Result<bool, StoreError>> {
+        if self.read_at.is_none_or(|at| at.elapsed() >= OTHERS_FRESH) {
+            return None;
+        }
+        Some(match &self.failure {
+            Some(err) => Err(err.clone()),
+            None => Ok(self.operations.contains(operation_id)),
+        })
+    }
 }
 
 /// The etcd store.
@@ -277,7 +298,9 @@ pub struct EtcdStore {
     /// The claims this replica holds (see [`Held`]).
     held: Mutex<Held>,
     /// The claims other replicas hold (see [`Others`]).
-    others: tokio::sync::Mutex<Others>,
+    others: Mutex<Others>,
+    /// Held while every claim is read: one read at a time, never under `others`.
+    reading_others: tokio::sync::Mutex<()>,
     /// The revision of the last `load`, where `watch` starts.
     loaded_at: AtomicI64,
     /// Keeps the lease alive; aborted on drop.
@@ -411,7 +434,8 @@ impl EtcdStore {
             group: Group::start(Arc::clone(&connection)),
             connection,
             held: Mutex::default(),
-            others: tokio::sync::Mutex::default(),
+            others: Mutex::default(),
+            reading_others: tokio::sync::Mutex::default(),
             loaded_at: AtomicI64::new(0),
             keeper,
         })
@@ -447,54 +471,95 @@ impl EtcdStore {
         }
     }
 
+    /// Reads every key under `prefix` in pages of [`LOAD_PAGE`], all at the first page's
+    /// revision (one consistent snapshot, never one giant response), handing each page to
+    /// `page` in key order; answers that revision.
+    ///
+    /// No sort order is asked for: etcd returns a range in key order anyway, and a range
+    /// with any sort order is read whole on the server before the limit cuts it, so every
+    /// page of a paged read would cost the server all the keys after it.
+    async fn read_pages(
+        &self,
+        prefix: &str,
+        mut page: impl FnMut(&[KeyValue]) -> Result<(), StoreError>,
+    ) -> Result<i64, StoreError> {
+        let end = range_end(prefix);
+        let mut start = prefix.as_bytes().to_vec();
+        let mut revision = 0;
+        loop {
+            let mut options = GetOptions::new()
+                .with_range(end.clone())
+                .with_limit(LOAD_PAGE as i64);
+            if revision > 0 {
+                options = options.with_revision(revision);
+            }
+            let key = start.clone();
+            let response = self
+                .connection
+                .endpoints
+                .call(|mut c| async move { c.get(key, Some(options)).await })
+                .await?;
+            if revision == 0 {
+                revision = response.header().map_or(0, |h| h.revision());
+            }
+            page(response.kvs())?;
+            match (response.more(), response.kvs().last()) {
+                (true, Some(last)) => {
+                    start = last.key().to_vec();
+                    start.push(0);
+                }
+                _ => return Ok(revision),
+            }
+        }
+    }
+
+    fn others(&self) -> std::sync::MutexGuard<'_, Others> {
+        // Whole assignments: consistent across a panic.
+        self.others.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Whether another replica held `operation_id`'s claim at the last read of every claim
-    /// (see [`Others`]), read again when older than [`OTHERS_FRESH`]: in pages, from the
-    /// member's own copy (serializable: a stale answer only delays a claim, the transaction
-    /// that takes one decides).
+    /// (see [`Others`]), read again when older than [`OTHERS_FRESH`]. An answer a little old
+    /// only delays a claim: the transaction that takes one decides.
     async fn held_by_another(&self, operation_id: &str) -> Result<bool, StoreError> {
-        let mut others = self.others.lock().await;
-        if others.read_at.is_none_or(|at| at.elapsed() >= OTHERS_FRESH) {
-            let prefix = self.connection.full_key(OWNERS);
-            let end = range_end(&prefix);
-            let mine = self.connection.replica.as_bytes();
-            let mut operations = HashSet::new();
-            let mut start = prefix.as_bytes().to_vec();
-            let mut revision = 0;
-            loop {
-                let mut options = GetOptions::new()
-                    .with_range(end.clone())
-                    .with_limit(LOAD_PAGE as i64)
-                    .with_serializable();
-                if revision > 0 {
-                    options = options.with_revision(revision);
-                }
-                let key = start.clone();
-                let response = self
-                    .connection
-                    .endpoints
-                    .call(|mut c| async move { c.get(key, Some(options)).await })
-                    .await?;
-                if revision == 0 {
-                    revision = response.header().map_or(0, |h| h.revision());
-                }
-                let held = response.kvs().iter().filter(|kv| kv.value() != mine);
+        if let Some(answer) = self.others().answer(operation_id) {
+            return answer;
+        }
+        // Those who wait here take the answer of the read the first of them made.
+        let _reading = self.reading_others.lock().await;
+        if let Some(answer) = self.others().answer(operation_id) {
+            return answer;
+        }
+        let began = Instant::now();
+        let prefix = self.connection.full_key(OWNERS);
+        let mine = self.connection.replica.as_bytes();
+        let mut operations = HashSet::new();
+        let read = self
+            .read_pages(&prefix, |kvs| {
+                let held = kvs.iter().filter(|kv| kv.value() != mine);
                 operations.extend(held.filter_map(|kv| {
                     let key = std::str::from_utf8(kv.key()).ok()?;
                     Some(key.strip_prefix(prefix.as_str())?.to_owned())
                 }));
-                match (response.more(), response.kvs().last()) {
-                    (true, Some(last)) => {
-                        start = last.key().to_vec();
-                        start.push(0);
-                    }
-                    _ => break,
-                }
+                Ok(())
+            })
+            .await;
+        let mut others = self.others();
+        others.read_at = Some(began);
+        match read {
+            Ok(revision) => {
+                let held = operations.contains(operation_id);
+                others.operations = operations;
+                others.revision = revision;
+                others.failure = None;
+                others.reads += 1;
+                Ok(held)
             }
-            others.operations = operations;
-            others.read_at = Some(Instant::now());
-            others.reads += 1;
+            Err(err) => {
+                others.failure = Some(err.clone());
+                Err(err)
+            }
         }
-        Ok(others.operations.contains(operation_id))
     }
 }
 
@@ -551,47 +616,22 @@ impl Store for EtcdStore {
     }
 
     async fn load_pages(&self, visit: &mut PageVisitor<'_>) -> Result<(), StoreError> {
-        let end = range_end(&self.connection.prefix);
-        let mut start = self.connection.prefix.as_bytes().to_vec();
-        let mut revision = 0;
-        loop {
-            let mut options = GetOptions::new()
-                .with_range(end.clone())
-                .with_limit(LOAD_PAGE as i64)
-                .with_sort(SortTarget::Key, SortOrder::Ascend);
-            if revision > 0 {
-                // Every page at the first page's revision: one consistent snapshot.
-                options = options.with_revision(revision);
-            }
-            let key = start.clone();
-            let response = self
-                .connection
-                .endpoints
-                .call(|mut c| async move { c.get(key, Some(options)).await })
-                .await?;
-            if revision == 0 {
-                revision = response.header().map_or(0, |h| h.revision());
-            }
-            let page = response
-                .kvs()
-                .iter()
-                .filter_map(|kv| {
-                    Some(Entry {
-                        key: Self::store_key(&self.connection.prefix, kv.key())?,
-                        value: kv.value().to_vec(),
-                        revision: kv.mod_revision() as Revision,
-                    })
-                })
-                .collect();
-            visit(page)?;
-            match (response.more(), response.kvs().last()) {
-                (true, Some(last)) => {
-                    start = last.key().to_vec();
-                    start.push(0);
-                }
-                _ => break,
-            }
-        }
+        let prefix = &self.connection.prefix;
+        let revision = self
+            .read_pages(prefix, |kvs| {
+                visit(
+                    kvs.iter()
+                        .filter_map(|kv| {
+                            Some(Entry {
+                                key: Self::store_key(prefix, kv.key())?,
+                                value: kv.value().to_vec(),
+                                revision: kv.mod_revision() as Revision,
+                            })
+                        })
+                        .collect(),
+                )
+            })
+            .await?;
         self.loaded_at.store(revision, Ordering::SeqCst);
         Ok(())
     }
@@ -745,10 +785,13 @@ impl Store for EtcdStore {
         });
         let mine = response.succeeded() || owner.is_some_and(|(mine, _)| mine);
         if !mine {
-            // Taken since the last read of every claim: not asked about again until the next.
-            (self.others.lock().await)
-                .operations
-                .insert(operation_id.to_owned());
+            // Taken since the last read of every claim: not asked about again until the next,
+            // unless that read is newer than this answer (and may have seen the claim lapse).
+            let revision = response.header().map_or(0, |h| h.revision());
+            let mut others = self.others();
+            if revision >= others.revision {
+                others.operations.insert(operation_id.to_owned());
+            }
         }
         // Remembered only on the current lease: a claim on a lease this replica lost (still
         // alive in etcd until it lapses) must be asked for again, to be taken anew then.
@@ -1160,13 +1203,33 @@ mod tests {
         for id in &ids {
             assert!(!b.claim(id).await.unwrap(), "{id} is held by a");
         }
-        assert_eq!(b.others.lock().await.reads, 1, "one read for 300 claims");
+        let reads = b.others().reads;
+        // One read; two if the first grew old before the last question (a loaded machine).
+        assert!(reads <= 2, "{reads} reads for 300 claims");
         assert!(b.claim("op-free").await.unwrap(), "a claim no one holds");
-        assert_eq!(b.others.lock().await.reads, 1);
+
+        // Taken after b's read: refused by its transaction, then known without another read.
+        assert!(a.claim("op-late").await.unwrap());
+        b.others().read_at = Some(Instant::now()); // as if b had read just before
+        assert!(!b.claim("op-late").await.unwrap());
+        assert!(b.others().operations.contains("op-late"), "remembered");
+        assert!(!b.claim("op-late").await.unwrap());
+        assert_eq!(b.others().reads, reads, "no read for it");
+        // A refusal older than the last read does not overrule it (which may have seen the
+        // claim lapse since).
+        assert!(a.claim("op-later").await.unwrap());
+        {
+            let mut others = b.others();
+            others.read_at = Some(Instant::now());
+            others.revision = i64::MAX;
+        }
+        assert!(!b.claim("op-later").await.unwrap());
+        assert!(!b.others().operations.contains("op-later"));
+
         // Given up: taken once the last read is old.
         a.release(&ids[7]).await.unwrap();
         takes(&b, &ids[7]).await;
-        assert!(b.others.lock().await.reads >= 2, "read again");
+        assert!(b.others().reads > reads, "read again");
         assert_eq!(
             owner(&b, &ids[7]).await.as_deref(),
             Some(b.connection.replica.as_str())
