@@ -222,13 +222,15 @@ pub async fn standby_claims(endpoint: &str, operations: usize) -> anyhow::Result
     }
     let passes = standby_passes(&owner, &standby, operations).await;
     // Cleared whatever the passes came to (the claims go with the leases, the records not).
-    let mut client = etcd_client::Client::connect([endpoint], None).await?;
-    let all = etcd_client::DeleteOptions::new().with_prefix();
-    client.delete(prefix.as_str(), Some(all)).await?;
-    Ok(StandbyResult {
-        operations,
-        passes: passes?,
-    })
+    let cleared = async {
+        let mut client = etcd_client::Client::connect([endpoint], None).await?;
+        let all = etcd_client::DeleteOptions::new().with_prefix();
+        client.delete(prefix.as_str(), Some(all)).await
+    }
+    .await;
+    let passes = passes?;
+    cleared?;
+    Ok(StandbyResult { operations, passes })
 }
 
 /// The passes of [`standby_claims`], once the owner holds its claims.

@@ -259,14 +259,17 @@ const OTHERS_FRESH: Duration = Duration::from_millis(500);
 /// over when that one dies. One read of all the claims answers those questions, not one read
 /// per operation: with thousands in flight, reads one by one held the standby's scanner for
 /// seconds a pass (each under its instance's lock) and cost etcd a request each. An answer
-/// at most [`OTHERS_FRESH`] old (counted from when its read began) delays a takeover by no
-/// more than that, and a claim lapses with its replica's lease, seconds after the replica
-/// died. A read that failed answers its error for as long, so claims wait for etcd without
-/// each trying the read again.
+/// at most [`OTHERS_FRESH`] old (counted from when its read ended) delays a takeover by that
+/// and the read's own time, against a claim that lapses with its replica's lease, seconds
+/// after the replica died. A read that failed answers its error for as long, so claims wait
+/// for etcd without each trying the read again (each waiting out a request timeout).
 #[derive(Default)]
 struct Others {
-    /// When the last read began.
+    /// When the last read ended.
     read_at: Option<Instant>,
+    /// Reads ended so far, failed ones included: a claim that waited for a read takes its
+    /// answer whatever its age, rather than reading again.
+    generation: u64,
     /// The operations it found held by other replicas, and those refused since.
     operations: HashSet<String>,
     /// The revision it read at.
@@ -278,15 +281,21 @@ struct Others {
 }
 
 impl Others {
-    /// Whether another replica holds `operation_id`, unless the last read is too old to say.
-    fn answer(&self, operation_id: &str) -> Option<Result<bool, StoreError>> {
-        if self.read_at.is_none_or(|at| at.elapsed() >= OTHERS_FRESH) {
+    /// Whether another replica holds `operation_id`, unless the last read is older than
+    /// `fresh` (or there was none).
+    fn answer(&self, operation_id: &str, fresh: Duration) -> Option<Result<bool, StoreError>> {
+        if self.read_at.is_none_or(|at| at.elapsed() >= fresh) {
             return None;
         }
-        Some(match &self.failure {
+        Some(self.last_read(operation_id))
+    }
+
+    /// What the last read says of `operation_id`.
+    fn last_read(&self, operation_id: &str) -> Result<bool, StoreError> {
+        match &self.failure {
             Some(err) => Err(err.clone()),
             None => Ok(self.operations.contains(operation_id)),
-        })
+        }
     }
 }
 
@@ -301,6 +310,8 @@ pub struct EtcdStore {
     others: Mutex<Others>,
     /// Held while every claim is read: one read at a time, never under `others`.
     reading_others: tokio::sync::Mutex<()>,
+    /// How long a read of every claim answers: [`OTHERS_FRESH`] (tests set their own).
+    others_fresh: Duration,
     /// The revision of the last `load`, where `watch` starts.
     loaded_at: AtomicI64,
     /// Keeps the lease alive; aborted on drop.
@@ -436,6 +447,7 @@ impl EtcdStore {
             held: Mutex::default(),
             others: Mutex::default(),
             reading_others: tokio::sync::Mutex::default(),
+            others_fresh: OTHERS_FRESH,
             loaded_at: AtomicI64::new(0),
             keeper,
         })
@@ -519,18 +531,24 @@ impl EtcdStore {
     }
 
     /// Whether another replica held `operation_id`'s claim at the last read of every claim
-    /// (see [`Others`]), read again when older than [`OTHERS_FRESH`]. An answer a little old
+    /// (see [`Others`]), read again when older than `others_fresh`. An answer a little old
     /// only delays a claim: the transaction that takes one decides.
     async fn held_by_another(&self, operation_id: &str) -> Result<bool, StoreError> {
-        if let Some(answer) = self.others().answer(operation_id) {
-            return answer;
-        }
+        let generation = {
+            let others = self.others();
+            if let Some(answer) = others.answer(operation_id, self.others_fresh) {
+                return answer;
+            }
+            others.generation
+        };
         // Those who wait here take the answer of the read the first of them made.
         let _reading = self.reading_others.lock().await;
-        if let Some(answer) = self.others().answer(operation_id) {
-            return answer;
+        {
+            let others = self.others();
+            if others.generation != generation {
+                return others.last_read(operation_id);
+            }
         }
-        let began = Instant::now();
         let prefix = self.connection.full_key(OWNERS);
         let mine = self.connection.replica.as_bytes();
         let mut operations = HashSet::new();
@@ -545,7 +563,8 @@ impl EtcdStore {
             })
             .await;
         let mut others = self.others();
-        others.read_at = Some(began);
+        others.read_at = Some(Instant::now());
+        others.generation += 1;
         match read {
             Ok(revision) => {
                 let held = operations.contains(operation_id);
@@ -1130,12 +1149,9 @@ mod tests {
 
     #[tokio::test]
     async fn watch_sees_other_writers_and_claims_are_exclusive() {
-        let Some(endpoint) = crate::testing::etcd_endpoint() else {
+        let Some((a, b)) = two_replicas().await else {
             return;
         };
-        let options = crate::testing::etcd_options(&endpoint);
-        let a = EtcdStore::connect(options.clone()).await.unwrap();
-        let b = EtcdStore::connect(options).await.unwrap();
         a.load().await.unwrap();
         let mut changes = a.watch().await.unwrap().expect("etcd watches");
         let revision = b
@@ -1157,8 +1173,7 @@ mod tests {
                 revision
             }))
         );
-        // Claims: wait for both leases, then exactly one replica owns an operation.
-        with_leases(&[&a, &b]).await;
+        // Claims: exactly one replica owns an operation.
         assert!(a.claim("op-1").await.unwrap());
         assert!(a.claim("op-1").await.unwrap(), "a claim is kept");
         assert!(
@@ -1189,13 +1204,11 @@ mod tests {
     // once that read is old, and takes a claim given up after that.
     #[tokio::test]
     async fn one_read_answers_for_every_claim_another_replica_holds() {
-        let Some(endpoint) = crate::testing::etcd_endpoint() else {
+        let Some((a, mut b)) = two_replicas().await else {
             return;
         };
-        let options = crate::testing::etcd_options(&endpoint);
-        let a = EtcdStore::connect(options.clone()).await.unwrap();
-        let b = EtcdStore::connect(options).await.unwrap();
-        with_leases(&[&a, &b]).await;
+        // Reads age only when the test says so.
+        b.others_fresh = Duration::from_secs(600);
         let ids: Vec<String> = (0..300).map(|i| format!("op-held-{i}")).collect();
         for id in &ids {
             assert!(a.claim(id).await.unwrap());
@@ -1203,38 +1216,57 @@ mod tests {
         for id in &ids {
             assert!(!b.claim(id).await.unwrap(), "{id} is held by a");
         }
-        let reads = b.others().reads;
-        // One read; two if the first grew old before the last question (a loaded machine).
-        assert!(reads <= 2, "{reads} reads for 300 claims");
+        assert_eq!(b.others().reads, 1, "one read for 300 claims");
         assert!(b.claim("op-free").await.unwrap(), "a claim no one holds");
 
         // Taken after b's read: refused by its transaction, then known without another read.
         assert!(a.claim("op-late").await.unwrap());
-        b.others().read_at = Some(Instant::now()); // as if b had read just before
         assert!(!b.claim("op-late").await.unwrap());
         assert!(b.others().operations.contains("op-late"), "remembered");
         assert!(!b.claim("op-late").await.unwrap());
-        assert_eq!(b.others().reads, reads, "no read for it");
+        assert_eq!(b.others().reads, 1, "no read for it");
         // A refusal older than the last read does not overrule it (which may have seen the
         // claim lapse since).
         assert!(a.claim("op-later").await.unwrap());
-        {
-            let mut others = b.others();
-            others.read_at = Some(Instant::now());
-            others.revision = i64::MAX;
-        }
+        b.others().revision = i64::MAX;
         assert!(!b.claim("op-later").await.unwrap());
         assert!(!b.others().operations.contains("op-later"));
 
-        // Given up: taken once the last read is old.
+        // Given up: taken at the next read.
         a.release(&ids[7]).await.unwrap();
-        takes(&b, &ids[7]).await;
-        assert!(b.others().reads > reads, "read again");
+        b.others().read_at = None;
+        assert!(b.claim(&ids[7]).await.unwrap(), "given up, so taken");
+        assert_eq!(b.others().reads, 2, "read again");
         assert_eq!(
             owner(&b, &ids[7]).await.as_deref(),
             Some(b.connection.replica.as_str())
         );
         assert!(!b.claim(&ids[8]).await.unwrap(), "the rest stay a's");
+
+        // Claims that wait for a read take its answer, however old it is when it ends.
+        // (This runtime has one thread: all 20 are waiting before the first read ends.)
+        b.others_fresh = Duration::ZERO;
+        let b = Arc::new(b);
+        let mut waiting = tokio::task::JoinSet::new();
+        for id in &ids[10..30] {
+            let (b, id) = (Arc::clone(&b), id.clone());
+            waiting.spawn(async move { b.claim(&id).await });
+        }
+        while let Some(answer) = waiting.join_next().await {
+            assert!(matches!(answer, Ok(Ok(false))), "{answer:?}");
+        }
+        assert_eq!(b.others().reads, 3, "one read for the 20 that waited");
+    }
+
+    /// Two replicas on one fresh prefix of the test etcd, each with its lease; `None` without
+    /// an etcd to test against.
+    async fn two_replicas() -> Option<(EtcdStore, EtcdStore)> {
+        let endpoint = crate::testing::etcd_endpoint()?;
+        let options = crate::testing::etcd_options(&endpoint);
+        let a = EtcdStore::connect(options.clone()).await.unwrap();
+        let b = EtcdStore::connect(options).await.unwrap();
+        with_leases(&[&a, &b]).await;
+        Some((a, b))
     }
 
     /// Claims `operation_id` for `store`, which may take until its last read of every claim
@@ -1280,13 +1312,9 @@ mod tests {
     // neither taken nor given up by a commit.
     #[tokio::test]
     async fn commits_take_and_give_up_claims_in_their_transaction() {
-        let Some(endpoint) = crate::testing::etcd_endpoint() else {
+        let Some((a, b)) = two_replicas().await else {
             return;
         };
-        let options = crate::testing::etcd_options(&endpoint);
-        let a = EtcdStore::connect(options.clone()).await.unwrap();
-        let b = EtcdStore::connect(options).await.unwrap();
-        with_leases(&[&a, &b]).await;
         let put = |key: &str| Write {
             key: key.into(),
             value: Some(b"x".to_vec()),
