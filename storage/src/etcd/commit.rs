@@ -44,10 +44,10 @@ const MERGED_BYTES: usize = 512 * 1024;
 const WAITING: usize = 4096;
 
 /// No claims, for a commit that cannot take them along.
-fn no_claims() -> &'static Claims {
-    static NONE: std::sync::OnceLock<Claims> = std::sync::OnceLock::new();
-    NONE.get_or_init(Claims::none)
-}
+static NO_CLAIMS: Claims = Claims {
+    take: Vec::new(),
+    give_up: Vec::new(),
+};
 
 /// Whether a commit's claims went into its transaction.
 pub(super) enum ClaimsTaken {
@@ -201,7 +201,7 @@ impl Connection {
                     if !claims.is_empty() && message.contains("lease not found") =>
                 {
                     log::debug!("etcd lease gone ({message}); committing without the claims");
-                    claims = no_claims();
+                    claims = &NO_CLAIMS;
                     continue;
                 }
                 // After a failed attempt whose outcome is unknown, a conflict may be our own
@@ -305,10 +305,14 @@ impl Batch {
         let operations = self.operations + pending.operations();
         let bytes = self.bytes + pending.bytes();
         let fits = operations <= MAX_WITH_CLAIMS && bytes <= MERGED_BYTES;
-        if !self.commits.is_empty() && (!fits || pending.keys().any(|k| self.keys.contains(&k))) {
+        if !self.commits.is_empty() && !fits {
             return Err(pending);
         }
-        self.keys.extend(pending.keys());
+        let keys: Vec<String> = pending.keys().collect();
+        if !self.commits.is_empty() && keys.iter().any(|key| self.keys.contains(key)) {
+            return Err(pending);
+        }
+        self.keys.extend(keys);
         self.operations = operations;
         self.bytes = bytes;
         self.commits.push(pending);

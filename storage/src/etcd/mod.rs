@@ -1050,12 +1050,9 @@ mod tests {
     /// (`SKYBROKER_TEST_ETCD=http://host:port`, set by the README test command).
     #[tokio::test]
     async fn etcd_store_passes_the_conformance_suite() {
-        let Some(endpoint) = crate::testing::etcd_endpoint() else {
+        let Some(store) = one_replica().await else {
             return;
         };
-        let store = EtcdStore::connect(crate::testing::etcd_options(&endpoint))
-            .await
-            .unwrap();
         crate::testing::conformance(&store).await;
     }
 
@@ -1097,12 +1094,9 @@ mod tests {
     /// and applies nothing; 128 go through.
     #[tokio::test]
     async fn commits_above_the_transaction_limit_are_refused_plainly() {
-        let Some(endpoint) = crate::testing::etcd_endpoint() else {
+        let Some(store) = one_replica().await else {
             return;
         };
-        let store = EtcdStore::connect(crate::testing::etcd_options(&endpoint))
-            .await
-            .unwrap();
         let writes = |count: usize, tag: &str| -> Vec<Write> {
             (0..count)
                 .map(|n| Write {
@@ -1125,12 +1119,9 @@ mod tests {
 
     #[tokio::test]
     async fn load_pages_through_many_keys_at_one_revision() {
-        let Some(endpoint) = crate::testing::etcd_endpoint() else {
+        let Some(store) = one_replica().await else {
             return;
         };
-        let store = EtcdStore::connect(crate::testing::etcd_options(&endpoint))
-            .await
-            .unwrap();
         // etcd allows 128 operations per transaction.
         for chunk in 0..25 {
             let writes = (0..100)
@@ -1256,6 +1247,13 @@ mod tests {
             assert!(matches!(answer, Ok(Ok(false))), "{answer:?}");
         }
         assert_eq!(b.others().reads, 3, "one read for the 20 that waited");
+    }
+
+    /// A store on a fresh prefix of the test etcd; `None` without an etcd to test against.
+    async fn one_replica() -> Option<EtcdStore> {
+        let endpoint = crate::testing::etcd_endpoint()?;
+        let options = crate::testing::etcd_options(&endpoint);
+        Some(EtcdStore::connect(options).await.unwrap())
     }
 
     /// Two replicas on one fresh prefix of the test etcd, each with its lease; `None` without
@@ -1397,14 +1395,10 @@ mod tests {
     // fails only its own commit, and two commits of one key never share a transaction.
     #[tokio::test]
     async fn concurrent_commits_share_transactions_and_conflicts_stay_their_own() {
-        let Some(endpoint) = crate::testing::etcd_endpoint() else {
+        let Some(store) = one_replica().await else {
             return;
         };
-        let store = Arc::new(
-            EtcdStore::connect(crate::testing::etcd_options(&endpoint))
-                .await
-                .unwrap(),
-        );
+        let store = Arc::new(store);
         let put = |key: String, expect| Write {
             key,
             value: Some(b"x".to_vec()),
